@@ -1,0 +1,119 @@
+"""Command-line interface: ``nodeview [PATH]``, ``nodeview info PATH [--json]``.
+
+Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from . import RESEARCH_NOTICE, __version__
+from .core.errors import NodeViewError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+log = logging.getLogger("nodeview")
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .core.dicom_io import load_series
+    from .core.sitk_io import read_image_file
+    from .core.study import scan
+
+    t0 = time.perf_counter()
+    source = scan(args.paths)
+    if source.image_file is not None:
+        volume = read_image_file(source.image_file)
+        report: dict[str, Any] = {"files": 1, "skipped": 0, "series": [], "default": volume.summary()}
+    else:
+        assert source.discovery is not None
+        discovery = source.discovery
+        chosen = discovery.find(args.series) if args.series else discovery.default_series()
+        report = discovery.to_dict()
+        report["default_series_uid"] = chosen.series_uid
+        if args.no_pixels:
+            report["default"] = chosen.to_dict()
+        else:
+            volume = load_series(chosen)
+            report["default"] = volume.summary()
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_info(report)
+    return EXIT_OK
+
+
+def _print_info(report: dict[str, Any]) -> None:
+    print(f"{report['files']} file(s), {report['skipped']} skipped", end="")
+    reasons = report.get("skipped_reasons") or {}
+    print(f" ({'; '.join(f'{n}x {r}' for r, n in reasons.items())})" if reasons else "")
+    for s in report["series"]:
+        mark = "*" if s["series_uid"] == report.get("default_series_uid") else " "
+        loc = " [localizer]" if s["localizer"] else ""
+        print(
+            f"{mark} {s['modality']:<4} {s['images']:>4} img  size zyx {tuple(s['size_zyx'])}  "
+            f"spacing zyx {tuple(s['spacing_zyx_mm'])} mm  {s['description'] or '(no description)'}{loc}"
+        )
+        print(f"    UID {s['series_uid']}")
+        for w in s["warnings"]:
+            print(f"    ! {w}")
+    d = report["default"]
+    print("Default series geometry:")
+    for key in (
+        "shape_zyx",
+        "size_zyx",
+        "spacing_zyx_mm",
+        "origin_xyz_mm",
+        "orientation",
+        "patient_position",
+        "hu_range",
+    ):
+        if key in d:
+            print(f"  {key}: {d[key]}")
+    for w in d.get("warnings", []):
+        print(f"  ! {w}")
+    print(f"({report['seconds']} s)  {RESEARCH_NOTICE}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nodeview", description=f"NodeView lung-CT viewer. {RESEARCH_NOTICE}")
+    parser.add_argument("--version", action="version", version=f"nodeview {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command")
+    info = sub.add_parser("info", help="list the series at PATH and the geometry of the default one")
+    info.add_argument("paths", nargs="+", metavar="PATH", help="DICOM folder or files, or a .mhd/.nii/.nrrd file")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.add_argument("--series", metavar="UID", help="describe this series instead of the default")
+    info.add_argument("--no-pixels", action="store_true", help="headers only: do not load the default series")
+    info.set_defaults(func=_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        return int(args.func(args))
+    except NodeViewError as exc:
+        print(f"nodeview: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # an internal error: say so in one line, details with --verbose
+        log.debug("internal error", exc_info=True)
+        print(f"nodeview: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if args.verbose:
+            raise
+        return EXIT_INTERNAL

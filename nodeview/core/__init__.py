@@ -1,0 +1,1 @@
+"""Qt-free, torch-free core: study I/O, geometry, and everything detection and reports compute."""
