@@ -25,16 +25,19 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
+import pydicom.dataset
+import pydicom.filereader
+import pydicom.uid
 from numpy.typing import NDArray
-from pydicom.errors import InvalidDicomError
 
 from .errors import GeometryError, NoImagesError, UnreadableFileError
 from .geometry import Geometry, direction_from_orientation, slice_normal
@@ -189,9 +192,9 @@ class Discovery:
         }
 
 
-def _default_rank(s: SeriesInfo) -> tuple[bool, bool, bool, int]:
+def _default_rank(s: SeriesInfo) -> tuple[bool, bool, bool, bool, int]:
     thin = s.slice_thickness_mm is None or s.slice_thickness_mm <= THIN_SLICE_MM
-    return (s.is_ct, s.n_images >= MIN_VOLUME_SLICES, thin, s.n_images)
+    return (s.plan.error is None, s.is_ct, s.n_images >= MIN_VOLUME_SLICES, thin, s.n_images)
 
 
 def _count_reasons(skipped: Iterable[SkippedFile]) -> dict[str, int]:
@@ -266,14 +269,15 @@ class _Skip(Exception):
 def _read_header(path: Path) -> tuple[Any, int | None]:
     """Header-only read; returns the dataset and the file offset of the PixelData element."""
     try:
-        with open(path, "rb") as fp:
+        with open(path, "rb") as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             head = fp.read(132)
             fp.seek(0)
             has_magic = len(head) == 132 and head[128:132] == b"DICM"
-            try:
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_magic)
-            except InvalidDicomError as exc:
-                raise _Skip("not a DICOM file") from exc
+            if has_magic:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            else:
+                ds = _read_headless(fp, head)
             offset = fp.tell()
     except _Skip:
         raise
@@ -281,9 +285,41 @@ def _read_header(path: Path) -> tuple[Any, int | None]:
         raise _Skip(f"cannot be read ({exc.strerror or exc})") from exc
     except Exception as exc:  # pydicom raises many types on garbage input
         raise _Skip("not a DICOM file or a damaged header") from exc
-    if not has_magic and "SOPClassUID" not in ds and "Rows" not in ds:
-        raise _Skip("not a DICOM file")
     return ds, offset
+
+
+def _read_headless(fp: BinaryIO, head: bytes) -> Any:
+    """A DICOM data set without preamble/"DICM" (old files, raw dumps): sniff its encoding."""
+    if len(head) < 8:
+        raise _Skip("not a DICOM file")
+    group_le = struct.unpack("<H", head[:2])[0]
+    little = group_le <= 0x00FF  # first group is 0x0002 or 0x0008 in practice
+    explicit = head[4:6] in _VR_CODES
+    if group_le not in (0x0002, 0x0008) and struct.unpack(">H", head[:2])[0] not in (0x0002, 0x0008):
+        raise _Skip("not a DICOM file")
+    fp.seek(0)
+    ds = pydicom.filereader.read_dataset(
+        fp, is_implicit_VR=not explicit, is_little_endian=little, stop_when=_at_pixel_data
+    )
+    if "SOPClassUID" not in ds and "Rows" not in ds:
+        raise _Skip("not a DICOM file")
+    meta = pydicom.dataset.FileMetaDataset()
+    syntax = ("1.2.840.10008.1.2.1" if explicit else "1.2.840.10008.1.2") if little else "1.2.840.10008.1.2.2"
+    meta.TransferSyntaxUID = pydicom.uid.UID(syntax)
+    ds.file_meta = meta
+    return ds
+
+
+_VR_CODES = {
+    v.encode()
+    for v in (
+        "AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV"
+    ).split()
+}
+
+
+def _at_pixel_data(tag: Any, vr: Any, length: int) -> bool:
+    return int(tag) == 0x7FE00010
 
 
 def _get(ds: Any, keyword: str, default: Any = None) -> Any:
@@ -457,15 +493,15 @@ def _group_series(frames: list[FrameRef], meta: dict[str, dict[str, Any]]) -> It
         uid = key[0]
         m = meta[uid]
         seen_parts[uid] += 1
-        warnings: list[str] = []
+        notes: list[str] = []
         if parts_per_uid[uid] > 1:
-            warnings.append(
+            notes.append(
                 f"This series mixes image orientations, sizes or pixel spacings; it was split into "
                 f"{parts_per_uid[uid]} parts (this is part {seen_parts[uid]})."
             )
-        warnings.extend(_header_warnings(m, members))
+        notes.extend(_header_warnings(m, members))
         plan = plan_stack(members)
-        warnings.extend(plan.warnings)
+        notes.extend(plan.warnings)
         first = members[0]
         thick_values = [f.slice_thickness for f in members if f.slice_thickness is not None]
         is_localizer = bool(m["is_localizer"]) or _looks_like_localizer(first, members, groups, uid)
@@ -484,7 +520,7 @@ def _group_series(frames: list[FrameRef], meta: dict[str, dict[str, Any]]) -> It
             spacing_zyx_mm=(plan.step_mm, first.pixel_spacing[0], first.pixel_spacing[1]),
             patient_position=m["patient_position"],
             transfer_syntaxes=syntaxes,
-            warnings=tuple(warnings),
+            warnings=tuple(notes),
             frames=tuple(members),
             plan=plan,
             patient=m["patient"],
@@ -540,6 +576,7 @@ class StackPlan:
     regular: bool
     tilt_deg: float
     warnings: tuple[str, ...]
+    error: str | None = None  # set when the frames cannot form a volume; load_series raises it
 
 
 def plan_stack(frames: Sequence[FrameRef]) -> StackPlan:
@@ -551,7 +588,7 @@ def plan_stack(frames: Sequence[FrameRef]) -> StackPlan:
     t = pos @ normal
     inst = [f.instance_number if f.instance_number is not None else 0 for f in frames]
     order = sorted(range(len(frames)), key=lambda i: (t[i], inst[i], frames[i].frame, frames[i].path))
-    warnings: list[str] = []
+    notes: list[str] = []
     thickness = next((f.slice_thickness for f in frames if f.slice_thickness), None)
 
     # Duplicates: same position (within 0.01 mm) - keep the first image of each position.
@@ -563,23 +600,24 @@ def plan_stack(frames: Sequence[FrameRef]) -> StackPlan:
             continue
         unique.append(i)
     if duplicates and len(unique) == 1:
-        raise GeometryError(
+        error = (
             f"All {len(frames)} images lie at the same position (z = {pos[0][2]:.1f} mm): they do not form "
             "a volume (perhaps repeated or dynamic scans of one slice)."
         )
+        return StackPlan(tuple(unique), (0.0,), float(thickness or 1.0), 1, True, 0.0, (error,), error)
     if duplicates:
         zs = ", ".join(f"{z:.1f}" for z in sorted(set(duplicates))[:5])
-        warnings.append(
+        notes.append(
             f"{len(duplicates)} image(s) share a slice position with another image (z = {zs} mm); "
             "one image per position was kept."
         )
     tu = t[unique] - t[unique[0]]
     if len(unique) == 1:
         step = float(thickness or 1.0)
-        warnings.append("Only 1 image: a single slice, not a volume; 3D views and detection are limited.")
-        return StackPlan(tuple(unique), (0.0,), step, 1, True, 0.0, tuple(warnings))
+        notes.append("Only 1 image: a single slice, not a volume; 3D views and detection are limited.")
+        return StackPlan(tuple(unique), (0.0,), step, 1, True, 0.0, tuple(notes))
     if len(unique) < MIN_VOLUME_SLICES:
-        warnings.append(f"Only {len(unique)} slices: too few for reliable 3D views and nodule detection.")
+        notes.append(f"Only {len(unique)} slices: too few for reliable 3D views and nodule detection.")
 
     steps = np.diff(tu)
     step = float(np.median(steps))
@@ -597,14 +635,14 @@ def plan_stack(frames: Sequence[FrameRef]) -> StackPlan:
             elif abs(ratio - 1.0) > _SPACING_TOLERANCE:
                 uneven = True
         if gap_notes:
-            warnings.append(
+            notes.append(
                 "Missing slice(s): "
                 + "; ".join(gap_notes[:5])
                 + (f" (and {len(gap_notes) - 5} more gaps)" if len(gap_notes) > 5 else "")
                 + ". The gaps were filled by linear interpolation; do not measure there."
             )
         if uneven:
-            warnings.append(
+            notes.append(
                 f"Uneven slice spacing (steps {steps.min():.2f}-{steps.max():.2f} mm): resampled to a regular "
                 f"{step:.2f} mm grid by linear interpolation."
             )
@@ -616,11 +654,11 @@ def plan_stack(frames: Sequence[FrameRef]) -> StackPlan:
         cos = float(abs(span @ normal) / np.linalg.norm(span))
         tilt = float(np.degrees(np.arccos(min(1.0, cos))))
     if tilt > _TILT_TOLERANCE_DEG:
-        warnings.append(
+        notes.append(
             f"Gantry tilt of {tilt:.1f} degrees: each slice was shifted in-plane (linear interpolation) "
             "onto an orthogonal grid, so the volume keeps its true anatomy."
         )
-    return StackPlan(tuple(unique), tuple(float(v) for v in tu), step, n_slices, regular, tilt, tuple(warnings))
+    return StackPlan(tuple(unique), tuple(float(v) for v in tu), step, n_slices, regular, tilt, tuple(notes))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -643,8 +681,10 @@ def load_series(
         GeometryError: when the images do not form a volume.
     """
     plan = series.plan
+    if plan.error:
+        raise GeometryError(plan.error)
     frames = [series.frames[i] for i in plan.order]
-    warnings = list(series.warnings)
+    notes = list(series.warnings)
     stack = np.empty((len(frames), series.rows, series.columns), dtype=np.int16)
     good = np.ones(len(frames), dtype=bool)
     decoder = _Decoder()
@@ -657,11 +697,11 @@ def load_series(
             good[n] = False
             failures.append(str(exc))
         progress(n + 1, len(frames))
-    warnings.extend(decoder.notes)
+    notes.extend(decoder.notes)
     if not good.any():
         raise UnreadableFileError(failures[0] if len(failures) == 1 else f"no image could be read: {failures[0]}")
     if failures:
-        warnings.append(
+        notes.append(
             f"{len(failures)} image(s) could not be read and were left out ({failures[0]}"
             + (f"; and {len(failures) - 1} more" if len(failures) > 1 else "")
             + ")."
@@ -683,7 +723,7 @@ def load_series(
         steps = np.diff(t)
         if not np.all(np.abs(steps - step) <= _SPACING_TOLERANCE * step):
             if failures:  # the plan's warnings already describe gaps present in the headers
-                warnings.append("The left-out images were filled by linear interpolation; do not measure there.")
+                notes.append("The left-out images were filled by linear interpolation; do not measure there.")
             stack, interpolated = _regularise(stack, t, step)
     geometry = Geometry(
         shape_zyx=(stack.shape[0], stack.shape[1], stack.shape[2]),
@@ -699,7 +739,7 @@ def load_series(
         series_uid=series.series_uid,
         patient_position=series.patient_position,
         source_format="dicom-multiframe" if first.n_frames_in_file > 1 else "dicom",
-        warnings=tuple(dict.fromkeys(warnings)),
+        warnings=tuple(dict.fromkeys(notes)),
         interpolated_slices=interpolated,
         slice_thickness_mm=series.slice_thickness_mm,
         patient=series.patient,
@@ -820,7 +860,7 @@ class _Decoder:
             group, element = struct.unpack("<HH", header[:4])
             if (group, element) != (0x7FE0, 0x0010):
                 return None
-            if header[4:6] in (b"OW", b"OB"):
+            if header[4:6] in (b"OW", b"OB", b"UN"):
                 (length,) = struct.unpack("<I", header[8:12])
                 data_start = fr.pixel_offset + 12
             else:
@@ -862,8 +902,10 @@ class _Decoder:
     @staticmethod
     def _pydicom_pixels(path: str, name: str) -> NDArray[Any]:
         try:
-            ds = pydicom.dcmread(path, force=True)
-            arr = ds.pixel_array
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, force=True)
+                arr = ds.pixel_array
         except Exception as exc:
             raise UnreadableFileError(_pixel_error(name, exc)) from exc
         return np.asarray(arr)
