@@ -12,6 +12,11 @@ from nodeview.core.sitk_io import geometry_from_sitk
 from .conftest import SHARED_DATA
 
 
+def _reader_rows() -> list[dict[str, str]]:
+    with open(SHARED_DATA / "real-ct" / "LIDC-IDRI-0002-readers.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def test_discovery_skips_the_xml_and_finds_one_series(lidc_dir):
     d = discover(lidc_dir)
     assert d.n_files == 262
@@ -39,7 +44,7 @@ def test_reader_nodule_maps_to_nodule_density(lidc_volume):
     aerated lung (about -850 HU) and soft tissue; the check is that the neighbourhood is clearly
     denser than normal lung and that the XML contours agree with the CSV centre.
     """
-    rows = list(csv.DictReader(open(SHARED_DATA / "real-ct" / "LIDC-IDRI-0002-readers.csv")))
+    rows = _reader_rows()
     assert len(rows) == 2
     g = lidc_volume.geometry
     lung = lidc_volume.hu_zyx[100:200, 150:350, 100:200]
@@ -55,7 +60,7 @@ def test_reader_nodule_maps_to_nodule_density(lidc_volume):
 
 def test_xml_contours_agree_with_csv_centre(lidc_dir, lidc_volume):
     xml = next(lidc_dir.rglob("071.xml")).read_text()
-    rows = {r["nodule_id_in_xml"]: r for r in csv.DictReader(open(SHARED_DATA / "real-ct" / "LIDC-IDRI-0002-readers.csv"))}
+    rows = {r["nodule_id_in_xml"]: r for r in _reader_rows()}
     g = lidc_volume.geometry
     for nid, row in rows.items():
         start = xml.index(f"<noduleID>{nid}</noduleID>")
