@@ -1,4 +1,4 @@
-"""Command-line interface: ``nodeview [PATH]``, ``nodeview info PATH [--json]``.
+"""Command-line interface: ``nodeview [PATH...] [--screenshot OUT.png]``, ``nodeview info PATH [--json]``.
 
 Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal error.
 """
@@ -84,9 +84,8 @@ def _print_info(report: dict[str, Any]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nodeview", description=f"NodeView lung-CT viewer. {RESEARCH_NOTICE}")
-    parser.add_argument("--version", action="version", version=f"nodeview {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="list the series at PATH and the geometry of the default one")
     info.add_argument("paths", nargs="+", metavar="PATH", help="DICOM folder or files, or a .mhd/.nii/.nrrd file")
     info.add_argument("--json", action="store_true", help="print JSON")
@@ -96,15 +95,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SUBCOMMANDS = ("info",)
+
+
+def build_gui_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nodeview",
+        description=f"NodeView lung-CT viewer. {RESEARCH_NOTICE} Subcommands: nodeview info PATH --help.",
+    )
+    parser.add_argument("--version", action="version", version=f"nodeview {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="DICOM folder or files, or a .mhd/.nii/.nrrd file")
+    parser.add_argument("--screenshot", metavar="OUT.png", help="open PATH, render, save a screenshot and exit")
+    parser.add_argument("--series", metavar="UID", help="open this series instead of the default")
+    parser.add_argument("--window", choices=["lung", "mediastinum", "bone", "soft tissue"], help="window preset")
+    parser.add_argument("--slab", type=float, metavar="MM", help="thick-slab MIP thickness in mm (5, 10, 15)")
+    parser.add_argument("--size", metavar="WxH", help="window size in pixels, e.g. 1600x900")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    is_sub = bool(argv) and argv[0] in SUBCOMMANDS
+    parser = build_parser() if is_sub else build_gui_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if args.command is None:
-        parser.print_help()
-        return EXIT_OK
     try:
+        if not is_sub:
+            return _gui(args)
         return int(args.func(args))
     except NodeViewError as exc:
         print(f"nodeview: {exc}", file=sys.stderr)
@@ -117,3 +135,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         return EXIT_INTERNAL
+
+
+def _gui(args: argparse.Namespace) -> int:
+    import os
+
+    from .qt.app import run_gui
+
+    for p in args.paths:
+        if not os.path.exists(p):
+            print(f"nodeview: {p} does not exist", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    size = None
+    if args.size:
+        w, _, h = args.size.lower().partition("x")
+        size = (int(w), int(h))
+    return run_gui(args.paths, screenshot=args.screenshot, series_uid=args.series, window_preset=args.window,
+                   slab_mm=args.slab, size=size)

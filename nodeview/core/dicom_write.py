@@ -23,7 +23,6 @@ distinct data sets.
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import math
 import os
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
@@ -207,16 +207,14 @@ def slice_positions(n_slices: int, spec: SeriesSpec) -> NDArray[np.float64]:
 
 
 # ---- writers ----------------------------------------------------------------------------------
-def write_series(
-    hu_zyx: NDArray[np.int16], out_dir: str | Path, spec: SeriesSpec | None = None
-) -> list[Path]:
+def write_series(hu_zyx: NDArray[np.int16], out_dir: str | Path, spec: SeriesSpec = SeriesSpec()) -> list[Path]:
     """Write one single-frame-per-file DICOM series.
 
     Args:
         hu_zyx: Hounsfield units, shape ``(n_slices, rows, columns)``; slice ``k`` goes to
             ``origin + k * spacing_z * normal`` or to ``spec.positions_xyz[k]``.
         out_dir: destination folder (created if missing).
-        spec: geometry, encoding and identifiers; ``SeriesSpec()`` when None.
+        spec: geometry, encoding and identifiers.
 
     Returns:
         The written paths in array order (``paths[k]`` holds slice ``k``), whatever the naming
@@ -227,7 +225,6 @@ def write_series(
         FileExistsError: a destination file exists with different content (files written before
             the conflict are kept; no temporary files are left).
     """
-    spec = spec if spec is not None else SeriesSpec()
     hu = _check_volume(hu_zyx)
     _check_spec(spec)
     n = hu.shape[0]
@@ -242,7 +239,6 @@ def write_series(
 
     base = _base_dataset(spec, series_uid, study_uid, for_uid)
     _, normal = _orientation_vectors(spec.orientation)
-    stored = stored_values(hu, spec)
     window = _window(hu, spec.modality)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -254,7 +250,7 @@ def write_series(
         ds.ImagePositionPatient = [_ds(v) for v in positions[k]]
         ds.SliceLocation = _ds(float(positions[k] @ normal))
         _set_window(ds, window)
-        _set_pixels(ds, stored[k], spec)
+        _set_pixels(ds, stored_values(hu[k], spec), spec)
         _publish(_encode(ds, spec.transfer_syntax), paths[k])
     return paths
 
@@ -266,7 +262,7 @@ def write_localizer(
     series_uid: str | None = None,
     study_uid: str | None = None,
     frame_of_reference_uid: str | None = None,
-    spec: SeriesSpec | None = None,
+    spec: SeriesSpec = SeriesSpec(),
     pixel_spacing_yx: tuple[float, float] = (1.25, 0.7),
     position_xyz: tuple[float, float, float] | None = None,
     series_number: int = 99,
@@ -300,7 +296,6 @@ def write_localizer(
         ValueError: bad array or spec.
         FileExistsError: a different file of that name exists.
     """
-    spec = spec if spec is not None else SeriesSpec()
     img = np.asarray(hu_yx)
     if img.ndim != 2 or img.size == 0 or not np.issubdtype(img.dtype, np.integer):
         raise ValueError(f"hu_yx must be a non-empty 2-D integer array, got {img.dtype} {img.shape}")
@@ -326,9 +321,7 @@ def write_localizer(
     _check_spec(loc_spec)
     _, default_study, default_for = _series_uids(spec)
     series = series_uid or _uid(spec.seed, "localizer-series", str(series_number), series_description)
-    base = _base_dataset(
-        loc_spec, series, study_uid or default_study, frame_of_reference_uid or default_for
-    )
+    base = _base_dataset(loc_spec, series, study_uid or default_study, frame_of_reference_uid or default_for)
     ds = _copy_dataset(base)
     ds.SOPInstanceUID = _uid(spec.seed, series, "sop", "0")
     ds.InstanceNumber = 1
@@ -345,9 +338,7 @@ def write_localizer(
     return path
 
 
-def write_enhanced_multiframe(
-    hu_zyx: NDArray[np.int16], out_path: str | Path, spec: SeriesSpec | None = None
-) -> Path:
+def write_enhanced_multiframe(hu_zyx: NDArray[np.int16], out_path: str | Path, spec: SeriesSpec = SeriesSpec()) -> Path:
     """Write the volume as one Enhanced CT Image Storage object (1.2.840.10008.5.1.4.1.1.2.1).
 
     Frame ``k`` is slice ``k``. The shared functional groups hold PixelMeasuresSequence
@@ -370,7 +361,6 @@ def write_enhanced_multiframe(
         ValueError: inconsistent spec or array, or a modality other than CT.
         FileExistsError: a different file exists at ``out_path``.
     """
-    spec = spec if spec is not None else SeriesSpec()
     if spec.modality != "CT":
         raise ValueError(f"Enhanced CT objects need modality CT, got {spec.modality!r}")
     hu = _check_volume(hu_zyx)
@@ -397,6 +387,8 @@ def write_enhanced_multiframe(
         "ReconstructionDiameter",
         "DataCollectionDiameter",
         "GantryDetectorTilt",
+        "AcquisitionDate",
+        "AcquisitionTime",
     ):
         if keyword in ds:
             delattr(ds, keyword)
@@ -467,7 +459,7 @@ def write_enhanced_multiframe(
         content.FrameAcquisitionNumber = 1
         content.FrameReferenceDateTime = spec.study_date + _STUDY_TIME
         content.FrameAcquisitionDateTime = spec.study_date + _STUDY_TIME
-        content.FrameAcquisitionDuration = _ds(500.0)
+        content.FrameAcquisitionDuration = 500.0
         content.StackID = "1"
         content.InStackPositionNumber = int(ranks[k])
         content.DimensionIndexValues = [1, int(ranks[k])]
@@ -609,8 +601,13 @@ def _replace(spec: SeriesSpec, **changes: Any) -> SeriesSpec:
 
 
 def _copy_dataset(ds: Dataset) -> Dataset:
-    # Deep: pydicom assigns to an existing element in place, so shared elements would leak.
-    out: Dataset = copy.deepcopy(ds)
+    """A copy with new element objects (pydicom assigns to an existing element in place).
+
+    Values are shared: nothing here mutates a value in place, it only assigns new ones.
+    """
+    out = Dataset()
+    for elem in ds:
+        out.add(DataElement(elem.tag, elem.VR, elem.value))
     return out
 
 
@@ -720,16 +717,18 @@ def _set_pixels(ds: Dataset, stored: NDArray[np.int32], spec: SeriesSpec) -> Non
 def _encode(ds: Dataset, transfer_syntax: str) -> bytes:
     """The complete Part 10 file (preamble, DICM, file meta, data set) as bytes."""
     ts = UID(str(transfer_syntax))
-    if ts == RLELossless:
-        ds.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ts
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian  # the native PixelData just set
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = _IMPLEMENTATION_VERSION_NAME
     ds.file_meta = meta
+    if ts == RLELossless:
+        # Encapsulates one RLE fragment per frame and sets the transfer syntax.
+        ds.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
+    meta.TransferSyntaxUID = ts
     ds.preamble = b"\x00" * 128
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)

@@ -1,0 +1,79 @@
+"""Start the GUI: ``nodeview [PATH] [--screenshot OUT.png]``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
+
+
+def run_gui(paths: Sequence[str], screenshot: str | None = None, series_uid: str | None = None,
+            window_preset: str | None = None, slab_mm: float | None = None, size: tuple[int, int] | None = None,
+            timeout_s: float = 120.0) -> int:
+    """Run the main window. With ``screenshot``, open PATH, render, save the window as PNG and exit.
+
+    Returns the process exit code: 0 success, 2 when PATH cannot be opened in screenshot mode.
+    """
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from .main_window import MainWindow
+    from .style import apply_dark_style
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("NodeView")
+    app.setOrganizationName("NodeView")
+    apply_dark_style(app)
+    window = MainWindow()
+    if size:
+        window.resize(*size)
+    exit_code = [0]
+
+    if screenshot:
+        window.auto_pick_default = True
+
+        def save(_volume: object = None) -> None:
+            if window_preset:
+                window.apply_preset(window_preset)
+            if slab_mm:
+                window.set_slab(slab_mm)
+            app.processEvents()
+            QTimer.singleShot(300, finish)
+
+        def finish() -> None:
+            image = window.grab()
+            os.makedirs(os.path.dirname(os.path.abspath(screenshot)), exist_ok=True)
+            tmp = screenshot + ".part.png"
+            ok = image.save(tmp, "PNG")
+            if ok:
+                os.replace(tmp, screenshot)
+            else:
+                print(f"nodeview: could not write {screenshot}", file=sys.stderr)
+                exit_code[0] = 1
+            app.quit()
+
+        def failed(message: str) -> None:
+            print(f"nodeview: {message}", file=sys.stderr)
+            exit_code[0] = 2
+            app.quit()
+
+        def timed_out() -> None:
+            print(f"nodeview: timed out after {timeout_s:g} s", file=sys.stderr)
+            exit_code[0] = 1
+            app.quit()
+
+        window.sigVolumeShown.connect(save)
+        window.sigLoadFailed.connect(failed)
+        QTimer.singleShot(int(timeout_s * 1000), timed_out)
+    window.show()
+    if paths:
+        window.open_paths(list(paths), series_uid=series_uid)
+    elif screenshot:
+        QTimer.singleShot(300, lambda: (window.grab().save(screenshot, "PNG"), app.quit()))
+    app.exec()
+    window.runner.cancel()
+    window.runner.wait(5.0)
+    return exit_code[0] if screenshot else 0

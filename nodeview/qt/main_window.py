@@ -1,0 +1,441 @@
+"""NodeView's main window: opening studies, the three views, window/level, slabs, rulers."""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import RESEARCH_NOTICE, __version__
+from ..core.dicom_io import Discovery, SeriesInfo, load_series
+from ..core.sitk_io import read_image_file
+from ..core.study import StudySource, scan
+from ..core.views import ViewKind
+from ..core.volume import Volume
+from ..core.windowing import PRESETS, Window
+from ..resources import demo_attribution, demo_study_dir
+from .series_picker import SeriesPicker
+from .start_page import StartPage
+from .tasks import TaskRunner
+from .viewer import ViewerWidget
+
+log = logging.getLogger(__name__)
+SLAB_CHOICES_MM = (0.0, 5.0, 10.0, 15.0)
+MAX_RECENT = 10
+
+
+class MainWindow(QMainWindow):
+    """Shows state; loading and computing happen in core functions run by a :class:`TaskRunner`."""
+
+    sigVolumeShown = Signal(object)  # Volume
+    sigLoadFailed = Signal(str)
+
+    def __init__(self, settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or QSettings("NodeView", "NodeView")
+        self.setWindowTitle(f"NodeView {__version__}")
+        self.resize(1500, 720)
+        self.setAcceptDrops(True)
+        self.volume: Volume | None = None
+        self.source_paths: list[str] = []
+        self.auto_pick_default = False  # screenshot mode: never block on the series picker
+        self.runner = TaskRunner(self)
+        self.runner.sigProgress.connect(self._on_progress)
+        self.runner.sigFailed.connect(self._on_failed)
+        self.runner.sigCancelled.connect(self._on_cancelled)
+        self.runner.sigFinished.connect(self._on_task_finished)
+        self._pending: str | None = None  # "scan" or "load"
+
+        self.viewer = ViewerWidget(self)
+        self.controller = self.viewer.controller
+        self.start_page = StartPage(self)
+        self.start_page.sigOpenFolder.connect(self.open_folder_dialog)
+        self.start_page.sigOpenFile.connect(self.open_file_dialog)
+        self.start_page.sigOpenPath.connect(lambda p: self.open_paths([p]))
+        self.start_page.sigOpenDemo.connect(self.open_demo)
+
+        self.banner = QLabel("", self)
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background: #5a4a10; color: #ffe9a0; padding: 4px 8px;")
+        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner.hide()
+        viewer_page = QWidget(self)
+        col = QVBoxLayout(viewer_page)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        col.addWidget(self.banner)
+        col.addWidget(self.viewer, 1)
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self.start_page)
+        self.stack.addWidget(viewer_page)
+        self.setCentralWidget(self.stack)
+
+        self._build_status_bar()
+        self._build_actions()
+        self._build_toolbar()
+        self.controller.sigWindowChanged.connect(self._sync_window_widgets)
+        self.controller.sigHover.connect(self._on_hover)
+        self._refresh_recent()
+
+    # ---- construction ------------------------------------------------------------------------
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.hover_label = QLabel("")
+        self.hover_label.setMinimumWidth(420)
+        bar.addWidget(self.hover_label, 1)
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.runner.cancel)
+        for w in (self.progress, self.cancel_button):
+            w.hide()
+            bar.addPermanentWidget(w)
+        notice = QLabel(f"<b>{RESEARCH_NOTICE}</b>")
+        notice.setStyleSheet("color: #c0392b; padding-right: 6px;")
+        bar.addPermanentWidget(notice)
+
+    def _action(self, text: str, slot, shortcut: str | QKeySequence | None = None, checkable=False) -> QAction:  # type: ignore[no-untyped-def]
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addAction(self._action("Open &folder…", self.open_folder_dialog, QKeySequence.StandardKey.Open))
+        file_menu.addAction(self._action("Open f&ile…", self.open_file_dialog, "Ctrl+Shift+O"))
+        file_menu.addAction(self._action("Open &demo study", self.open_demo))
+        self.recent_menu = file_menu.addMenu("&Recent")
+        file_menu.addSeparator()
+        file_menu.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
+
+        view_menu = menu.addMenu("&View")
+        layout_group = QActionGroup(self)
+        self.layout_actions: dict[ViewKind | None, QAction] = {}
+        for kind, text, key in [
+            (None, "Layout 1×3", "F1"),
+            (ViewKind.AXIAL, "Axial only", "F2"),
+            (ViewKind.CORONAL, "Coronal only", "F3"),
+            (ViewKind.SAGITTAL, "Sagittal only", "F4"),
+        ]:
+            act = self._action(text, lambda _=False, k=kind: self.set_layout(k), key, checkable=True)
+            layout_group.addAction(act)
+            view_menu.addAction(act)
+            self.layout_actions[kind] = act
+        self.layout_actions[None].setChecked(True)
+        view_menu.addAction(self._action("Maximise / restore active view", self._toggle_maximise, "M"))
+        view_menu.addAction(self._action("Reset zoom (all views)", self._reset_all_zoom, "Shift+R"))
+        view_menu.addSeparator()
+        for n, name in enumerate(PRESETS, start=1):
+            view_menu.addAction(self._action(f"Window: {name}", lambda _=False, p=name: self.apply_preset(p), str(n)))
+        view_menu.addSeparator()
+        slab_group = QActionGroup(self)
+        self.slab_actions: dict[float, QAction] = {}
+        for mm in SLAB_CHOICES_MM:
+            text = "Thin slice (no MIP)" if mm == 0 else f"Thick-slab MIP {mm:g} mm"
+            act = self._action(text, lambda _=False, v=mm: self.set_slab(v), checkable=True)
+            slab_group.addAction(act)
+            view_menu.addAction(act)
+            self.slab_actions[mm] = act
+        self.slab_actions[0.0].setChecked(True)
+        view_menu.addAction(self._action("Cycle MIP slab", self._cycle_slab, "S"))
+        view_menu.addSeparator()
+        self.ruler_action = self._action("&Ruler (distance in mm)", self._toggle_ruler, "D", checkable=True)
+        view_menu.addAction(self.ruler_action)
+        view_menu.addAction(self._action("Clear rulers", self._clear_rulers, "Shift+D"))
+
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self._action("&About NodeView", self.show_about))
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Main", self)
+        bar.setMovable(False)
+        self.addToolBar(bar)
+        bar.addWidget(QLabel(" Window "))
+        self.preset_box = QComboBox()
+        self.preset_box.addItems([*PRESETS, "custom"])
+        self.preset_box.setToolTip("Window presets (keys 1-4); right-drag in a view adjusts")
+        self.preset_box.activated.connect(lambda i: self.apply_preset(self.preset_box.itemText(i)))
+        bar.addWidget(self.preset_box)
+        bar.addWidget(QLabel("  L "))
+        self.level_box = QDoubleSpinBox()
+        self.level_box.setRange(-2000, 4000)
+        self.level_box.setDecimals(0)
+        self.level_box.setKeyboardTracking(False)
+        bar.addWidget(self.level_box)
+        bar.addWidget(QLabel(" W "))
+        self.width_box = QDoubleSpinBox()
+        self.width_box.setRange(1, 6000)
+        self.width_box.setDecimals(0)
+        self.width_box.setKeyboardTracking(False)
+        bar.addWidget(self.width_box)
+        self.level_box.valueChanged.connect(self._on_window_entered)
+        self.width_box.valueChanged.connect(self._on_window_entered)
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Slab "))
+        self.slab_box = QComboBox()
+        self.slab_box.addItems(["thin", *(f"MIP {mm:g} mm" for mm in SLAB_CHOICES_MM[1:])])
+        self.slab_box.activated.connect(lambda i: self.set_slab(SLAB_CHOICES_MM[i]))
+        bar.addWidget(self.slab_box)
+        bar.addSeparator()
+        bar.addAction(self.ruler_action)
+        bar.addAction(self.layout_actions[None])
+        self._updating_window_widgets = False
+        self._sync_window_widgets(self.controller.window)
+
+    # ---- opening -----------------------------------------------------------------------------
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open DICOM folder", self._last_dir())
+        if folder:
+            self.open_paths([folder])
+
+    def open_file_dialog(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Open CT files", self._last_dir(),
+            "CT images (*.dcm *.DCM *.mhd *.mha *.nii *.nii.gz *.nrrd *.nhdr);;All files (*)",
+        )
+        if files:
+            self.open_paths(files)
+
+    def open_demo(self) -> None:
+        self.open_paths([str(demo_study_dir())])
+
+    def open_paths(self, paths: Sequence[str | os.PathLike[str]], series_uid: str | None = None) -> None:
+        """Scan ``paths`` in a worker; then pick a series (dialog if several) and load it."""
+        self.source_paths = [os.fspath(p) for p in paths]
+        self._requested_series = series_uid
+        self._pending = "scan"
+        self._show_busy("Reading headers…")
+        items = list(self.source_paths)
+        self.runner.start(lambda progress, stop: scan(items, progress, stop))
+
+    def load_series(self, series: SeriesInfo) -> None:
+        self._pending = "load"
+        self._show_busy(f"Loading {series.n_images} images…")
+        self.runner.start(lambda progress, stop: load_series(series, progress, stop))
+
+    def _load_image_file(self, path: str) -> None:
+        self._pending = "load"
+        self._show_busy("Loading…")
+        self.runner.start(lambda progress, stop: read_image_file(path, progress, stop))
+
+    def _on_task_finished(self, result: object) -> None:
+        stage, self._pending = self._pending, None
+        if stage == "scan":
+            assert isinstance(result, StudySource)
+            if result.image_file is not None:
+                self._load_image_file(result.image_file)
+                return
+            assert result.discovery is not None
+            series = self._choose_series(result.discovery)
+            if series is None:
+                self._hide_busy()
+                self.statusBar().showMessage("Opening cancelled", 4000)
+                return
+            self.load_series(series)
+        elif stage == "load":
+            assert isinstance(result, Volume)
+            self._hide_busy()
+            self.show_volume(result)
+
+    def _choose_series(self, discovery: Discovery) -> SeriesInfo | None:
+        if self._requested_series:
+            return discovery.find(self._requested_series)
+        default = discovery.default_series()
+        if len(discovery.series) == 1 or self.auto_pick_default:
+            return default
+        picker = SeriesPicker(discovery, default, self)
+        return picker.selected_series() if picker.exec() else None
+
+    def show_volume(self, volume: Volume) -> None:
+        self.volume = volume
+        self.controller.set_volume(volume)
+        self.stack.setCurrentIndex(1)
+        desc = volume.description or "(no description)"
+        self.setWindowTitle(f"NodeView {__version__} — {desc} — {volume.modality}")
+        if volume.warnings:
+            items = "".join(f"<li>{html.escape(w)}</li>" for w in volume.warnings)
+            self.banner.setText(f"<b>The loader noticed:</b><ul style='margin:0'>{items}</ul>")
+            self.banner.show()
+        else:
+            self.banner.hide()
+        shape = "×".join(str(v) for v in volume.shape_zyx)
+        sp = ", ".join(f"{v:.2f}" for v in volume.spacing_zyx)
+        self.statusBar().showMessage(f"Loaded {shape} voxels, spacing z,y,x {sp} mm", 6000)
+        self._add_recent(self.source_paths)
+        self.viewer.focus_view(ViewKind.AXIAL)
+        self.sigVolumeShown.emit(volume)
+
+    def _on_failed(self, message: str) -> None:
+        self._pending = None
+        self._hide_busy()
+        self.sigLoadFailed.emit(message)
+        if self.isVisible() and not self.auto_pick_default:
+            QMessageBox.warning(self, "NodeView could not open this", message)
+        self.statusBar().showMessage(message, 10000)
+
+    def _on_cancelled(self) -> None:
+        self._pending = None
+        self._hide_busy()
+        self.statusBar().showMessage("Cancelled", 4000)
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+
+    def _show_busy(self, text: str) -> None:
+        self.statusBar().showMessage(text)
+        self.progress.setValue(0)
+        self.progress.show()
+        self.cancel_button.show()
+
+    def _hide_busy(self) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
+        self.statusBar().clearMessage()
+
+    # ---- recent ------------------------------------------------------------------------------
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _add_recent(self, paths: list[str]) -> None:
+        if not paths:
+            return
+        entry = paths[0] if len(paths) == 1 else os.path.dirname(paths[0])
+        recent = [entry] + [r for r in self._recent() if r != entry]
+        self.settings.setValue("recent", recent[:MAX_RECENT])
+        self.settings.setValue("last_dir", os.path.dirname(entry.rstrip("/")) or entry)
+        self._refresh_recent()
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self._recent()
+        for path in recent:
+            act = self.recent_menu.addAction(path)
+            act.triggered.connect(lambda _=False, p=path: self.open_paths([p]))
+        self.recent_menu.setEnabled(bool(recent))
+        self.start_page.set_recent(recent)
+
+    def _last_dir(self) -> str:
+        return str(self.settings.value("last_dir", str(Path.home())))
+
+    # ---- drag and drop -----------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    # ---- window / level, slab, layout, rulers ------------------------------------------------
+    def apply_preset(self, name: str) -> None:
+        if name in PRESETS:
+            self.controller.set_window(PRESETS[name])
+
+    def _on_window_entered(self) -> None:
+        if self._updating_window_widgets:
+            return
+        self.controller.set_window(Window(self.level_box.value(), self.width_box.value()))
+
+    def _sync_window_widgets(self, window: Window) -> None:
+        self._updating_window_widgets = True
+        try:
+            self.level_box.setValue(window.center)
+            self.width_box.setValue(window.width)
+            name = next((n for n, w in PRESETS.items() if w == window), "custom")
+            self.preset_box.setCurrentText(name)
+        finally:
+            self._updating_window_widgets = False
+
+    def set_slab(self, mm: float) -> None:
+        self.controller.set_slab(mm)
+        if mm in self.slab_actions:
+            self.slab_actions[mm].setChecked(True)
+            self.slab_box.setCurrentIndex(SLAB_CHOICES_MM.index(mm))
+
+    def _cycle_slab(self) -> None:
+        i = SLAB_CHOICES_MM.index(self.controller.slab_mm) if self.controller.slab_mm in SLAB_CHOICES_MM else 0
+        self.set_slab(SLAB_CHOICES_MM[(i + 1) % len(SLAB_CHOICES_MM)])
+
+    def set_layout(self, kind: ViewKind | None) -> None:
+        self.viewer.set_layout(kind)
+        self.layout_actions[kind].setChecked(True)
+
+    def _toggle_maximise(self) -> None:
+        kind = self.viewer.active_kind()
+        self.set_layout(None if self.viewer.maximised == kind else kind)
+
+    def _reset_all_zoom(self) -> None:
+        for view in self.viewer.views.values():
+            view.reset_zoom()
+
+    def _toggle_ruler(self, on: bool) -> None:
+        self.viewer.set_ruler_mode(bool(on))
+
+    def _clear_rulers(self) -> None:
+        for view in self.viewer.views.values():
+            view.clear_rulers()
+
+    def _on_hover(self, info: object) -> None:
+        if info is None:
+            self.hover_label.setText("")
+            return
+        (k, j, i), hu, xyz = info  # type: ignore[misc]
+        self.hover_label.setText(
+            f"HU {hu:>6}   x {xyz[0]:7.1f}  y {xyz[1]:7.1f}  z {xyz[2]:7.1f} mm (LPS)   voxel [{k}, {j}, {i}]"
+        )
+
+    # ---- about and closing -------------------------------------------------------------------
+    def about_text(self) -> str:
+        attribution = html.escape(demo_attribution()).replace("\n", "<br>")
+        return (
+            f"<h3>NodeView {__version__}</h3>"
+            "<p>A lung-CT viewer with a research lung-nodule detector.</p>"
+            f"<p style='color:#c0392b'><b>{RESEARCH_NOTICE}</b> The detector's output must not be used "
+            "for clinical decisions.</p>"
+            "<p><b>Demo study:</b> LIDC-IDRI-0002, The Cancer Imaging Archive, licensed "
+            "<a href='https://creativecommons.org/licenses/by/3.0/'>CC BY 3.0</a>.</p>"
+            f"<p style='font-size:small'>{attribution}</p>"
+        )
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About NodeView", self.about_text())
+
+    def closeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
+        self.runner.cancel()
+        self.runner.wait(5.0)
+        super().closeEvent(event)
+
