@@ -43,6 +43,14 @@ SLAB_CHOICES_MM = (0.0, 5.0, 10.0, 15.0)
 MAX_RECENT = 10
 
 
+def default_settings() -> QSettings:
+    """The user's settings; ``NODEVIEW_SETTINGS_DIR`` redirects them (tests, portable installs)."""
+    folder = os.environ.get("NODEVIEW_SETTINGS_DIR")
+    if folder:
+        return QSettings(os.path.join(folder, "nodeview.ini"), QSettings.Format.IniFormat)
+    return QSettings("NodeView", "NodeView")
+
+
 class MainWindow(QMainWindow):
     """Shows state; loading and computing happen in core functions run by a :class:`TaskRunner`."""
 
@@ -51,7 +59,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings | None = None) -> None:
         super().__init__()
-        self.settings = settings or QSettings("NodeView", "NodeView")
+        self.settings = settings or default_settings()
         self.setWindowTitle(f"NodeView {__version__}")
         self.resize(1500, 720)
         self.setAcceptDrops(True)
