@@ -113,6 +113,17 @@ def _colour_near(img: np.ndarray, x: int, y: int, colour, radius=2, tol=60) -> b
     return bool((np.abs(patch - target).sum(axis=1) < tol).any())
 
 
+def _assert_vertical_line_at_cursor(window, kind: ViewKind, line_kind: ViewKind) -> None:
+    """The vertical crosshair line of view ``kind`` (coloured as ``line_kind``) is drawn at the cursor."""
+    view = window.viewer.views[kind]
+    u, v, _ = window.controller.planes[kind].index_to_display(window.controller.cursor)
+    x, y = _device_point(view, u, v)
+    img = _grab(view.viewport())
+    probe_y = y + 25 if y + 25 < img.shape[0] else y - 25
+    assert _colour_near(img, x, probe_y, VIEW_COLOURS[line_kind])
+    assert not _colour_near(img, x + 15, probe_y, VIEW_COLOURS[line_kind], radius=1)
+
+
 def test_crosshair_sync_checked_on_pixels(qtbot, window, tmp_path):
     syn.plain(tmp_path / "s", shape=(30, 64, 64))
     _open(qtbot, window, tmp_path / "s")
@@ -128,21 +139,10 @@ def test_crosshair_sync_checked_on_pixels(qtbot, window, tmp_path):
     cursor = window.controller.cursor
     expected = plane.display_to_index(u_mm, v_mm, window.controller.slice_index(ViewKind.AXIAL))
     np.testing.assert_allclose(cursor[1:], expected[1:], atol=0.6)
-    # coronal: the sagittal (yellow) line must sit at the clicked left-right position
-    coronal = views[ViewKind.CORONAL]
-    cu, cv, _ = window.controller.planes[ViewKind.CORONAL].index_to_display(cursor)
-    cx, cy = _device_point(coronal, cu, cv)
-    img = _grab(coronal.viewport())
-    probe_y = cy + 25 if cy + 25 < img.shape[0] else cy - 25
-    assert _colour_near(img, cx, probe_y, VIEW_COLOURS[ViewKind.SAGITTAL])
-    assert not _colour_near(img, cx + 15, probe_y, VIEW_COLOURS[ViewKind.SAGITTAL], radius=1)
-    # sagittal: the coronal (green) line must sit at the clicked anterior-posterior position
-    sagittal = views[ViewKind.SAGITTAL]
-    su, sv, _ = window.controller.planes[ViewKind.SAGITTAL].index_to_display(cursor)
-    sx, sy = _device_point(sagittal, su, sv)
-    img = _grab(sagittal.viewport())
-    probe_y = sy + 25 if sy + 25 < img.shape[0] else sy - 25
-    assert _colour_near(img, sx, probe_y, VIEW_COLOURS[ViewKind.CORONAL])
+    # coronal: the sagittal (yellow) line sits at the clicked left-right position, and only there
+    _assert_vertical_line_at_cursor(window, ViewKind.CORONAL, ViewKind.SAGITTAL)
+    # sagittal: the coronal (green) line sits at the clicked anterior-posterior position
+    _assert_vertical_line_at_cursor(window, ViewKind.SAGITTAL, ViewKind.CORONAL)
     # and the coronal view now shows the clicked coronal slice
     assert window.controller.slice_index(ViewKind.CORONAL) == round(expected[1])
 
