@@ -63,8 +63,8 @@ def test_open_synthetic_series_shows_three_views(qtbot, window, tmp_path):
     for kind, view in window.viewer.views.items():
         assert view.image_item.image is not None
         assert view.isVisible(), kind
-    assert "/20" in window.viewer.views[ViewKind.AXIAL].info_label.text()
-    assert window.viewer.views[ViewKind.AXIAL].labels["left"].text() == "R"
+    assert "/20" in window.viewer.views[ViewKind.AXIAL].info_text
+    assert window.viewer.views[ViewKind.AXIAL].edge_text["left"] == "R"
 
 
 def test_scroll_wheel_keys_and_slice_label(qtbot, window, tmp_path):
@@ -82,7 +82,7 @@ def test_scroll_wheel_keys_and_slice_label(qtbot, window, tmp_path):
     assert ctl.slice_index(ViewKind.AXIAL) == max(start + 1 - 10, 0)
     ctl.scroll(ViewKind.AXIAL, 1000)
     assert ctl.slice_index(ViewKind.AXIAL) == 19
-    assert axial.info_label.text().startswith("20/20")
+    assert axial.info_text.startswith("20/20")
     # scrolling the axial view moves the horizontal line of the coronal view (the axial plane)
     coronal = window.viewer.views[ViewKind.CORONAL]
     u, v, _ = ctl.planes[ViewKind.CORONAL].index_to_display(ctl.cursor)
@@ -302,4 +302,4 @@ def test_mip_slab_changes_image(qtbot, window, tmp_path):
     window.set_slab(10.0)
     thick = axial.image_item.image
     assert (thick >= thin).all() and (thick > thin).any()
-    assert "MIP 10 mm" in axial.info_label.text()
+    assert "MIP 10 mm" in axial.info_text

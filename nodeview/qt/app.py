@@ -10,9 +10,15 @@ from collections.abc import Sequence
 log = logging.getLogger(__name__)
 
 
-def run_gui(paths: Sequence[str], screenshot: str | None = None, series_uid: str | None = None,
-            window_preset: str | None = None, slab_mm: float | None = None, size: tuple[int, int] | None = None,
-            timeout_s: float = 120.0) -> int:
+def run_gui(
+    paths: Sequence[str],
+    screenshot: str | None = None,
+    series_uid: str | None = None,
+    window_preset: str | None = None,
+    slab_mm: float | None = None,
+    size: tuple[int, int] | None = None,
+    timeout_s: float = 120.0,
+) -> int:
     """Run the main window. With ``screenshot``, open PATH, render, save the window as PNG and exit.
 
     Returns the process exit code: 0 success, 2 when PATH cannot be opened in screenshot mode.

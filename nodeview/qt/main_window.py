@@ -224,7 +224,9 @@ class MainWindow(QMainWindow):
 
     def open_file_dialog(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(
-            self, "Open CT files", self._last_dir(),
+            self,
+            "Open CT files",
+            self._last_dir(),
             "CT images (*.dcm *.DCM *.mhd *.mha *.nii *.nii.gz *.nrrd *.nhdr);;All files (*)",
         )
         if files:
@@ -446,4 +448,3 @@ class MainWindow(QMainWindow):
         self.runner.cancel()
         self.runner.wait(5.0)
         super().closeEvent(event)
-

@@ -27,8 +27,12 @@ class SeriesPicker(QDialog):
         self.series = list(discovery.series)
         col = QVBoxLayout(self)
         skipped = f", {len(discovery.skipped)} file(s) skipped" if discovery.skipped else ""
-        col.addWidget(QLabel(f"{len(self.series)} series found in {discovery.n_files} file(s){skipped}. "
-                             "The largest thin CT series is preselected."))
+        col.addWidget(
+            QLabel(
+                f"{len(self.series)} series found in {discovery.n_files} file(s){skipped}. "
+                "The largest thin CT series is preselected."
+            )
+        )
         self.table = QTableWidget(len(self.series), len(COLUMNS), self)
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -39,8 +43,14 @@ class SeriesPicker(QDialog):
             if s.is_localizer:
                 desc += "  [localizer]"
             thick = f"{s.slice_thickness_mm:g}" if s.slice_thickness_mm is not None else "?"
-            values = [desc, s.modality or "?", str(s.n_images), thick, "×".join(map(str, s.shape_zyx)),
-                      " ".join(s.warnings)]
+            values = [
+                desc,
+                s.modality or "?",
+                str(s.n_images),
+                thick,
+                "×".join(map(str, s.shape_zyx)),
+                " ".join(s.warnings),
+            ]
             for c, text in enumerate(values):
                 item = QTableWidgetItem(text)
                 item.setToolTip("\n".join(s.warnings) if c == 5 and s.warnings else text)

@@ -20,8 +20,8 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QKeyEvent, QPen
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtGui import QColor, QFont, QKeyEvent, QPainter, QPen
+from PySide6.QtWidgets import QWidget
 
 from ..core.views import ViewKind, ViewPlane, crossing_views
 
@@ -34,7 +34,6 @@ VIEW_COLOURS = {
     ViewKind.SAGITTAL: QColor(230, 200, 60),
 }
 BACKGROUND = QColor(0, 0, 0)
-LABEL_STYLE = "color: #e8e8e8; background: transparent; font-size: 12px;"
 
 
 class _SliceViewBox(pg.ViewBox):
@@ -147,33 +146,29 @@ class SliceView(pg.GraphicsView):
             line.setZValue(10)
             self.view_box.addItem(line)
 
-        self.labels: dict[str, QLabel] = {}
-        for name in ("left", "right", "top", "bottom"):
-            lab = QLabel("", self)
-            lab.setStyleSheet(LABEL_STYLE + "font-weight: bold; font-size: 14px;")
-            lab.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-            self.labels[name] = lab
-        self.info_label = QLabel("", self)
-        self.info_label.setStyleSheet(LABEL_STYLE)
-        self.info_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.title_label = QLabel(kind.value.capitalize(), self)
-        colour = VIEW_COLOURS[kind]
-        self.title_label.setStyleSheet(f"color: {colour.name()}; font-weight: bold; font-size: 13px;")
-        self.title_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        # Text drawn in viewport coordinates by drawForeground (no child widgets to composite).
+        self.edge_text: dict[str, str] = {"left": "", "right": "", "top": "", "bottom": ""}
+        self.info_text = ""
+        self.title_text = kind.value.capitalize()
+        self._title_colour = VIEW_COLOURS[kind]
+        self._label_font = QFont()
+        self._label_font.setPointSize(9)
+        self._edge_font = QFont(self._label_font)
+        self._edge_font.setBold(True)
+        self._edge_font.setPointSize(11)
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     # ---- state in ----------------------------------------------------------------------------
     def set_plane(self, plane: ViewPlane) -> None:
         self.plane = plane
         self._rect_pending = True  # applied once the item holds an image of the new size
-        for name, text in plane.edge_labels().items():
-            self.labels[name].setText(text)
+        self.edge_text = plane.edge_labels()
         u_kind, v_kind = crossing_views(plane.kind)
         self.v_line.setPen(QPen(VIEW_COLOURS[u_kind], 0))
         self.h_line.setPen(QPen(VIEW_COLOURS[v_kind], 0))
         self.clear_rulers()
         self.reset_zoom()
-        self._layout_labels()
+        self.viewport().update()
 
     def set_image(self, image: np.ndarray, levels: tuple[float, float]) -> None:
         self.image_item.setImage(image, levels=levels, autoLevels=False)
@@ -190,9 +185,9 @@ class SliceView(pg.GraphicsView):
         self.h_line.setValue(v_mm)
 
     def set_info(self, text: str) -> None:
-        self.info_label.setText(text)
-        self.info_label.adjustSize()
-        self._layout_labels()
+        if text != self.info_text:
+            self.info_text = text
+            self.viewport().update()
 
     def reset_zoom(self) -> None:
         if self.plane is None:
@@ -262,8 +257,12 @@ class SliceView(pg.GraphicsView):
     def keyPressEvent(self, ev: QKeyEvent) -> None:
         key = ev.key()
         steps = {
-            Qt.Key.Key_Up: 1, Qt.Key.Key_Right: 1, Qt.Key.Key_Down: -1, Qt.Key.Key_Left: -1,
-            Qt.Key.Key_PageUp: 10, Qt.Key.Key_PageDown: -10,
+            Qt.Key.Key_Up: 1,
+            Qt.Key.Key_Right: 1,
+            Qt.Key.Key_Down: -1,
+            Qt.Key.Key_Left: -1,
+            Qt.Key.Key_PageUp: 10,
+            Qt.Key.Key_PageDown: -10,
         }
         if key in steps:
             self.sigScroll.emit(steps[key])
@@ -278,21 +277,25 @@ class SliceView(pg.GraphicsView):
         self.sigActivated.emit(self.kind)
         super().focusInEvent(ev)
 
-    def resizeEvent(self, ev) -> None:  # type: ignore[no-untyped-def]
-        super().resizeEvent(ev)
-        self._layout_labels()
-
-    def _layout_labels(self) -> None:
-        if not hasattr(self, "info_label"):  # resize events arrive during construction
-            return
-        w, h = self.width(), self.height()
-        for lab in self.labels.values():
-            lab.adjustSize()
-        self.labels["left"].move(6, h // 2 - self.labels["left"].height() // 2)
-        self.labels["right"].move(w - self.labels["right"].width() - 6, h // 2 - self.labels["right"].height() // 2)
-        self.labels["top"].move(w // 2 - self.labels["top"].width() // 2, 4)
-        self.labels["bottom"].move(w // 2 - self.labels["bottom"].width() // 2, h - self.labels["bottom"].height() - 4)
-        self.title_label.adjustSize()
-        self.title_label.move(6, 4)
-        self.info_label.adjustSize()
-        self.info_label.move(6, h - self.info_label.height() - 4)
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        """Orientation letters, the view's name and the slice line, in viewport pixels."""
+        super().drawForeground(painter, rect)
+        painter.save()
+        painter.resetTransform()
+        w, h = self.viewport().width(), self.viewport().height()
+        painter.setFont(self._edge_font)
+        metrics = painter.fontMetrics()
+        painter.setPen(QColor(232, 232, 232))
+        edge = self.edge_text
+        painter.drawText(6, h // 2 + metrics.ascent() // 2, edge["left"])
+        painter.drawText(
+            w - 6 - metrics.horizontalAdvance(edge["right"]), h // 2 + metrics.ascent() // 2, edge["right"]
+        )
+        painter.drawText((w - metrics.horizontalAdvance(edge["top"])) // 2, 4 + metrics.ascent(), edge["top"])
+        painter.drawText((w - metrics.horizontalAdvance(edge["bottom"])) // 2, h - 6, edge["bottom"])
+        painter.setPen(self._title_colour)
+        painter.drawText(6, 4 + metrics.ascent(), self.title_text)
+        painter.setFont(self._label_font)
+        painter.setPen(QColor(232, 232, 232))
+        painter.drawText(6, h - 6, self.info_text)
+        painter.restore()

@@ -33,6 +33,7 @@ class ViewerController(QObject):
         self.cursor = np.zeros(3)
         self.window: Window = DEFAULT_WINDOW
         self.slab_mm = 0.0
+        self._stale: set[ViewKind] = set()
         for view in views.values():
             view.sigCursor.connect(self.set_cursor)
             view.sigScroll.connect(lambda steps, v=view: self.scroll(v.kind, steps))
@@ -56,9 +57,13 @@ class ViewerController(QObject):
         old_slices = self._slices()
         self.cursor = new
         new_slices = self._slices()
-        for kind in self.views:
-            if old_slices[kind] != new_slices[kind]:
+        for kind, view in self.views.items():
+            if view.isHidden():
+                self._stale.add(kind)  # hidden (another view is maximised): refresh when shown
+                continue
+            if old_slices[kind] != new_slices[kind] or kind in self._stale:
                 self._refresh_image(kind)
+                self._stale.discard(kind)
             self._refresh_overlay(kind)
         self.sigCursorChanged.emit(self.cursor.copy())
 
@@ -97,6 +102,12 @@ class ViewerController(QObject):
         return self.volume.geometry.index_to_mm(self.cursor)
 
     # ---- pushing state to views --------------------------------------------------------------
+    def refresh_all(self) -> None:
+        """Push the whole state to every view (after a layout change shows hidden views)."""
+        if self.volume is not None:
+            self._stale.clear()
+            self._refresh_all()
+
     def _refresh_all(self) -> None:
         for kind in self.views:
             self._refresh_image(kind)
@@ -187,6 +198,7 @@ class ViewerWidget(QWidget):
                 self._layout.setColumnStretch(col, 1 if col == 0 else 0)
         for view in self.views.values():
             view.reset_zoom()
+        self.controller.refresh_all()
 
     def toggle_maximise(self, kind: ViewKind) -> None:
         self.set_layout(None if self.maximised == kind else kind)

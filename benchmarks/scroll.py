@@ -1,0 +1,628 @@
+"""Slice-scrolling benchmark: milliseconds per slice step, NodeView vs a bare pyqtgraph ImageItem.
+
+Measures, in the same run and process, the time of one slice step followed by one rendered
+frame in a ~512 x 512 px view that carries 10 overlay items (detection-like boxes with labels):
+
+* ``reference`` - a bare ``pg.GraphicsView`` + ``pg.ViewBox`` + ``pg.ImageItem`` (512 x 512 px
+  viewport); a step is ``img.setImage(planes[k], levels=(-1350, 150), autoLevels=False)`` on a
+  precomputed int16 array (axial: ``volume[k]``; coronal/sagittal: precomputed contiguous planes);
+* ``bare``      - the same with no overlay items (axial only): the floor of a pyqtgraph ImageItem;
+* ``nodeview``  - a :class:`nodeview.qt.viewer.ViewerWidget` holding a synthetic 300 x 512 x 512
+  int16 volume (``controller.set_volume``), maximised to one view (``set_layout(kind)``) and sized
+  so that view's viewport is 512 x 512 px; a step is ``controller.scroll(kind, +-1)`` (which
+  extracts the plane with ``ViewPlane.extract``, sets the image, the crosshair and the info text).
+
+Both are followed by the same synchronous frame, by default ``QApplication.processEvents()``: the
+item's ``update()`` only schedules work, and processing the posted events runs the scene's dirty
+item pass, delivers the window's UpdateRequest, paints the viewport (``ImageItem.paint`` converts the
+int16 plane through the levels to a QImage and draws it, then the overlays) and flushes the backing
+store to the platform - what the event loop does after a wheel event. The script checks it: every
+timed step must paint the image item exactly once (``frames/step`` column), and a verification pass
+grabs the window from the screen after each step and requires the shown pixels to change.
+``--sync repaint`` uses ``view.viewport().repaint()`` instead (also one frame per step, but leaves the
+scene's queued update pending).
+
+Steps go back and forth around the middle slice (+1 x N/4, -1 x N/2, +1 x N/4). Each case is warmed
+up, then timed in ``--rounds`` blocks of ``--steps`` steps, the order of the cases reversed on every
+other round; per-step times are pooled. Run from the repository root::
+
+    .venv/bin/python benchmarks/scroll.py [--steps 300] [--rounds 3] [--platform offscreen|xcb]
+
+``--platform xcb`` re-runs itself under ``xvfb-run`` when there is no DISPLAY. ``--profile`` adds a
+cProfile of NodeView's steps and a wrapper-timed breakdown of step and frame for every case. All
+ImageItems are created after ``nodeview.qt`` is imported, so the reference gets the app's pyqtgraph
+options (``imageAxisOrder="row-major"``: a ``col-major`` item would transpose every frame and cost
+about 1 ms more). It always exits 0: the PASS/MISS lines are information, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import hashlib
+import itertools
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+TARGET_MS = 4.0
+FLOOR_NOTE_MS = 2.0
+LEVELS = (-1350.0, 150.0)  # lung window: centre -600, width 1500
+N_OVERLAYS = 10
+VIEW_PX = 512
+SPACING_ZYX = (1.0, 0.7, 0.7)
+
+
+# ------------------------------------------------------------------------------------------------
+# Arguments and platform (before Qt is imported)
+# ------------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per case and round (300)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds, case order alternating (3)")
+    parser.add_argument("--warmup", type=int, default=60, help="untimed steps per case first (60)")
+    parser.add_argument("--slices", type=int, default=300, help="volume slices (300)")
+    parser.add_argument("--size", type=int, default=512, help="rows = columns of the volume (512)")
+    parser.add_argument(
+        "--platform",
+        choices=["offscreen", "xcb"],
+        default="offscreen",
+        help="Qt platform plugin (offscreen); xcb runs under xvfb-run when DISPLAY is unset",
+    )
+    parser.add_argument(
+        "--sync",
+        choices=["events", "repaint"],
+        default="events",
+        help="how a frame is forced: QApplication.processEvents() (default) or viewport().repaint()",
+    )
+    parser.add_argument(
+        "--overlay",
+        choices=["rect", "roi"],
+        default="rect",
+        help="overlay boxes: QGraphicsRectItem (default) or pg.RectROI; each with a pg.TextItem",
+    )
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare ImageItem (no overlays) floor case")
+    parser.add_argument("--views", default="axial,coronal,sagittal", help="NodeView views to measure")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also cProfile NodeView's steps and print a timed breakdown of step and frame "
+        "(adds paint wrappers, a few microseconds per frame, to all cases)",
+    )
+    return parser.parse_args(argv)
+
+
+def setup_platform(args: argparse.Namespace, argv: list[str]) -> None:
+    if args.platform == "xcb" and not os.environ.get("DISPLAY"):
+        xvfb = shutil.which("xvfb-run")
+        if xvfb is None:
+            sys.exit("--platform xcb needs a DISPLAY or xvfb-run")
+        os.execv(
+            xvfb, [xvfb, "-a", "-s", "-screen 0 2400x1300x24", sys.executable, str(Path(__file__).resolve()), *argv]
+        )
+    os.environ["QT_QPA_PLATFORM"] = args.platform
+
+
+# ------------------------------------------------------------------------------------------------
+# Synthetic volume
+# ------------------------------------------------------------------------------------------------
+def make_volume(n_slices: int, size: int, seed: int = 0) -> np.ndarray:
+    """Chest-like int16 HU: air -1000, body 40, lungs -850 (tapering along z), spine 400, noise +-40."""
+    rng = np.random.default_rng(seed)
+    coords = (np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0
+    yy, xx = np.meshgrid(coords, coords, indexing="ij")
+    body = (xx / 0.85) ** 2 + (yy / 0.62) ** 2 <= 1.0
+    spine = xx**2 + ((yy - 0.42) / 1.1) ** 2 <= 0.09**2
+    base = np.where(body, np.int16(40), np.int16(-1000)).astype(np.int16)
+    vol = np.empty((n_slices, size, size), dtype=np.int16)
+    for k in range(n_slices):
+        zn = 2.0 * k / max(n_slices - 1, 1) - 1.0
+        s = float(np.sqrt(max(0.0, 1.0 - ((zn - 0.1) / 0.95) ** 2)))
+        img = base.copy()
+        if s > 0.05:
+            lungs = (((xx + 0.40) / (0.30 * s)) ** 2 + ((yy + 0.02) / (0.45 * s)) ** 2 <= 1.0) | (
+                ((xx - 0.40) / (0.26 * s)) ** 2 + ((yy + 0.02) / (0.42 * s)) ** 2 <= 1.0
+            )
+            img[lungs] = -850
+        img[spine] = 400
+        img += rng.integers(-40, 41, size=(size, size), dtype=np.int16)
+        vol[k] = img
+    return vol
+
+
+def step_deltas(steps: int) -> list[int]:
+    """+1 x steps/4, -1 x steps/2, +1 x the rest: back and forth, ending where it started."""
+    q = max(1, steps // 4)
+    out = [1] * q + [-1] * (2 * q) + [1] * q
+    return out[:steps] if len(out) >= steps else out + [1, -1] * ((steps - len(out)) // 2 + 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# The cases
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Case:
+    name: str
+    kind: str  # axial / coronal / sagittal
+    window: Any  # top-level QWidget
+    view: Any  # the pg.GraphicsView shown
+    image_item: Any
+    step: Callable[[int], None]  # one slice step (+1 or -1), no painting
+    image_shape: tuple[int, int] = (0, 0)
+    total_ms: list[float] = field(default_factory=list)
+    update_ms: list[float] = field(default_factory=list)
+    frame_ms: list[float] = field(default_factory=list)
+    paints: int = 0
+    timed_steps: int = 0
+
+
+def add_overlays(
+    view_box,
+    w: float,
+    h: float,
+    how: str,
+    rng: np.random.Generator,  # type: ignore[no-untyped-def]
+    n_items: int = N_OVERLAYS,
+) -> list:
+    """n_items detection-like boxes with a text label each, in the view box's coordinates (w x h)."""
+    import pyqtgraph as pg
+    from PySide6.QtGui import QColor, QPen
+    from PySide6.QtWidgets import QGraphicsRectItem
+
+    items = []
+    for n in range(n_items):
+        bw, bh = rng.uniform(0.03, 0.08) * w, rng.uniform(0.03, 0.08) * h
+        x, y = rng.uniform(0.1 * w, 0.85 * w), rng.uniform(0.15 * h, 0.85 * h)
+        if how == "roi":
+            box = pg.RectROI([x, y], [bw, bh], pen=pg.mkPen("#ffb000", width=2), movable=False)
+        else:
+            box = QGraphicsRectItem(x, y, bw, bh)
+            pen = QPen(QColor("#ffb000"), 2)
+            pen.setCosmetic(True)
+            box.setPen(pen)
+        box.setZValue(20)
+        label = pg.TextItem(f"#{n + 1} p={rng.uniform(0.5, 1.0):.2f}", color="#ffb000", anchor=(0, 1))
+        label.setPos(x, y)
+        label.setZValue(20)
+        view_box.addItem(box)
+        view_box.addItem(label)
+        items += [box, label]
+    return items
+
+
+def make_reference(
+    kind: str,
+    planes: dict[int, np.ndarray],
+    start: int,
+    rect_mm: tuple[float, float],
+    how: str,
+    n_items: int = N_OVERLAYS,
+    name: str = "",
+) -> Case:
+    import pyqtgraph as pg
+    from PySide6.QtCore import QRectF
+
+    view = pg.GraphicsView(background="k")
+    vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+    view.setCentralItem(vb)
+    img = pg.ImageItem()
+    img.setAutoDownsample(False)
+    vb.addItem(img)
+    img.setImage(planes[start], levels=LEVELS, autoLevels=False)
+    w_mm, h_mm = rect_mm
+    img.setRect(QRectF(0.0, 0.0, w_mm, h_mm))  # same on-screen size as NodeView's mm scene
+    vb.setRange(QRectF(0.0, 0.0, w_mm, h_mm), padding=0.02)
+    view._bench_overlays = add_overlays(vb, w_mm, h_mm, how, np.random.default_rng(1), n_items)  # keep them
+    view.resize(VIEW_PX, VIEW_PX)
+    view.setWindowTitle(f"reference {kind}")
+    state = {"k": start}
+
+    def step(delta: int) -> None:
+        state["k"] += delta
+        img.setImage(planes[state["k"]], levels=LEVELS, autoLevels=False)
+
+    return Case(name or f"reference {kind}", kind, view, view, img, step, tuple(planes[start].shape))
+
+
+def make_nodeview(kind_name: str, volume, how: str) -> Case:  # type: ignore[no-untyped-def]
+    from nodeview.core.views import ViewKind
+    from nodeview.qt.viewer import ViewerWidget
+
+    kind = ViewKind(kind_name)
+    widget = ViewerWidget()
+    widget.controller.set_volume(volume)
+    widget.set_layout(kind)
+    view = widget.views[kind]
+    w_mm, h_mm = widget.controller.planes[kind].size_mm
+    view._bench_overlays = add_overlays(view.view_box, w_mm, h_mm, how, np.random.default_rng(1))
+    widget.resize(VIEW_PX, VIEW_PX)
+    widget.setWindowTitle(f"nodeview {kind_name}")
+    controller = widget.controller
+
+    def step(delta: int) -> None:
+        controller.scroll(kind, delta)
+
+    return Case(
+        f"NodeView {kind_name}", kind_name, widget, view, view.image_item, step, tuple(view.image_item.image.shape)
+    )
+
+
+def bring_to_front(case: Case) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    case.window.raise_()
+    case.window.activateWindow()
+    QApplication.processEvents()
+
+
+def fit_viewport(case: Case, app) -> None:  # type: ignore[no-untyped-def]
+    """Resize the top-level window until the shown view's viewport is VIEW_PX x VIEW_PX."""
+    for _ in range(5):
+        app.processEvents()
+        vp = case.view.viewport().size()
+        dw, dh = VIEW_PX - vp.width(), VIEW_PX - vp.height()
+        if dw == 0 and dh == 0:
+            return
+        case.window.resize(case.window.width() + dw, case.window.height() + dh)
+
+
+# ------------------------------------------------------------------------------------------------
+# Measuring
+# ------------------------------------------------------------------------------------------------
+class PaintCounter:
+    """Counts ImageItem.paint calls per item; with ``timed`` also sums the time of the paint methods.
+
+    Class-level wrappers in this process only. They must be installed before anything is painted:
+    PySide caches which Python override a C++ virtual (``paint``) resolves to.
+    """
+
+    def __init__(self, timed: bool = False) -> None:
+        import pyqtgraph as pg
+
+        self.counts: dict[int, int] = {}
+        self.seconds: dict[str, float] = {}
+        counts, seconds, clock = self.counts, self.seconds, time.perf_counter
+        image_paint, text_paint = pg.ImageItem.paint, pg.TextItem.paint
+
+        def paint(item, *args):  # type: ignore[no-untyped-def]
+            counts[id(item)] = counts.get(id(item), 0) + 1
+            if not timed:
+                return image_paint(item, *args)
+            t0 = clock()
+            try:
+                return image_paint(item, *args)
+            finally:
+                seconds["ImageItem.paint"] = seconds.get("ImageItem.paint", 0.0) + clock() - t0
+
+        def paint_text(item, *args):  # type: ignore[no-untyped-def]
+            t0 = clock()
+            try:
+                return text_paint(item, *args)
+            finally:
+                seconds["TextItem.paint"] = seconds.get("TextItem.paint", 0.0) + clock() - t0
+
+        pg.ImageItem.paint = paint
+        if timed:
+            pg.TextItem.paint = paint_text
+
+    def of(self, item) -> int:  # type: ignore[no-untyped-def]
+        return self.counts.get(id(item), 0)
+
+
+def make_sync(mode: str, app) -> Callable[[Case], None]:  # type: ignore[no-untyped-def]
+    if mode == "repaint":
+        return lambda case: case.view.viewport().repaint()
+    return lambda case: app.processEvents()
+
+
+def run_steps(case: Case, deltas: list[int], sync: Callable[[Case], None], counter: PaintCounter, record: bool) -> None:
+    clock = time.perf_counter
+    before = counter.of(case.image_item)
+    for d in deltas:
+        t0 = clock()
+        case.step(d)
+        t1 = clock()
+        sync(case)
+        t2 = clock()
+        if record:
+            case.update_ms.append((t1 - t0) * 1e3)
+            case.frame_ms.append((t2 - t1) * 1e3)
+            case.total_ms.append((t2 - t0) * 1e3)
+    if record:
+        case.paints += counter.of(case.image_item) - before
+        case.timed_steps += len(deltas)
+
+
+def verify_frames(case: Case, sync: Callable[[Case], None], app, n: int = 6) -> str:  # type: ignore[no-untyped-def]
+    """Grab the window from the screen after each of n steps; the shown pixels must change each time."""
+    screen = case.window.screen() or app.primaryScreen()
+    vp = case.view.viewport()
+    origin = vp.mapTo(case.window, vp.rect().topLeft())
+    hashes = []
+    for d in [1] * (n // 2) + [-1] * (n - n // 2):
+        case.step(d)
+        sync(case)
+        pix = screen.grabWindow(case.window.winId(), origin.x(), origin.y(), vp.width(), vp.height())
+        image = pix.toImage()
+        raw = bytes(image.constBits()) if image.sizeInBytes() else b""
+        hashes.append(hashlib.sha1(raw).hexdigest())
+    distinct_consecutive = all(a != b for a, b in itertools.pairwise(hashes))
+    if not raw:
+        return "grab empty"
+    return "changes every step" if distinct_consecutive else "NOT CHANGING"
+
+
+def breakdown(
+    pairs: list[tuple[Case, Case]], deltas: list[int], sync: Callable[[Case], None], counter: PaintCounter
+) -> None:
+    """ms per step in NodeView's parts (and the reference's), timed by wrappers, not by the profiler."""
+    import pyqtgraph as pg
+
+    from nodeview.core.views import ViewPlane
+    from nodeview.qt.slice_view import SliceView
+    from nodeview.qt.viewer import ViewerController
+
+    acc = counter.seconds  # the paint wrappers add to it too
+    originals = []
+
+    def wrap(cls, name: str, label: str) -> None:  # type: ignore[no-untyped-def]
+        fn = cls.__dict__[name]
+        originals.append((cls, name, fn))
+
+        def timed(*a, **k):  # type: ignore[no-untyped-def]
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                acc[label] = acc.get(label, 0.0) + time.perf_counter() - t0
+
+        setattr(cls, name, timed)
+
+    parts = [  # (class, method or None for a row computed here, label)
+        (None, "step", "step (the call before the frame)"),
+        (ViewerController, "_refresh_image", "  _refresh_image (the scrolled view)"),
+        (ViewPlane, "extract", "    ViewPlane.extract"),
+        (SliceView, "set_image", "    SliceView.set_image (ImageItem.setImage)"),
+        (ViewerController, "_refresh_overlay", "  _refresh_overlay (x3 views, 2 of them hidden)"),
+        (SliceView, "set_cursor_display", "    set_cursor_display (x3, crosshair lines)"),
+        (SliceView, "set_info", "    set_info (x3, QLabel text + layout)"),
+        (None, "frame", "frame (the sync)"),
+        (None, "ImageItem.paint", "  ImageItem.paint"),
+        (pg.ImageItem, "render", "    ImageItem.render (levels -> ARGB QImage)"),
+        (None, "drawImage", "    rest of paint (QPainter.drawImage, scaled)"),
+        (None, "TextItem.paint", "  TextItem.paint (x10 labels)"),
+        (None, "rest", "  rest (scene, boxes, crosshair, QLabels, flush)"),
+    ]
+    for cls, name, label in parts:
+        if cls is not None:
+            wrap(cls, name, label)
+    cases = [c for pair in pairs for c in pair]
+    results = []
+    try:
+        for c in cases:
+            bring_to_front(c)
+            acc.clear()
+            step_s = frame_s = 0.0
+            for d in deltas:
+                t0 = time.perf_counter()
+                c.step(d)
+                t1 = time.perf_counter()
+                sync(c)
+                t2 = time.perf_counter()
+                step_s, frame_s = step_s + t1 - t0, frame_s + t2 - t1
+            r = {label: acc.get(label, 0.0) for _, _, label in parts}
+            r.update(
+                {
+                    "step (the call before the frame)": step_s,
+                    "frame (the sync)": frame_s,
+                    "  ImageItem.paint": acc.get("ImageItem.paint", 0.0),
+                    "  TextItem.paint (x10 labels)": acc.get("TextItem.paint", 0.0),
+                }
+            )
+            r["    rest of paint (QPainter.drawImage, scaled)"] = (
+                r["  ImageItem.paint"] - r["    ImageItem.render (levels -> ARGB QImage)"]
+            )
+            r["  rest (scene, boxes, crosshair, QLabels, flush)"] = (
+                frame_s - r["  ImageItem.paint"] - r["  TextItem.paint (x10 labels)"]
+            )
+            results.append({k: v / len(deltas) * 1e3 for k, v in r.items()})
+    finally:
+        for cls, name, fn in originals:
+            setattr(cls, name, fn)
+    print("\nWhere the time goes (mean ms per step over one more pass, wrapper timings; indented rows are parts")
+    print("of the row above; 'ref' = the reference of the same view):")
+    print(f"{'':<50}" + "".join(f"{('ref ' if i % 2 == 0 else 'NV ') + c.kind[:3]:>9}" for i, c in enumerate(cases)))
+    for _, _, label in parts:
+        print(f"{label:<50}" + "".join(f"{r.get(label, 0.0):9.2f}" for r in results))
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+# ------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    setup_platform(args, argv)
+
+    from PySide6 import __version__ as pyside_version
+    from PySide6.QtCore import qInstallMessageHandler, qVersion
+    from PySide6.QtWidgets import QApplication
+
+    def quiet(mode, context, message):  # type: ignore[no-untyped-def]  # drop the offscreen plugin's noise
+        if not message.startswith("This plugin does not support"):
+            sys.stderr.write(message + "\n")
+
+    qInstallMessageHandler(quiet)
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    import pyqtgraph as pg
+
+    from nodeview.core.geometry import Geometry
+    from nodeview.core.views import ViewKind, planes_for
+    from nodeview.core.volume import Volume
+    from nodeview.qt import viewer  # noqa: F401  (import first: sets pyqtgraph's global options the way the app does)
+
+    # ImageItem reads imageAxisOrder when it is created: every item here must be made after this point,
+    # or a 'col-major' reference would transpose (and slow down) every frame.
+    axis_order = pg.getConfigOption("imageAxisOrder")
+    counter = PaintCounter(timed=args.profile)
+    sync = make_sync(args.sync, app)
+
+    print(
+        f"Python {platform.python_version()}, Qt {qVersion()} (PySide6 {pyside_version}), "
+        f"pyqtgraph {pg.__version__}, numpy {np.__version__}; platform '{app.platformName()}', "
+        f"{os.cpu_count()} CPUs; sync = {args.sync}; overlays = {N_OVERLAYS} x ({args.overlay} box + TextItem); "
+        f"imageAxisOrder {axis_order}, antialias {pg.getConfigOption('antialias')}"
+    )
+    t0 = time.perf_counter()
+    hu = make_volume(args.slices, args.size)
+    geometry = Geometry(shape_zyx=hu.shape, spacing_zyx=SPACING_ZYX, origin_xyz=(0.0, 0.0, 0.0))
+    volume = Volume(hu_zyx=hu, geometry=geometry, description="synthetic scroll benchmark")
+    planes = planes_for(geometry)
+    print(
+        f"Synthetic volume {hu.shape} int16, spacing {SPACING_ZYX} mm (z, y, x), "
+        f"{hu.nbytes / 1e6:.0f} MB, made in {time.perf_counter() - t0:.1f} s"
+    )
+
+    deltas = step_deltas(args.steps)
+    warm = step_deltas(args.warmup)
+    kinds = [k.strip() for k in args.views.split(",") if k.strip()]
+    for k in kinds:
+        ViewKind(k)  # validate
+    cases: list[Case] = []
+    pairs: list[tuple[Case, Case]] = []
+    for k in kinds:
+        plane = planes[ViewKind(k)]
+        mid = (plane.n_slices - 1) // 2
+        lo, hi = mid - len(deltas), mid + len(deltas)
+        if k == "axial" and plane.slice_axis == 0 and not (plane.u_flip or plane.v_flip):
+            ref_planes = {i: hu[i] for i in range(max(0, lo), min(plane.n_slices, hi + 1))}  # views of the array
+        else:  # precompute exactly the images NodeView shows (contiguous int16)
+            ref_planes = {i: plane.extract(hu, i) for i in range(max(0, lo), min(plane.n_slices, hi + 1))}
+        ref = make_reference(k, ref_planes, mid, plane.size_mm, args.overlay)
+        nv = make_nodeview(k, volume, args.overlay)
+        for c in (ref, nv):
+            c.window.show()
+            fit_viewport(c, app)
+            cases.append(c)
+        pairs.append((ref, nv))
+    bare = None
+    if not args.no_bare:  # the floor: a bare ImageItem with no overlays, axial planes
+        plane = planes[ViewKind.AXIAL]
+        mid = (plane.n_slices - 1) // 2
+        bare = make_reference(
+            "axial",
+            {i: hu[i] for i in range(max(0, mid - len(deltas)), min(plane.n_slices, mid + len(deltas) + 1))},
+            mid,
+            plane.size_mm,
+            args.overlay,
+            n_items=0,
+            name="bare axial, no overlay",
+        )
+        bare.window.show()
+        fit_viewport(bare, app)
+        cases.insert(0, bare)
+    orders = {c.name: c.image_item.axisOrder for c in cases}
+    if len(set(orders.values())) != 1:
+        print(f"WARNING: ImageItems differ in axisOrder: {orders}")
+    for n, c in enumerate(cases):  # tile the windows (an X server does not paint hidden parts of windows)
+        c.window.move(20 + (n % 4) * (VIEW_PX + 60), 20 + (n // 4) * (VIEW_PX + 100))
+    app.processEvents()
+
+    print("\nWarm-up and frame check (grab of the viewport from the screen after each step):")
+    for c in cases:
+        bring_to_front(c)
+        run_steps(c, warm, sync, counter, record=False)
+        vp = c.view.viewport().size()
+        print(
+            f"  {c.name:<22} viewport {vp.width()}x{vp.height()} px, image {c.image_shape[1]}x{c.image_shape[0]} "
+            f"px: {verify_frames(c, sync, app)}"
+        )
+
+    print(f"\nTiming {args.rounds} rounds x {len(deltas)} steps per case (order reversed every other round)...")
+    for r in range(args.rounds):
+        order = cases if r % 2 == 0 else list(reversed(cases))
+        for c in order:
+            bring_to_front(c)
+            gc.collect()
+            run_steps(c, deltas, sync, counter, record=True)
+
+    header = (
+        f"{'case':<22} {'image':>8} {'median ms':>9} {'p95 ms':>7} {'mean ms':>7} {'update':>7} "
+        f"{'frame':>7} {'frames/step':>11} {'vs ref':>6}  target <= {TARGET_MS:g} ms"
+    )
+    print("\nms per slice step (step + one synchronous frame); 'update' and 'frame' are the medians of the")
+    print("two parts (the step call, then the sync); 'vs ref' = median NodeView / median reference, same view:\n")
+    print(header)
+    print("-" * len(header))
+    verdicts = []
+    if bare is not None:
+        med = statistics.median(bare.total_ms)
+        print(
+            f"{bare.name:<22} {'512x512':>8} {med:9.2f} {pct(bare.total_ms, 95):7.2f} "
+            f"{statistics.fmean(bare.total_ms):7.2f} {statistics.median(bare.update_ms):7.2f} "
+            f"{statistics.median(bare.frame_ms):7.2f} {bare.paints / bare.timed_steps:11.2f} {'':>6}  (floor)"
+        )
+    for ref, nv in pairs:
+        for c in (ref, nv):
+            med = statistics.median(c.total_ms)
+            shape = f"{c.image_shape[1]}x{c.image_shape[0]}"
+            fps = c.paints / c.timed_steps if c.timed_steps else float("nan")
+            ratio = med / statistics.median(ref.total_ms)
+            is_nv = c is nv
+            verdict = ("PASS" if med <= TARGET_MS else "MISS") if is_nv else "(reference)"
+            print(
+                f"{c.name:<22} {shape:>8} {med:9.2f} {pct(c.total_ms, 95):7.2f} {statistics.fmean(c.total_ms):7.2f} "
+                f"{statistics.median(c.update_ms):7.2f} {statistics.median(c.frame_ms):7.2f} {fps:11.2f} "
+                f"{(f'{ratio:.2f}' if is_nv else '1.00'):>6}  {verdict}"
+            )
+            if is_nv:
+                verdicts.append((c, med, pct(c.total_ms, 95), ratio))
+    print(
+        f"\nTargets (NodeView, median ms per step <= {TARGET_MS:g} ms; a bare ImageItem's floor is about "
+        f"{FLOOR_NOTE_MS:g} ms):"
+    )
+    bare_med = statistics.median(bare.total_ms) if bare is not None else None
+    for c, med, p95, ratio in verdicts:
+        vs_bare = f", {med / bare_med:.2f}x bare" if bare_med else ""
+        print(
+            f"  {c.name:<20}: {med:.2f} ms median (p95 {p95:.2f} ms), {ratio:.2f}x reference{vs_bare}  "
+            f"{'PASS' if med <= TARGET_MS else 'MISS'}"
+        )
+
+    if args.profile:
+        for _, nv in pairs:
+            bring_to_front(nv)
+            prof = cProfile.Profile()
+            prof.enable()
+            run_steps(nv, deltas, sync, counter, record=False)
+            prof.disable()
+            print(f"\ncProfile of {len(deltas)} steps of {nv.name} (+ frames), top 15 by own time:")
+            pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+            print(f"cProfile of {nv.name}, top 25 by cumulative time:")
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+        breakdown(pairs, deltas, sync, counter)
+
+    for c in cases:
+        c.window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
