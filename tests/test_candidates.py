@@ -1,0 +1,72 @@
+"""Candidate proposals find nodules of 3-30 mm of every density, including at the pleura."""
+
+import numpy as np
+import pytest
+
+from nodeview.core.candidates import DEFAULT_MAX_CANDIDATES, propose, recall
+from nodeview.core.geometry import Geometry
+
+
+def _chest(seed=0):
+    """A closed chest with noisy lungs, a few vessels, and nodules of several kinds and sizes."""
+    rng = np.random.default_rng(seed)
+    shape = (80, 160, 160)
+    g = Geometry(shape, (1.25, 0.75, 0.75), (-60.0, -60.0, -50.0))
+    z, y, x = np.mgrid[0 : shape[0], 0 : shape[1], 0 : shape[2]].astype(np.float32)
+    zmm, ymm, xmm = z * 1.25, y * 0.75, x * 0.75
+    hu = np.full(shape, -1000.0, dtype=np.float32)
+    hu[((ymm - 60) / 55) ** 2 + ((xmm - 60) / 58) ** 2 < 1] = 40
+    lungs = np.zeros(shape, bool)
+    for cx in (33.0, 87.0):
+        lungs |= ((ymm - 58) / 42) ** 2 + ((xmm - cx) / 20) ** 2 + ((zmm - 50) / 48) ** 2 < 1
+    hu[lungs] = -850
+    for _ in range(12):  # vessels: random straight tubes inside the lungs
+        p0 = np.array([rng.uniform(10, 90), rng.uniform(30, 85), rng.uniform(20, 100)])
+        d = rng.normal(size=3)
+        d /= np.linalg.norm(d)
+        t = np.clip(((zmm - p0[0]) * d[0] + (ymm - p0[1]) * d[1] + (xmm - p0[2]) * d[2]), -30, 30)
+        dist2 = (zmm - p0[0] - t * d[0]) ** 2 + (ymm - p0[1] - t * d[1]) ** 2 + (xmm - p0[2] - t * d[2]) ** 2
+        hu[(dist2 < rng.uniform(0.6, 2.0) ** 2) & lungs] = 40
+    nodules = [  # (z, y, x) mm, diameter, HU
+        ((50, 58, 30), 3.0, 40), ((30, 50, 90), 5.0, 40), ((70, 70, 35), 8.0, -550), ((50, 40, 80), 15.0, 20),
+        ((45, 60, 104), 12.0, 30),  # juxta-pleural: touching the lateral wall of the left lung
+        ((60, 75, 82), 25.0, -600),  # large ground glass
+    ]
+    for (cz, cy, cx), diam, value in nodules:
+        inside = (zmm - cz) ** 2 + (ymm - cy) ** 2 + (xmm - cx) ** 2 < (diam / 2) ** 2
+        hu[inside] = value
+    hu += rng.normal(0, 15, shape).astype(np.float32)
+    centres = [tuple(g.index_to_mm((cz / 1.25, cy / 0.75, cx / 0.75))) for (cz, cy, cx), _, _ in nodules]
+    return np.rint(hu).astype(np.int16), g, centres, [d for _, d, _ in nodules], lungs
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_nodule_kind_and_size_is_proposed(seed):
+    hu, g, centres, diameters, lungs = _chest(seed)
+    candidates = propose(hu, g)
+    assert 0 < len(candidates) <= DEFAULT_MAX_CANDIDATES
+    assert all(recall(candidates, centres, diameters)), recall(candidates, centres, diameters)
+    # every candidate lies in or within 8 mm of the lungs, never out in the body wall or air
+    from scipy import ndimage
+
+    near_lungs = ndimage.binary_dilation(lungs, iterations=11)  # 11 x 0.75 mm in-plane
+    assert all(near_lungs[tuple(np.rint(c.index_zyx).astype(int))] for c in candidates)
+
+
+def test_lidc_reader_nodule_is_proposed(lidc_volume):
+    candidates = propose(lidc_volume.hu_zyx, lidc_volume.geometry)
+    assert len(candidates) <= DEFAULT_MAX_CANDIDATES
+    assert recall(candidates, [(60.08, 73.09, -103.94), (59.54, 70.25, -102.44)], [33.4, 33.4]) == [True, True]
+
+
+def test_no_lungs_no_candidates():
+    hu = np.full((20, 64, 64), 40, dtype=np.int16)
+    assert propose(hu, Geometry(hu.shape, (1, 1, 1), (0, 0, 0))) == []
+
+
+def test_cancel():
+    from nodeview.core.errors import Cancelled
+
+    hu, g, *_ = _chest()
+    with pytest.raises(Cancelled):
+        propose(hu, g, should_stop=lambda: True)

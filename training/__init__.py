@@ -1,0 +1,1 @@
+"""NodeView model training (torch/torchvision). Never imported by the viewer."""
