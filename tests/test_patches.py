@@ -60,3 +60,15 @@ def test_batch_equals_single_and_outside_is_air():
 def test_spec_metadata_round_trip():
     spec = PatchSpec(48, 1.0, (-1100.0, 300.0))
     assert PatchSpec.from_metadata(spec.to_metadata()) == spec
+
+
+def test_rotation_identity_and_quarter_turn():
+    hu, g, centre = _volume_with_marker()
+    plain = extract_patches(hu, g, [centre])
+    same = extract_patches(hu, g, [centre], rotations=np.eye(3)[None])
+    np.testing.assert_allclose(plain, same, atol=1e-6)
+    # a quarter turn about z (x -> y): the axial plane turns, the left tag moves to a posterior spot
+    rz = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    turned = extract_patches(hu, g, [centre], rotations=rz[None])
+    tag = _pixel_of(DEFAULT_SPEC, -6, 0)  # rows now run along -x: the left tag sits 6 mm "up"
+    assert turned[0, 0][tag] > 0.5

@@ -65,8 +65,14 @@ _PLANES = (
 )
 
 
-def patch_points_mm(centres_xyz_mm: ArrayLike, spec: PatchSpec = DEFAULT_SPEC) -> NDArray[np.float64]:
-    """LPS mm of every patch pixel: shape (N, 3 planes, size, size, 3)."""
+def patch_points_mm(
+    centres_xyz_mm: ArrayLike, spec: PatchSpec = DEFAULT_SPEC, rotations: NDArray[np.float64] | None = None
+) -> NDArray[np.float64]:
+    """LPS mm of every patch pixel: shape (N, 3 planes, size, size, 3).
+
+    ``rotations`` (N, 3, 3), optional: rotate each patch's planes about its centre (training
+    augmentation; the detector never rotates).
+    """
     centres = np.atleast_2d(np.asarray(centres_xyz_mm, dtype=np.float64))
     offsets = (np.arange(spec.size, dtype=np.float64) - (spec.size - 1) / 2.0) * spec.spacing_mm
     planes = []
@@ -74,7 +80,10 @@ def patch_points_mm(centres_xyz_mm: ArrayLike, spec: PatchSpec = DEFAULT_SPEC) -
         grid = offsets[:, None, None] * row_dir + offsets[None, :, None] * col_dir  # (size, size, 3)
         planes.append(grid)
     stacked = np.stack(planes)  # (3, size, size, 3)
-    return np.asarray(centres[:, None, None, None, :] + stacked[None], dtype=np.float64)
+    if rotations is None:
+        return np.asarray(centres[:, None, None, None, :] + stacked[None], dtype=np.float64)
+    rotated = np.einsum("nab,pijb->npija", np.asarray(rotations, dtype=np.float64), stacked)
+    return np.asarray(centres[:, None, None, None, :] + rotated, dtype=np.float64)
 
 
 def extract_patches(
@@ -82,9 +91,10 @@ def extract_patches(
     geometry: Geometry,
     centres_xyz_mm: ArrayLike,
     spec: PatchSpec = DEFAULT_SPEC,
+    rotations: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float32]:
     """Patches for N centres: float32 array (N, 3, size, size) in [-1, 1]."""
-    points = patch_points_mm(centres_xyz_mm, spec)
+    points = patch_points_mm(centres_xyz_mm, spec, rotations)
     n = points.shape[0]
     if n == 0:
         return np.zeros((0, 3, spec.size, spec.size), dtype=np.float32)
