@@ -1,0 +1,96 @@
+"""A tiny real training run: mining, balanced sampling, augmentation, checkpoint, resume, NaN stop."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from nodeview.core.dicom_write import SeriesSpec, write_series  # noqa: E402
+from training import train as T  # noqa: E402
+from training.annotations import NoduleAnnotation, ScanRecord, write_records_csv  # noqa: E402
+from training.dataset import label_candidates, random_rotations  # noqa: E402
+
+from ..test_candidates import _chest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    records = []
+    for seed in range(2):
+        hu, g, centres, diameters, _ = _chest(seed)
+        folder = root / f"scan{seed}"
+        write_series(hu, folder, SeriesSpec(spacing_zyx=tuple(g.spacing_zyx), origin_xyz=tuple(g.origin_xyz),
+                                            seed=seed, series_description=f"tiny {seed}"))
+        nodules = tuple(NoduleAnnotation(tuple(float(v) for v in c), d, malignant=d >= 10, malignancy_score=d / 30,
+                                         source="test") for c, d in zip(centres, diameters, strict=True))
+        records.append(ScanRecord(f"scan{seed}", str(folder), nodules))
+    return write_records_csv(records, root / "annotations.csv"), root
+
+
+def _args(csv, root, out, **extra):
+    argv = ["--data", str(csv), "--val-fraction", "0.5", "--cache", str(root / "cache"), "--out", str(out),
+            "--epochs", "3", "--batch-size", "16", "--steps-per-epoch", "6", "--positive-copies", "2",
+            "--max-candidates", "60", "--lr", "3e-4", "--quiet", "--threads", "2"]
+    for k, v in extra.items():
+        flag = f"--{k.replace('_', '-')}"
+        argv += [flag] if v is True else [flag, str(v)]
+    return T.get_args_parser().parse_args(argv)
+
+
+def test_tiny_training_lowers_the_loss_and_resumes(tiny_data, tmp_path):
+    csv, root = tiny_data
+    result = T.main(_args(csv, root, tmp_path / "run"))
+    history = result["history"]
+    assert len(history) == 3
+    assert history[-1]["train_loss"] < history[0]["train_loss"], [h["train_loss"] for h in history]
+    assert all(np.isfinite(h["val_loss"]) for h in history)
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert {"model", "optimizer", "lr_scheduler", "args", "epoch", "history"} <= set(ckpt)
+    assert (tmp_path / "run" / "loss_accuracy.png").stat().st_size > 1000
+    summary = json.loads((tmp_path / "run" / "data_summary.json").read_text())
+    assert summary["train"]["proposal_recall"] == 1.0
+    # resume: one more epoch continues the same history
+    more = T.main(_args(csv, root, tmp_path / "run", epochs=4, resume=tmp_path / "run" / "checkpoint.pt"))
+    assert len(more["history"]) == 4 and more["history"][:3] == history
+
+
+def test_non_finite_loss_stops(tiny_data, tmp_path, monkeypatch):
+    csv, root = tiny_data
+    real_batch = T._batch
+
+    def poisoned(ps, idx, device):
+        x, *rest = real_batch(ps, idx, device)
+        x[0, 0, 0, 0] = float("nan")
+        return (x, *rest)
+
+    monkeypatch.setattr(T, "_batch", poisoned)
+    with pytest.raises(SystemExit, match="non-finite loss"):
+        T.main(_args(csv, root, tmp_path / "nan", epochs=1, no_augment=True))
+
+
+def test_labels_and_rotations():
+    centres = np.array([[0.0, 0, 0], [4.9, 0, 0], [20.0, 0, 0]])
+    nodules = (NoduleAnnotation((0.0, 0.0, 0.0), 10.0), NoduleAnnotation((21.0, 0.0, 0.0), 4.0))
+    assert label_candidates(centres, nodules).tolist() == [0, 0, 1]
+    r = random_rotations(50, np.random.default_rng(0))
+    np.testing.assert_allclose(r @ r.transpose(0, 2, 1), np.broadcast_to(np.eye(3), r.shape), atol=1e-9)
+    np.testing.assert_allclose(np.linalg.det(r), 1.0)
+
+
+def test_augment_flips_are_physically_consistent():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(64, 3, 8, 8)
+    x[:, 0, 2, 6] = 1  # axial: posterior-left marker (row +y, col +x)
+    x[:, 1, 2, 6] = 1  # coronal: superior-left marker
+    out, d = T.augment(x, torch.full((64,), 10.0), gen)
+    # a left-right flip moves the marker in the axial AND coronal planes together
+    axial_right = out[:, 0, :, :4].sum(dim=(1, 2)) > out[:, 0, :, 4:].sum(dim=(1, 2))
+    coronal_right = out[:, 1, :, :4].sum(dim=(1, 2)) > out[:, 1, :, 4:].sum(dim=(1, 2))
+    assert torch.equal(axial_right, coronal_right) and 5 < int(axial_right.sum()) < 59
+    assert torch.all((d > 8.9) & (d < 11.1))

@@ -1,0 +1,187 @@
+"""From annotated scans to labelled 2.5D patches (the same proposals and patches as the app).
+
+For every scan: load it (``nodeview.core.study.open_study``), run the app's candidate proposals
+(``nodeview.core.candidates.propose``), label each candidate with the LUNA16 rule (a hit is a
+candidate within the radius of an annotated nodule), and extract patches with
+``nodeview.core.patches``. Annotated nodules that the proposals missed are added as extra
+positives so the model still learns them (and the miss is counted in the summary). Positives are
+also extracted ``--positive-copies`` times with random 3D rotations and small centre jitter:
+real resamplings of the volume, not image tricks.
+
+The result is cached per scan as ``<cache>/<scan_id>.npz`` (float16 patches), so training epochs
+never touch DICOM again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from nodeview.core.candidates import propose
+from nodeview.core.patches import DEFAULT_SPEC, PatchSpec, extract_patches
+from nodeview.core.study import open_study
+
+from .annotations import NoduleAnnotation, ScanRecord
+
+UNKNOWN = -1
+
+
+@dataclass
+class PatchSet:
+    """Patches and labels, concatenated over scans."""
+
+    patches: NDArray[np.float16]  # (N, 3, S, S)
+    nodule: NDArray[np.int8]  # 1 nodule, 0 not
+    malignant: NDArray[np.int8]  # 1, 0, or UNKNOWN (-1) when not a nodule or unrated
+    diameter_mm: NDArray[np.float32]  # nan when not a nodule
+    scan: NDArray[np.int32]  # index into scan_ids
+    centre_xyz_mm: NDArray[np.float32]
+    from_proposal: NDArray[np.bool_]  # False for added ground-truth positives and their copies
+    scan_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.nodule)
+
+    @classmethod
+    def concat(cls, parts: list[PatchSet]) -> PatchSet:
+        ids: list[str] = []
+        scans = []
+        for p in parts:
+            scans.append(p.scan + len(ids))
+            ids.extend(p.scan_ids)
+        return cls(
+            np.concatenate([p.patches for p in parts]),
+            np.concatenate([p.nodule for p in parts]),
+            np.concatenate([p.malignant for p in parts]),
+            np.concatenate([p.diameter_mm for p in parts]),
+            np.concatenate(scans).astype(np.int32),
+            np.concatenate([p.centre_xyz_mm for p in parts]),
+            np.concatenate([p.from_proposal for p in parts]),
+            ids,
+        )
+
+    def subset(self, index: NDArray[np.intp]) -> PatchSet:
+        return PatchSet(self.patches[index], self.nodule[index], self.malignant[index], self.diameter_mm[index],
+                        self.scan[index], self.centre_xyz_mm[index], self.from_proposal[index], self.scan_ids)
+
+
+def label_candidates(centres: NDArray[np.float64], nodules: tuple[NoduleAnnotation, ...]) -> NDArray[np.intp]:
+    """Index of the nodule each candidate hits (LUNA16 rule: within its radius), -1 for none."""
+    out = np.full(len(centres), -1, dtype=np.intp)
+    if not nodules or len(centres) == 0:
+        return out
+    best = np.full(len(centres), np.inf)
+    for n, nod in enumerate(nodules):
+        d = np.linalg.norm(centres - np.asarray(nod.center_xyz_mm), axis=1)
+        hit = (d <= max(nod.diameter_mm / 2.0, 1.5)) & (d < best)
+        out[hit] = n
+        best[hit] = d[hit]
+    return out
+
+
+def random_rotations(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
+    """Uniform random 3D rotations (QR of Gaussian matrices, determinant +1)."""
+    q, r = np.linalg.qr(rng.normal(size=(n, 3, 3)))
+    q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
+    det = np.linalg.det(q)
+    q[det < 0, :, 0] *= -1
+    return q
+
+
+def mine_scan(
+    record: ScanRecord,
+    spec: PatchSpec = DEFAULT_SPEC,
+    positive_copies: int = 8,
+    max_candidates: int = 400,
+    seed: int = 0,
+) -> tuple[PatchSet, dict[str, object]]:
+    """Candidates, labels and patches of one scan, plus a summary (recall of the proposals)."""
+    volume = open_study(record.path)
+    candidates = propose(volume.hu_zyx, volume.geometry, max_candidates=max_candidates)
+    centres = np.asarray([c.center_xyz_mm for c in candidates], dtype=np.float64).reshape(-1, 3)
+    hit = label_candidates(centres, record.nodules)
+    found = sorted(set(int(h) for h in hit if h >= 0))
+    rng = np.random.default_rng(seed)
+    # positives: ground-truth centres (always), plus rotated and jittered copies
+    extra_centres, extra_nodule = [], []
+    for n, nod in enumerate(record.nodules):
+        extra_centres.append(np.asarray(nod.center_xyz_mm))
+        extra_nodule.append(n)
+        for _ in range(positive_copies):
+            jitter = rng.normal(0, max(nod.diameter_mm / 8.0, 0.5), 3)
+            extra_centres.append(np.asarray(nod.center_xyz_mm) + jitter)
+            extra_nodule.append(n)
+    all_centres = np.concatenate([centres, np.asarray(extra_centres).reshape(-1, 3)])
+    all_hit = np.concatenate([hit, np.asarray(extra_nodule, dtype=np.intp)])
+    rotations = np.concatenate([
+        np.repeat(np.eye(3)[None], len(centres), axis=0),
+        random_rotations(len(extra_centres), rng) if extra_centres else np.zeros((0, 3, 3)),
+    ])
+    patches = extract_patches(volume.hu_zyx, volume.geometry, all_centres, spec, rotations=rotations)
+    nodule = (all_hit >= 0).astype(np.int8)
+    malignant = np.full(len(all_hit), UNKNOWN, dtype=np.int8)
+    diameter = np.full(len(all_hit), np.nan, dtype=np.float32)
+    for i, h in enumerate(all_hit):
+        if h >= 0:
+            nod = record.nodules[h]
+            diameter[i] = nod.diameter_mm
+            if nod.malignant is not None:
+                malignant[i] = int(nod.malignant)
+    part = PatchSet(
+        patches=patches.astype(np.float16),
+        nodule=nodule,
+        malignant=malignant,
+        diameter_mm=diameter,
+        scan=np.zeros(len(all_hit), dtype=np.int32),
+        centre_xyz_mm=all_centres.astype(np.float32),
+        from_proposal=np.arange(len(all_hit)) < len(centres),
+        scan_ids=[record.scan_id],
+    )
+    small = [n for n, nod in enumerate(record.nodules) if nod.diameter_mm >= 3.0]
+    summary = {
+        "scan_id": record.scan_id,
+        "candidates": len(candidates),
+        "nodules": len(record.nodules),
+        "nodules_ge_3mm": len(small),
+        "found_by_proposals": len([n for n in found if n in small]),
+        "shape_zyx": list(volume.shape_zyx),
+    }
+    return part, summary
+
+
+def cache_key(record: ScanRecord, spec: PatchSpec, positive_copies: int, max_candidates: int) -> str:
+    text = json.dumps([record.scan_id, record.path, [n.__dict__ for n in record.nodules], spec.__dict__,
+                       positive_copies, max_candidates, "v1"], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_or_mine(
+    record: ScanRecord,
+    cache_dir: str | Path,
+    spec: PatchSpec = DEFAULT_SPEC,
+    positive_copies: int = 8,
+    max_candidates: int = 400,
+    seed: int = 0,
+) -> tuple[PatchSet, dict[str, object]]:
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = cache_key(record, spec, positive_copies, max_candidates)
+    path = cache_dir / f"{record.scan_id}-{key}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            part = PatchSet(z["patches"], z["nodule"], z["malignant"], z["diameter_mm"], z["scan"],
+                            z["centre_xyz_mm"], z["from_proposal"], [record.scan_id])
+            summary = json.loads(str(z["summary"]))
+        return part, summary
+    part, summary = mine_scan(record, spec, positive_copies, max_candidates, seed)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, patches=part.patches, nodule=part.nodule, malignant=part.malignant, diameter_mm=part.diameter_mm,
+             scan=part.scan, centre_xyz_mm=part.centre_xyz_mm, from_proposal=part.from_proposal,
+             summary=json.dumps(summary))
+    tmp.replace(path)
+    return part, summary
