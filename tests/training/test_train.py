@@ -94,3 +94,23 @@ def test_augment_flips_are_physically_consistent():
     coronal_right = out[:, 1, :, :4].sum(dim=(1, 2)) > out[:, 1, :, 4:].sum(dim=(1, 2))
     assert torch.equal(axial_right, coronal_right) and 5 < int(axial_right.sum()) < 59
     assert torch.all((d > 8.9) & (d < 11.1))
+
+
+def test_evaluate_writes_metrics_and_plots(tiny_data, tmp_path):
+    from training import evaluate as E
+
+    csv, root = tiny_data
+    T.main(_args(csv, root, tmp_path / "run", epochs=1))
+    args = E.get_args_parser().parse_args(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(csv),
+                                           "--cache", str(root / "cache"), "--out", str(tmp_path / "eval"),
+                                           "--max-candidates", "60", "--quiet"])
+    metrics = E.main(args)
+    assert metrics["scans"] == 2 and metrics["nodules"] == 12
+    assert 0.0 <= metrics["cpm"] <= 1.0 and set(metrics["sensitivity_at_fp_rates"]) == {
+        "0.125", "0.25", "0.5", "1.0", "2.0", "4.0", "8.0"}
+    cls = metrics["candidate_classification"]
+    for key in ("accuracy", "precision", "recall", "f1", "sensitivity", "specificity"):
+        assert key in cls
+    for png in ("roc.png", "froc.png", "confusion_matrix.png", "malignancy_roc.png"):
+        assert (tmp_path / "eval" / png).stat().st_size > 1000, png
+    assert (tmp_path / "eval" / "predictions.csv").read_text().count("\n") > 50
