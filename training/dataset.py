@@ -66,8 +66,16 @@ class PatchSet:
         )
 
     def subset(self, index: NDArray[np.intp]) -> PatchSet:
-        return PatchSet(self.patches[index], self.nodule[index], self.malignant[index], self.diameter_mm[index],
-                        self.scan[index], self.centre_xyz_mm[index], self.from_proposal[index], self.scan_ids)
+        return PatchSet(
+            self.patches[index],
+            self.nodule[index],
+            self.malignant[index],
+            self.diameter_mm[index],
+            self.scan[index],
+            self.centre_xyz_mm[index],
+            self.from_proposal[index],
+            self.scan_ids,
+        )
 
 
 def label_candidates(centres: NDArray[np.float64], nodules: tuple[NoduleAnnotation, ...]) -> NDArray[np.intp]:
@@ -118,10 +126,12 @@ def mine_scan(
             extra_nodule.append(n)
     all_centres = np.concatenate([centres, np.asarray(extra_centres).reshape(-1, 3)])
     all_hit = np.concatenate([hit, np.asarray(extra_nodule, dtype=np.intp)])
-    rotations = np.concatenate([
-        np.repeat(np.eye(3)[None], len(centres), axis=0),
-        random_rotations(len(extra_centres), rng) if extra_centres else np.zeros((0, 3, 3)),
-    ])
+    rotations = np.concatenate(
+        [
+            np.repeat(np.eye(3)[None], len(centres), axis=0),
+            random_rotations(len(extra_centres), rng) if extra_centres else np.zeros((0, 3, 3)),
+        ]
+    )
     patches = extract_patches(volume.hu_zyx, volume.geometry, all_centres, spec, rotations=rotations)
     nodule = (all_hit >= 0).astype(np.int8)
     malignant = np.full(len(all_hit), UNKNOWN, dtype=np.int8)
@@ -155,8 +165,19 @@ def mine_scan(
 
 
 def cache_key(record: ScanRecord, spec: PatchSpec, positive_copies: int, max_candidates: int) -> str:
-    text = json.dumps([record.scan_id, record.path, [n.__dict__ for n in record.nodules], spec.__dict__,
-                       positive_copies, max_candidates, "v1"], sort_keys=True, default=str)
+    text = json.dumps(
+        [
+            record.scan_id,
+            record.path,
+            [n.__dict__ for n in record.nodules],
+            spec.__dict__,
+            positive_copies,
+            max_candidates,
+            "v1",
+        ],
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -174,14 +195,30 @@ def load_or_mine(
     path = cache_dir / f"{record.scan_id}-{key}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
-            part = PatchSet(z["patches"], z["nodule"], z["malignant"], z["diameter_mm"], z["scan"],
-                            z["centre_xyz_mm"], z["from_proposal"], [record.scan_id])
+            part = PatchSet(
+                z["patches"],
+                z["nodule"],
+                z["malignant"],
+                z["diameter_mm"],
+                z["scan"],
+                z["centre_xyz_mm"],
+                z["from_proposal"],
+                [record.scan_id],
+            )
             summary = json.loads(str(z["summary"]))
         return part, summary
     part, summary = mine_scan(record, spec, positive_copies, max_candidates, seed)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, patches=part.patches, nodule=part.nodule, malignant=part.malignant, diameter_mm=part.diameter_mm,
-             scan=part.scan, centre_xyz_mm=part.centre_xyz_mm, from_proposal=part.from_proposal,
-             summary=json.dumps(summary))
+    np.savez(
+        tmp,
+        patches=part.patches,
+        nodule=part.nodule,
+        malignant=part.malignant,
+        diameter_mm=part.diameter_mm,
+        scan=part.scan,
+        centre_xyz_mm=part.centre_xyz_mm,
+        from_proposal=part.from_proposal,
+        summary=json.dumps(summary),
+    )
     tmp.replace(path)
     return part, summary

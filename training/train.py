@@ -74,8 +74,13 @@ def seed_everything(seed: int) -> None:
 def load_patch_set(records: list[ScanRecord], args: argparse.Namespace, label: str) -> tuple[PatchSet, list[dict]]:
     parts, summaries = [], []
     for n, rec in enumerate(_progress(records, f"mining {label}", args.quiet)):
-        part, summary = load_or_mine(rec, args.cache, positive_copies=args.positive_copies,
-                                     max_candidates=args.max_candidates, seed=args.seed * 100003 + n)
+        part, summary = load_or_mine(
+            rec,
+            args.cache,
+            positive_copies=args.positive_copies,
+            max_candidates=args.max_candidates,
+            seed=args.seed * 100003 + n,
+        )
         parts.append(part)
         summaries.append(summary)
     return PatchSet.concat(parts), summaries
@@ -114,8 +119,13 @@ def augment(x: torch.Tensor, diameter: torch.Tensor, gen: torch.Generator) -> tu
     return x, diameter * zoom
 
 
-def losses(outputs: tuple[torch.Tensor, ...], nodule: torch.Tensor, malignant: torch.Tensor, diameter: torch.Tensor,
-           focal_gamma: float) -> dict[str, torch.Tensor]:
+def losses(
+    outputs: tuple[torch.Tensor, ...],
+    nodule: torch.Tensor,
+    malignant: torch.Tensor,
+    diameter: torch.Tensor,
+    focal_gamma: float,
+) -> dict[str, torch.Tensor]:
     nodule_logit, malignancy_logit, log_d = outputs
     target = nodule.float()
     if focal_gamma > 0:
@@ -126,11 +136,17 @@ def losses(outputs: tuple[torch.Tensor, ...], nodule: torch.Tensor, malignant: t
     else:
         l_nod = F.binary_cross_entropy_with_logits(nodule_logit, target)
     known = (nodule > 0) & (malignant != UNKNOWN)
-    l_mal = (F.binary_cross_entropy_with_logits(malignancy_logit[known], malignant[known].float())
-             if known.any() else nodule_logit.sum() * 0)
+    l_mal = (
+        F.binary_cross_entropy_with_logits(malignancy_logit[known], malignant[known].float())
+        if known.any()
+        else nodule_logit.sum() * 0
+    )
     has_d = (nodule > 0) & torch.isfinite(diameter)
-    l_d = (F.smooth_l1_loss(log_d[has_d], torch.log(diameter[has_d].clamp(min=1.0)))
-           if has_d.any() else nodule_logit.sum() * 0)
+    l_d = (
+        F.smooth_l1_loss(log_d[has_d], torch.log(diameter[has_d].clamp(min=1.0)))
+        if has_d.any()
+        else nodule_logit.sum() * 0
+    )
     total = l_nod + 0.5 * l_mal + 0.2 * l_d
     return {"loss": total, "nodule": l_nod, "malignancy": l_mal, "diameter": l_d}
 
@@ -201,8 +217,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     seed_everything(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records = [r for path in args.data for r in read_records_csv(path)]
@@ -275,8 +294,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             correct += int(((torch.sigmoid(outputs[0].detach()) >= 0.5).long() == nodule).sum())
             seen += len(idx)
-        record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0,
-                  "train_acc": correct / max(seen, 1), **{f"train_{k}": v / steps for k, v in sums.items()}}
+        record = {
+            "epoch": epoch + 1,
+            "lr": scheduler.get_last_lr()[0],
+            "seconds": time.perf_counter() - t0,
+            "train_acc": correct / max(seen, 1),
+            **{f"train_{k}": v / steps for k, v in sums.items()},
+        }
         if val_set is not None and len(val_set):
             record.update(validate(model, val_set, device, args))
         history.append(record)
