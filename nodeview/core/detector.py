@@ -1,0 +1,250 @@
+"""Nodule detection with an ONNX model: proposals -> patches -> onnxruntime -> 3D NMS -> findings.
+
+Qt-free and torch-free. The model is any ONNX file whose metadata says what it expects (written by
+``training/export_onnx.py``): input ``patches`` (N, 3, S, S) float32; outputs ``nodule_prob``,
+``malignancy_prob``, ``diameter_mm``; ``patch_size``, ``patch_spacing_mm``, ``hu_window``; a model
+with missing or incompatible metadata is refused with :class:`ModelError`.
+
+Long runs report ``progress(done, total)`` and stop when ``should_stop()`` turns True; an
+inference batch already running is interrupted through ``RunOptions.terminate`` (see
+:meth:`Detector.cancel`). Research use only: the scores are not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, propose
+from .errors import Cancelled, NodeViewError
+from .findings import Finding, measure_finding
+from .lung import segment_lungs
+from .patches import PatchSpec, extract_patches
+from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
+from .volume import Volume
+
+REQUIRED_METADATA = ("name", "version", "patch_size", "patch_spacing_mm", "hu_window", "outputs", "weights_sha256")
+OUTPUT_NAMES = ("nodule_prob", "malignancy_prob", "diameter_mm")
+DEFAULT_THRESHOLD = 0.5
+BATCH_SIZE = 32
+
+
+class ModelError(NodeViewError):
+    """The model file is missing, unreadable, or not a NodeView nodule model."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: str
+    name: str
+    version: str
+    sha256: str
+    spec: PatchSpec
+    threshold: float
+    metadata: dict[str, str] = field(repr=False)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    findings: tuple[Finding, ...]
+    n_candidates: int
+    model: ModelInfo
+    timings_s: dict[str, float]
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Detector:
+    """One onnxruntime session per model. ``threads`` defaults to all cores but one (the GUI's)."""
+
+    def __init__(self, model_path: str | os.PathLike[str], threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"model file {path} does not exist")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or max(1, (os.cpu_count() or 2) - 1)
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"{path.name} is not a readable ONNX model ({type(exc).__name__})") from exc
+        self.info = self._validate(path)
+        self._run_options = ort.RunOptions()
+        self._lock = threading.Lock()
+
+    def _validate(self, path: Path) -> ModelInfo:
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        missing = [k for k in REQUIRED_METADATA if k not in meta]
+        if missing:
+            raise ModelError(f"{path.name} is not a NodeView nodule model: metadata lacks {', '.join(missing)}")
+        try:
+            spec = PatchSpec.from_metadata(meta)
+            outputs = json.loads(meta["outputs"])
+            threshold = float(meta.get("operating_threshold", DEFAULT_THRESHOLD))
+        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path.name} has malformed NodeView metadata ({exc})") from exc
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != "patches":
+            raise ModelError(f"{path.name} must take one input named 'patches'")
+        shape = inputs[0].shape
+        if len(shape) != 4 or shape[1] != 3 or shape[2] != spec.size or shape[3] != spec.size:
+            raise ModelError(f"{path.name} input shape {shape} does not match patch_size {spec.size}")
+        names = [o.name for o in self.session.get_outputs()]
+        if tuple(names) != OUTPUT_NAMES or set(outputs) != set(OUTPUT_NAMES):
+            raise ModelError(f"{path.name} outputs {names} are not {list(OUTPUT_NAMES)}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ModelError(f"{path.name} operating_threshold {threshold} is not a probability")
+        return ModelInfo(str(path), meta["name"], meta["version"], meta["weights_sha256"], spec, threshold, meta)
+
+    def cancel(self) -> None:
+        """Interrupt a running inference batch (called from another thread)."""
+        self._run_options.terminate = True
+
+    def score(
+        self, patches: NDArray[np.float32], should_stop: StopFn = never_stop, progress: ProgressFn = no_progress
+    ) -> dict[str, NDArray[np.float32]]:
+        """Run the model on patches in batches of ``BATCH_SIZE``."""
+        out: dict[str, list[NDArray[np.float32]]] = {k: [] for k in OUTPUT_NAMES}
+        self._run_options.terminate = False
+        n = len(patches)
+        for start in range(0, n, BATCH_SIZE):
+            check_cancel(should_stop)
+            try:
+                results = self.session.run(None, {"patches": patches[start : start + BATCH_SIZE]}, self._run_options)
+            except Exception as exc:
+                if self._run_options.terminate or should_stop():
+                    raise Cancelled() from exc
+                raise ModelError(f"the model failed on this study ({type(exc).__name__}: {exc})") from exc
+            for name, values in zip(OUTPUT_NAMES, results, strict=True):
+                out[name].append(np.asarray(values, dtype=np.float32).reshape(-1))
+            progress(min(start + BATCH_SIZE, n), n)
+        return {k: (np.concatenate(v) if v else np.zeros(0, np.float32)) for k, v in out.items()}
+
+    def detect(
+        self,
+        volume: Volume,
+        progress: ProgressFn = no_progress,
+        should_stop: StopFn = never_stop,
+        max_candidates: int = DEFAULT_MAX_CANDIDATES,
+        min_score: float | None = None,
+    ) -> DetectionResult:
+        """Findings with score >= ``min_score`` (default: 0, every scored candidate after NMS).
+
+        Progress runs over 100 steps: lungs 0-15, proposals 15-40, patches 40-50, inference
+        50-90, measurements 90-100.
+        """
+        with self._lock:
+            timings: dict[str, float] = {}
+            t = time.perf_counter()
+            progress(0, 100)
+            lung = segment_lungs(volume.hu_zyx, volume.geometry)
+            timings["lungs"] = time.perf_counter() - t
+            check_cancel(should_stop)
+            progress(15, 100)
+            t = time.perf_counter()
+            candidates = propose(
+                volume.hu_zyx,
+                volume.geometry,
+                lung,
+                max_candidates,
+                progress=lambda d, n: progress(15 + 25 * d // max(n, 1), 100),
+                should_stop=should_stop,
+            )
+            timings["proposals"] = time.perf_counter() - t
+            t = time.perf_counter()
+            centres = np.asarray([c.center_xyz_mm for c in candidates], dtype=np.float64).reshape(-1, 3)
+            patches = extract_patches(volume.hu_zyx, volume.geometry, centres, self.info.spec)
+            timings["patches"] = time.perf_counter() - t
+            check_cancel(should_stop)
+            progress(50, 100)
+            t = time.perf_counter()
+            scores = self.score(patches, should_stop, lambda d, n: progress(50 + 40 * d // max(n, 1), 100))
+            timings["inference"] = time.perf_counter() - t
+            t = time.perf_counter()
+            kept = nms_3d(candidates, scores)
+            threshold = 0.0 if min_score is None else min_score
+            kept = [k for k in kept if scores["nodule_prob"][k] >= threshold]
+            findings = []
+            for n, k in enumerate(kept):
+                if n % 8 == 0:
+                    check_cancel(should_stop)
+                findings.append(
+                    measure_finding(
+                        volume,
+                        lung,
+                        candidates[k].center_xyz_mm,
+                        float(scores["diameter_mm"][k]),
+                        float(scores["nodule_prob"][k]),
+                        float(scores["malignancy_prob"][k]),
+                        finding_id=n + 1,
+                    )
+                )
+            timings["postprocess"] = time.perf_counter() - t
+            progress(100, 100)
+            findings.sort(key=lambda f: -f.score)
+            renumbered = tuple(f.with_id(i + 1) for i, f in enumerate(findings))
+            return DetectionResult(renumbered, len(candidates), self.info, timings)
+
+
+def nms_3d(candidates: list[Candidate], scores: dict[str, NDArray[np.float32]]) -> list[int]:
+    """Indices kept after merging candidates closer than the larger predicted radius (best first)."""
+    if not candidates:
+        return []
+    order = np.argsort(-scores["nodule_prob"], kind="stable")
+    centres = np.asarray([c.center_xyz_mm for c in candidates])
+    radius = np.maximum(np.asarray(scores["diameter_mm"], dtype=np.float64) / 2.0, 2.0)
+    kept: list[int] = []
+    for i in order:
+        if kept:
+            d = np.linalg.norm(centres[kept] - centres[i], axis=1)
+            if np.any(d < np.maximum(radius[kept], radius[i])):
+                continue
+        kept.append(int(i))
+    return kept
+
+
+def findings_json(
+    result: DetectionResult, volume: Volume, threshold: float, anonymize: bool, timings: dict[str, float]
+) -> dict[str, Any]:
+    """The ``nodeview.findings/1`` document (findings sorted by score)."""
+    study: dict[str, Any] = {
+        "series_uid": volume.series_uid,
+        "modality": volume.modality,
+        "shape_zyx": list(volume.shape_zyx),
+        "spacing_zyx_mm": [round(float(v), 6) for v in volume.spacing_zyx],
+    }
+    if not anonymize:
+        study["patient_id"] = volume.patient.patient_id
+    return {
+        "schema": "nodeview.findings/1",
+        "study": study,
+        "model": result.model.to_dict(),
+        "threshold": threshold,
+        "research_use_only": "Research use only. Not a medical device. Not a diagnosis.",
+        "findings": [f.to_json() for f in result.findings if f.score >= threshold],
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+__all__ = ["DetectionResult", "Detector", "ModelError", "ModelInfo", "findings_json", "nms_3d"]

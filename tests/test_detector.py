@@ -1,0 +1,170 @@
+"""The core detector with a real (tiny, hand-built) ONNX model: metadata checks, findings at the
+right places with sensible measurements, NMS, cancel, the findings JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+from nodeview.core.detector import Detector, ModelError, findings_json  # noqa: E402
+from nodeview.core.errors import Cancelled  # noqa: E402
+from nodeview.core.findings import lung_rads_hint  # noqa: E402
+from nodeview.core.volume import Volume  # noqa: E402
+
+from .test_candidates import _chest  # noqa: E402
+
+GOOD_META = {
+    "name": "test-centre-density",
+    "version": "0",
+    "patch_size": "64",
+    "patch_spacing_mm": "0.75",
+    "hu_window": "-1000,400",
+    "outputs": json.dumps({"nodule_prob": "p", "malignancy_prob": "p", "diameter_mm": "mm"}),
+    "weights_sha256": "0" * 64,
+    "operating_threshold": "0.5",
+}
+
+
+def make_model(path, meta=GOOD_META, size=64, outputs=("nodule_prob", "malignancy_prob", "diameter_mm")):
+    """nodule_prob = sigmoid(12 * (mean of the central 6x6 of all planes + 0.45)): dense centre -> high."""
+    c0, c1 = size // 2 - 3, size // 2 + 3
+    inits = [
+        helper.make_tensor("starts", TensorProto.INT64, [2], [c0, c0]),
+        helper.make_tensor("ends", TensorProto.INT64, [2], [c1, c1]),
+        helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3]),
+        helper.make_tensor("rax", TensorProto.INT64, [3], [1, 2, 3]),
+        helper.make_tensor("shift", TensorProto.FLOAT, [], [0.45]),
+        helper.make_tensor("gain", TensorProto.FLOAT, [], [12.0]),
+        helper.make_tensor("half", TensorProto.FLOAT, [], [0.5]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("eight", TensorProto.FLOAT, [], [8.0]),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["patches", "starts", "ends", "axes"], ["centre"]),
+        helper.make_node("ReduceMean", ["centre", "rax"], ["m"], keepdims=0),
+        helper.make_node("Add", ["m", "shift"], ["m1"]),
+        helper.make_node("Mul", ["m1", "gain"], ["m2"]),
+        helper.make_node("Sigmoid", ["m2"], [outputs[0]]),
+        helper.make_node("Mul", [outputs[0], "half"], [outputs[1]]),
+        helper.make_node("Mul", ["m", "zero"], ["z"]),
+        helper.make_node("Add", ["z", "eight"], [outputs[2]]),
+    ]
+    graph = helper.make_graph(
+        nodes, "test", [helper.make_tensor_value_info("patches", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N"]) for o in outputs], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def chest_volume():
+    from nodeview.core.geometry import Geometry
+
+    hu, g, centres, diameters, _ = _chest(0)
+    return Volume(hu, Geometry(g.shape_zyx, g.spacing_zyx, g.origin_xyz), series_uid="1.2.3", description="chest"), centres, diameters
+
+
+def test_detects_the_nodules_with_measurements(tmp_path, chest_volume):
+    volume, centres, diameters = chest_volume
+    detector = Detector(make_model(tmp_path / "m.onnx"))
+    assert detector.info.spec.size == 64 and detector.info.threshold == 0.5
+    progress = []
+    result = detector.detect(volume, progress=lambda d, n: progress.append((d, n)))
+    assert progress[-1] == (100, 100) and result.n_candidates > 0
+    found = [f for f in result.findings if f.score >= 0.5]
+    assert [f.id for f in result.findings] == list(range(1, len(result.findings) + 1))
+    assert all(a.score >= b.score for a, b in zip(result.findings, result.findings[1:], strict=False))
+    for centre, diameter in zip(centres, diameters, strict=True):
+        if diameter < 8:
+            continue  # the toy model's 6-pixel centre window is tuned for larger blobs
+        near = [f for f in found if np.linalg.norm(np.subtract(f.center_xyz_mm, centre)) <= diameter / 2]
+        assert near, (centre, diameter)
+        best = near[0]
+        assert 0.5 * diameter <= best.diameter_mm <= 1.6 * diameter, (diameter, best)
+        assert best.volume_mm3 > 0 and best.long_axis_mm >= best.short_axis_mm > 0
+        lo, hi = np.array(best.bbox_min_xyz_mm), np.array(best.bbox_max_xyz_mm)
+        assert np.all(lo <= np.asarray(centre) + 1.5) and np.all(hi >= np.asarray(centre) - 1.5)
+    ggo = min(found, key=lambda f: np.linalg.norm(np.subtract(f.center_xyz_mm, centres[5])))
+    assert ggo.type in ("ground-glass", "part-solid")
+    solid = min(found, key=lambda f: np.linalg.norm(np.subtract(f.center_xyz_mm, centres[3])))
+    assert solid.type == "solid" and solid.lung_rads in ("4A", "4B")
+    # the left-lung nodule (x > 0 in this phantom) is on the patient's left
+    left = min(found, key=lambda f: np.linalg.norm(np.subtract(f.center_xyz_mm, centres[4])))
+    assert left.side == "left"
+    assert set(result.timings_s) == {"lungs", "proposals", "patches", "inference", "postprocess"}
+
+
+def test_findings_json_schema_and_anonymize(tmp_path, chest_volume):
+    volume, _, _ = chest_volume
+    result = Detector(make_model(tmp_path / "m.onnx")).detect(volume)
+    doc = findings_json(result, volume, 0.5, anonymize=True, timings={"load": 0.1, "detect": 1.0})
+    assert doc["schema"] == "nodeview.findings/1" and "patient_id" not in doc["study"]
+    assert set(doc["model"]) == {"name", "version", "sha256"}
+    f = doc["findings"][0]
+    assert {"id", "center_xyz_mm", "diameter_mm", "bbox_xyz_mm", "score", "malignancy", "type", "volume_mm3",
+            "lung_rads"} <= set(f)
+    assert all(x["score"] >= 0.5 for x in doc["findings"])
+    doc2 = findings_json(result, volume, 0.0, anonymize=False, timings={})
+    assert "patient_id" in doc2["study"] and len(doc2["findings"]) == len(result.findings)
+    json.dumps(doc2)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"drop": "patch_size"}, "metadata lacks patch_size"),
+        ({"set": ("patch_size", "48")}, "does not match patch_size"),
+        ({"set": ("hu_window", "abc")}, "malformed"),
+        ({"set": ("operating_threshold", "7")}, "not a probability"),
+    ],
+)
+def test_models_with_wrong_metadata_are_refused(tmp_path, change, message):
+    meta = dict(GOOD_META)
+    if "drop" in change:
+        meta.pop(change["drop"])
+    else:
+        key, value = change["set"]
+        meta[key] = value
+    with pytest.raises(ModelError, match=message):
+        Detector(make_model(tmp_path / "bad.onnx", meta))
+
+
+def test_not_a_model_and_wrong_outputs(tmp_path):
+    (tmp_path / "junk.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match="not a readable ONNX model"):
+        Detector(tmp_path / "junk.onnx")
+    with pytest.raises(ModelError, match="does not exist"):
+        Detector(tmp_path / "none.onnx")
+    with pytest.raises(ModelError, match="outputs"):
+        Detector(make_model(tmp_path / "o.onnx", outputs=("a", "b", "c")))
+
+
+def test_cancel(tmp_path, chest_volume):
+    volume, _, _ = chest_volume
+    detector = Detector(make_model(tmp_path / "m.onnx"))
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(Cancelled):
+        detector.detect(volume, should_stop=stop)
+
+
+def test_lung_rads_hint_table():
+    assert [lung_rads_hint("solid", d) for d in (5, 7, 10, 20)] == ["2", "3", "4A", "4B"]
+    assert lung_rads_hint("part-solid", 5) == "2"
+    assert [lung_rads_hint("part-solid", 12, s) for s in (4, 7, 9)] == ["3", "4A", "4B"]
+    assert [lung_rads_hint("ground-glass", d) for d in (10, 35)] == ["2", "3"]
+    assert lung_rads_hint("calcified", 12) == "1"
