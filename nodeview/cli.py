@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import RESEARCH_NOTICE, __version__
@@ -47,6 +49,48 @@ def _info(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         _print_info(report)
+    return EXIT_OK
+
+
+def default_model_path() -> str:
+    from .resources import resources_dir
+
+    return str(resources_dir() / "models" / "nodeview-nodule.onnx")
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from .core.detector import Detector, ModelError, findings_json
+    from .core.study import open_study
+
+    model = args.model or default_model_path()
+    if not os.path.isfile(model):
+        raise ModelError(
+            f"no model at {model}: pass --model FILE.onnx (train one with training/, see training/README.md)"
+        )
+    t0 = time.perf_counter()
+    volume = open_study(args.paths, series_uid=args.series)
+    t_load = time.perf_counter() - t0
+    detector = Detector(model)
+    t1 = time.perf_counter()
+    result = detector.detect(volume, min_score=0.0)
+    t_detect = time.perf_counter() - t1
+    threshold = detector.info.threshold if args.min_score is None else args.min_score
+    doc = findings_json(result, volume, threshold, args.anonymize, {"load": t_load, "detect": t_detect})
+    text = json.dumps(doc, indent=2)
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text + "\n")
+        tmp.replace(out)
+    else:
+        print(text)
+    shown = doc["findings"]
+    print(
+        f"{len(shown)} finding(s) with score >= {threshold:g} among {result.n_candidates} candidates "
+        f"(load {t_load:.1f} s, detect {t_detect:.1f} s). {RESEARCH_NOTICE}",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -92,10 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--series", metavar="UID", help="describe this series instead of the default")
     info.add_argument("--no-pixels", action="store_true", help="headers only: do not load the default series")
     info.set_defaults(func=_info)
+    detect = sub.add_parser("detect", help="detect lung nodules with the ONNX model; print or write JSON")
+    detect.add_argument("paths", nargs="+", metavar="PATH", help="DICOM folder or files, or a .mhd/.nii/.nrrd file")
+    detect.add_argument("--model", metavar="M", help="ONNX model (default: the bundled model)")
+    detect.add_argument("--json", metavar="OUT", help="write the nodeview.findings/1 JSON to OUT")
+    detect.add_argument("--min-score", type=float, metavar="S",
+                        help="report findings with score >= S (default: the model's operating threshold; 0: all)")
+    detect.add_argument("--series", metavar="UID", help="use this series instead of the default")
+    detect.add_argument("--anonymize", action="store_true", help="leave patient identifiers out of the output")
+    detect.set_defaults(func=_detect)
     return parser
 
 
-SUBCOMMANDS = ("info",)
+SUBCOMMANDS = ("info", "detect")
 
 
 def build_gui_parser() -> argparse.ArgumentParser:
