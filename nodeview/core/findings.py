@@ -35,7 +35,7 @@ from scipy import ndimage
 from .lung import LungMask
 from .volume import Volume
 
-NODULE_TYPES = ("solid", "part-solid", "ground-glass", "calcified")
+NODULE_TYPES = ("solid", "part-solid", "ground-glass", "calcified", "unmeasured")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class Finding:
     zone: str  # upper, middle, lower
     model_diameter_mm: float
     solid_fraction: float = 0.0
+    measured: bool = True  # False: sizes are the model's estimate (no segmentation)
 
     def with_id(self, new_id: int) -> Finding:
         return replace(self, id=new_id)
@@ -81,6 +82,7 @@ class Finding:
             "lung_rads": self.lung_rads,
             "side": self.side,
             "zone": self.zone,
+            "measurement": "segmentation" if self.measured else "model estimate",
         }
 
 
@@ -184,10 +186,15 @@ def measure_finding(
     score: float,
     malignancy: float,
     finding_id: int = 0,
+    segment: bool = True,
 ) -> Finding:
+    """Measure one finding; with ``segment=False`` the model's diameter stands in (cheap)."""
     g = volume.geometry
     diameter_guess = float(np.clip(model_diameter_mm, 3.0, 40.0))
-    for _ in range(3):  # grow the region while the nodule fills it to the edge (diameter underestimated)
+    mask, box = np.zeros((0, 0, 0), dtype=bool), (slice(0, 0), slice(0, 0), slice(0, 0))
+    for _ in range(
+        3 if segment else 0
+    ):  # grow the region while the nodule fills it to the edge (diameter underestimated)
         mask, box = segment_nodule(volume, centre_xyz_mm, diameter_guess, lung)
         if (
             not mask.any()
@@ -226,6 +233,8 @@ def measure_finding(
         c = np.asarray(centre_xyz_mm)
         bbox_min, bbox_max = tuple(float(v) for v in c - r), tuple(float(v) for v in c + r)
         kind, solid_fraction, solid_d = "solid", 1.0, 0.0
+        if not segment:
+            kind = "unmeasured"
     side, zone = _location(lung, volume, centre_xyz_mm)
     return Finding(
         id=finding_id,
@@ -239,7 +248,8 @@ def measure_finding(
         volume_mm3=volume_mm3,
         long_axis_mm=float(long_axis),
         short_axis_mm=float(short_axis),
-        lung_rads=lung_rads_hint(kind, float(mean_d), float(solid_d)),
+        lung_rads=lung_rads_hint(kind, float(mean_d), float(solid_d)) if kind != "unmeasured" else "",
+        measured=bool(mask.any()),
         side=side,
         zone=zone,
         model_diameter_mm=float(model_diameter_mm),
