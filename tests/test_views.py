@@ -72,3 +72,29 @@ def test_window_presets():
     assert Window(40, 400).to_uint8(np.array([-160, 40, 240], dtype=np.int16)).tolist() == [0, 127, 255]
     with pytest.raises(ValueError):
         Window(0, 0)
+
+
+@pytest.mark.parametrize("direction", [np.eye(3), np.diag([-1.0, 1.0, -1.0])])
+def test_box_on_slice_matches_voxels(direction):
+    """A finding box at known mm is drawn over exactly its voxels, in every view, HFS and FFS."""
+    from nodeview.core.views import box_on_slice
+
+    g = Geometry((40, 50, 60), (2.5, 0.8, 0.6), (-20.0, -20.0, -50.0), direction)
+    lo_idx, hi_idx = np.array([10, 20, 30]), np.array([14, 26, 40])  # inclusive voxel range (k, j, i)
+    corners = g.index_to_mm(np.stack([lo_idx - 0.5, hi_idx + 0.5]))
+    lo_mm, hi_mm = corners.min(axis=0), corners.max(axis=0)
+    vol = np.zeros(g.shape_zyx, dtype=np.int16)
+    vol[10:15, 20:27, 30:41] = 1
+    for plane in planes_for(g).values():
+        s_inside = round(plane.index_to_display((12, 23, 35))[2])
+        rect = box_on_slice(plane, g, lo_mm, hi_mm, s_inside)
+        assert rect is not None
+        img = plane.extract(vol, s_inside)
+        rows, cols = np.nonzero(img)
+        pu, pv = plane.pixel_mm
+        assert rect[0] == pytest.approx(cols.min() * pu, abs=1e-6)
+        assert rect[2] == pytest.approx((cols.max() + 1) * pu, abs=1e-6)
+        assert rect[1] == pytest.approx(rows.min() * pv, abs=1e-6)
+        assert rect[3] == pytest.approx((rows.max() + 1) * pv, abs=1e-6)
+        far = 0 if s_inside > plane.n_slices // 2 else plane.n_slices - 1
+        assert box_on_slice(plane, g, lo_mm, hi_mm, far) is None

@@ -81,8 +81,11 @@ class ViewPlane:
             u_flip=u_arr_sign != u_sign,
             v_flip=v_arr_sign != v_sign,
             shape_zyx=geometry.shape_zyx,
-            spacing_zyx=(float(geometry.spacing_zyx[0]), float(geometry.spacing_zyx[1]),
-                         float(geometry.spacing_zyx[2])),
+            spacing_zyx=(
+                float(geometry.spacing_zyx[0]),
+                float(geometry.spacing_zyx[1]),
+                float(geometry.spacing_zyx[2]),
+            ),
         )
 
     # ---- sizes ---------------------------------------------------------------------------------
@@ -194,3 +197,35 @@ def slab_slices(plane: ViewPlane, slab_mm: float) -> int:
     if slab_mm <= 0:
         return 1
     return max(1, round(slab_mm / plane.slice_mm))
+
+
+def box_on_slice(
+    plane: ViewPlane,
+    geometry: Geometry,
+    bbox_min_xyz: ArrayLike,
+    bbox_max_xyz: ArrayLike,
+    slice_index: int,
+) -> tuple[float, float, float, float] | None:
+    """Where an LPS box cuts one view's slice: ``(u0, v0, u1, v1)`` in screen mm, or None.
+
+    The box's 8 corners go to voxel indices; the slice cuts the box when its index lies within
+    the box's extent along the view's slicing axis (half a voxel of tolerance). The rectangle is
+    the box's extent in the two in-plane axes (for the axis-aligned boxes findings use, that is
+    the exact intersection).
+    """
+    lo = np.asarray(bbox_min_xyz, dtype=np.float64)
+    hi = np.asarray(bbox_max_xyz, dtype=np.float64)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    display = plane.index_to_display(geometry.mm_to_index(corners))
+    s_lo, s_hi = display[:, 2].min(), display[:, 2].max()
+    if not (s_lo - 0.5 <= slice_index <= s_hi + 0.5):
+        return None
+    (pu, pv) = plane.pixel_mm
+    # index_to_display gives voxel centres; the box edges are already voxel edges in mm terms
+    u0, u1 = float(display[:, 0].min()), float(display[:, 0].max())
+    v0, v1 = float(display[:, 1].min()), float(display[:, 1].max())
+    if u1 - u0 < pu:
+        u0, u1 = (u0 + u1 - pu) / 2, (u0 + u1 + pu) / 2
+    if v1 - v0 < pv:
+        v0, v1 = (v0 + v1 - pv) / 2, (v0 + v1 + pv) / 2
+    return u0, v0, u1, v1
