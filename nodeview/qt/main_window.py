@@ -12,6 +12,7 @@ from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
+    QDockWidget,
     QDoubleSpinBox,
     QFileDialog,
     QLabel,
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import RESEARCH_NOTICE, __version__
+from ..core.detector import DetectionResult, Detector
 from ..core.dicom_io import Discovery, SeriesInfo, load_series
 from ..core.sitk_io import read_image_file
 from ..core.study import StudySource, scan
@@ -33,6 +35,7 @@ from ..core.views import ViewKind
 from ..core.volume import Volume
 from ..core.windowing import PRESETS, Window
 from ..resources import demo_attribution, demo_study_dir
+from .findings_panel import FindingsPanel
 from .series_picker import SeriesPicker
 from .start_page import StartPage
 from .tasks import TaskRunner
@@ -41,6 +44,15 @@ from .viewer import ViewerWidget
 log = logging.getLogger(__name__)
 SLAB_CHOICES_MM = (0.0, 5.0, 10.0, 15.0)
 MAX_RECENT = 10
+
+
+def model_card_text(model_path: str) -> str:
+    """The model card (``<model>.md`` beside the model), or a line saying there is none."""
+    card = Path(model_path).with_suffix(".md")
+    try:
+        return card.read_text(encoding="utf-8")
+    except OSError:
+        return f"No model card found ({card.name}). No default model is bundled yet."
 
 
 def default_settings() -> QSettings:
@@ -56,6 +68,7 @@ class MainWindow(QMainWindow):
 
     sigVolumeShown = Signal(object)  # Volume
     sigLoadFailed = Signal(str)
+    sigDetectionDone = Signal(object)  # DetectionResult
 
     def __init__(self, settings: QSettings | None = None) -> None:
         super().__init__()
@@ -71,7 +84,8 @@ class MainWindow(QMainWindow):
         self.runner.sigFailed.connect(self._on_failed)
         self.runner.sigCancelled.connect(self._on_cancelled)
         self.runner.sigFinished.connect(self._on_task_finished)
-        self._pending: str | None = None  # "scan" or "load"
+        self._pending: str | None = None  # "scan", "load" or "detect"
+        self._detector: Detector | None = None
 
         self.viewer = ViewerWidget(self)
         self.controller = self.viewer.controller
@@ -97,6 +111,16 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(viewer_page)
         self.setCentralWidget(self.stack)
 
+        self.findings_panel = FindingsPanel(self)
+        self.findings_panel.sigVisibleChanged.connect(self.controller.set_findings)
+        self.findings_panel.sigFocus.connect(self.controller.focus_finding)
+        self.findings_dock = QDockWidget("Findings", self)
+        self.findings_dock.setObjectName("findings-dock")
+        self.findings_dock.setWidget(self.findings_panel)
+        self.findings_dock.setMinimumWidth(560)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.findings_dock)
+        self.findings_dock.hide()
+
         self._build_status_bar()
         self._build_actions()
         self._build_toolbar()
@@ -114,7 +138,7 @@ class MainWindow(QMainWindow):
         self.progress.setMaximumWidth(220)
         self.progress.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.runner.cancel)
+        self.cancel_button.clicked.connect(self.cancel_work)
         for w in (self.progress, self.cancel_button):
             w.hide()
             bar.addPermanentWidget(w)
@@ -177,6 +201,15 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self.ruler_action)
         view_menu.addAction(self._action("Clear rulers", self._clear_rulers, "Shift+D"))
 
+        detect_menu = menu.addMenu("&Detection")
+        self.detect_action = self._action("&Detect nodules", self.detect, "Ctrl+D")
+        detect_menu.addAction(self.detect_action)
+        detect_menu.addAction(self._action("Load &model…", self.load_model_dialog))
+        self.auto_detect_action = self._action("Detect automatically on open", self._toggle_auto_detect, checkable=True)
+        self.auto_detect_action.setChecked(self.settings.value("auto_detect", False, type=bool))
+        detect_menu.addAction(self.auto_detect_action)
+        detect_menu.addAction(self.findings_dock.toggleViewAction())
+
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self._action("&About NodeView", self.show_about))
 
@@ -210,6 +243,8 @@ class MainWindow(QMainWindow):
         self.slab_box.addItems(["thin", *(f"MIP {mm:g} mm" for mm in SLAB_CHOICES_MM[1:])])
         self.slab_box.activated.connect(lambda i: self.set_slab(SLAB_CHOICES_MM[i]))
         bar.addWidget(self.slab_box)
+        bar.addSeparator()
+        bar.addAction(self.detect_action)
         bar.addSeparator()
         bar.addAction(self.ruler_action)
         bar.addAction(self.layout_actions[None])
@@ -272,6 +307,17 @@ class MainWindow(QMainWindow):
             assert isinstance(result, Volume)
             self._hide_busy()
             self.show_volume(result)
+        elif stage == "detect":
+            assert isinstance(result, DetectionResult)
+            self._hide_busy()
+            self.findings_panel.set_result(result)
+            self.findings_dock.show()
+            self.statusBar().showMessage(
+                f"Detection done in {sum(result.timings_s.values()):.1f} s: "
+                f"{len(self.findings_panel.shown())} finding(s) at the operating point. {RESEARCH_NOTICE}",
+                10000,
+            )
+            self.sigDetectionDone.emit(result)
 
     def _choose_series(self, discovery: Discovery) -> SeriesInfo | None:
         if self._requested_series:
@@ -284,6 +330,7 @@ class MainWindow(QMainWindow):
 
     def show_volume(self, volume: Volume) -> None:
         self.volume = volume
+        self.findings_panel.set_result(None)
         self.controller.set_volume(volume)
         self.stack.setCurrentIndex(1)
         desc = volume.description or "(no description)"
@@ -300,6 +347,50 @@ class MainWindow(QMainWindow):
         self._add_recent(self.source_paths)
         self.viewer.focus_view(ViewKind.AXIAL)
         self.sigVolumeShown.emit(volume)
+        if self.auto_detect_action.isChecked() and os.path.isfile(self.model_path()):
+            self.detect()
+
+    # ---- detection ---------------------------------------------------------------------------
+    def model_path(self) -> str:
+        from ..cli import default_model_path
+
+        return str(self.settings.value("model_path", "") or default_model_path())
+
+    def load_model_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load nodule model", self._last_dir(), "ONNX models (*.onnx)")
+        if path:
+            self.settings.setValue("model_path", path)
+            self._detector = None
+
+    def _toggle_auto_detect(self, on: bool) -> None:
+        self.settings.setValue("auto_detect", bool(on))
+
+    def detect(self) -> None:
+        """Run the detector on the shown volume in a worker (progress and Cancel in the status bar)."""
+        if self.volume is None:
+            self.statusBar().showMessage("Open a study first", 4000)
+            return
+        path = self.model_path()
+        if not os.path.isfile(path):
+            self._on_failed(f"No nodule model at {path}. Use Detection › Load model… to choose an ONNX model.")
+            return
+        volume = self.volume
+        if self._detector is None or self._detector.info.path != path:
+            self._detector = None
+
+        def work(progress, stop):  # type: ignore[no-untyped-def]
+            if self._detector is None:
+                self._detector = Detector(path)
+            return self._detector.detect(volume, progress, stop, min_score=0.0)
+
+        self._pending = "detect"
+        self._show_busy("Detecting nodules…")
+        self.runner.start(work)
+
+    def cancel_work(self) -> None:
+        self.runner.cancel()
+        if self._pending == "detect" and self._detector is not None:
+            self._detector.cancel()  # interrupts a running onnxruntime batch
 
     def _on_failed(self, message: str) -> None:
         self._pending = None
@@ -431,6 +522,7 @@ class MainWindow(QMainWindow):
     # ---- about and closing -------------------------------------------------------------------
     def about_text(self) -> str:
         attribution = html.escape(demo_attribution()).replace("\n", "<br>")
+        card = model_card_text(self.model_path())
         return (
             f"<h3>NodeView {__version__}</h3>"
             "<p>A lung-CT viewer with a research lung-nodule detector.</p>"
@@ -439,6 +531,7 @@ class MainWindow(QMainWindow):
             "<p><b>Demo study:</b> LIDC-IDRI-0002, The Cancer Imaging Archive, licensed "
             "<a href='https://creativecommons.org/licenses/by/3.0/'>CC BY 3.0</a>.</p>"
             f"<p style='font-size:small'>{attribution}</p>"
+            f"<h4>Model card</h4><pre style='font-size:small'>{html.escape(card)}</pre>"
         )
 
     def show_about(self) -> None:

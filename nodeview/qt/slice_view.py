@@ -21,7 +21,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QKeyEvent, QPainter, QPen
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
 from ..core.views import ViewKind, ViewPlane, crossing_views
 
@@ -129,6 +129,7 @@ class SliceView(pg.GraphicsView):
         self.slice_index = 0
         self.ruler_mode = False
         self._rect_pending = False
+        self._overlay_items: list[tuple[QGraphicsRectItem, pg.TextItem]] = []
         self._rulers: list[tuple[pg.LineSegmentROI, pg.TextItem]] = []
         self._active_ruler: tuple[pg.LineSegmentROI, pg.TextItem] | None = None
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -194,6 +195,38 @@ class SliceView(pg.GraphicsView):
             return
         w_mm, h_mm = self.plane.size_mm
         self.view_box.setRange(QRectF(0.0, 0.0, w_mm, h_mm), padding=0.02)
+
+    # ---- finding overlays ----------------------------------------------------------------------
+    def set_overlays(self, boxes: list[tuple[float, float, float, float, QColor, str]]) -> None:
+        """Boxes ``(u0, v0, u1, v1, colour, label)`` in screen mm; items are pooled and reused."""
+        while len(self._overlay_items) < len(boxes):
+            rect = QGraphicsRectItem()
+            rect.setZValue(20)
+            text = pg.TextItem("", anchor=(0, 1))
+            text.setZValue(21)
+            self.view_box.addItem(rect)
+            self.view_box.addItem(text)
+            self._overlay_items.append((rect, text))
+        for n, (rect, text) in enumerate(self._overlay_items):
+            if n < len(boxes):
+                u0, v0, u1, v1, colour, label = boxes[n]
+                pen = QPen(colour, 2)
+                pen.setCosmetic(True)
+                rect.setPen(pen)
+                rect.setRect(QRectF(u0, v0, u1 - u0, v1 - v0))
+                rect.setVisible(True)
+                text.setText(label, color=colour)
+                text.setPos(u0, v0)
+                text.setVisible(True)
+            else:
+                rect.setVisible(False)
+                text.setVisible(False)
+
+    def overlay_rects(self) -> list[QRectF]:
+        return [r.rect() for r, _ in self._overlay_items if r.isVisible()]
+
+    def zoom_to(self, u_mm: float, v_mm: float, size_mm: float) -> None:
+        self.view_box.setRange(QRectF(u_mm - size_mm / 2, v_mm - size_mm / 2, size_mm, size_mm), padding=0)
 
     # ---- rulers ------------------------------------------------------------------------------
     def set_ruler_mode(self, on: bool) -> None:
@@ -278,24 +311,32 @@ class SliceView(pg.GraphicsView):
         super().focusInEvent(ev)
 
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
-        """Orientation letters, the view's name and the slice line, in viewport pixels."""
+        """Orientation letters, the view's name and the slice line, in viewport pixels.
+
+        Each text sits on a translucent dark plate so it stays readable over bright tissue.
+        """
         super().drawForeground(painter, rect)
         painter.save()
         painter.resetTransform()
         w, h = self.viewport().width(), self.viewport().height()
-        painter.setFont(self._edge_font)
-        metrics = painter.fontMetrics()
-        painter.setPen(QColor(232, 232, 232))
         edge = self.edge_text
-        painter.drawText(6, h // 2 + metrics.ascent() // 2, edge["left"])
-        painter.drawText(
-            w - 6 - metrics.horizontalAdvance(edge["right"]), h // 2 + metrics.ascent() // 2, edge["right"]
-        )
-        painter.drawText((w - metrics.horizontalAdvance(edge["top"])) // 2, 4 + metrics.ascent(), edge["top"])
-        painter.drawText((w - metrics.horizontalAdvance(edge["bottom"])) // 2, h - 6, edge["bottom"])
-        painter.setPen(self._title_colour)
-        painter.drawText(6, 4 + metrics.ascent(), self.title_text)
+        painter.setFont(self._edge_font)
+        m = painter.fontMetrics()
+        light = QColor(232, 232, 232)
+        self._text(painter, 6, h // 2 + m.ascent() // 2, edge["left"], light)
+        self._text(painter, w - 6 - m.horizontalAdvance(edge["right"]), h // 2 + m.ascent() // 2, edge["right"], light)
+        self._text(painter, (w - m.horizontalAdvance(edge["top"])) // 2, 4 + m.ascent(), edge["top"], light)
+        self._text(painter, (w - m.horizontalAdvance(edge["bottom"])) // 2, h - 6, edge["bottom"], light)
+        self._text(painter, 6, 4 + m.ascent(), self.title_text, self._title_colour)
         painter.setFont(self._label_font)
-        painter.setPen(QColor(232, 232, 232))
-        painter.drawText(6, h - 6, self.info_text)
+        self._text(painter, 6, h - 6, self.info_text, light)
         painter.restore()
+
+    @staticmethod
+    def _text(painter: QPainter, x: int, y: int, text: str, colour: QColor) -> None:
+        if not text:
+            return
+        m = painter.fontMetrics()
+        painter.fillRect(x - 3, y - m.ascent() - 1, m.horizontalAdvance(text) + 6, m.height() + 2, QColor(0, 0, 0, 150))
+        painter.setPen(colour)
+        painter.drawText(x, y, text)

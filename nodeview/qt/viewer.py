@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGridLayout, QWidget
 
-from ..core.views import ViewKind, ViewPlane, planes_for, slab_slices
+from ..core.findings import Finding
+from ..core.views import ViewKind, ViewPlane, box_on_slice, planes_for, slab_slices
 from ..core.volume import Volume
 from ..core.windowing import DEFAULT_WINDOW, Window
 from .slice_view import SliceView
@@ -33,6 +35,7 @@ class ViewerController(QObject):
         self.cursor = np.zeros(3)
         self.window: Window = DEFAULT_WINDOW
         self.slab_mm = 0.0
+        self.findings: list[Finding] = []  # the ones to draw (already filtered by the caller)
         self._stale: set[ViewKind] = set()
         for view in views.values():
             view.sigCursor.connect(self.set_cursor)
@@ -85,6 +88,22 @@ class ViewerController(QObject):
             view.set_levels(window.levels)
         self.sigWindowChanged.emit(window)
 
+    def set_findings(self, findings: list[Finding]) -> None:
+        self.findings = list(findings)
+        if self.volume is not None:
+            for kind in self.views:
+                self._refresh_findings(kind)
+
+    def focus_finding(self, finding: Finding) -> None:
+        """Centre every view on a finding and zoom to about 4x its size (at least 40 mm)."""
+        if self.volume is None:
+            return
+        self.set_cursor_mm(np.asarray(finding.center_xyz_mm))
+        size = max(40.0, 4.0 * finding.diameter_mm)
+        for kind, view in self.views.items():
+            u, v, _ = self.planes[kind].index_to_display(self.cursor)
+            view.zoom_to(float(u), float(v), size)
+
     def set_slab(self, slab_mm: float) -> None:
         self.slab_mm = max(0.0, float(slab_mm))
         self._refresh_all()
@@ -121,8 +140,20 @@ class ViewerController(QObject):
         view.slice_index = index
         view.set_image(plane.extract(self.volume.hu_zyx, index, slab), self.window.levels)
 
+    def _refresh_findings(self, kind: ViewKind) -> None:
+        assert self.volume is not None
+        plane, view = self.planes[kind], self.views[kind]
+        index = self.slice_index(kind)
+        boxes = []
+        for f in self.findings:
+            rect = box_on_slice(plane, self.volume.geometry, f.bbox_min_xyz_mm, f.bbox_max_xyz_mm, index)
+            if rect is not None:
+                boxes.append((*rect, malignancy_colour(f.malignancy), f"#{f.id} {f.score:.2f}"))
+        view.set_overlays(boxes)
+
     def _refresh_overlay(self, kind: ViewKind) -> None:
         assert self.volume is not None
+        self._refresh_findings(kind)
         plane, view = self.planes[kind], self.views[kind]
         u, v, _ = plane.index_to_display(self.cursor)
         view.set_cursor_display(float(u), float(v))
@@ -164,6 +195,12 @@ class ViewerController(QObject):
             return
         hu = int(self.volume.hu_zyx[k, j, i])
         self.sigHover.emit(((k, j, i), hu, self.volume.geometry.index_to_mm((k, j, i))))
+
+
+def malignancy_colour(p: float) -> QColor:
+    """Green (0) through yellow (0.5) to red (1)."""
+    p = float(np.clip(p, 0.0, 1.0))
+    return QColor.fromHsvF((1.0 - p) * 120.0 / 360.0, 0.9, 1.0)
 
 
 class ViewerWidget(QWidget):
