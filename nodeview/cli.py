@@ -70,7 +70,7 @@ def _detect(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     volume = open_study(args.paths, series_uid=args.series)
     t_load = time.perf_counter() - t0
-    detector = Detector(model)
+    detector = Detector(model, threads=os.cpu_count() or 1)  # the CLI has no GUI to keep responsive
     t1 = time.perf_counter()
     result = detector.detect(volume, min_score=0.0)
     t_detect = time.perf_counter() - t1

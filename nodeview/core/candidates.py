@@ -78,8 +78,9 @@ def propose(
     spacing = np.array([geometry.spacing_zyx[0], geometry.spacing_zyx[1] * f, geometry.spacing_zyx[2] * f])
     margin_vox = np.maximum(1, np.round(MARGIN_MM / spacing)).astype(int)
     region = ndimage.maximum_filter(lung.mask_zyx, size=tuple(int(2 * m + 1) for m in margin_vox))
-    # crop to the region's bounding box plus room for the largest kernel
-    pad = np.ceil(3 * max(SIGMAS_MM) / spacing).astype(int)
+    # Crop to the region's bounding box. No room for the kernels is needed: outside the lung mask the
+    # image is a constant (PARENCHYMA_HU), which is exactly what mode="nearest" extends at the edge.
+    pad = np.array([2, 2, 2])
     nz = np.flatnonzero(region.any(axis=(1, 2)))
     ny = np.flatnonzero(region.any(axis=(0, 2)))
     nx = np.flatnonzero(region.any(axis=(0, 1)))
@@ -87,7 +88,8 @@ def propose(
     hi = np.minimum(np.array([nz[-1], ny[-1], nx[-1]]) + pad + 1, region.shape)
     crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     k0, k1 = crop[0].start, crop[0].stop
-    work = block_mean(hu_zyx[k0:k1], f)[:, crop[1], crop[2]]
+    y0, y1, x0, x1 = crop[1].start, crop[1].stop, crop[2].start, crop[2].stop
+    work = block_mean(hu_zyx[k0:k1, y0 * f : y1 * f, x0 * f : x1 * f], f)
     np.clip(work, -1000, 300, out=work)
     # Lung-only image: outside the (closed) lung mask everything reads as aerated lung, so chest
     # wall and mediastinum cannot fire; nodules inside the closed mask keep their density.
