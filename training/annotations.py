@@ -149,3 +149,22 @@ def read_records_csv(path: str | Path) -> list[ScanRecord]:
         )
         for sid, e in scans.items()
     ]
+
+
+def read_table(path: str | Path, columns: tuple[str, ...], what: str) -> list[dict[str, str]]:
+    """Rows of a CSV (BOM and whitespace tolerated) that must have ``columns``; NodeView errors otherwise."""
+    from nodeview.core.errors import UnreadableFileError, UnsupportedDataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UnreadableFileError(f"{what} {path} does not exist")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise UnsupportedDataError(
+                f"{path.name} lacks column(s) {', '.join(missing)} (expected {','.join(columns)})"
+            )
+        reader.fieldnames = header
+        return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]

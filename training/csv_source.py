@@ -17,14 +17,13 @@ Rows of the same study become one :class:`~training.annotations.ScanRecord`.
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
 import numpy as np
 
-from nodeview.core.errors import NoImagesError, UnreadableFileError, UnsupportedDataError
-from training.annotations import NODULE_KINDS, NoduleAnnotation, ScanRecord
+from nodeview.core.errors import NoImagesError, UnsupportedDataError
+from training.annotations import NODULE_KINDS, NoduleAnnotation, ScanRecord, read_table
 
 REQUIRED_COLUMNS = ("study", "x_mm", "y_mm", "z_mm", "diameter_mm")
 MARGINS = ("smooth", "lobulated", "spiculated", "unknown")
@@ -72,18 +71,7 @@ def load_csv_source(csv_path: str | os.PathLike[str], root: str | os.PathLike[st
         column gives it, ``source="csv"``.
     """
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise UnreadableFileError(f"nodule CSV {csv_path} does not exist")
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise UnsupportedDataError(
-                f"{csv_path.name} lacks column(s) {', '.join(missing)} (needs {','.join(REQUIRED_COLUMNS)})"
-            )
-        reader.fieldnames = header
-        rows = [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    rows = read_table(csv_path, REQUIRED_COLUMNS, "nodule CSV")
 
     uid_index: dict[str, tuple[Path, str]] | None = None
     studies: dict[str, dict[str, object]] = {}

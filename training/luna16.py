@@ -14,7 +14,6 @@ are kept.
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import warnings
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from nodeview.core.errors import NoImagesError, UnreadableFileError, UnsupportedDataError
-from training.annotations import NoduleAnnotation, ScanRecord
+from training.annotations import NoduleAnnotation, ScanRecord, read_table
 
 ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
 CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
@@ -42,18 +41,7 @@ class Luna16Warning(UserWarning):
 
 
 def _read_table(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise UnreadableFileError(f"LUNA16 {what} file {path} does not exist")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise UnsupportedDataError(
-                f"{path.name} lacks column(s) {', '.join(missing)} (expected {','.join(columns)})"
-            )
-        reader.fieldnames = header
-        return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    return read_table(path, columns, f"LUNA16 {what} file")
 
 
 def _float(row: dict[str, str], key: str, path: Path, line: int) -> float:
