@@ -26,3 +26,12 @@ if [ "$STEP" = eval ] || [ "$STEP" = all ]; then
   $PY -m training.evaluate --checkpoint runs/default/checkpoint.pt --data data/test/annotations.csv \
       --cache runs/cache --out runs/default/eval-test --threshold "$T"
 fi
+if [ "$STEP" = export ] || [ "$STEP" = all ]; then
+  $PY -m training.model_card metadata --run runs/default --out runs/default/metadata.json
+  $PY -m training.export_onnx --checkpoint runs/default/checkpoint.pt --out resources/models/nodeview-nodule.onnx \
+      --storage fp16 --metadata-json runs/default/metadata.json | tee runs/default/export.json
+  .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --model resources/models/nodeview-nodule.onnx \
+      --json runs/default/lidc.json --anonymize
+  $PY -m training.model_card card --run runs/default --onnx resources/models/nodeview-nodule.onnx \
+      --lidc-json runs/default/lidc.json --out resources/models/nodeview-nodule.md
+fi

@@ -1,0 +1,184 @@
+"""Write the model's metadata JSON (for export) and its model card from measured results.
+
+    python -m training.model_card metadata --run runs/default --out runs/default/metadata.json
+    python -m training.model_card card --run runs/default --onnx resources/models/nodeview-nodule.onnx \\
+        --lidc-json runs/default/lidc.json --out resources/models/nodeview-nodule.md
+
+Every number in the card comes from files the pipeline wrote (``data_summary.json``,
+``history.json``, ``eval-val/metrics.json``, ``eval-test/metrics.json``, the LIDC detection JSON,
+the ONNX metadata), so the card cannot drift from what was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LIDC_CONSENSUS_XYZ = (59.8, 71.6, -104.0)  # 071.xml consensus of 2 readers (training/lidc_xml.py)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def metadata(run: Path) -> dict[str, Any]:
+    val = _load(run / "eval-val" / "metrics.json")
+    test = _load(run / "eval-test" / "metrics.json")
+    data = _load(run / "data_summary.json")
+    return {
+        "operating_threshold": round(val["threshold"], 4),
+        "operating_point": "highest validation sensitivity at <= 1 false positive per scan",
+        "training_data": json.dumps({"train": data["train"], "validation": data["validation"]}),
+        "metrics_test": json.dumps(
+            {
+                k: test[k]
+                for k in (
+                    "cpm",
+                    "sensitivity_at_fp_rates",
+                    "candidate_roc_auc",
+                    "malignancy_auc",
+                    "fps_per_scan_at_threshold",
+                    "sensitivity_at_threshold",
+                    "scans",
+                    "nodules",
+                )
+            }
+        ),
+        "malignancy_label": "synthetic Lung-RADS-like rule: malignant when risk >= 0.15 (training/synth_ct.py)",
+    }
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return f"{v:.{digits}f}" if isinstance(v, float) and np.isfinite(v) else str(v)
+
+
+def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
+    from .export_onnx import read_metadata
+
+    meta = read_metadata(onnx_path)
+    val = _load(run / "eval-val" / "metrics.json")
+    test = _load(run / "eval-test" / "metrics.json")
+    data = _load(run / "data_summary.json")
+    history = _load(run / "history.json")
+    last = history[-1]
+    lines = [
+        f"# Model card: {meta['name']} v{meta['version']}",
+        "",
+        "> **Research use only. Not a medical device. Its output is not a diagnosis and must not be used for",
+        "> clinical decisions.**",
+        "",
+        "## What it is",
+        "",
+        f"- **Architecture:** {meta.get('architecture', 'ResNet-50')}, trained from scratch (no ImageNet weights",
+        "  could be downloaded).",
+        f"- **Input:** 2.5D patches of {meta['patch_size']} px at {meta['patch_spacing_mm']} mm, HU window {meta['hu_window']}",
+        "  mapped to [-1, 1]. The patches are three orthogonal planes through each candidate from NodeView's",
+        "  proposals.",
+        "- **Outputs:**",
+        "  - `nodule_prob`: the probability that the candidate is a nodule of at least 3 mm.",
+        "  - `malignancy_prob`: the probability of malignancy **as defined by the synthetic label rule** (below).",
+        "  - `diameter_mm`.",
+        f"- **Operating threshold:** `nodule_prob >= {float(meta['operating_threshold']):.3f}`. This is the highest",
+        "  validation sensitivity at no more than 1 false positive per scan.",
+        f"- **File:** `{onnx_path.name}`, {onnx_path.stat().st_size / 1e6:.1f} MB. The weights are stored as float16",
+        "  and computed in float32. Weights sha256: `" + meta["weights_sha256"] + "`.",
+        "",
+        "## Training data",
+        "",
+        "- **Synthetic chest CTs** from `training/synth_ct.py`:",
+        "  - seeds 0–159 for training; validation and test seeds are disjoint;",
+        "  - slices of 1–5 mm, noise, several kinds of nodule;",
+        "  - solid, part-solid, ground-glass, calcified, spiculated, juxta-pleural and juxta-vascular",
+        "    nodules of 3–40 mm.",
+        "- **Nodules inserted into real CT:** synthetic nodules inserted into two slabs of LIDC-IDRI-0002 that",
+        "  stay at least 20 mm from its own reader-marked nodule. So that nodule was never seen in training.",
+        f"- **Training set:** {data['train']['scans']} scans, {data['train']['patches']} patches, of which"
+        f" {data['train']['nodule_patches']} are nodule patches (including rotated copies).",
+        f"- **Validation set:** {data['validation']['scans']} scans.",
+        "- **Malignancy label (synthetic):** a written Lung-RADS-like risk rule from size, type and margin.",
+        "  A nodule is labelled malignant when the risk is at least 0.15. The rule calls calcified nodules",
+        "  benign and ground glass under 30 mm low-risk. **It is not pathology.** On real data the score",
+        '  means "looks like what the rule calls high-risk", nothing more.',
+        f"- **Training run:** {last['epoch']} epochs. At the last epoch:",
+        f"  - training loss {_fmt(last['train_loss'])}, validation loss {_fmt(last.get('val_loss', float('nan')))};",
+        f"  - validation accuracy {_fmt(last.get('val_acc', float('nan')))} at 0.5.",
+        "",
+        "## Results",
+        "",
+        "Measured by `training/evaluate.py`. Candidates are NodeView's own proposals, so a nodule that the",
+        "proposals miss counts as a miss. A hit is a prediction within the nodule radius (the LUNA16 rule).",
+        "",
+        "| set | scans | nodules | CPM | sens @1 FP/scan | candidate ROC-AUC | malignancy AUC | FPs/scan at threshold | sensitivity at threshold |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in (("validation", val), ("held-out synthetic test", test)):
+        lines.append(
+            f"| {name} | {m['scans']} | {m['nodules']} | {_fmt(m['cpm'])} | {_fmt(m['sensitivity_at_fp_rates']['1.0'])} | "
+            f"{_fmt(m['candidate_roc_auc'])} | {_fmt(m['malignancy_auc'])} | {_fmt(m['fps_per_scan_at_threshold'], 2)} | "
+            f"{_fmt(m['sensitivity_at_threshold'])} |"
+        )
+    rates = ", ".join(f"{k}: {_fmt(v)}" for k, v in test["sensitivity_at_fp_rates"].items())
+    lines += ["", f"Sensitivity of the test set at each FP/scan rate (used for the CPM): {rates}.", ""]
+    if lidc_json and lidc_json.exists():
+        doc = _load(lidc_json)
+        findings = doc["findings"]
+        near = [f for f in findings if np.linalg.norm(np.subtract(f["center_xyz_mm"], LIDC_CONSENSUS_XYZ)) <= 12.3]
+        lines += [
+            "### LIDC-IDRI-0002 (the one real scan with a reader-marked nodule)",
+            "",
+            "The nodule is ground glass. The readers rated its malignancy 4.5 of 5. Its consensus centre is",
+            "(59.8, 71.6, -104.0) mm LPS, and its equivalent diameter is 24.6 mm.",
+            "",
+            f"- At the operating threshold: {len(findings)} finding(s), {len(near)} within the nodule radius.",
+            f"- False positives at the operating threshold: {len(findings) - len(near)}.",
+        ]
+        for f in near[:1]:
+            lines.append(
+                f"- Found at {f['center_xyz_mm']} mm: score {f['score']:.3f}, diameter {f['diameter_mm']:.1f} mm,"
+                f" type {f['type']}, malignancy {f['malignancy']:.2f}. The low malignancy follows the synthetic rule"
+                " for ground glass under 30 mm, not the readers."
+            )
+        lines.append("")
+    lines += [
+        "## Limits",
+        "",
+        "- **Data:** trained on synthetic anatomy plus slabs of one real patient. Performance on real",
+        "  screening CT is unknown until it is measured on LUNA16/LIDC (the loaders are in `training/`).",
+        "- **Proposals:** detection sensitivity is capped by NodeView's candidate proposals. On the",
+        "  synthetic validation set, the proposals reach about 71–82 % of nodules, with most misses small",
+        "  nodules in 5 mm slices and juxta-pleural nodules. See the project notes.",
+        "- **Malignancy:** the malignancy score reflects a synthetic rule, not histology.",
+        "- **Sizes:** sizes and volumes come from a threshold segmentation around the finding. Check them",
+        "  on the images.",
+        "",
+        "Reproduce: `bash training/reproduce.sh all` (see `training/README.md`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["metadata", "card"])
+    p.add_argument("--run", type=Path, default=Path("runs/default"))
+    p.add_argument("--onnx", type=Path)
+    p.add_argument("--lidc-json", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    text = (
+        json.dumps(metadata(args.run), indent=2)
+        if args.what == "metadata"
+        else card(args.run, args.onnx, args.lidc_json)
+    )
+    tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(text)
+    tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()
