@@ -1,4 +1,5 @@
-"""Command-line interface: ``nodeview [PATH...] [--screenshot OUT.png]``, ``nodeview info PATH [--json]``.
+"""Command-line interface: ``nodeview [PATH...] [--screenshot OUT.png]``, ``nodeview info PATH [--json]``,
+``nodeview detect PATH... [--json OUT | --report-dir DIR [--overwrite]] [--anonymize]``.
 
 Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal error.
 """
@@ -11,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ def _detect(args: argparse.Namespace) -> int:
         raise ModelError(
             f"no model at {model}: pass --model FILE.onnx (train one with training/, see training/README.md)"
         )
+    if args.report_dir:
+        return _detect_reports(args, model)
     t0 = time.perf_counter()
     volume = open_study(args.paths, series_uid=args.series)
     t_load = time.perf_counter() - t0
@@ -92,6 +95,91 @@ def _detect(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _detect_reports(args: argparse.Namespace, model: str) -> int:
+    """One report per PATH (each PATH is a study); a failed study does not stop the others.
+
+    Progress on stderr, one line per study (``[k/n] PATH ... ok`` or ``FAILED: reason``); the
+    files written on stdout, one per line. Exit 0 when every study has its report, 2 when a study
+    failed (bad input, report exists without --overwrite), 1 when one hit an internal error.
+    """
+    from .core.detector import Detector
+    from .core.report import write_report
+    from .core.study import open_study
+
+    detector = Detector(model, threads=os.cpu_count() or 1)  # a bad model stops the run before any study
+    n = len(args.paths)
+    failed = internal = 0
+    for k, path in enumerate(args.paths, start=1):
+        status = _StudyProgress(f"[{k}/{n}] {path}")
+        try:
+            t0 = time.perf_counter()
+            volume = open_study([path], series_uid=args.series, progress=status.stage(0, 20))
+            t_load = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            result = detector.detect(volume, progress=status.stage(20, 90), min_score=0.0)
+            t_detect = time.perf_counter() - t1
+            threshold = detector.info.threshold if args.min_score is None else args.min_score
+            written = write_report(
+                args.report_dir,
+                volume,
+                result,
+                {},
+                threshold,
+                anonymize=args.anonymize,
+                overwrite=args.overwrite,
+                timings={"load": t_load, "detect": t_detect},
+                progress=status.stage(90, 100),
+            )
+        except NodeViewError as exc:
+            failed += 1
+            status.done(f"FAILED: {exc}")
+        except Exception as exc:  # an internal error: say so, keep going with the other studies
+            internal += 1
+            log.debug("internal error", exc_info=True)
+            status.done(f"FAILED: internal error: {type(exc).__name__}: {exc}")
+        else:
+            shown = sum(1 for f in result.findings if f.score >= threshold)
+            pages = len(written) - 1
+            status.done(f"ok: {shown} finding(s), {pages} page(s) -> {written[0].name}")
+            for p in written:
+                print(p)
+    ok = n - failed - internal
+    print(f"{ok} of {n} report(s) written to {args.report_dir}. {RESEARCH_NOTICE}", file=sys.stderr)
+    if internal:
+        return EXIT_INTERNAL
+    return EXIT_BAD_INPUT if failed else EXIT_OK
+
+
+class _StudyProgress:
+    """``[k/n] PATH ... 42%`` on one stderr line (percentages only on a terminal), then the outcome."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.tty = sys.stderr.isatty()
+        self.last = -1
+        self._show(0)
+
+    def _show(self, pct: int) -> None:
+        if self.tty:
+            sys.stderr.write(f"\r{self.prefix} ... {pct:3d}%")
+            sys.stderr.flush()
+
+    def stage(self, lo: int, hi: int) -> Callable[[int, int], None]:
+        """A progress callback mapping its 0..total onto ``lo..hi`` percent of this study."""
+        def progress(done: int, total: int) -> None:
+            pct = lo + (hi - lo) * done // max(total, 1)
+            if pct != self.last:
+                self.last = pct
+                self._show(pct)
+
+        return progress
+
+    def done(self, outcome: str) -> None:
+        start, clear = ("\r", "\x1b[K") if self.tty else ("", "")
+        sys.stderr.write(f"{start}{self.prefix} ... {outcome}{clear}\n")
+        sys.stderr.flush()
 
 
 def _print_info(report: dict[str, Any]) -> None:
@@ -136,14 +224,25 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--series", metavar="UID", help="describe this series instead of the default")
     info.add_argument("--no-pixels", action="store_true", help="headers only: do not load the default series")
     info.set_defaults(func=_info)
-    detect = sub.add_parser("detect", help="detect lung nodules with the ONNX model; print or write JSON")
+    detect = sub.add_parser(
+        "detect",
+        help="detect lung nodules with the ONNX model; print or write JSON, or write PNG reports",
+        description="Without --report-dir, all PATHs together are one study and its findings JSON is printed "
+        "(or written with --json). With --report-dir, each PATH is a separate study: one PNG report (and its "
+        "JSON sidecar) per study; a study that fails is reported and skipped, and the exit code is 2 at the "
+        f"end. {RESEARCH_NOTICE}",
+    )
     detect.add_argument("paths", nargs="+", metavar="PATH", help="DICOM folder or files, or a .mhd/.nii/.nrrd file")
     detect.add_argument("--model", metavar="M", help="ONNX model (default: the bundled model)")
     detect.add_argument("--json", metavar="OUT", help="write the nodeview.findings/1 JSON to OUT")
     detect.add_argument("--min-score", type=float, metavar="S",
                         help="report findings with score >= S (default: the model's operating threshold; 0: all)")
     detect.add_argument("--series", metavar="UID", help="use this series instead of the default")
-    detect.add_argument("--anonymize", action="store_true", help="leave patient identifiers out of the output")
+    detect.add_argument("--anonymize", action="store_true",
+                        help="leave patient name, ID, birth date and accession number out of the output")
+    detect.add_argument("--report-dir", metavar="DIR",
+                        help="write a PNG report and a JSON sidecar per study (each PATH is one study) into DIR")
+    detect.add_argument("--overwrite", action="store_true", help="with --report-dir: replace existing reports")
     detect.set_defaults(func=_detect)
     return parser
 
@@ -172,6 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     is_sub = bool(argv) and argv[0] in SUBCOMMANDS
     parser = build_parser() if is_sub else build_gui_parser()
     args = parser.parse_args(argv)
+    if is_sub and args.command == "detect":
+        if args.report_dir and args.json:
+            parser.error("--json and --report-dir do not go together: --report-dir writes a JSON sidecar per report")
+        if args.overwrite and not args.report_dir:
+            parser.error("--overwrite only applies to --report-dir")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         if not is_sub:

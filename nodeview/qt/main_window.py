@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from .. import RESEARCH_NOTICE, __version__
 from ..core.detector import DetectionResult, Detector
 from ..core.dicom_io import Discovery, SeriesInfo, load_series
+from ..core.report import ACCEPTED, REJECTED, UNREVIEWED, existing_report_files, write_report
 from ..core.sitk_io import read_image_file
 from ..core.study import StudySource, scan
 from ..core.views import ViewKind
@@ -36,6 +37,7 @@ from ..core.volume import Volume
 from ..core.windowing import PRESETS, Window
 from ..resources import demo_attribution, demo_study_dir
 from .findings_panel import FindingsPanel
+from .report_dialog import ReportDialog
 from .series_picker import SeriesPicker
 from .start_page import StartPage
 from .tasks import TaskRunner
@@ -69,6 +71,7 @@ class MainWindow(QMainWindow):
     sigVolumeShown = Signal(object)  # Volume
     sigLoadFailed = Signal(str)
     sigDetectionDone = Signal(object)  # DetectionResult
+    sigReportWritten = Signal(object)  # list[Path]: the pages, then the JSON
 
     def __init__(self, settings: QSettings | None = None) -> None:
         super().__init__()
@@ -84,7 +87,7 @@ class MainWindow(QMainWindow):
         self.runner.sigFailed.connect(self._on_failed)
         self.runner.sigCancelled.connect(self._on_cancelled)
         self.runner.sigFinished.connect(self._on_task_finished)
-        self._pending: str | None = None  # "scan", "load" or "detect"
+        self._pending: str | None = None  # "scan", "load", "detect" or "report"
         self._detector: Detector | None = None
 
         self.viewer = ViewerWidget(self)
@@ -163,6 +166,11 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self._action("Open f&ile…", self.open_file_dialog, "Ctrl+Shift+O"))
         file_menu.addAction(self._action("Open &demo study", self.open_demo))
         self.recent_menu = file_menu.addMenu("&Recent")
+        file_menu.addSeparator()
+        self.export_report_action = self._action("Export &report…", self.export_report, "Ctrl+E")
+        self.export_report_action.setEnabled(False)
+        self.export_report_action.setToolTip("PNG report with key images and a JSON sidecar (after Detect)")
+        file_menu.addAction(self.export_report_action)
         file_menu.addSeparator()
         file_menu.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
 
@@ -311,6 +319,7 @@ class MainWindow(QMainWindow):
             assert isinstance(result, DetectionResult)
             self._hide_busy()
             self.findings_panel.set_result(result)
+            self.export_report_action.setEnabled(True)
             self.findings_dock.show()
             self.statusBar().showMessage(
                 f"Detection done in {sum(result.timings_s.values()):.1f} s: "
@@ -318,6 +327,12 @@ class MainWindow(QMainWindow):
                 10000,
             )
             self.sigDetectionDone.emit(result)
+        elif stage == "report":
+            assert isinstance(result, list)
+            self._hide_busy()
+            pages = len(result) - 1
+            self.statusBar().showMessage(f"Report saved: {result[0]} ({pages} page(s) and {result[-1].name})", 15000)
+            self.sigReportWritten.emit(result)
 
     def _choose_series(self, discovery: Discovery) -> SeriesInfo | None:
         if self._requested_series:
@@ -331,6 +346,7 @@ class MainWindow(QMainWindow):
     def show_volume(self, volume: Volume) -> None:
         self.volume = volume
         self.findings_panel.set_result(None)
+        self.export_report_action.setEnabled(False)
         self.controller.set_volume(volume)
         self.stack.setCurrentIndex(1)
         desc = volume.description or "(no description)"
@@ -387,17 +403,86 @@ class MainWindow(QMainWindow):
         self._show_busy("Detecting nodules…")
         self.runner.start(work)
 
+    # ---- report ------------------------------------------------------------------------------
+    def report_reviews(self) -> dict[int, str]:
+        """The findings panel's review decisions in the report's terms (pending = unreviewed)."""
+        return {
+            fid: status if status in (ACCEPTED, REJECTED) else UNREVIEWED
+            for fid, status in self.findings_panel.status.items()
+        }
+
+    def export_report(self) -> None:
+        """Ask where to write the report (and whether to anonymize), then write it in a worker."""
+        result = self.findings_panel.result
+        if self.volume is None or result is None:
+            self.statusBar().showMessage("Detect nodules first (Ctrl+D)", 4000)
+            return
+        folder = str(self.settings.value("report_dir", "") or self._last_dir())
+        dialog = ReportDialog(
+            self.volume, result.findings, self.report_reviews(), self.findings_panel.threshold, folder, self
+        )
+        if dialog.exec():
+            self.settings.setValue("report_dir", dialog.folder())
+            self.save_report(dialog.folder(), dialog.stem(), dialog.anonymize())
+
+    def confirm_overwrite(self, existing: list[Path]) -> bool:
+        names = "\n".join(p.name for p in existing[:6]) + ("\n…" if len(existing) > 6 else "")
+        answer = QMessageBox.question(
+            self,
+            "Replace the report?",
+            f"A report with this name already exists in {existing[0].parent}:\n\n{names}\n\nReplace it?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def save_report(self, folder: str, stem: str, anonymize: bool) -> None:
+        """Write the report of the current detection (threshold and reviews as in the findings panel)."""
+        result, volume = self.findings_panel.result, self.volume
+        if result is None or volume is None:
+            return
+        if self.runner.busy:
+            self.statusBar().showMessage("Wait for the current task to finish, or cancel it", 5000)
+            return
+        existing = existing_report_files(folder, stem)
+        overwrite = bool(existing)
+        if existing and not self.confirm_overwrite(existing):
+            self.statusBar().showMessage("Report not saved", 4000)
+            return
+        reviews, threshold = self.report_reviews(), self.findings_panel.threshold
+        timings = dict(result.timings_s)
+
+        def work(progress, stop):  # type: ignore[no-untyped-def]
+            return write_report(
+                folder,
+                volume,
+                result,
+                reviews,
+                threshold,
+                stem=stem,
+                anonymize=anonymize,
+                overwrite=overwrite,
+                timings=timings,
+                progress=progress,
+                should_stop=stop,
+            )
+
+        self._pending = "report"
+        self._show_busy("Writing the report…")
+        self.runner.start(work)
+
     def cancel_work(self) -> None:
         self.runner.cancel()
         if self._pending == "detect" and self._detector is not None:
             self._detector.cancel()  # interrupts a running onnxruntime batch
 
     def _on_failed(self, message: str) -> None:
-        self._pending = None
+        stage, self._pending = self._pending, None
         self._hide_busy()
         self.sigLoadFailed.emit(message)
         if self.isVisible() and not self.auto_pick_default:
-            QMessageBox.warning(self, "NodeView could not open this", message)
+            title = "NodeView could not write the report" if stage == "report" else "NodeView could not open this"
+            QMessageBox.warning(self, title, message)
         self.statusBar().showMessage(message, 10000)
 
     def _on_cancelled(self) -> None:
