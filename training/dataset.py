@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from nodeview.core.candidates import propose
+from nodeview.core.candidates import PROPOSER_VERSION, propose
 from nodeview.core.patches import DEFAULT_SPEC, PatchSpec, extract_patches
 from nodeview.core.study import open_study
 
@@ -173,7 +173,7 @@ def cache_key(record: ScanRecord, spec: PatchSpec, positive_copies: int, max_can
             spec.__dict__,
             positive_copies,
             max_candidates,
-            "v1",
+            f"proposer-v{PROPOSER_VERSION}",
         ],
         sort_keys=True,
         default=str,

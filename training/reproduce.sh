@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the default model end to end (resumable: each step skips what is done).
-#   bash training/reproduce.sh [data|train|eval|export|all]
+#   bash training/reproduce.sh [data|ranker|train|eval|export|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEP="${1:-all}"
@@ -14,6 +14,11 @@ if [ "$STEP" = data ] || [ "$STEP" = all ]; then
   $PY -m training.make_data --out data/val --split validation --synthetic 24 --seed 10000
   $PY -m training.make_data --out data/test --split test --synthetic 40 --seed 20000
 fi
+if [ "$STEP" = ranker ] || [ "$STEP" = all ]; then
+  # the proposal ranker (nodeview/core/ranker_weights.py): a small MLP over DoG peak features
+  $PY -m training.fit_ranker --data data/train/annotations.csv --val-data data/val/annotations.csv --every 6
+  $PY -m training.proposal_recall --data data/val/annotations.csv --max-candidates 300 --out runs/default/recall-val.json
+fi
 if [ "$STEP" = train ] || [ "$STEP" = all ]; then
   resume=(); [ -f runs/default/checkpoint.pt ] && resume=(--resume runs/default/checkpoint.pt)
   $PY -m training.train --data data/train/annotations.csv --val-data data/val/annotations.csv \
@@ -21,10 +26,10 @@ if [ "$STEP" = train ] || [ "$STEP" = all ]; then
 fi
 if [ "$STEP" = eval ] || [ "$STEP" = all ]; then
   $PY -m training.evaluate --checkpoint runs/default/checkpoint.pt --data data/val/annotations.csv \
-      --cache runs/cache --out runs/default/eval-val --fp-per-scan 1
+      --cache runs/cache --out runs/default/eval-val --fp-per-scan 1 --max-candidates 300
   T=$($PY -c "import json; print(json.load(open('runs/default/eval-val/metrics.json'))['threshold'])")
   $PY -m training.evaluate --checkpoint runs/default/checkpoint.pt --data data/test/annotations.csv \
-      --cache runs/cache --out runs/default/eval-test --threshold "$T"
+      --cache runs/cache --out runs/default/eval-test --threshold "$T" --max-candidates 300
 fi
 if [ "$STEP" = export ] || [ "$STEP" = all ]; then
   $PY -m training.model_card metadata --run runs/default --out runs/default/metadata.json

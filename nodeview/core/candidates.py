@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from . import ranker_weights as rw
 from .geometry import Geometry
 from .lung import LungMask, block_mean, segment_lungs
 from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
@@ -33,10 +34,16 @@ from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 SIGMAS_MM = (0.9, 1.4, 2.2, 3.4, 5.2, 8.0, 12.0)
 #: Scales at or above this sigma run on a 2x coarser grid (16x cheaper, same answer for big blobs).
 COARSE_FROM_MM = 2.2
+#: Slices at most half this thick are halved along z on the coarse grid too.
+THIN_SLICE_MM = 3.0
+#: A merged candidate moves to a finer scale's peak at most this far (see :func:`suppress`).
+REFINE_MM = 2.0
 MIN_RESPONSE_HU = 15.0
 PARENCHYMA_HU = -850.0
 MARGIN_MM = 6.0
-DEFAULT_MAX_CANDIDATES = 400
+DEFAULT_MAX_CANDIDATES = 300
+#: Bumped whenever proposals change (training caches of mined patches are keyed on it).
+PROPOSER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -48,12 +55,89 @@ class Candidate:
         index_zyx: fractional voxel index in the volume.
         diameter_mm: blob diameter suggested by the scale that fired (2 * sqrt(3) * sigma).
         response: DoG response (HU-like units); larger is more blob-like and denser.
+        rank_score: the proposal ranker's log-odds that this is a nodule (orders the candidates).
     """
 
     center_xyz_mm: tuple[float, float, float]
     index_zyx: tuple[float, float, float]
     diameter_mm: float
     response: float
+    rank_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class PeakTable:
+    """Every local maximum of every scale's DoG response (before ranking and merging).
+
+    Args:
+        index_zyx: (N, 3) fractional volume indices.
+        scale: (N,) index into the scale pairs of ``SIGMAS_MM``.
+        sigma_mm: (N,) the scale's sigma (geometric mean of the pair).
+        response: (N,) DoG response (HU-like).
+        features: (N, len(FEATURE_NAMES)) ranking features (see :func:`peak_features`).
+    """
+
+    index_zyx: NDArray[np.float64]
+    scale: NDArray[np.intp]
+    sigma_mm: NDArray[np.float64]
+    response: NDArray[np.float64]
+    features: NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.scale)
+
+    @staticmethod
+    def empty() -> PeakTable:
+        z = np.zeros(0)
+        return PeakTable(np.zeros((0, 3)), np.zeros(0, np.intp), z, z, np.zeros((0, len(FEATURE_NAMES))))
+
+
+N_SCALES = len(SIGMAS_MM) - 1
+FEATURE_NAMES = tuple(f"scale{n}" for n in range(N_SCALES)) + (
+    "fraction",  # response / own contrast over aerated lung (spheres keep more than tubes)
+    "log_response",
+    "density",  # smoothed HU over aerated lung / 1000
+    "hessian_mid",  # middle / most negative Hessian eigenvalue (1 for a sphere, 0 for a plate)
+    "hessian_min",  # least negative / most negative (1 sphere, 0 tube); negative: not a maximum
+    "thick_slices",  # slice spacing / 5 mm
+    "thick_x_hessian_min",
+    "thick_x_fraction",
+)
+
+
+def peak_features(
+    response: NDArray[np.float64],
+    contrast: NDArray[np.float64],
+    eig_ratios: NDArray[np.float64],
+    scale: int,
+    slice_mm: float,
+) -> NDArray[np.float64]:
+    """Ranking features of the peaks of one scale (columns as ``FEATURE_NAMES``)."""
+    n = len(response)
+    out = np.zeros((n, len(FEATURE_NAMES)))
+    out[:, scale] = 1.0
+    fraction = np.clip(response / np.maximum(contrast, 50.0), 0.0, 2.0)
+    thick = slice_mm / 5.0
+    c = N_SCALES
+    out[:, c] = fraction
+    out[:, c + 1] = np.log(np.maximum(response, 1.0))
+    out[:, c + 2] = np.clip(contrast, 0.0, 2000.0) / 1000.0
+    out[:, c + 3] = eig_ratios[:, 0]
+    out[:, c + 4] = eig_ratios[:, 1]
+    out[:, c + 5] = thick
+    out[:, c + 6] = thick * eig_ratios[:, 1]
+    out[:, c + 7] = thick * fraction
+    return out
+
+
+def rank_scores(features: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The fitted ranker's log-odds that a peak lies on a nodule (a small MLP fitted by
+    ``training/fit_ranker.py`` on annotated scans; weights in :mod:`.ranker_weights`)."""
+    if tuple(rw.FEATURES) != FEATURE_NAMES:
+        raise RuntimeError("ranker_weights.py was fitted on other features: re-run training.fit_ranker")
+    x = (np.asarray(features, dtype=np.float64) - np.asarray(rw.MEAN)) / np.asarray(rw.STD)
+    hidden = np.maximum(x @ np.asarray(rw.W1) + np.asarray(rw.B1), 0.0)
+    return np.asarray(hidden @ np.asarray(rw.W2) + rw.B2, dtype=np.float64)
 
 
 def propose(
@@ -64,8 +148,38 @@ def propose(
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
 ) -> list[Candidate]:
-    """Candidate nodule centres, strongest first (at most ``max_candidates``)."""
-    steps = len(SIGMAS_MM) + 2
+    """Candidate nodule centres, most nodule-like first (at most ``max_candidates``)."""
+    peaks = find_peaks(hu_zyx, geometry, lung, progress, should_stop)
+    if len(peaks) == 0:
+        return []
+    score = rank_scores(peaks.features)
+    centres = geometry.index_to_mm(peaks.index_zyx)
+    kept = suppress(centres, peaks.sigma_mm, score, max_candidates)
+    out = []
+    for n, at in kept:
+        index = peaks.index_zyx[at]
+        xyz = centres[at]
+        out.append(
+            Candidate(
+                center_xyz_mm=(float(xyz[0]), float(xyz[1]), float(xyz[2])),
+                index_zyx=(float(index[0]), float(index[1]), float(index[2])),
+                diameter_mm=float(2.0 * np.sqrt(3.0) * peaks.sigma_mm[n]),
+                response=float(peaks.response[n]),
+                rank_score=float(score[n]),
+            )
+        )
+    return out
+
+
+def find_peaks(
+    hu_zyx: NDArray[np.int16],
+    geometry: Geometry,
+    lung: LungMask | None = None,
+    progress: ProgressFn = no_progress,
+    should_stop: StopFn = never_stop,
+) -> PeakTable:
+    """Every DoG peak in the lungs with its ranking features (shared by :func:`propose` and training)."""
+    steps = len(SIGMAS_MM) + 1
     progress(0, steps)
     if lung is None:
         lung = segment_lungs(hu_zyx, geometry)
@@ -73,7 +187,9 @@ def propose(
     progress(1, steps)
     if not lung.mask_zyx.any():
         progress(steps, steps)
-        return []
+        return PeakTable(
+            np.zeros((0, 3)), np.zeros(0, np.intp), np.zeros(0), np.zeros(0), np.zeros((0, len(FEATURE_NAMES)))
+        )
     f = lung.factor
     spacing = np.array([geometry.spacing_zyx[0], geometry.spacing_zyx[1] * f, geometry.spacing_zyx[2] * f])
     margin_vox = np.maximum(1, np.round(MARGIN_MM / spacing)).astype(int)
@@ -96,11 +212,20 @@ def propose(
     work[~lung.mask_zyx[crop]] = PARENCHYMA_HU
     search = region[crop]
 
-    found: list[tuple[float, float, float, float, float, float]] = []  # rank, response, k, j, i, sigma
+    tables: list[tuple[NDArray[np.float64], int, float, NDArray[np.float64], NDArray[np.float64]]] = []
     pairs = list(itertools.pairwise(SIGMAS_MM))
-    per_scale = max(8, max_candidates)
-    coarse = block_mean3(work) if any(s0 >= COARSE_FROM_MM for s0, _ in pairs) else None
-    coarse_search = ndimage.maximum_filter(search, size=2)[::2, ::2, ::2] if coarse is not None else None
+    # The coarse grid halves z only for thin slices: thick slices are already coarse in z.
+    fz = 2 if spacing[0] * 2 <= THIN_SLICE_MM else 1
+    coarse = block_mean3(work, fz) if any(s0 >= COARSE_FROM_MM for s0, _ in pairs) else None
+    coarse_search = ndimage.maximum_filter(search, size=(fz, 2, 2))[::fz, ::2, ::2] if coarse is not None else None
+    # Thick slices are already blurred along z by the slice profile (a box of the slice spacing,
+    # sigma ~ spacing / sqrt(12)): smooth z only by what is missing to reach each scale.
+    intrinsic = np.array([spacing[0] / np.sqrt(12.0), 0.0, 0.0])
+
+    def smooth(grid: NDArray[np.float32], sigma_mm: float, step: NDArray[np.float64]) -> NDArray[np.float32]:
+        applied = np.sqrt(np.maximum(sigma_mm**2 - intrinsic**2, 0.0))
+        return np.asarray(ndimage.gaussian_filter(grid, sigma=tuple(applied / step), mode="nearest"))
+
     previous: NDArray[np.float32] | None = None
     for n, (s0, s1) in enumerate(pairs):
         check_cancel(should_stop)
@@ -108,10 +233,11 @@ def propose(
         grid = coarse if level else work
         mask = coarse_search if level else search
         assert grid is not None and mask is not None
-        step = spacing * (2**level)
+        factors = np.array([fz, 2, 2]) if level else np.ones(3)
+        step = spacing * factors
         if previous is None or previous.shape != grid.shape:
-            previous = ndimage.gaussian_filter(grid, sigma=s0 / step, mode="nearest")
-        current = ndimage.gaussian_filter(grid, sigma=s1 / step, mode="nearest")
+            previous = smooth(grid, s0, step)
+        current = smooth(grid, s1, step)
         dog = previous - current
         peaks = (
             (dog == ndimage.maximum_filter(dog, size=3))
@@ -120,47 +246,34 @@ def propose(
         )
         kk, jj, ii = np.nonzero(peaks)
         values = dog[kk, jj, ii]
-        # Blobness: the response as a fraction of the blob's own contrast over aerated lung. A
-        # sphere keeps a larger fraction than a tube of the same calibre, whatever its density,
-        # so faint ground-glass nodules rank with solid ones and above vessels.
-        contrast = np.maximum(previous[kk, jj, ii] - PARENCHYMA_HU, 50.0)
-        blobness = values / contrast * (0.25 + _hessian_blobness(previous, kk, jj, ii, step))
-        best = np.argsort(-blobness, kind="stable")[:per_scale]
-        scale = 2.0**level
-        offset = (scale - 1) / 2.0  # centre of a coarse voxel in fine-grid units
-        sigma = float(np.sqrt(s0 * s1))
-        for rank, b in enumerate(best):
-            found.append(
-                (
-                    float(rank),
-                    float(values[b]),
-                    kk[b] * scale + offset,
-                    jj[b] * scale + offset,
-                    ii[b] * scale + offset,
-                    sigma,
-                )
-            )
+        # Shape and density at each peak: the response as a fraction of the blob's own contrast
+        # over aerated lung (a sphere keeps more than a tube of the same calibre, whatever its
+        # density) and the Hessian eigenvalue ratios of the smoothed image.
+        contrast = previous[kk, jj, ii].astype(np.float64) - PARENCHYMA_HU
+        features = peak_features(
+            values.astype(np.float64), contrast, _hessian_ratios(previous, kk, jj, ii, step), n, float(spacing[0])
+        )
+        offset = (factors - 1) / 2.0  # centre of a coarse voxel in fine-grid units
+        fine = np.stack([kk, jj, ii], axis=1) * factors + offset
+        # working-grid index -> volume index (block centre)
+        index = np.stack(
+            [fine[:, 0] + lo[0], (fine[:, 1] + lo[1]) * f + (f - 1) / 2.0, (fine[:, 2] + lo[2]) * f + (f - 1) / 2.0],
+            axis=1,
+        )
+        tables.append((index, n, float(np.sqrt(s0 * s1)), values.astype(np.float64), features))
         previous = current
         progress(n + 2, steps)
-    candidates = _suppress(found, spacing, max_candidates)
-    out = []
-    for response, k, j, i, sigma in candidates:
-        # working-grid index -> volume index (block centre)
-        index = np.array([k + lo[0], (j + lo[1]) * f + (f - 1) / 2.0, (i + lo[2]) * f + (f - 1) / 2.0])
-        xyz = geometry.index_to_mm(index)
-        out.append(
-            Candidate(
-                center_xyz_mm=(float(xyz[0]), float(xyz[1]), float(xyz[2])),
-                index_zyx=(float(index[0]), float(index[1]), float(index[2])),
-                diameter_mm=float(2.0 * np.sqrt(3.0) * sigma),
-                response=float(response),
-            )
-        )
     progress(steps, steps)
-    return out
+    return PeakTable(
+        index_zyx=np.concatenate([t[0] for t in tables]),
+        scale=np.concatenate([np.full(len(t[3]), t[1], dtype=np.intp) for t in tables]),
+        sigma_mm=np.concatenate([np.full(len(t[3]), t[2]) for t in tables]),
+        response=np.concatenate([t[3] for t in tables]),
+        features=np.concatenate([t[4] for t in tables]),
+    )
 
 
-def _hessian_blobness(
+def _hessian_ratios(
     img: NDArray[np.float32],
     kk: NDArray[np.intp],
     jj: NDArray[np.intp],
@@ -169,12 +282,12 @@ def _hessian_blobness(
 ) -> NDArray[np.float64]:
     """Shape at each peak from the Hessian of the smoothed image (finite differences).
 
-    For a bright blob all three eigenvalues are negative and alike (ratio smallest/largest
-    magnitude near 1); for a vessel one is near 0; for a plate two are. Returns that ratio, or 0
-    where the peak is not a local maximum in every direction. Computed at the peaks only.
+    Returns (N, 2): the middle and the least negative eigenvalue, each divided by the magnitude
+    of the most negative one. A bright blob has (1, 1); a vessel (1, 0); a plate (0, 0); a value
+    below 0 means the peak is not a maximum in that direction. Computed at the peaks only.
     """
     if len(kk) == 0:
-        return np.zeros(0)
+        return np.zeros((0, 2))
     shape = np.asarray(img.shape)
     k = np.clip(kk, 1, shape[0] - 2)
     j = np.clip(jj, 1, shape[1] - 2)
@@ -196,50 +309,56 @@ def _hessian_blobness(
         4 * sy * sx
     )
     eig = np.linalg.eigvalsh(h)  # ascending: most negative first
-    largest = np.abs(eig[:, 0])
-    ratio = np.where(eig[:, 2] < 0, np.abs(eig[:, 2]) / np.maximum(largest, 1e-9), 0.0)
-    return np.asarray(ratio, dtype=np.float64)
+    scale = np.maximum(-eig[:, :1], 1e-9)
+    return np.asarray(np.clip(-eig[:, 1:] / scale, -1.0, 1.0), dtype=np.float64)
 
 
-def block_mean3(a: NDArray[np.float32]) -> NDArray[np.float32]:
-    """2x2x2 block mean (edges cropped)."""
-    nz, ny, nx = (d // 2 * 2 for d in a.shape)
+def block_mean3(a: NDArray[np.float32], fz: int = 2) -> NDArray[np.float32]:
+    """(fz)x2x2 block mean, fz 1 or 2 (edges cropped)."""
+    nz, ny, nx = a.shape[0] // fz * fz, a.shape[1] // 2 * 2, a.shape[2] // 2 * 2
     v = a[:nz, :ny, :nx]
-    out = v[0::2, 0::2, 0::2] + v[1::2, 0::2, 0::2] + v[0::2, 1::2, 0::2] + v[0::2, 0::2, 1::2]
-    out += v[1::2, 1::2, 0::2] + v[1::2, 0::2, 1::2] + v[0::2, 1::2, 1::2] + v[1::2, 1::2, 1::2]
-    return np.asarray(out * np.float32(0.125), dtype=np.float32)
+    out = v[0::fz, 0::2, 0::2] + v[0::fz, 1::2, 0::2] + v[0::fz, 0::2, 1::2] + v[0::fz, 1::2, 1::2]
+    if fz == 2:
+        out += v[1::2, 0::2, 0::2] + v[1::2, 1::2, 0::2] + v[1::2, 0::2, 1::2] + v[1::2, 1::2, 1::2]
+    return np.asarray(out * np.float32(1.0 / (4 * fz)), dtype=np.float32)
 
 
-def _suppress(
-    found: list[tuple[float, float, float, float, float, float]], spacing: NDArray[np.float64], limit: int
-) -> list[tuple[float, float, float, float, float]]:
-    """Greedy NMS over all scales, best of each scale first (interleaved by per-scale rank).
+def suppress(
+    centres_xyz_mm: NDArray[np.float64], sigma_mm: NDArray[np.float64], score: NDArray[np.float64], limit: int
+) -> list[tuple[int, int]]:
+    """Greedy NMS over all scales, best score first.
 
-    Ranking within each scale keeps large faint blobs (ground glass) from being crowded out by
-    the many small, high-contrast vessel peaks. A peak is dropped when a kept one lies within the
-    smaller of their two radii (the same blob at another scale); a small nodule beside a large
-    structure survives. Returns (response, k, j, i, sigma) tuples.
+    A peak is dropped when a kept one lies within the smaller of their two radii (the same blob
+    seen at another scale); a small nodule beside a large structure survives. Coarse scales
+    localise worse (they run on a 2x grid), so a kept peak takes the position of the finest-scale
+    peak it absorbed within ``min(radius / 2, REFINE_MM)``. Returns (kept index, index whose
+    position is used) pairs, best first.
     """
-    if not found:
-        return []
-    arr = np.asarray(found, dtype=np.float64)
-    arr = arr[np.lexsort((-arr[:, 1], arr[:, 0]))][:, 1:]
-    pos = arr[:, 1:4] * spacing
-    radius = np.maximum(np.sqrt(3.0) * arr[:, 4], 2.0)
+    order = np.argsort(-score, kind="stable")
+    pos = np.asarray(centres_xyz_mm, dtype=np.float64)
+    sigma = np.asarray(sigma_mm, dtype=np.float64)
+    radius = np.maximum(np.sqrt(3.0) * sigma, 1.5)
     kept: list[int] = []
-    kept_pos = np.empty((0, 3))
-    kept_radius = np.empty(0)
-    for n in range(len(arr)):
-        if kept:
-            d = np.linalg.norm(kept_pos - pos[n], axis=1)
-            if np.any(d < np.minimum(kept_radius, radius[n])):  # the same blob seen at another scale
+    where: list[int] = []
+    kept_pos = np.empty((limit, 3))
+    kept_radius = np.empty(limit)
+    for n in order:
+        m = len(kept)
+        if m:
+            d = np.linalg.norm(kept_pos[:m] - pos[n], axis=1)
+            same = d < np.minimum(kept_radius[:m], radius[n])  # the same blob at another scale
+            if np.any(same):
+                owner = int(np.flatnonzero(same)[np.argmin(d[same])])
+                if sigma[n] < sigma[where[owner]] and d[owner] <= min(kept_radius[owner] / 2.0, REFINE_MM):
+                    where[owner] = int(n)
                 continue
-        kept.append(n)
-        kept_pos = np.vstack([kept_pos, pos[n]])
-        kept_radius = np.append(kept_radius, radius[n])
-        if len(kept) >= limit:
+        if m >= limit:
             break
-    return [tuple(arr[n]) for n in kept]
+        kept_pos[m] = pos[n]
+        kept_radius[m] = radius[n]
+        kept.append(int(n))
+        where.append(int(n))
+    return list(zip(kept, where, strict=True))
 
 
 def recall(

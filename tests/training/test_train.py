@@ -36,7 +36,7 @@ def tiny_data(tmp_path_factory):
 def _args(csv, root, out, **extra):
     argv = ["--data", str(csv), "--val-fraction", "0.5", "--cache", str(root / "cache"), "--out", str(out),
             "--epochs", "3", "--batch-size", "16", "--steps-per-epoch", "6", "--positive-copies", "2",
-            "--max-candidates", "60", "--lr", "3e-4", "--quiet", "--threads", "2"]
+            "--max-candidates", "150", "--lr", "3e-4", "--quiet", "--threads", "2"]
     for k, v in extra.items():
         flag = f"--{k.replace('_', '-')}"
         argv += [flag] if v is True else [flag, str(v)]
