@@ -78,13 +78,29 @@ def evaluate_patchset(
             threshold = 1.0
     report = classification_report(label, prob, threshold) if len(set(label.tolist())) == 2 else {}
     auc = roc_auc(label, prob) if len(set(label.tolist())) == 2 else float("nan")
-    # malignancy over candidates that hit a rated nodule
+    # Malignancy per nodule, as the app reports it: the best-scoring candidate that hits each
+    # found nodule (3D NMS keeps that one). Per candidate it is also given, but there a large
+    # nodule with many hitting candidates (off-centre ones included) outweighs a small one.
     mal_known = keep & (ps.nodule == 1) & (ps.malignant >= 0)
-    mal_auc = (
+    mal_auc_candidates = (
         malignancy_auc(ps.malignant[mal_known].tolist(), scores["malignancy_prob"][mal_known])
         if len(set(ps.malignant[mal_known].tolist())) == 2
         else float("nan")
     )
+    mal_prob = scores["malignancy_prob"][keep]
+    index_of: dict[str, list[int]] = {sid: [] for sid in ps.scan_ids}
+    for n, s in enumerate(scan):
+        index_of[ps.scan_ids[s]].append(n)
+    nodule_labels: list[int] = []
+    nodule_scores: list[float] = []
+    for sid in ps.scan_ids:
+        rated = [n for n in by_id[sid].nodules if n.diameter_mm >= 3.0]
+        hits = nodule_hits(preds[sid], truths[sid], 0.0)
+        for nod, best in zip(rated, hits.best_prediction, strict=True):
+            if best >= 0 and nod.malignant is not None:
+                nodule_labels.append(int(nod.malignant))
+                nodule_scores.append(float(mal_prob[index_of[sid][best]]))
+    mal_auc = malignancy_auc(nodule_labels, nodule_scores) if len(set(nodule_labels)) == 2 else float("nan")
     per_scan = {}
     for sid in ps.scan_ids:
         hits = nodule_hits(preds[sid], truths[sid], threshold)
@@ -108,8 +124,11 @@ def evaluate_patchset(
             k: (float(v) if isinstance(v, (int, float, np.floating)) else v) for k, v in report.items()
         },
         "malignancy_auc": float(mal_auc),
+        "malignancy_auc_nodules": len(nodule_labels),
+        "malignancy_auc_candidates": float(mal_auc_candidates),
         "per_scan": per_scan,
         "_froc": result,
+        "_malignancy_nodules": (nodule_labels, nodule_scores),
     }
 
 
@@ -125,6 +144,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     scores = predict(model, ps, torch.device("cpu"))
     metrics = evaluate_patchset(ps, records, scores, args.threshold, args.fp_per_scan)
     result = metrics.pop("_froc")
+    nodule_labels, nodule_scores = metrics.pop("_malignancy_nodules")
     keep = ps.from_proposal
     label = ps.nodule[keep].astype(int)
     prob = scores["nodule_prob"][keep]
@@ -137,11 +157,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             title=f"Candidates at threshold {metrics['threshold']:.3f}",
         )
     plot_froc(result, out / "froc.png", label=args.label, title="FROC (per scan, LUNA16 hit rule)")
-    mal_known = keep & (ps.nodule == 1) & (ps.malignant >= 0)
-    if len(set(ps.malignant[mal_known].tolist())) == 2:
-        plot_malignancy_roc(
-            ps.malignant[mal_known].tolist(), scores["malignancy_prob"][mal_known], out / "malignancy_roc.png"
-        )
+    if len(set(nodule_labels)) == 2:
+        plot_malignancy_roc(nodule_labels, nodule_scores, out / "malignancy_roc.png")
     with open(out / "predictions.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(

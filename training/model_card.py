@@ -56,6 +56,26 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) and np.isfinite(v) else str(v)
 
 
+def proposal_lines(run: Path) -> list[str]:
+    """What the proposals reach (``runs/.../recall-val.json`` from ``training.proposal_recall``)."""
+    path = run / "recall-val.json"
+    if not path.exists():
+        return [
+            "- **Proposals:** detection sensitivity is capped by NodeView's candidate proposals (not measured here)."
+        ]
+    s = _load(path)["summary"]
+    by_t = ", ".join(f"{k} mm: {v['hits']}/{v['n']}" for k, v in s["thickness_mm"].items())
+    by_size = ", ".join(f"{k}: {v['hits']}/{v['n']}" for k, v in s["size"].items())
+    return [
+        "- **Proposals:** detection sensitivity is capped by NodeView's candidate proposals. On the synthetic",
+        f"  validation set they reach {s['all']['hits']}/{s['all']['n']} nodules ({_fmt(s['all']['recall'])}) with"
+        f" {s['mean_candidates']:.0f} candidates per scan; by slice thickness {by_t}; by size {by_size}.",
+        "  The weights were trained on patches mined with the earlier hand-ranked proposer (400 per scan,",
+        f"  recall {_fmt(_load(run / 'data_summary.json')['validation']['proposal_recall'])} on validation); retraining"
+        " with the current proposer (`reproduce.sh train`) is the next step.",
+    ]
+
+
 def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
     from .export_onnx import read_metadata
 
@@ -122,7 +142,18 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
             f"{_fmt(m['sensitivity_at_threshold'])} |"
         )
     rates = ", ".join(f"{k}: {_fmt(v)}" for k, v in test["sensitivity_at_fp_rates"].items())
-    lines += ["", f"Sensitivity of the test set at each FP/scan rate (used for the CPM): {rates}.", ""]
+    lines += [
+        "",
+        f"Sensitivity of the test set at each FP/scan rate (used for the CPM): {rates}.",
+        "",
+        "Malignancy AUC is per nodule: the malignancy of the best-scoring candidate that hits each found nodule",
+        f"({val.get('malignancy_auc_nodules', '?')} validation and {test.get('malignancy_auc_nodules', '?')} test nodules),"
+        " as the app reports one finding per nodule. Per candidate it is"
+        f" {_fmt(val.get('malignancy_auc_candidates', float('nan')))} (validation) and"
+        f" {_fmt(test.get('malignancy_auc_candidates', float('nan')))} (test): off-centre candidates inside large"
+        " nodules weigh heavily there.",
+        "",
+    ]
     if lidc_json and lidc_json.exists():
         doc = _load(lidc_json)
         findings = doc["findings"]
@@ -136,6 +167,24 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
             f"- At the operating threshold: {len(findings)} finding(s), {len(near)} within the nodule radius.",
             f"- False positives at the operating threshold: {len(findings) - len(near)}.",
         ]
+        all_json = lidc_json.with_name("lidc-all.json")
+        if all_json.exists():
+            every = _load(all_json)["findings"]  # --min-score 0: every scored candidate after NMS
+            ranked = sorted(every, key=lambda f: -f["score"])
+            on = [
+                (r, f)
+                for r, f in enumerate(ranked)
+                if np.linalg.norm(np.subtract(f["center_xyz_mm"], LIDC_CONSENSUS_XYZ)) <= 12.3
+            ]
+            if on:
+                r, f = on[0]
+                lines.append(
+                    f"- Best-scoring candidate on the nodule (from `--min-score 0`): score {f['score']:.4f} against the"
+                    f" threshold {doc['threshold']:.4f}, rank {r + 1} of {len(ranked)}, at {f['center_xyz_mm']} mm,"
+                    f" {f['diameter_mm']:.1f} mm, {f['type']}, malignancy {f['malignancy']:.2f}."
+                )
+            else:
+                lines.append(f"- No candidate among {len(ranked)} lies within the nodule radius.")
         for f in near[:1]:
             lines.append(
                 f"- Found at {f['center_xyz_mm']} mm: score {f['score']:.3f}, diameter {f['diameter_mm']:.1f} mm,"
@@ -148,9 +197,7 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
         "",
         "- **Data:** trained on synthetic anatomy plus slabs of one real patient. Performance on real",
         "  screening CT is unknown until it is measured on LUNA16/LIDC (the loaders are in `training/`).",
-        "- **Proposals:** detection sensitivity is capped by NodeView's candidate proposals. On the",
-        "  synthetic validation set, the proposals reach about 71–82 % of nodules, with most misses small",
-        "  nodules in 5 mm slices and juxta-pleural nodules. See the project notes.",
+        *proposal_lines(run),
         "- **Malignancy:** the malignancy score reflects a synthetic rule, not histology.",
         "- **Sizes:** sizes and volumes come from a threshold segmentation around the finding. Check them",
         "  on the images.",

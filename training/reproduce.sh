@@ -37,6 +37,8 @@ if [ "$STEP" = export ] || [ "$STEP" = all ]; then
       --storage fp16 --metadata-json runs/default/metadata.json | tee runs/default/export.json
   .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --model resources/models/nodeview-nodule.onnx \
       --json runs/default/lidc.json --anonymize
+  .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --model resources/models/nodeview-nodule.onnx \
+      --json runs/default/lidc-all.json --anonymize --min-score 0
   $PY -m training.model_card card --run runs/default --onnx resources/models/nodeview-nodule.onnx \
       --lidc-json runs/default/lidc.json --out resources/models/nodeview-nodule.md
 fi
