@@ -168,3 +168,24 @@ def test_lung_rads_hint_table():
     assert [lung_rads_hint("part-solid", 12, s) for s in (4, 7, 9)] == ["3", "4A", "4B"]
     assert [lung_rads_hint("ground-glass", d) for d in (10, 35)] == ["2", "3"]
     assert lung_rads_hint("calcified", 12) == "1"
+
+
+def test_bundled_default_model_loads_and_detects(chest_volume):
+    """The committed default model passes the metadata checks, says what it is, and runs end to end."""
+    import hashlib
+
+    from nodeview.cli import default_model_path
+
+    path = default_model_path()
+    detector = Detector(path)
+    info = detector.info
+    assert info.name.startswith("nodeview-nodule") and 0.5 < info.threshold < 1.0
+    assert info.spec.size == 64 and info.spec.spacing_mm == pytest.approx(0.75)
+    meta = info.metadata
+    assert "research" in meta["research_use_only"].lower()
+    assert len(info.sha256) == 64 and info.sha256 != hashlib.sha256(b"").hexdigest()
+    result = detector.detect(chest_volume[0], min_score=0.0)
+    assert result.n_candidates > 0 and result.findings
+    scores = [f.score for f in result.findings]
+    assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+    assert all(0.0 <= f.malignancy <= 1.0 and f.diameter_mm > 0 for f in result.findings)
