@@ -32,6 +32,13 @@ def run_gui(
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("NodeView")
     app.setOrganizationName("NodeView")
+    from PySide6.QtGui import QIcon
+
+    from ..resources import resources_dir
+
+    icon = resources_dir() / "icons" / "nodeview.svg"
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
     apply_dark_style(app)
     window = MainWindow()
     if size:

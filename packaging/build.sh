@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Build NodeView's installers from a clean checkout (Linux; see packaging/README.md for Windows/macOS):
+#   dist/nodeview/                               the one-folder app (PyInstaller)
+#   dist/nodeview-VERSION-linux-x86_64.tar.gz    the same folder, archived
+#   dist/nodeview_VERSION_amd64.deb              installs to /opt/nodeview, /usr/bin/nodeview, .desktop, icon
+#
+#   bash packaging/build.sh [--model PATH.onnx] [--with-demo] [--no-deb]
+#
+# Installs its own build dependencies (apt packages and a venv in build/venv with the viewer's
+# runtime and PyInstaller, never torch), checks every bundled ELF file's libraries with ldd and
+# fails on an unresolved one, and writes build/build-report.json (times and sizes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+MODEL="resources/models/nodeview-nodule.onnx"
+WITH_DEMO=0
+MAKE_DEB=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) MODEL="$2"; shift 2 ;;
+    --with-demo) WITH_DEMO=1; shift ;;
+    --no-deb) MAKE_DEB=0; shift ;;
+    *) echo "build.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+fail() { echo "build.sh: FAILED: $*" >&2; exit 1; }
+[ -f "$MODEL" ] || fail "no model at $MODEL: export one (training/README.md) or pass --model PATH.onnx"
+T0=$(date +%s.%N)
+
+# --- build machine: the libraries the frozen Qt plugins link against, and packaging tools
+APT=(python3-venv binutils dpkg-dev file xvfb xauth
+     libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xinerama0 libxcb-cursor0
+     libxcb-shape0 libxcb-randr0 libxcb-xkb1 libxkbcommon0 libxkbcommon-x11-0
+     libgl1 libegl1 libglib2.0-0 libdbus-1-3 libfontconfig1 fontconfig fonts-dejavu-core)
+missing=()
+for p in "${APT[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- build venv: the viewer's runtime + PyInstaller (pyproject's "package" extra)
+if [ ! -x build/venv/bin/python ]; then python3 -m venv build/venv; fi
+stamp=build/venv/.nodeview-package
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  build/venv/bin/python -m pip install -q --upgrade pip
+  build/venv/bin/python -m pip install -q ".[package]"
+  touch "$stamp"
+else
+  build/venv/bin/python -m pip install -q --no-deps --force-reinstall . >/dev/null  # this checkout's code
+fi
+if build/venv/bin/python -c "import torch" 2>/dev/null; then fail "torch is installed in build/venv: the app must not bundle it"; fi
+VERSION=$(build/venv/bin/python -c "import nodeview; print(nodeview.__version__)")
+
+# --- staged resources: the model (as the default model's name), its card, fonts, icons, demo
+STAGE="$ROOT/build/stage"
+rm -rf "$STAGE"; mkdir -p "$STAGE/resources/models" "$STAGE/resources/icons"
+cp "$MODEL" "$STAGE/resources/models/nodeview-nodule.onnx"
+card="${MODEL%.onnx}.md"; [ -f "$card" ] && cp "$card" "$STAGE/resources/models/nodeview-nodule.md"
+cp -r resources/fonts "$STAGE/resources/fonts"
+cp resources/icons/nodeview.svg "$STAGE/resources/icons/"
+QT_QPA_PLATFORM=offscreen build/venv/bin/python packaging/render_icon.py resources/icons/nodeview.svg "$STAGE/resources/icons/nodeview.png" 256
+[ "$WITH_DEMO" = 1 ] && cp -r resources/demo "$STAGE/resources/demo"
+
+# --- freeze
+T1=$(date +%s.%N)
+rm -rf dist/nodeview
+NODEVIEW_STAGE="$STAGE" build/venv/bin/pyinstaller --noconfirm --log-level WARN \
+  --distpath dist --workpath build/pyinstaller packaging/nodeview.spec
+T2=$(date +%s.%N)
+APPDIR=dist/nodeview
+[ -x "$APPDIR/nodeview" ] || fail "PyInstaller produced no $APPDIR/nodeview"
+
+# --- every bundled ELF file must resolve its libraries on this machine
+unresolved=$(find "$APPDIR" -type f \( -name '*.so*' -o -perm -u+x \) -print0 \
+  | xargs -0 file -L | grep -E 'ELF .*(shared object|executable)' | cut -d: -f1 \
+  | while read -r f; do LD_LIBRARY_PATH="$(dirname "$f")" ldd "$f" 2>/dev/null | grep 'not found' | sed "s|^|$f: |"; done \
+  | sort -u || true)
+if [ -n "$unresolved" ]; then echo "$unresolved" >&2; fail "unresolved libraries (install them, or declare them in the .deb)"; fi
+
+# --- .tar.gz
+TAR="dist/nodeview-$VERSION-linux-x86_64.tar.gz"
+tar -C dist -czf "$TAR" nodeview
+
+# --- .deb (xz), installs under /opt/nodeview
+DEB=""
+if [ "$MAKE_DEB" = 1 ]; then
+  PKG="build/deb/nodeview_${VERSION}_amd64"
+  rm -rf "$PKG"; mkdir -p "$PKG/DEBIAN" "$PKG/opt" "$PKG/usr/bin" "$PKG/usr/share/applications" \
+    "$PKG/usr/share/icons/hicolor/scalable/apps" "$PKG/usr/share/icons/hicolor/256x256/apps" "$PKG/usr/share/doc/nodeview"
+  cp -a "$APPDIR" "$PKG/opt/nodeview"
+  ln -s /opt/nodeview/nodeview "$PKG/usr/bin/nodeview"
+  cp packaging/nodeview.desktop "$PKG/usr/share/applications/"
+  cp resources/icons/nodeview.svg "$PKG/usr/share/icons/hicolor/scalable/apps/nodeview.svg"
+  cp "$STAGE/resources/icons/nodeview.png" "$PKG/usr/share/icons/hicolor/256x256/apps/nodeview.png"
+  cp resources/fonts/LICENSE-DejaVu.txt "$PKG/usr/share/doc/nodeview/"
+  [ -f LICENSE ] && cp LICENSE "$PKG/usr/share/doc/nodeview/copyright"
+  SIZE_KB=$(du -sk "$PKG" | cut -f1)
+  sed -e "s/@VERSION@/$VERSION/" -e "s/@SIZE@/$SIZE_KB/" packaging/debian-control.in > "$PKG/DEBIAN/control"
+  DEB="dist/nodeview_${VERSION}_amd64.deb"
+  dpkg-deb --root-owner-group -Zxz -z9 --build "$PKG" "$DEB" >/dev/null
+fi
+T3=$(date +%s.%N)
+
+build/venv/bin/python - "$T0" "$T1" "$T2" "$T3" "$APPDIR" "$TAR" "$DEB" <<'PY'
+import json, os, sys
+t0, t1, t2, t3 = map(float, sys.argv[1:5])
+appdir, tar, deb = sys.argv[5:8]
+def tree(p):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(p) for f in fs if not os.path.islink(os.path.join(d, f)))
+report = {
+    "seconds": {"setup": round(t1 - t0, 1), "pyinstaller": round(t2 - t1, 1), "archives": round(t3 - t2, 1), "total": round(t3 - t0, 1)},
+    "one_folder_mb": round(tree(appdir) / 1e6, 1),
+    "tar_gz_mb": round(os.path.getsize(tar) / 1e6, 1),
+    "deb_mb": round(os.path.getsize(deb) / 1e6, 1) if deb else None,
+}
+os.makedirs("build", exist_ok=True)
+json.dump(report, open("build/build-report.json", "w"), indent=1)
+print(json.dumps(report))
+PY
+echo "build.sh: OK: $APPDIR ${TAR} ${DEB}"
