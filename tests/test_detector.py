@@ -189,3 +189,17 @@ def test_bundled_default_model_loads_and_detects(chest_volume):
     scores = [f.score for f in result.findings]
     assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
     assert all(0.0 <= f.malignancy <= 1.0 and f.diameter_mm > 0 for f in result.findings)
+
+
+def test_only_findings_near_the_operating_point_are_segmented(tmp_path, chest_volume):
+    volume = chest_volume[0]
+    detector = Detector(make_model(tmp_path / "m.onnx"))  # threshold 0.5: segment from 0.25
+    result = detector.detect(volume, min_score=0.0)
+    low = [f for f in result.findings if f.score < 0.25]
+    high = [f for f in result.findings if f.score >= 0.25]
+    assert low and high
+    assert all(not f.measured and f.type == "unmeasured" and f.lung_rads == "" for f in low)
+    assert all(f.measured == (f.type != "unmeasured") for f in result.findings)
+    assert sum(f.measured for f in high) >= len(high) // 2
+    everything = detector.detect(volume, min_score=0.0, segment_from=0.0)
+    assert sum(f.measured for f in everything.findings) > sum(f.measured for f in result.findings)

@@ -232,9 +232,8 @@ def measure_finding(
         r = diameter_guess / 2.0
         c = np.asarray(centre_xyz_mm)
         bbox_min, bbox_max = tuple(float(v) for v in c - r), tuple(float(v) for v in c + r)
-        kind, solid_fraction, solid_d = "solid", 1.0, 0.0
-        if not segment:
-            kind = "unmeasured"
+        # nothing denser than aerated lung at the centre, or not segmented: no type, no Lung-RADS hint
+        kind, solid_fraction, solid_d = "unmeasured", 0.0, 0.0
     side, zone = _location(lung, volume, centre_xyz_mm)
     return Finding(
         id=finding_id,
