@@ -6,6 +6,8 @@ only receive the list of findings to draw (score >= threshold, not rejected).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -22,8 +24,11 @@ from PySide6.QtWidgets import (
 )
 
 from .. import RESEARCH_NOTICE
-from ..core.detector import DetectionResult
-from ..core.findings import Finding
+
+if TYPE_CHECKING:
+    from ..core.detector import DetectionResult
+    from ..core.findings import Finding
+
 
 COLUMNS = ["#", "Location", "Diam. (mm)", "Volume (mm³)", "Type", "Nodule score", "Malignancy", "Lung-RADS", "Review"]
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"

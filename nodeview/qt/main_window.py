@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
@@ -27,21 +28,22 @@ from PySide6.QtWidgets import (
 )
 
 from .. import RESEARCH_NOTICE, __version__
-from ..core.detector import DetectionResult, Detector
-from ..core.dicom_io import Discovery, SeriesInfo, load_series
-from ..core.report import ACCEPTED, REJECTED, UNREVIEWED, existing_report_files, write_report
-from ..core.sitk_io import read_image_file
-from ..core.study import StudySource, scan
 from ..core.views import ViewKind
 from ..core.volume import Volume
 from ..core.windowing import PRESETS, Window
 from ..resources import demo_attribution, demo_study_dir
 from .findings_panel import FindingsPanel
-from .report_dialog import ReportDialog
 from .series_picker import SeriesPicker
 from .start_page import StartPage
 from .tasks import TaskRunner
 from .viewer import ViewerWidget
+
+if TYPE_CHECKING:
+    from ..core.detector import Detector
+    from ..core.dicom_io import Discovery, SeriesInfo
+
+# The readers, the detector (scipy, onnxruntime) and the report writer (Pillow) are imported
+# when first used, not at start-up: the window appears about a second sooner.
 
 log = logging.getLogger(__name__)
 SLAB_CHOICES_MM = (0.0, 5.0, 10.0, 15.0)
@@ -285,19 +287,28 @@ class MainWindow(QMainWindow):
         self._pending = "scan"
         self._show_busy("Reading headers…")
         items = list(self.source_paths)
+        from ..core.study import scan
+
         self.runner.start(lambda progress, stop: scan(items, progress, stop))
 
     def load_series(self, series: SeriesInfo) -> None:
         self._pending = "load"
         self._show_busy(f"Loading {series.n_images} images…")
+        from ..core.dicom_io import load_series
+
         self.runner.start(lambda progress, stop: load_series(series, progress, stop))
 
     def _load_image_file(self, path: str) -> None:
         self._pending = "load"
         self._show_busy("Loading…")
+        from ..core.sitk_io import read_image_file
+
         self.runner.start(lambda progress, stop: read_image_file(path, progress, stop))
 
     def _on_task_finished(self, result: object) -> None:
+        from ..core.detector import DetectionResult
+        from ..core.study import StudySource
+
         stage, self._pending = self._pending, None
         if stage == "scan":
             assert isinstance(result, StudySource)
@@ -396,6 +407,8 @@ class MainWindow(QMainWindow):
 
         def work(progress, stop):  # type: ignore[no-untyped-def]
             if self._detector is None:
+                from ..core.detector import Detector
+
                 self._detector = Detector(path)
             return self._detector.detect(volume, progress, stop, min_score=0.0)
 
@@ -406,6 +419,8 @@ class MainWindow(QMainWindow):
     # ---- report ------------------------------------------------------------------------------
     def report_reviews(self) -> dict[int, str]:
         """The findings panel's review decisions in the report's terms (pending = unreviewed)."""
+        from ..core.report import ACCEPTED, REJECTED, UNREVIEWED
+
         return {
             fid: status if status in (ACCEPTED, REJECTED) else UNREVIEWED
             for fid, status in self.findings_panel.status.items()
@@ -418,6 +433,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Detect nodules first (Ctrl+D)", 4000)
             return
         folder = str(self.settings.value("report_dir", "") or self._last_dir())
+        from .report_dialog import ReportDialog
+
         dialog = ReportDialog(
             self.volume, result.findings, self.report_reviews(), self.findings_panel.threshold, folder, self
         )
@@ -444,6 +461,8 @@ class MainWindow(QMainWindow):
         if self.runner.busy:
             self.statusBar().showMessage("Wait for the current task to finish, or cancel it", 5000)
             return
+        from ..core.report import existing_report_files, write_report
+
         existing = existing_report_files(folder, stem)
         overwrite = bool(existing)
         if existing and not self.confirm_overwrite(existing):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -14,7 +16,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.dicom_io import Discovery, SeriesInfo
+if TYPE_CHECKING:
+    from ..core.dicom_io import Discovery, SeriesInfo
+
+
 
 COLUMNS = ["Description", "Modality", "Images", "Thickness (mm)", "Size z×y×x", "Warnings"]
 

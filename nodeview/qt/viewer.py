@@ -7,16 +7,21 @@ to every view, one way, so views never talk to each other.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGridLayout, QWidget
 
-from ..core.findings import Finding
 from ..core.views import ViewKind, ViewPlane, box_on_slice, planes_for, slab_slices
 from ..core.volume import Volume
 from ..core.windowing import DEFAULT_WINDOW, Window
 from .slice_view import SliceView
+
+if TYPE_CHECKING:
+    from ..core.findings import Finding
+
 
 
 class ViewerController(QObject):
