@@ -4,27 +4,40 @@
 #   dist/nodeview-VERSION-linux-x86_64.tar.gz    the same folder, archived
 #   dist/nodeview_VERSION_amd64.deb              installs to /opt/nodeview, /usr/bin/nodeview, .desktop, icon
 #
-#   bash packaging/build.sh [--model PATH.onnx] [--with-demo] [--no-deb]
+#   bash packaging/build.sh [--model PATH.onnx] [--with-demo] [--no-deb] [--app-only]
+#     --model M     bundle M as the default model (resources/models/nodeview-nodule.onnx in the app;
+#                   M's card M.md too if there is one). Without it the repository's default model
+#                   must exist, or the build fails.
+#     --with-demo   also bundle the demo study resources/demo (65 MB)
+#     --no-deb      no .deb (its xz compression takes minutes)
+#     --app-only    only dist/nodeview: no .tar.gz, no .deb (what CI smoke-tests)
 #
-# Installs its own build dependencies (apt packages and a venv in build/venv with the viewer's
-# runtime and PyInstaller, never torch), checks every bundled ELF file's libraries with ldd and
-# fails on an unresolved one, and writes build/build-report.json (times and sizes).
+# Installs its own build dependencies (apt packages and a venv in build/venv made from the system
+# Python 3.11, with the viewer's runtime and PyInstaller, never torch), checks every bundled ELF
+# file's libraries (packaging/check_libs.py: none unresolved, every system one from a package the
+# .deb declares) and writes build/build-report.json (times and sizes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
-MODEL="resources/models/nodeview-nodule.onnx"
+DEFAULT_MODEL="resources/models/nodeview-nodule.onnx"
+MODEL="$DEFAULT_MODEL"
 WITH_DEMO=0
 MAKE_DEB=1
+MAKE_TAR=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) MODEL="$2"; shift 2 ;;
     --with-demo) WITH_DEMO=1; shift ;;
     --no-deb) MAKE_DEB=0; shift ;;
+    --app-only) MAKE_DEB=0; MAKE_TAR=0; shift ;;
     *) echo "build.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 fail() { echo "build.sh: FAILED: $*" >&2; exit 1; }
-[ -f "$MODEL" ] || fail "no model at $MODEL: export one (training/README.md) or pass --model PATH.onnx"
+if [ ! -f "$MODEL" ]; then
+  [ "$MODEL" = "$DEFAULT_MODEL" ] && fail "the default model $DEFAULT_MODEL is missing: export one (training/README.md) or pass --model PATH.onnx to bundle another ONNX model as the default"
+  fail "no ONNX model at $MODEL (--model)"
+fi
 T0=$(date +%s.%N)
 
 # --- build machine: the libraries the frozen Qt plugins link against, and packaging tools
@@ -41,7 +54,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # --- build venv: the viewer's runtime + PyInstaller (pyproject's "package" extra)
-if [ ! -x build/venv/bin/python ]; then python3 -m venv build/venv; fi
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || fail "$PYTHON is not Python 3.11 (set PYTHON=...)"
+if [ ! -x build/venv/bin/python ]; then "$PYTHON" -m venv build/venv; fi
 stamp=build/venv/.nodeview-package
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   build/venv/bin/python -m pip install -q --upgrade pip
@@ -72,16 +88,24 @@ T2=$(date +%s.%N)
 APPDIR=dist/nodeview
 [ -x "$APPDIR/nodeview" ] || fail "PyInstaller produced no $APPDIR/nodeview"
 
-# --- every bundled ELF file must resolve its libraries on this machine
-unresolved=$(find "$APPDIR" -type f \( -name '*.so*' -o -perm -u+x \) -print0 \
-  | xargs -0 file -L | grep -E 'ELF .*(shared object|executable)' | cut -d: -f1 \
-  | while read -r f; do LD_LIBRARY_PATH="$(dirname "$f")" ldd "$f" 2>/dev/null | grep 'not found' | sed "s|^|$f: |"; done \
-  | sort -u || true)
-if [ -n "$unresolved" ]; then echo "$unresolved" >&2; fail "unresolved libraries (install them, or declare them in the .deb)"; fi
+# --- Python's own libraries carry their symbol tables when Python was built from source (pyenv:
+# ~20 MB). Strip only those: the wheels' libraries are patchelf-ed by auditwheel, and strip breaks
+# them ("ELF load command address/offset not page-aligned"), so PyInstaller's strip=True is off.
+for f in "$APPDIR"/_internal/libpython3*.so* "$APPDIR"/_internal/python3*/lib-dynload/*.so; do
+  [ -f "$f" ] && [ ! -L "$f" ] && readelf -S "$f" 2>/dev/null | grep -q '\.symtab' && strip --strip-unneeded "$f" || true
+done
+
+# --- every bundled ELF file must resolve its libraries on this machine, and each system library
+# it needs directly must come from a package the .deb declares (packaging/debian-control.in)
+build/venv/bin/python packaging/check_libs.py "$APPDIR" packaging/debian-control.in \
+  || fail "unresolved or undeclared libraries (above): install them on the build machine, or add their package to packaging/debian-control.in"
 
 # --- .tar.gz
-TAR="dist/nodeview-$VERSION-linux-x86_64.tar.gz"
-tar -C dist -czf "$TAR" nodeview
+TAR=""
+if [ "$MAKE_TAR" = 1 ]; then
+  TAR="dist/nodeview-$VERSION-linux-x86_64.tar.gz"
+  tar -C dist -czf "$TAR" nodeview
+fi
 
 # --- .deb (xz), installs under /opt/nodeview
 DEB=""
@@ -112,7 +136,7 @@ def tree(p):
 report = {
     "seconds": {"setup": round(t1 - t0, 1), "pyinstaller": round(t2 - t1, 1), "archives": round(t3 - t2, 1), "total": round(t3 - t0, 1)},
     "one_folder_mb": round(tree(appdir) / 1e6, 1),
-    "tar_gz_mb": round(os.path.getsize(tar) / 1e6, 1),
+    "tar_gz_mb": round(os.path.getsize(tar) / 1e6, 1) if tar else None,
     "deb_mb": round(os.path.getsize(deb) / 1e6, 1) if deb else None,
 }
 os.makedirs("build", exist_ok=True)

@@ -8,6 +8,8 @@ creates
     OUT_DIR/uncompressed/   40 slices, Implicit VR Little Endian   (1.2.840.10008.1.2, no codec)
     OUT_DIR/jpeg2000/       40 slices, JPEG 2000 lossless  (1.2.840.10008.1.2.4.90, GDCM)
     OUT_DIR/jpegll/         40 slices, JPEG lossless SV1   (1.2.840.10008.1.2.4.70, GDCM)
+    OUT_DIR/rle/            40 slices, RLE Lossless        (1.2.840.10008.1.2.5, pydicom's decoder)
+    OUT_DIR/deflate/        40 slices, Deflated Explicit VR LE (1.2.840.10008.1.2.1.99, zlib)
     OUT_DIR/expected.json   what each series must look like (shape, spacing, HU range, syntax)
 
 from one synthetic chest-like volume (256 x 256 pixels, 40 slices, 1.4 x 1.4 x 2.5 mm, int16 HU):
@@ -17,7 +19,9 @@ nodules (6-12 mm) in the lungs so that detection has something to find.
 Needs only numpy, SimpleITK and pydicom (no nodeview import): it runs with the build venv's python
 or any python that has them. The compressed files are written by SimpleITK's GDCM writer; the script
 checks with pydicom that each file really carries the compressed transfer syntax and with SimpleITK
-that its pixels decode back to the exact HU written (both codecs are lossless).
+that its pixels decode back to the exact HU written (both codecs are lossless). The RLE and deflate
+copies are re-encoded from the uncompressed files with pydicom (its own RLE encoder, zlib) and
+checked the same way with pydicom's decoder.
 """
 
 from __future__ import annotations
@@ -43,6 +47,12 @@ SERIES = {
     "uncompressed": (None, "1.2.840.10008.1.2", 1),  # GDCM writes Implicit VR Little Endian
     "jpeg2000": ("JPEG2000", "1.2.840.10008.1.2.4.90", 2),
     "jpegll": ("JPEG", "1.2.840.10008.1.2.4.70", 3),
+}
+
+# re-encoded by pydicom from the uncompressed series: name -> (None, transfer syntax, series number)
+REENCODED = {
+    "rle": (None, "1.2.840.10008.1.2.5", 4),
+    "deflate": (None, "1.2.840.10008.1.2.1.99", 5),
 }
 
 
@@ -134,6 +144,39 @@ def check_series(paths: list[Path], hu: np.ndarray, syntax: str) -> None:
             raise SystemExit(f"make_smoke_data: {path} does not decode to the HU written")
 
 
+def reencode(src: list[Path], out: Path, syntax: str) -> list[Path]:
+    """pydicom re-encodes each uncompressed file: RLE Lossless, or the deflated transfer syntax."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for path in src:
+        ds = pydicom.dcmread(path)
+        if syntax == RLELossless:
+            ds.compress(RLELossless, encoding_plugin="pydicom")
+        else:
+            assert syntax == DeflatedExplicitVRLittleEndian
+            ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.SeriesInstanceUID = ds.SeriesInstanceUID + ("1" if syntax == RLELossless else "2")
+        ds.SeriesDescription = f"smoke {'RLE' if syntax == RLELossless else 'deflate'}"
+        ds.SOPInstanceUID = ds.SeriesInstanceUID + "." + str(ds.InstanceNumber)
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        dest = out / path.name
+        ds.save_as(dest, enforce_file_format=True)
+        paths.append(dest)
+    return paths
+
+
+def check_pydicom(paths: list[Path], hu: np.ndarray, syntax: str) -> None:
+    for k, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        if str(ds.file_meta.TransferSyntaxUID) != syntax:
+            raise SystemExit(f"make_smoke_data: {path} has transfer syntax {ds.file_meta.TransferSyntaxUID}")
+        got = ds.pixel_array.astype(np.int32) * int(ds.RescaleSlope) + int(ds.RescaleIntercept)
+        if not np.array_equal(got, hu[k].astype(np.int32)):
+            raise SystemExit(f"make_smoke_data: {path} does not decode to the HU written")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
@@ -141,9 +184,14 @@ def main(argv: list[str]) -> int:
     out = Path(argv[0])
     hu = chest_phantom()
     expected: dict[str, object] = {}
-    for name, (compressor, syntax, number) in SERIES.items():
-        paths = write_series(hu, out / name, compressor, number)
-        check_series(paths, hu, syntax)
+    written: dict[str, list[Path]] = {}
+    for name, (compressor, syntax, number) in {**SERIES, **REENCODED}.items():
+        if name in SERIES:
+            paths = written[name] = write_series(hu, out / name, compressor, number)
+            check_series(paths, hu, syntax)
+        else:
+            paths = reencode(written["uncompressed"], out / name, syntax)
+            check_pydicom(paths, hu, syntax)
         size = sum(p.stat().st_size for p in paths)
         expected[name] = {
             "transfer_syntax": syntax,
