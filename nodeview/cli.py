@@ -73,7 +73,7 @@ def _detect(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     volume = open_study(args.paths, series_uid=args.series)
     t_load = time.perf_counter() - t0
-    detector = Detector(model, threads=os.cpu_count() or 1)  # the CLI has no GUI to keep responsive
+    detector = Detector(model)
     t1 = time.perf_counter()
     result = detector.detect(volume, min_score=0.0)
     t_detect = time.perf_counter() - t1
@@ -108,7 +108,7 @@ def _detect_reports(args: argparse.Namespace, model: str) -> int:
     from .core.report import write_report
     from .core.study import open_study
 
-    detector = Detector(model, threads=os.cpu_count() or 1)  # a bad model stops the run before any study
+    detector = Detector(model)  # a bad model stops the run before any study
     n = len(args.paths)
     failed = internal = 0
     for k, path in enumerate(args.paths, start=1):
@@ -168,6 +168,7 @@ class _StudyProgress:
 
     def stage(self, lo: int, hi: int) -> Callable[[int, int], None]:
         """A progress callback mapping its 0..total onto ``lo..hi`` percent of this study."""
+
         def progress(done: int, total: int) -> None:
             pct = lo + (hi - lo) * done // max(total, 1)
             if pct != self.last:
@@ -235,13 +236,23 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("paths", nargs="+", metavar="PATH", help="DICOM folder or files, or a .mhd/.nii/.nrrd file")
     detect.add_argument("--model", metavar="M", help="ONNX model (default: the bundled model)")
     detect.add_argument("--json", metavar="OUT", help="write the nodeview.findings/1 JSON to OUT")
-    detect.add_argument("--min-score", type=float, metavar="S",
-                        help="report findings with score >= S (default: the model's operating threshold; 0: all)")
+    detect.add_argument(
+        "--min-score",
+        type=float,
+        metavar="S",
+        help="report findings with score >= S (default: the model's operating threshold; 0: all)",
+    )
     detect.add_argument("--series", metavar="UID", help="use this series instead of the default")
-    detect.add_argument("--anonymize", action="store_true",
-                        help="leave patient name, ID, birth date and accession number out of the output")
-    detect.add_argument("--report-dir", metavar="DIR",
-                        help="write a PNG report and a JSON sidecar per study (each PATH is one study) into DIR")
+    detect.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="leave patient name, ID, birth date and accession number out of the output",
+    )
+    detect.add_argument(
+        "--report-dir",
+        metavar="DIR",
+        help="write a PNG report and a JSON sidecar per study (each PATH is one study) into DIR",
+    )
     detect.add_argument("--overwrite", action="store_true", help="with --report-dir: replace existing reports")
     detect.set_defaults(func=_detect)
     return parser
@@ -307,5 +318,11 @@ def _gui(args: argparse.Namespace) -> int:
     if args.size:
         w, _, h = args.size.lower().partition("x")
         size = (int(w), int(h))
-    return run_gui(args.paths, screenshot=args.screenshot, series_uid=args.series, window_preset=args.window,
-                   slab_mm=args.slab, size=size)
+    return run_gui(
+        args.paths,
+        screenshot=args.screenshot,
+        series_uid=args.series,
+        window_preset=args.window,
+        slab_mm=args.slab,
+        size=size,
+    )

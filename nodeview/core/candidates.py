@@ -33,6 +33,7 @@ from scipy import ndimage
 from . import ranker_weights as rw
 from .geometry import Geometry
 from .lung import LungMask, block_mean, segment_lungs
+from .parallel import map_ordered
 from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 
 SIGMAS_MM = (0.9, 1.4, 2.2, 3.4, 5.2, 8.0, 12.0)
@@ -182,66 +183,77 @@ def find_peaks(
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
 ) -> PeakTable:
-    """Every DoG peak in the lungs with its ranking features (shared by :func:`propose` and training)."""
-    steps = len(SIGMAS_MM) + 1
+    """Every DoG peak in the lungs with its ranking features (shared by :func:`propose` and training).
+
+    The Gaussian smoothings of all scales, then the peaks of each scale, run on the array thread
+    pool (:mod:`.parallel`); the result does not depend on the number of threads.
+    """
+    steps = 4
     progress(0, steps)
     if lung is None:
         lung = segment_lungs(hu_zyx, geometry)
     check_cancel(should_stop)
     progress(1, steps)
-    if not lung.mask_zyx.any():
+    extent = lung.extent_zyx
+    if extent is None:
         progress(steps, steps)
-        return PeakTable(
-            np.zeros((0, 3)), np.zeros(0, np.intp), np.zeros(0), np.zeros(0), np.zeros((0, len(FEATURE_NAMES)))
-        )
+        return PeakTable.empty()
     f = lung.factor
     spacing = np.array([geometry.spacing_zyx[0], geometry.spacing_zyx[1] * f, geometry.spacing_zyx[2] * f])
     margin_vox = np.maximum(1, np.round(MARGIN_MM / spacing)).astype(int)
-    region = ndimage.maximum_filter(lung.mask_zyx, size=tuple(int(2 * m + 1) for m in margin_vox))
-    # Crop to the region's bounding box. No room for the kernels is needed: outside the lung mask the
-    # image is a constant (PARENCHYMA_HU), which is exactly what mode="nearest" extends at the edge.
+    # Crop to the search region's bounding box: the lung mask's box grown by the margin (what the
+    # dilation below reaches) and 2 voxels. No room for the kernels is needed: outside the lung mask
+    # the image is a constant (PARENCHYMA_HU), which is exactly what mode="nearest" extends at the edge.
+    shape = np.asarray(lung.mask_zyx.shape)
     pad = np.array([2, 2, 2])
-    nz = np.flatnonzero(region.any(axis=(1, 2)))
-    ny = np.flatnonzero(region.any(axis=(0, 2)))
-    nx = np.flatnonzero(region.any(axis=(0, 1)))
-    lo = np.maximum([nz[0], ny[0], nx[0]] - pad, 0)
-    hi = np.minimum(np.array([nz[-1], ny[-1], nx[-1]]) + pad + 1, region.shape)
+    first = np.array([e[0] for e in extent])
+    last = np.array([e[1] for e in extent])
+    lo = np.maximum(first - margin_vox - pad, 0)
+    hi = np.minimum(last + margin_vox + pad + 1, shape)
     crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     k0, k1 = crop[0].start, crop[0].stop
     y0, y1, x0, x1 = crop[1].start, crop[1].stop, crop[2].start, crop[2].stop
+    lung_crop = lung.mask_zyx[crop]
+    # candidates must lie in the lung mask dilated by the margin (the crop holds all of the mask)
+    search = ndimage.maximum_filter(lung_crop, size=tuple(int(2 * m + 1) for m in margin_vox))
     work = block_mean(hu_zyx[k0:k1, y0 * f : y1 * f, x0 * f : x1 * f], f)
     np.clip(work, -1000, 300, out=work)
     # Lung-only image: outside the (closed) lung mask everything reads as aerated lung, so chest
     # wall and mediastinum cannot fire; nodules inside the closed mask keep their density.
-    work[~lung.mask_zyx[crop]] = PARENCHYMA_HU
-    search = region[crop]
+    work[~lung_crop] = PARENCHYMA_HU
 
-    tables: list[tuple[NDArray[np.float64], int, float, NDArray[np.float64], NDArray[np.float64]]] = []
     pairs = list(itertools.pairwise(SIGMAS_MM))
     # The coarse grid halves z only for thin slices: thick slices are already coarse in z.
     fz = 2 if spacing[0] * 2 <= THIN_SLICE_MM else 1
-    coarse = block_mean3(work, fz) if any(s0 >= COARSE_FROM_MM for s0, _ in pairs) else None
-    coarse_search = ndimage.maximum_filter(search, size=(fz, 2, 2))[::fz, ::2, ::2] if coarse is not None else None
+    levels = [1 if s0 >= COARSE_FROM_MM else 0 for s0, _ in pairs]
+    grids: list[NDArray[np.float32]] = [work]
+    masks: list[NDArray[np.bool_]] = [search]
+    factors = [np.ones(3)]
+    if 1 in levels:
+        grids.append(block_mean3(work, fz))
+        masks.append(ndimage.maximum_filter(search, size=(fz, 2, 2))[::fz, ::2, ::2])
+        factors.append(np.array([fz, 2.0, 2.0]))
+    steps_mm = [spacing * fac for fac in factors]
     # Thick slices are already blurred along z by the slice profile (a box of the slice spacing,
     # sigma ~ spacing / sqrt(12)): smooth z only by what is missing to reach each scale.
     intrinsic = np.array([spacing[0] / np.sqrt(12.0), 0.0, 0.0])
 
-    def smooth(grid: NDArray[np.float32], sigma_mm: float, step: NDArray[np.float64]) -> NDArray[np.float32]:
-        applied = np.sqrt(np.maximum(sigma_mm**2 - intrinsic**2, 0.0))
-        return np.asarray(ndimage.gaussian_filter(grid, sigma=tuple(applied / step), mode="nearest"))
-
-    previous: NDArray[np.float32] | None = None
-    for n, (s0, s1) in enumerate(pairs):
+    def smooth(job: tuple[int, float]) -> NDArray[np.float32]:
+        level, sigma_mm = job
         check_cancel(should_stop)
-        level = 1 if s0 >= COARSE_FROM_MM else 0
-        grid = coarse if level else work
-        mask = coarse_search if level else search
-        assert grid is not None and mask is not None
-        factors = np.array([fz, 2, 2]) if level else np.ones(3)
-        step = spacing * factors
-        if previous is None or previous.shape != grid.shape:
-            previous = smooth(grid, s0, step)
-        current = smooth(grid, s1, step)
+        applied = np.sqrt(np.maximum(sigma_mm**2 - intrinsic**2, 0.0))
+        return np.asarray(ndimage.gaussian_filter(grids[level], sigma=tuple(applied / steps_mm[level]), mode="nearest"))
+
+    # every (grid, sigma) smoothing the scale pairs need, the big fine-grid ones first
+    jobs = sorted({(lv, s) for lv, pair in zip(levels, pairs, strict=True) for s in pair}, key=lambda j: (j[0], j[1]))
+    smoothed = dict(zip(jobs, map_ordered(smooth, jobs), strict=True))
+    check_cancel(should_stop)
+    progress(2, steps)
+
+    def scale_peaks(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        check_cancel(should_stop)
+        (s0, s1), level = pairs[n], levels[n]
+        previous, current, mask = smoothed[(level, s0)], smoothed[(level, s1)], masks[level]
         dog = previous - current
         peaks = (
             (dog == ndimage.maximum_filter(dog, size=3))
@@ -249,31 +261,33 @@ def find_peaks(
             & mask[: dog.shape[0], : dog.shape[1], : dog.shape[2]]
         )
         kk, jj, ii = np.nonzero(peaks)
-        values = dog[kk, jj, ii]
+        values = dog[kk, jj, ii].astype(np.float64)
         # Shape and density at each peak: the response as a fraction of the blob's own contrast
         # over aerated lung (a sphere keeps more than a tube of the same calibre, whatever its
         # density) and the Hessian eigenvalue ratios of the smoothed image.
         contrast = previous[kk, jj, ii].astype(np.float64) - PARENCHYMA_HU
         features = peak_features(
-            values.astype(np.float64), contrast, _hessian_ratios(previous, kk, jj, ii, step), n, float(spacing[0])
+            values, contrast, _hessian_ratios(previous, kk, jj, ii, steps_mm[level]), n, float(spacing[0])
         )
-        offset = (factors - 1) / 2.0  # centre of a coarse voxel in fine-grid units
-        fine = np.stack([kk, jj, ii], axis=1) * factors + offset
+        fac = factors[level]
+        fine = np.stack([kk, jj, ii], axis=1) * fac + (fac - 1) / 2.0  # centre of a coarse voxel, fine-grid units
         # working-grid index -> volume index (block centre)
         index = np.stack(
             [fine[:, 0] + lo[0], (fine[:, 1] + lo[1]) * f + (f - 1) / 2.0, (fine[:, 2] + lo[2]) * f + (f - 1) / 2.0],
             axis=1,
         )
-        tables.append((index, n, float(np.sqrt(s0 * s1)), values.astype(np.float64), features))
-        previous = current
-        progress(n + 2, steps)
+        return index, values, features
+
+    tables = map_ordered(scale_peaks, list(range(len(pairs))))
+    progress(3, steps)
+    sigma = [float(np.sqrt(s0 * s1)) for s0, s1 in pairs]
     progress(steps, steps)
     return PeakTable(
         index_zyx=np.concatenate([t[0] for t in tables]),
-        scale=np.concatenate([np.full(len(t[3]), t[1], dtype=np.intp) for t in tables]),
-        sigma_mm=np.concatenate([np.full(len(t[3]), t[2]) for t in tables]),
-        response=np.concatenate([t[3] for t in tables]),
-        features=np.concatenate([t[4] for t in tables]),
+        scale=np.concatenate([np.full(len(t[1]), n, dtype=np.intp) for n, t in enumerate(tables)]),
+        sigma_mm=np.concatenate([np.full(len(t[1]), sigma[n]) for n, t in enumerate(tables)]),
+        response=np.concatenate([t[1] for t in tables]),
+        features=np.concatenate([t[2] for t in tables]),
     )
 
 
@@ -296,20 +310,23 @@ def _hessian_ratios(
     k = np.clip(kk, 1, shape[0] - 2)
     j = np.clip(jj, 1, shape[1] - 2)
     i = np.clip(ii, 1, shape[2] - 2)
-    f = img.astype(np.float64)
-    c = f[k, j, i]
+
+    def f(a: NDArray[np.intp], b: NDArray[np.intp], d: NDArray[np.intp]) -> NDArray[np.float64]:
+        return np.asarray(img[a, b, d], dtype=np.float64)  # gather, then float64 (not the whole image)
+
+    c = f(k, j, i)
     sz, sy, sx = spacing
     h = np.empty((len(k), 3, 3))
-    h[:, 0, 0] = (f[k + 1, j, i] + f[k - 1, j, i] - 2 * c) / sz**2
-    h[:, 1, 1] = (f[k, j + 1, i] + f[k, j - 1, i] - 2 * c) / sy**2
-    h[:, 2, 2] = (f[k, j, i + 1] + f[k, j, i - 1] - 2 * c) / sx**2
-    h[:, 0, 1] = h[:, 1, 0] = (f[k + 1, j + 1, i] - f[k + 1, j - 1, i] - f[k - 1, j + 1, i] + f[k - 1, j - 1, i]) / (
+    h[:, 0, 0] = (f(k + 1, j, i) + f(k - 1, j, i) - 2 * c) / sz**2
+    h[:, 1, 1] = (f(k, j + 1, i) + f(k, j - 1, i) - 2 * c) / sy**2
+    h[:, 2, 2] = (f(k, j, i + 1) + f(k, j, i - 1) - 2 * c) / sx**2
+    h[:, 0, 1] = h[:, 1, 0] = (f(k + 1, j + 1, i) - f(k + 1, j - 1, i) - f(k - 1, j + 1, i) + f(k - 1, j - 1, i)) / (
         4 * sz * sy
     )
-    h[:, 0, 2] = h[:, 2, 0] = (f[k + 1, j, i + 1] - f[k + 1, j, i - 1] - f[k - 1, j, i + 1] + f[k - 1, j, i - 1]) / (
+    h[:, 0, 2] = h[:, 2, 0] = (f(k + 1, j, i + 1) - f(k + 1, j, i - 1) - f(k - 1, j, i + 1) + f(k - 1, j, i - 1)) / (
         4 * sz * sx
     )
-    h[:, 1, 2] = h[:, 2, 1] = (f[k, j + 1, i + 1] - f[k, j + 1, i - 1] - f[k, j - 1, i + 1] + f[k, j - 1, i - 1]) / (
+    h[:, 1, 2] = h[:, 2, 1] = (f(k, j + 1, i + 1) - f(k, j + 1, i - 1) - f(k, j - 1, i + 1) + f(k, j - 1, i - 1)) / (
         4 * sy * sx
     )
     eig = np.linalg.eigvalsh(h)  # ascending: most negative first

@@ -27,6 +27,7 @@ from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, propose
 from .errors import Cancelled, NodeViewError
 from .findings import Finding, measure_finding
 from .lung import segment_lungs
+from .parallel import map_ordered, thread_count
 from .patches import PatchSpec, extract_patches
 from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from .volume import Volume
@@ -34,7 +35,9 @@ from .volume import Volume
 REQUIRED_METADATA = ("name", "version", "patch_size", "patch_spacing_mm", "hu_window", "outputs", "weights_sha256")
 OUTPUT_NAMES = ("nodule_prob", "malignancy_prob", "diameter_mm")
 DEFAULT_THRESHOLD = 0.5
-BATCH_SIZE = 32
+BATCH_SIZE = 64
+#: Findings measured between two cancel checks (in parallel threads).
+MEASURE_GROUP = 16
 
 
 class ModelError(NodeViewError):
@@ -74,7 +77,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 class Detector:
-    """One onnxruntime session per model. ``threads`` defaults to all cores but one (the GUI's)."""
+    """One onnxruntime session per model. ``threads`` defaults to :func:`~.parallel.thread_count`
+    (every core: the GUI thread needs little CPU, and idle inference threads sleep rather than
+    spin, so the event loop stays responsive; ``benchmarks/detect.py`` measures the stalls)."""
 
     def __init__(self, model_path: str | os.PathLike[str], threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -83,8 +88,9 @@ class Detector:
         if not path.is_file():
             raise ModelError(f"model file {path} does not exist")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or max(1, (os.cpu_count() or 2) - 1)
+        options.intra_op_num_threads = threads or thread_count()
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -192,22 +198,25 @@ class Detector:
             threshold = 0.0 if min_score is None else min_score
             kept = [k for k in kept if scores["nodule_prob"][k] >= threshold]
             measure_at = 0.5 * self.info.threshold if segment_from is None else segment_from
-            findings = []
-            for n, k in enumerate(kept):
-                if n % 8 == 0:
-                    check_cancel(should_stop)
-                findings.append(
-                    measure_finding(
-                        volume,
-                        lung,
-                        candidates[k].center_xyz_mm,
-                        float(scores["diameter_mm"][k]),
-                        float(scores["nodule_prob"][k]),
-                        float(scores["malignancy_prob"][k]),
-                        finding_id=n + 1,
-                        segment=bool(scores["nodule_prob"][k] >= measure_at),
-                    )
+
+            def measure(item: tuple[int, int]) -> Finding:
+                n, k = item
+                return measure_finding(
+                    volume,
+                    lung,
+                    candidates[k].center_xyz_mm,
+                    float(scores["diameter_mm"][k]),
+                    float(scores["nodule_prob"][k]),
+                    float(scores["malignancy_prob"][k]),
+                    finding_id=n + 1,
+                    segment=bool(scores["nodule_prob"][k] >= measure_at),
                 )
+
+            items = list(enumerate(kept))
+            findings: list[Finding] = []
+            for start in range(0, len(items), MEASURE_GROUP):  # segmentations run on the array thread pool
+                check_cancel(should_stop)
+                findings.extend(map_ordered(measure, items[start : start + MEASURE_GROUP]))
             timings["postprocess"] = time.perf_counter() - t
             progress(100, 100)
             findings.sort(key=lambda f: -f.score)

@@ -258,12 +258,11 @@ def measure_finding(
 
 def _location(lung: LungMask, volume: Volume, centre_xyz_mm: tuple[float, float, float]) -> tuple[str, str]:
     g = volume.geometry
-    mask = lung.mask_zyx
-    if mask.any():
-        kk = np.flatnonzero(mask.any(axis=(1, 2)))
-        ii = np.flatnonzero(mask.any(axis=(0, 1)))
+    extent = lung.extent_zyx
+    if extent is not None:
+        (k0, k1), _, (i0, i1) = extent
         f = lung.factor
-        ends = g.index_to_mm(np.array([[kk[0], 0, ii[0] * f], [kk[-1], 0, ii[-1] * f]], dtype=float))
+        ends = g.index_to_mm(np.array([[k0, 0, i0 * f], [k1, 0, i1 * f]], dtype=float))
         mid_x = float(ends[:, 0].mean())
         z_lo, z_hi = float(ends[:, 2].min()), float(ends[:, 2].max())
     else:

@@ -138,6 +138,12 @@ class Geometry:
         ijk = pts @ np.linalg.inv(self.direction).T / self.spacing_xyz
         return np.asarray(ijk[..., ::-1], dtype=np.float64)
 
+    def mm_offset_to_index(self, offset_xyz: ArrayLike) -> NDArray[np.float64]:
+        """A displacement in LPS mm, shape (..., 3) → the same displacement in fractional voxel
+        index (k, j, i): ``mm_to_index(p + d) == mm_to_index(p) + mm_offset_to_index(d)``."""
+        ijk = np.asarray(offset_xyz, dtype=np.float64) @ np.linalg.inv(self.direction).T / self.spacing_xyz
+        return np.asarray(ijk[..., ::-1], dtype=np.float64)
+
     def mm_to_voxel(self, point_xyz: ArrayLike) -> tuple[int, int, int]:
         """Nearest voxel (k, j, i) to one LPS point; raises ``IndexError`` outside the volume."""
         idx = np.rint(self.mm_to_index(point_xyz)).astype(int)

@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
 from .geometry import Geometry
+from .parallel import chunks, map_ordered
 
 HU_WINDOW = (-1000.0, 400.0)
 OUTSIDE_HU = -1000.0
@@ -65,6 +66,15 @@ _PLANES = (
 )
 
 
+def _plane_offsets_mm(spec: PatchSpec) -> NDArray[np.float64]:
+    """LPS mm of every patch pixel relative to the centre: shape (3 planes, size, size, 3)."""
+    offsets = (np.arange(spec.size, dtype=np.float64) - (spec.size - 1) / 2.0) * spec.spacing_mm
+    planes = []
+    for row_dir, col_dir in _PLANES:
+        planes.append(offsets[:, None, None] * row_dir + offsets[None, :, None] * col_dir)  # (size, size, 3)
+    return np.stack(planes)
+
+
 def patch_points_mm(
     centres_xyz_mm: ArrayLike, spec: PatchSpec = DEFAULT_SPEC, rotations: NDArray[np.float64] | None = None
 ) -> NDArray[np.float64]:
@@ -74,16 +84,15 @@ def patch_points_mm(
     augmentation; the detector never rotates).
     """
     centres = np.atleast_2d(np.asarray(centres_xyz_mm, dtype=np.float64))
-    offsets = (np.arange(spec.size, dtype=np.float64) - (spec.size - 1) / 2.0) * spec.spacing_mm
-    planes = []
-    for row_dir, col_dir in _PLANES:
-        grid = offsets[:, None, None] * row_dir + offsets[None, :, None] * col_dir  # (size, size, 3)
-        planes.append(grid)
-    stacked = np.stack(planes)  # (3, size, size, 3)
+    stacked = _plane_offsets_mm(spec)  # (3, size, size, 3)
     if rotations is None:
         return np.asarray(centres[:, None, None, None, :] + stacked[None], dtype=np.float64)
     rotated = np.einsum("nab,pijb->npija", np.asarray(rotations, dtype=np.float64), stacked)
     return np.asarray(centres[:, None, None, None, :] + rotated, dtype=np.float64)
+
+
+#: Candidates per map_coordinates call: chunks run on the array thread pool (the call releases the GIL).
+_CHUNK = 32
 
 
 def extract_patches(
@@ -93,15 +102,38 @@ def extract_patches(
     spec: PatchSpec = DEFAULT_SPEC,
     rotations: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float32]:
-    """Patches for N centres: float32 array (N, 3, size, size) in [-1, 1]."""
-    points = patch_points_mm(centres_xyz_mm, spec, rotations)
-    n = points.shape[0]
+    """Patches for N centres: float32 array (N, 3, size, size) in [-1, 1].
+
+    The voxel index of every patch pixel is the centre's index plus the pixel's offset mapped
+    through the (linear) mm-to-index transform, so only N centres and one plane grid go through
+    the geometry; chunks of candidates are interpolated in parallel threads.
+    """
+    centres = np.atleast_2d(np.asarray(centres_xyz_mm, dtype=np.float64)).reshape(-1, 3)
+    n = centres.shape[0]
+    out = np.empty((n, 3, spec.size, spec.size), dtype=np.float32)
     if n == 0:
-        return np.zeros((0, 3, spec.size, spec.size), dtype=np.float32)
-    index = geometry.mm_to_index(points.reshape(-1, 3))  # (M, 3) fractional (k, j, i)
-    # map_coordinates on the int16 array directly (measured here: 3x faster than a numpy gather)
-    values = ndimage.map_coordinates(hu_zyx, index.T, order=1, mode="constant", cval=OUTSIDE_HU, output=np.float32)
-    return normalise_hu(values.reshape(n, 3, spec.size, spec.size), spec)
+        return out
+    centre_index = geometry.mm_to_index(centres)  # (N, 3) fractional (k, j, i)
+    offsets = _plane_offsets_mm(spec)
+    if rotations is None:
+        offset_index = geometry.mm_offset_to_index(offsets)[None]  # (1, 3, size, size, 3)
+    else:
+        rotated = np.einsum("nab,pijb->npija", np.asarray(rotations, dtype=np.float64), offsets)
+        offset_index = geometry.mm_offset_to_index(rotated)  # (N, 3, size, size, 3)
+
+    def run(start: int, stop: int) -> None:
+        per = offset_index if offset_index.shape[0] == 1 else offset_index[start:stop]
+        coords = np.empty((3, stop - start) + offsets.shape[:3], dtype=np.float64)
+        for axis in range(3):
+            coords[axis] = centre_index[start:stop, axis, None, None, None] + per[..., axis]
+        # map_coordinates on the int16 array directly (measured here: 3x faster than a numpy gather)
+        values = ndimage.map_coordinates(
+            hu_zyx, coords.reshape(3, -1), order=1, mode="constant", cval=OUTSIDE_HU, output=np.float32
+        )
+        out[start:stop] = normalise_hu(values.reshape(stop - start, 3, spec.size, spec.size), spec)
+
+    map_ordered(lambda ab: run(*ab), chunks(n, max(1, -(-n // _CHUNK))))
+    return out
 
 
 def normalise_hu(hu: NDArray[np.float32], spec: PatchSpec = DEFAULT_SPEC) -> NDArray[np.float32]:

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from ..core.dicom_io import Discovery, SeriesInfo
 
 
-
 COLUMNS = ["Description", "Modality", "Images", "Thickness (mm)", "Size z×y×x", "Warnings"]
 
 

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from ..core.findings import Finding
 
 
-
 class ViewerController(QObject):
     """Owns the viewer state and keeps the three views consistent with it."""
 
