@@ -143,7 +143,9 @@ def main() -> None:
     p.add_argument("--no-gui", action="store_true")
     args = p.parse_args()
     model, kind = model_path(args.model)
-    print(f"model: {model} ({kind}); {os.cpu_count()} CPUs")
+    from nodeview.core.parallel import thread_count
+
+    print(f"model: {model} ({kind}); {os.cpu_count()} CPUs; {thread_count()} threads (NODEVIEW_THREADS to change)")
     from nodeview.core.study import open_study
 
     bench_volume("LIDC-IDRI-0002", open_study(args.lidc), model, args.repeats)
