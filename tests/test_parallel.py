@@ -1,6 +1,8 @@
 """The array thread pool: order, errors, nesting, and answers that do not depend on the thread count."""
 
 import itertools
+import os
+import sys
 import threading
 
 import numpy as np
@@ -82,3 +84,50 @@ def test_detector_stages_give_the_same_answer_on_1_and_3_threads(monkeypatch):
         np.testing.assert_array_equal(getattr(p1, field), getattr(p3, field))
     assert c1 == c3
     np.testing.assert_array_equal(x1, x3)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature")
+def test_background_priority_is_per_thread_and_reaches_pool_work():
+    main_nice = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    seen = {}
+
+    def background():
+        seen["ok"] = parallel.lower_thread_priority(5)
+        seen["self"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["pool"] = parallel.map_ordered(
+            lambda _: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), list(range(4)), threads=2
+        )
+
+    t = threading.Thread(target=background)
+    t.start()
+    t.join()
+    assert seen["ok"] is True
+    assert seen["self"] == min(19, main_nice + 5)
+    assert all(n >= seen["self"] for n in seen["pool"])  # pool threads ran its work at its priority
+    assert os.getpriority(os.PRIO_PROCESS, os.getpid()) == main_nice  # the process (GUI thread) is untouched
+
+
+def test_measurement_shortcuts_match_the_plain_computation():
+    """The bounding-box opening and the sliced lung box give exactly what the plain calls give."""
+    from scipy import ndimage
+
+    from nodeview.core.findings import _lung_box, _opening_in_bbox
+    from nodeview.core.lung import LungMask
+
+    rng = np.random.default_rng(5)
+    for shape in [(9, 12, 14), (20, 31, 17), (5, 5, 5)]:
+        for density in (0.0, 0.2, 0.6, 0.95):
+            mask = ndimage.binary_dilation(rng.random(shape) < density * 0.3) if density else np.zeros(shape, bool)
+            np.testing.assert_array_equal(_opening_in_bbox(mask), ndimage.binary_opening(mask))
+    coarse = rng.random((30, 20, 20)) < 0.5
+    lung = LungMask(coarse, 2, 1.0)
+    for box in [
+        (slice(0, 30), slice(0, 40), slice(0, 40)),
+        (slice(3, 11), slice(5, 23), slice(9, 40)),
+        (slice(29, 30), slice(39, 40), slice(0, 1)),
+    ]:
+        k = np.arange(box[0].start, box[0].stop)
+        j = np.minimum(np.arange(box[1].start, box[1].stop) // 2, 19)
+        i = np.minimum(np.arange(box[2].start, box[2].stop) // 2, 19)
+        expected = coarse[np.ix_(k, j, i)]
+        np.testing.assert_array_equal(_lung_box(lung, box, expected.shape), expected)

@@ -7,12 +7,18 @@ order, so the answer does not depend on the number of threads.
 
 ``NODEVIEW_THREADS`` caps the pool (default: every core, at most :data:`MAX_THREADS`); 1 runs
 everything on the calling thread.
+
+In the GUI, background work uses every core but must leave the GUI thread a core whenever it
+needs one: :func:`lower_thread_priority` raises the calling worker thread's nice value (Linux),
+and the threads it then starts (this pool's, onnxruntime's) inherit it, so the scheduler always
+prefers the GUI thread (``benchmarks/detect.py`` measures the event-loop stalls).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +44,50 @@ def thread_count() -> int:
         except ValueError:
             pass
     return max(1, min(os.cpu_count() or 1, MAX_THREADS))
+
+
+#: Nice increment for background work (Linux: 0 normal, 19 lowest).
+BACKGROUND_NICE = 10
+
+
+def _thread_nice() -> int | None:
+    """The calling thread's nice value (Linux), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except (OSError, AttributeError):
+        return None
+
+
+def _nice_at_least(target: int) -> bool:
+    """Raise the calling thread's nice value to ``target`` (Linux; never lowers it)."""
+    current = _thread_nice()
+    if current is None:
+        return False
+    try:
+        if current < target:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, target))
+        return True
+    except OSError:
+        return False
+
+
+def lower_thread_priority(increment: int = BACKGROUND_NICE) -> bool:
+    """Lower the OS scheduling priority of the calling thread (not the process) to the process's
+    nice value plus ``increment``; threads it starts afterwards inherit it, and pool threads
+    running its work (:func:`map_ordered`) take it on.
+
+    Linux only (a thread is a task with its own nice value there); returns False elsewhere or
+    when the OS refuses. Never raises the priority: an unprivileged process cannot take it back.
+    """
+    if _thread_nice() is None:
+        return False
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, os.getpid())  # the main thread's
+    except OSError:
+        return False
+    return _nice_at_least(base + increment)
 
 
 def _executor(n: int) -> ThreadPoolExecutor:
@@ -70,7 +120,15 @@ def map_ordered(fn: Callable[[T], R], items: Sequence[T], threads: int | None = 
     # a call from inside the pool runs serially: waiting on the pool from a pool thread could deadlock
     if n == 1 or len(items) <= 1 or threading.current_thread().name.startswith(_PREFIX):
         return [fn(x) for x in items]
-    return list(_executor(n).map(fn, items))
+    nice = _thread_nice()
+    if nice is None:
+        return list(_executor(n).map(fn, items))
+
+    def call(item: T) -> R:
+        _nice_at_least(nice)  # work for a background thread runs at its priority
+        return fn(item)
+
+    return list(_executor(n).map(call, items))
 
 
 def map_chunks(fn: Callable[[int, int], R], n_items: int, min_chunk: int = 1, threads: int | None = None) -> list[R]:
@@ -81,4 +139,4 @@ def map_chunks(fn: Callable[[int, int], R], n_items: int, min_chunk: int = 1, th
     return map_ordered(lambda ab: fn(ab[0], ab[1]), chunks(n_items, parts), threads=n)
 
 
-__all__ = ["chunks", "map_chunks", "map_ordered", "thread_count"]
+__all__ = ["chunks", "lower_thread_priority", "map_chunks", "map_ordered", "thread_count"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def run_gui(
         window.sigLoadFailed.connect(failed)
         QTimer.singleShot(int(timeout_s * 1000), timed_out)
     window.show()
+    prewarm = None if screenshot else _start_prewarm()
     if paths:
         window.open_paths(list(paths), series_uid=series_uid)
     elif screenshot:
@@ -89,4 +91,31 @@ def run_gui(
     app.exec()
     window.runner.cancel()
     window.runner.wait(5.0)
+    if prewarm is not None:
+        prewarm.join(10.0)  # never leave an import half done at interpreter exit
     return exit_code[0] if screenshot else 0
+
+
+def _start_prewarm() -> threading.Thread:
+    """Import the detector stack (onnxruntime, the core detector) in a background thread at launch.
+
+    The window shows without waiting for it (the imports stay lazy for start-up time), and the
+    first Detect neither waits for the imports nor stalls the GUI with them: onnxruntime's C
+    extension holds the GIL for 50-130 ms while it initialises, which measured as the longest
+    event-loop stall of a first detection when it happened then.
+    """
+
+    def run() -> None:
+        from ..core.parallel import lower_thread_priority
+
+        lower_thread_priority()
+        try:
+            import onnxruntime  # noqa: F401
+
+            from ..core import detector  # noqa: F401
+        except Exception:  # a broken install shows its message when Detect is used
+            pass
+
+    thread = threading.Thread(target=run, name="nodeview-prewarm", daemon=True)
+    thread.start()
+    return thread

@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from ..core.errors import Cancelled, NodeViewError
+from ..core.parallel import lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class Task(QRunnable):
         self.stop_event.set()
 
     def run(self) -> None:
+        # Background priority for this pool thread and the threads it starts (array pool,
+        # onnxruntime): the work uses every core, yet the GUI thread always gets one when it needs it.
+        lower_thread_priority()
         gen = self.generation
         last = [-1]
 
