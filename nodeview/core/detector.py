@@ -78,8 +78,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 class Detector:
     """One onnxruntime session per model. ``threads`` defaults to :func:`~.parallel.thread_count`
-    (every core: the GUI thread needs little CPU, and idle inference threads sleep rather than
-    spin, so the event loop stays responsive; ``benchmarks/detect.py`` measures the stalls)."""
+    (every core). The GUI stays responsive because idle inference threads sleep rather than spin
+    and, in the app, inherit the background priority of the task that creates the session
+    (:func:`~.parallel.lower_thread_priority`); ``benchmarks/detect.py`` measures the stalls."""
 
     def __init__(self, model_path: str | os.PathLike[str], threads: int | None = None) -> None:
         import onnxruntime as ort

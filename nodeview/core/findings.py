@@ -166,11 +166,11 @@ def _lung_box(lung: LungMask, box: tuple[slice, slice, slice], shape: tuple[int,
     k = np.arange(box[0].start, box[0].stop)
     j = np.minimum(np.arange(box[1].start, box[1].stop) // f, lung.mask_zyx.shape[1] - 1)
     i = np.minimum(np.arange(box[2].start, box[2].stop) // f, lung.mask_zyx.shape[2] - 1)
-    # slice the coarse block first, then gather inside it (np.ix_ on the whole mask is slower)
-    block = lung.mask_zyx[k[0] : k[-1] + 1, j.min() : j.max() + 1, i.min() : i.max() + 1] if len(k) else None
-    if block is None or not len(j) or not len(i):
+    if not (len(k) and len(j) and len(i)):
         return np.zeros(shape, dtype=bool)
-    out = block[:, j - j.min()][:, :, i - i.min()]
+    # slice the coarse block (j and i never decrease), then gather inside it: np.ix_ on the whole mask is slower
+    block = lung.mask_zyx[k[0] : k[-1] + 1, j[0] : j[-1] + 1, i[0] : i[-1] + 1]
+    out = block[:, j - j[0]][:, :, i - i[0]]
     return np.asarray(out[: shape[0], : shape[1], : shape[2]], dtype=bool)
 
 
