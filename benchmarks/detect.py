@@ -105,9 +105,9 @@ def gui_stalls(path: str, model: str) -> None:
     state: dict[str, object] = {}
     w.sigVolumeShown.connect(lambda v: state.setdefault("volume", v))
     w.sigDetectionDone.connect(lambda r: state.setdefault("result", r))
-    from nodeview.qt.app import _start_prewarm
+    from nodeview.qt.app import start_prewarm
 
-    prewarm = _start_prewarm()  # as the app does at launch (the detector stack imports in the background)
+    prewarm = start_prewarm()  # as the app does at launch (the detector stack imports in the background)
     w.open_paths([path])
     while "volume" not in state:
         app.processEvents()

@@ -83,7 +83,7 @@ def run_gui(
         window.sigLoadFailed.connect(failed)
         QTimer.singleShot(int(timeout_s * 1000), timed_out)
     window.show()
-    prewarm = None if screenshot else _start_prewarm()
+    prewarm = None if screenshot else start_prewarm()
     if paths:
         window.open_paths(list(paths), series_uid=series_uid)
     elif screenshot:
@@ -96,7 +96,7 @@ def run_gui(
     return exit_code[0] if screenshot else 0
 
 
-def _start_prewarm() -> threading.Thread:
+def start_prewarm() -> threading.Thread:
     """Import the detector stack (onnxruntime, the core detector) in a background thread at launch.
 
     The window shows without waiting for it (the imports stay lazy for start-up time), and the
