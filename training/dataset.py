@@ -92,6 +92,35 @@ def label_candidates(centres: NDArray[np.float64], nodules: tuple[NoduleAnnotati
     return out
 
 
+def near_nodule(ps: PatchSet, records: list[ScanRecord], margin_mm: float) -> NDArray[np.bool_]:
+    """Patches whose centre lies outside every nodule's radius but within radius + ``margin_mm`` of one.
+
+    Their patch shows the nodule a few millimetres off centre: a near copy of a positive patch,
+    labelled negative only because the LUNA16 hit rule ends at the radius. Training can leave them
+    out (``train.py --ignore-near-mm``) rather than teach the model to reject small nodules seen
+    slightly off centre. The evaluation still counts them as false positives.
+    """
+    out = np.zeros(len(ps), dtype=bool)
+    if margin_mm <= 0 or len(ps) == 0:
+        return out
+    by_id = {r.scan_id: r for r in records}
+    centres = ps.centre_xyz_mm.astype(np.float64)
+    for s, scan_id in enumerate(ps.scan_ids):
+        rec = by_id.get(scan_id)
+        if rec is None or not rec.nodules:
+            continue
+        rows = np.flatnonzero(ps.scan == s)
+        inside = np.zeros(len(rows), dtype=bool)
+        near = np.zeros(len(rows), dtype=bool)
+        for nod in rec.nodules:
+            d = np.linalg.norm(centres[rows] - np.asarray(nod.center_xyz_mm), axis=1)
+            radius = max(nod.diameter_mm / 2.0, 1.5)
+            inside |= d <= radius
+            near |= d <= radius + margin_mm
+        out[rows] = near & ~inside
+    return out
+
+
 def random_rotations(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
     """Uniform random 3D rotations (QR of Gaussian matrices, determinant +1)."""
     q, r = np.linalg.qr(rng.normal(size=(n, 3, 3)))

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .annotations import ScanRecord, read_records_csv
-from .dataset import UNKNOWN, PatchSet, load_or_mine
+from .dataset import UNKNOWN, PatchSet, load_or_mine, near_nodule
 from .model import STAGES, NoduleNet, build_model
 
 
@@ -54,6 +54,20 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--positive-fraction", type=float, default=0.3, help="balanced sampling: positives per batch")
     p.add_argument("--focal-gamma", type=float, default=0.0, help="> 0: focal loss for the nodule head")
     p.add_argument("--positive-copies", type=int, default=8, help="rotated, jittered copies of each nodule")
+    p.add_argument(
+        "--hard-negative-fraction",
+        type=float,
+        default=0.0,
+        help="share of each batch's negatives drawn from the hardest mined negatives (0: uniform)",
+    )
+    p.add_argument("--mine-subset", type=int, default=12000, help="negatives scored per epoch to find the hard ones")
+    p.add_argument("--hard-pool", type=float, default=0.25, help="top fraction of the scored negatives kept")
+    p.add_argument(
+        "--ignore-near-mm",
+        type=float,
+        default=0.0,
+        help="leave out negatives within a nodule's radius + this many mm (its patch shows the nodule off centre)",
+    )
     p.add_argument("--max-candidates", type=int, default=400)
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -174,6 +188,26 @@ def predict(model: nn.Module, ps: PatchSet, device: torch.device, batch_size: in
     return {"nodule_prob": cat(nod), "malignancy_prob": cat(mal), "diameter_mm": cat(diam)}
 
 
+def mine_hard_negatives(
+    model: nn.Module,
+    ps: PatchSet,
+    negatives: np.ndarray,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> np.ndarray:
+    """The hardest negatives of a random subset, scored by the current model (hard-negative mining).
+
+    Scores ``--mine-subset`` random negatives and keeps the top ``--hard-pool`` fraction by nodule
+    probability: the vessel ends, hilar branches and wall bumps the model still takes for nodules.
+    """
+    subset = negatives if len(negatives) <= args.mine_subset else rng.choice(negatives, args.mine_subset, replace=False)
+    subset = np.sort(subset)
+    scores = predict(model, ps.subset(subset), device, batch_size=256)["nodule_prob"]
+    keep = max(1, round(len(subset) * args.hard_pool))
+    return subset[np.argsort(-scores, kind="stable")[:keep]]
+
+
 def validate(model: nn.Module, ps: PatchSet, device: torch.device, args: argparse.Namespace) -> dict[str, float]:
     model.eval()
     totals: dict[str, float] = {}
@@ -240,7 +274,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         model.freeze_up_to(args.freeze)
     optimizer = torch.optim.AdamW([p for p in model.parameters()], lr=args.lr, weight_decay=args.weight_decay)
     pos = np.flatnonzero(train_set.nodule == 1)
-    neg = np.flatnonzero(train_set.nodule == 0)
+    ambiguous = near_nodule(train_set, train_records, args.ignore_near_mm)
+    neg = np.flatnonzero((train_set.nodule == 0) & ~ambiguous)
+    data_summary["train"]["negatives_left_out_near_nodules"] = int(ambiguous.sum())
+    (out / "data_summary.json").write_text(json.dumps(data_summary, indent=2))
     if len(pos) == 0 or len(neg) == 0:
         raise SystemExit("training needs both nodule and non-nodule patches; check the annotations")
     steps = args.steps_per_epoch or max(1, math.ceil(len(train_set) / args.batch_size))
@@ -268,16 +305,19 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     for epoch in range(start_epoch, args.epochs):
         if args.unfreeze_epoch and epoch >= args.unfreeze_epoch:
             model.freeze_up_to(None)
-        model.train()
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         correct = seen = 0
         n_pos = max(1, round(args.batch_size * args.positive_fraction))
+        n_hard = round((args.batch_size - n_pos) * args.hard_negative_fraction) if args.focal_gamma <= 0 else 0
+        hard = mine_hard_negatives(model, train_set, neg, args, rng, device) if n_hard > 0 else neg
+        model.train()
         for _step in _progress(range(steps), f"epoch {epoch + 1}/{args.epochs}", args.quiet):
             if args.focal_gamma > 0:
                 idx = rng.integers(0, len(train_set), args.batch_size)
             else:
-                idx = np.concatenate([rng.choice(pos, n_pos), rng.choice(neg, args.batch_size - n_pos)])
+                n_easy = args.batch_size - n_pos - n_hard
+                idx = np.concatenate([rng.choice(pos, n_pos), rng.choice(hard, n_hard), rng.choice(neg, n_easy)])
             x, nodule, malignant, diameter = _batch(train_set, idx, device)
             if not args.no_augment:
                 x, diameter = augment(x.cpu(), diameter.cpu(), gen)
