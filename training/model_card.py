@@ -70,9 +70,56 @@ def proposal_lines(run: Path) -> list[str]:
         "- **Proposals:** detection sensitivity is capped by NodeView's candidate proposals. On the synthetic",
         f"  validation set they reach {s['all']['hits']}/{s['all']['n']} nodules ({_fmt(s['all']['recall'])}) with"
         f" {s['mean_candidates']:.0f} candidates per scan; by slice thickness {by_t}; by size {by_size}.",
+        *_proposer_note(run),
+    ]
+
+
+def _proposer_note(run: Path) -> list[str]:
+    """Which proposer mined the patches of the last training stage (its data summary says)."""
+    recall = _fmt(_load(run / "data_summary.json")["validation"]["proposal_recall"])
+    if (run / "args.json").exists() and _load(run / "args.json").get("weights", "none") not in ("none", "imagenet"):
+        return [
+            "  The first training stage used patches mined with an earlier hand-ranked proposer; the fine-tune",
+            f"  used the current proposer's (recall {recall} on validation at the candidates per scan above).",
+        ]
+    return [
         "  The weights were trained on patches mined with the earlier hand-ranked proposer (400 per scan,",
-        f"  recall {_fmt(_load(run / 'data_summary.json')['validation']['proposal_recall'])} on validation); retraining"
-        " with the current proposer (`reproduce.sh train`) is the next step.",
+        f"  recall {recall} on validation); retraining with the current proposer (`reproduce.sh train`) is",
+        "  the next step.",
+    ]
+
+
+def training_stages(run: Path) -> list[str]:
+    """One line per training stage: a run whose ``--weights`` is another run's file is a fine-tune of it.
+
+    Reads ``args.json`` (written by ``train.py``) and ``history.json`` of each run. A run without
+    ``args.json`` (older runs) is described from its history alone.
+    """
+    args = _load(run / "args.json") if (run / "args.json").exists() else {}
+    history = _load(run / "history.json")
+    last = history[-1]
+    weights = str(args.get("weights", "none"))
+    earlier: list[str] = []
+    base = Path(weights).parent
+    if weights not in ("none", "imagenet") and (base / "history.json").exists() and base.resolve() != run.resolve():
+        earlier = training_stages(base)
+    what = f"{last['epoch']} epochs"
+    if args:
+        what += f" of {args['steps_per_epoch']} steps, batch {args['batch_size']}, peak learning rate {args['lr']:g}"
+        what += ", from scratch" if weights == "none" else f", fine-tuned from `{weights}`"
+        if args.get("hard_negative_fraction", 0) > 0:
+            what += (
+                f"; {args['hard_negative_fraction']:.0%} of each batch's negatives drawn from the hardest"
+                f" {args['hard_pool']:.0%} of {args['mine_subset']} negatives scored at the start of each epoch"
+            )
+        if args.get("ignore_near_mm", 0) > 0:
+            what += f"; negatives within a nodule's radius + {args['ignore_near_mm']:g} mm left out"
+        what += f"; patches from {args['max_candidates']} proposals per scan"
+    return [
+        *earlier,
+        f"- **Training stage {len(earlier) + 1}:** {what}. At its last epoch: training loss"
+        f" {_fmt(last['train_loss'])}, validation loss {_fmt(last.get('val_loss', float('nan')))}, validation"
+        f" accuracy {_fmt(last.get('val_acc', float('nan')))} at 0.5.",
     ]
 
 
@@ -83,8 +130,6 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
     val = _load(run / "eval-val" / "metrics.json")
     test = _load(run / "eval-test" / "metrics.json")
     data = _load(run / "data_summary.json")
-    history = _load(run / "history.json")
-    last = history[-1]
     lines = [
         f"# Model card: {meta['name']} v{meta['version']}",
         "",
@@ -123,9 +168,7 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
         "  A nodule is labelled malignant when the risk is at least 0.15. The rule calls calcified nodules",
         "  benign and ground glass under 30 mm low-risk. **It is not pathology.** On real data the score",
         '  means "looks like what the rule calls high-risk", nothing more.',
-        f"- **Training run:** {last['epoch']} epochs. At the last epoch:",
-        f"  - training loss {_fmt(last['train_loss'])}, validation loss {_fmt(last.get('val_loss', float('nan')))};",
-        f"  - validation accuracy {_fmt(last.get('val_acc', float('nan')))} at 0.5.",
+        *training_stages(run),
         "",
         "## Results",
         "",

@@ -258,6 +258,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "args.json").write_text(json.dumps(vars(args), indent=2, default=str))  # read by model_card.py
     records = [r for path in args.data for r in read_records_csv(path)]
     if args.val_data:
         train_records = records

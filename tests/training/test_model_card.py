@@ -1,0 +1,36 @@
+"""The model card describes each training stage from the files the runs wrote."""
+
+from __future__ import annotations
+
+import json
+
+from training.model_card import training_stages
+
+
+def _run(folder, args, losses):
+    folder.mkdir()
+    history = [{"epoch": n + 1, "train_loss": v, "val_loss": v / 2, "val_acc": 0.9} for n, v in enumerate(losses)]
+    (folder / "history.json").write_text(json.dumps(history))
+    if args is not None:
+        (folder / "args.json").write_text(json.dumps(args))
+
+
+def test_training_stages_follow_the_weights_chain(tmp_path):
+    base = {"weights": "none", "steps_per_epoch": 250, "batch_size": 48, "lr": 1e-3, "max_candidates": 400}
+    _run(tmp_path / "base", base, [0.5, 0.3, 0.2])
+    ft = dict(base, weights=str(tmp_path / "base" / "model_state.pt"), lr=3e-4, max_candidates=300,
+              hard_negative_fraction=0.5, hard_pool=0.25, mine_subset=12000, ignore_near_mm=3.0)
+    _run(tmp_path / "ft", ft, [0.4, 0.25])
+    lines = training_stages(tmp_path / "ft")
+    assert len(lines) == 2
+    assert lines[0].startswith("- **Training stage 1:** 3 epochs of 250 steps") and "from scratch" in lines[0]
+    assert "training loss 0.200" in lines[0]
+    assert lines[1].startswith("- **Training stage 2:** 2 epochs") and "fine-tuned from" in lines[1]
+    assert "50% of each batch's negatives" in lines[1] and "radius + 3 mm" in lines[1]
+    assert "300 proposals per scan" in lines[1] and "training loss 0.250" in lines[1]
+
+
+def test_training_stages_without_args_json(tmp_path):
+    _run(tmp_path / "old", None, [0.7, 0.6])
+    (line,) = training_stages(tmp_path / "old")
+    assert line.startswith("- **Training stage 1:** 2 epochs.") and "validation loss 0.300" in line
