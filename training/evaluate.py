@@ -5,7 +5,8 @@ malignancy AUC, and plots.
         --out runs/default/eval-test [--threshold T | --fp-per-scan 1.0]
 
 Candidates are the app's proposals (``nodeview.core.candidates``), so the FROC measures the whole
-pipeline: a nodule the proposals miss is a miss. A hit is a prediction within the nodule radius
+pipeline: a nodule the proposals miss is a miss. They are scored after the app's 3D NMS
+(``--no-nms``: every proposal), so the FROC counts the findings the app shows. A hit is a prediction within the nodule radius
 (LUNA16). The operating threshold is given, or chosen as the best sensitivity at no more than
 ``--fp-per-scan`` false positives per scan on this data (use the validation set to choose it,
 then pass ``--threshold`` for the test set). Writes ``metrics.json``, ``predictions.csv`` and
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from nodeview.core.candidates import nms_indices
 
 from .annotations import ScanRecord, read_records_csv
 from .dataset import PatchSet, load_or_mine
@@ -49,15 +52,41 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp-per-scan", type=float, default=1.0, help="choose the threshold at this FP rate")
     p.add_argument("--max-candidates", type=int, default=400)
     p.add_argument("--label", default="model")
+    p.add_argument(
+        "--no-nms",
+        action="store_true",
+        help="score every proposal; by default only those the app's 3D NMS keeps (the findings it shows)",
+    )
     p.add_argument("--quiet", action="store_true")
     return p
 
 
+def app_nms(ps: PatchSet, scores: dict[str, np.ndarray]) -> np.ndarray:
+    """Mask of the proposal candidates that the app's 3D NMS keeps, scan by scan.
+
+    The detector merges candidates closer than the larger predicted radius after scoring
+    (:func:`nodeview.core.candidates.nms_indices`); evaluating after the same step measures the
+    findings the app shows rather than the raw candidates.
+    """
+    keep = np.zeros(len(ps), dtype=bool)
+    for s in range(len(ps.scan_ids)):
+        rows = np.flatnonzero((ps.scan == s) & ps.from_proposal)
+        kept = nms_indices(ps.centre_xyz_mm[rows], scores["nodule_prob"][rows], scores["diameter_mm"][rows])
+        keep[rows[kept]] = True
+    return keep
+
+
 def evaluate_patchset(
-    ps: PatchSet, records: list[ScanRecord], scores: dict[str, np.ndarray], threshold: float | None, fp_per_scan: float
+    ps: PatchSet,
+    records: list[ScanRecord],
+    scores: dict[str, np.ndarray],
+    threshold: float | None,
+    fp_per_scan: float,
+    nms: bool = True,
 ) -> dict[str, Any]:
-    """Metrics for proposal candidates (``from_proposal``) of the given scans."""
-    keep = ps.from_proposal
+    """Metrics for proposal candidates (``from_proposal``) of the given scans, after the app's
+    3D NMS unless ``nms`` is False."""
+    keep = app_nms(ps, scores) if nms else ps.from_proposal.copy()
     prob = scores["nodule_prob"][keep]
     label = ps.nodule[keep].astype(int)
     scan = ps.scan[keep]
@@ -142,10 +171,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     ps = PatchSet.concat(parts)
     model = build_model(args.checkpoint)
     scores = predict(model, ps, torch.device("cpu"))
-    metrics = evaluate_patchset(ps, records, scores, args.threshold, args.fp_per_scan)
+    metrics = evaluate_patchset(ps, records, scores, args.threshold, args.fp_per_scan, nms=not args.no_nms)
+    metrics["nms"] = not args.no_nms
     result = metrics.pop("_froc")
     nodule_labels, nodule_scores = metrics.pop("_malignancy_nodules")
-    keep = ps.from_proposal
+    keep = app_nms(ps, scores) if not args.no_nms else ps.from_proposal
     label = ps.nodule[keep].astype(int)
     prob = scores["nodule_prob"][keep]
     if len(set(label.tolist())) == 2:
@@ -172,6 +202,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 "diameter_mm",
                 "is_nodule",
                 "from_proposal",
+                "evaluated",
             ]
         )
         for i in range(len(ps)):
@@ -185,6 +216,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     f"{scores['diameter_mm'][i]:.2f}",
                     int(ps.nodule[i]),
                     int(ps.from_proposal[i]),
+                    int(keep[i]),
                 ]
             )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -402,6 +402,30 @@ def suppress(
     return list(zip(kept, where, strict=True))
 
 
+def nms_indices(
+    centres_xyz_mm: NDArray[np.float64], score: NDArray[np.floating], diameter_mm: NDArray[np.floating]
+) -> list[int]:
+    """Indices kept by 3D non-maximum suppression after scoring, best score first.
+
+    A candidate is dropped when it lies closer to a kept one than the larger of their predicted
+    radii (at least 2 mm). The detector applies it to the model's scores; ``training/evaluate.py``
+    applies the same function, so the FROC measures the findings the app shows.
+    """
+    if len(score) == 0:
+        return []
+    centres = np.asarray(centres_xyz_mm, dtype=np.float64).reshape(-1, 3)
+    order = np.argsort(-np.asarray(score), kind="stable")
+    radius = np.maximum(np.asarray(diameter_mm, dtype=np.float64) / 2.0, 2.0)
+    kept: list[int] = []
+    for i in order:
+        if kept:
+            d = np.linalg.norm(centres[kept] - centres[i], axis=1)
+            if np.any(d < np.maximum(radius[kept], radius[i])):
+                continue
+        kept.append(int(i))
+    return kept
+
+
 def recall(
     candidates: list[Candidate], centres_xyz_mm: list[tuple[float, float, float]], diameters_mm: list[float]
 ) -> list[bool]:

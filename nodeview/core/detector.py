@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, propose
+from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, nms_indices, propose
 from .errors import Cancelled, NodeViewError
 from .findings import Finding, measure_finding
 from .lung import segment_lungs
@@ -229,17 +229,8 @@ def nms_3d(candidates: list[Candidate], scores: dict[str, NDArray[np.float32]]) 
     """Indices kept after merging candidates closer than the larger predicted radius (best first)."""
     if not candidates:
         return []
-    order = np.argsort(-scores["nodule_prob"], kind="stable")
-    centres = np.asarray([c.center_xyz_mm for c in candidates])
-    radius = np.maximum(np.asarray(scores["diameter_mm"], dtype=np.float64) / 2.0, 2.0)
-    kept: list[int] = []
-    for i in order:
-        if kept:
-            d = np.linalg.norm(centres[kept] - centres[i], axis=1)
-            if np.any(d < np.maximum(radius[kept], radius[i])):
-                continue
-        kept.append(int(i))
-    return kept
+    centres = np.asarray([c.center_xyz_mm for c in candidates], dtype=np.float64)
+    return nms_indices(centres, scores["nodule_prob"], scores["diameter_mm"])
 
 
 def findings_json(

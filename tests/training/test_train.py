@@ -159,3 +159,26 @@ def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
     hard = T.mine_hard_negatives(Fixed(), ps2, np.array([1, 3, 5, 7, 9]), args, np.random.default_rng(0),
                                  torch.device("cpu"))
     assert sorted(hard.tolist()) == [7, 9]  # round(5 * 0.5) = 2 kept: the two highest scores
+
+
+def test_evaluation_applies_the_apps_nms_per_scan():
+    from nodeview.core.candidates import nms_indices
+    from training.dataset import PatchSet
+    from training.evaluate import app_nms
+
+    centres = np.array([[0, 0, 0], [3, 0, 0], [30, 0, 0], [0, 0, 0], [1, 0, 0]], np.float32)
+    n = len(centres)
+    ps = PatchSet(
+        np.zeros((n, 3, 2, 2), np.float16),
+        np.zeros(n, np.int8),
+        np.zeros(n, np.int8),
+        np.zeros(n, np.float32),
+        np.array([0, 0, 0, 1, 1], np.int32),
+        centres,
+        np.array([True, True, True, True, False]),  # the last is an added ground-truth copy
+        ["a", "b"],
+    )
+    scores = {"nodule_prob": np.array([0.5, 0.9, 0.8, 0.7, 0.99]), "diameter_mm": np.full(n, 8.0)}
+    # scan a: 0 and 1 are 3 mm apart (< 4 mm radius): the better, 1, stays; 2 is far; scan b: 3 alone
+    assert app_nms(ps, scores).tolist() == [False, True, True, True, False]
+    assert nms_indices(centres[:3], scores["nodule_prob"][:3], scores["diameter_mm"][:3]) == [1, 2]
