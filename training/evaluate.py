@@ -6,11 +6,11 @@ malignancy AUC, and plots.
 
 Candidates are the app's proposals (``nodeview.core.candidates``), so the FROC measures the whole
 pipeline: a nodule the proposals miss is a miss. They are scored after the app's 3D NMS
-(``--no-nms``: every proposal), so the FROC counts the findings the app shows. A hit is a prediction within the nodule radius
-(LUNA16). The operating threshold is given, or chosen as the best sensitivity at no more than
-``--fp-per-scan`` false positives per scan on this data (use the validation set to choose it,
-then pass ``--threshold`` for the test set). Writes ``metrics.json``, ``predictions.csv`` and
-PNG plots (ROC, FROC, confusion matrix, malignancy ROC). Research use only.
+(``--no-nms``: every proposal), so the FROC counts the findings the app shows. A hit is a
+prediction within the nodule radius (LUNA16). The operating threshold is given, or chosen as the
+best sensitivity at no more than ``--fp-per-scan`` false positives per scan on this data (use the
+validation set to choose it, then pass ``--threshold`` for the test set). Writes
+``metrics.json``, ``predictions.csv`` and PNG plots (ROC, FROC, confusion matrix, malignancy ROC). Research use only.
 """
 
 from __future__ import annotations
