@@ -267,7 +267,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         train_records, val_records = split_records(records, args.val_fraction, args.seed)
     train_set, train_summary = load_patch_set(train_records, args, "train")
     val_set, val_summary = load_patch_set(val_records, args, "validation") if val_records else (None, [])
+    ambiguous = near_nodule(train_set, train_records, args.ignore_near_mm)
     data_summary = _data_summary(train_set, train_summary, val_set, val_summary)
+    data_summary["train"]["negatives_left_out_near_nodules"] = int(ambiguous.sum())
     (out / "data_summary.json").write_text(json.dumps(data_summary, indent=2))
 
     model: NoduleNet = build_model(args.weights).to(device)
@@ -275,10 +277,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         model.freeze_up_to(args.freeze)
     optimizer = torch.optim.AdamW([p for p in model.parameters()], lr=args.lr, weight_decay=args.weight_decay)
     pos = np.flatnonzero(train_set.nodule == 1)
-    ambiguous = near_nodule(train_set, train_records, args.ignore_near_mm)
     neg = np.flatnonzero((train_set.nodule == 0) & ~ambiguous)
-    data_summary["train"]["negatives_left_out_near_nodules"] = int(ambiguous.sum())
-    (out / "data_summary.json").write_text(json.dumps(data_summary, indent=2))
     if len(pos) == 0 or len(neg) == 0:
         raise SystemExit("training needs both nodule and non-nodule patches; check the annotations")
     steps = args.steps_per_epoch or max(1, math.ceil(len(train_set) / args.batch_size))
