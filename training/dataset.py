@@ -78,6 +78,11 @@ class PatchSet:
         )
 
 
+def hit_radius_mm(nodule: NoduleAnnotation) -> float:
+    """A candidate within this distance of the nodule's centre hits it (LUNA16: the radius, at least 1.5 mm)."""
+    return max(nodule.diameter_mm / 2.0, 1.5)
+
+
 def label_candidates(centres: NDArray[np.float64], nodules: tuple[NoduleAnnotation, ...]) -> NDArray[np.intp]:
     """Index of the nodule each candidate hits (LUNA16 rule: within its radius), -1 for none."""
     out = np.full(len(centres), -1, dtype=np.intp)
@@ -86,7 +91,7 @@ def label_candidates(centres: NDArray[np.float64], nodules: tuple[NoduleAnnotati
     best = np.full(len(centres), np.inf)
     for n, nod in enumerate(nodules):
         d = np.linalg.norm(centres - np.asarray(nod.center_xyz_mm), axis=1)
-        hit = (d <= max(nod.diameter_mm / 2.0, 1.5)) & (d < best)
+        hit = (d <= hit_radius_mm(nod)) & (d < best)
         out[hit] = n
         best[hit] = d[hit]
     return out
@@ -114,7 +119,7 @@ def near_nodule(ps: PatchSet, records: list[ScanRecord], margin_mm: float) -> ND
         near = np.zeros(len(rows), dtype=bool)
         for nod in rec.nodules:
             d = np.linalg.norm(centres[rows] - np.asarray(nod.center_xyz_mm), axis=1)
-            radius = max(nod.diameter_mm / 2.0, 1.5)
+            radius = hit_radius_mm(nod)
             inside |= d <= radius
             near |= d <= radius + margin_mm
         out[rows] = near & ~inside

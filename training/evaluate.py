@@ -157,6 +157,7 @@ def evaluate_patchset(
         "malignancy_auc_candidates": float(mal_auc_candidates),
         "per_scan": per_scan,
         "_froc": result,
+        "_evaluated": keep,
         "_malignancy_nodules": (nodule_labels, nodule_scores),
     }
 
@@ -175,7 +176,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     metrics["nms"] = not args.no_nms
     result = metrics.pop("_froc")
     nodule_labels, nodule_scores = metrics.pop("_malignancy_nodules")
-    keep = app_nms(ps, scores) if not args.no_nms else ps.from_proposal
+    keep = metrics.pop("_evaluated")
     label = ps.nodule[keep].astype(int)
     prob = scores["nodule_prob"][keep]
     if len(set(label.tolist())) == 2:
