@@ -11,6 +11,7 @@ from PySide6.QtCore import QSettings
 
 from nodeview.core.dicom_write import SeriesSpec, write_series
 from nodeview.core.views import box_on_slice
+from nodeview.qt.findings_panel import slider_position
 from nodeview.qt.main_window import MainWindow
 from nodeview.qt.viewer import malignancy_colour
 
@@ -79,13 +80,14 @@ def test_detect_draws_boxes_where_the_findings_are(qtbot, window, chest_study):
 def test_slider_filters_live_and_review(qtbot, window):
     _detect(qtbot, window)
     panel = window.findings_panel
-    panel.slider.setValue(20)
+    panel.slider.setValue(slider_position(0.2))
+    assert panel.threshold == pytest.approx(0.2, abs=0.002) and "score ≥ 0.20" in panel.threshold_label.text()
     many = len(panel.shown())
-    panel.slider.setValue(95)
+    panel.slider.setValue(slider_position(0.95))
     few = len(panel.shown())
     assert many > few
     drawn_before = sum(len(v.overlay_rects()) for v in window.viewer.views.values())
-    panel.slider.setValue(20)
+    panel.slider.setValue(slider_position(0.2))
     first = panel.shown()[0]
     panel.review(first.id, "rejected")
     assert first not in panel.visible() and first in panel.shown()

@@ -14,6 +14,7 @@ from PySide6.QtCore import QSettings
 
 from nodeview.core.detector import DetectionResult
 from nodeview.core.dicom_write import SeriesSpec, write_series
+from nodeview.qt.findings_panel import slider_position
 from nodeview.qt.main_window import MainWindow
 from nodeview.qt.report_dialog import ReportDialog
 
@@ -65,13 +66,13 @@ def test_export_writes_reviews_and_threshold_and_asks_before_replacing(qtbot, wi
     panel = window.findings_panel
     panel.review(1, "accepted")
     panel.review(2, "rejected")
-    panel.slider.setValue(20)  # finding 3 (score 0.3) is now in
+    panel.slider.setValue(slider_position(0.2))  # finding 3 (score 0.3) is now in
     with qtbot.waitSignal(window.sigReportWritten, timeout=30000) as blocker:
         window.save_report(str(tmp_path / "out"), "case-a", anonymize=True)
     paths = blocker.args[0]
     assert [p.name for p in paths] == ["case-a.png", "case-a.json"]
     doc = json.loads(paths[-1].read_text())
-    assert doc["threshold"] == pytest.approx(0.2)
+    assert doc["threshold"] == pytest.approx(0.2, abs=0.002)  # the slider position nearest 0.2
     assert {f["id"]: f["review"] for f in doc["findings"]} == {1: "accepted", 2: "rejected", 3: "unreviewed"}
     assert "patient_id" not in doc["study"] and b"PAT-12345" not in paths[0].read_bytes()
     assert "Report saved" in window.statusBar().currentMessage()

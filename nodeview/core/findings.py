@@ -47,7 +47,7 @@ class Finding:
     diameter_mm: float  # mean of long and short axis when segmented, else the model's estimate
     bbox_min_xyz_mm: tuple[float, float, float]
     bbox_max_xyz_mm: tuple[float, float, float]
-    score: float  # nodule probability
+    score: float  # detection score 0-1 (the model's nodule_prob, fused with the proposal rank when the model says so)
     malignancy: float  # malignancy probability (see the model card)
     type: str
     volume_mm3: float
@@ -84,6 +84,15 @@ class Finding:
             "zone": self.zone,
             "measurement": "segmentation" if self.measured else "model estimate",
         }
+
+
+def format_score(score: float) -> str:
+    """A finding score or threshold as text, with more decimals where scores crowd near 1
+    (0.50, 0.924, 0.9878), so that a finding and the threshold it is compared with never print alike
+    unless they nearly are."""
+    if score < 0.9:
+        return f"{score:.2f}"
+    return f"{score:.3f}" if score < 0.99 else f"{score:.4f}"
 
 
 def lung_rads_hint(kind: str, mean_diameter_mm: float, solid_diameter_mm: float = 0.0) -> str:

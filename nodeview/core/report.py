@@ -66,7 +66,7 @@ from .. import __version__
 from ..resources import resources_dir
 from .detector import DetectionResult, ModelInfo, findings_json
 from .errors import InputError, NodeViewError
-from .findings import Finding
+from .findings import Finding, format_score
 from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from .views import ViewKind, ViewPlane, box_on_slice
 from .volume import Volume
@@ -79,7 +79,7 @@ DISCLAIMER = (
     "suggestions; a qualified reader must check them on the images."
 )
 SELECTION_RULE = (
-    "Reported: findings with nodule score ≥ {threshold:.2f}. Key images for accepted and unreviewed findings; "
+    "Reported: findings with nodule score ≥ {threshold}. Key images for accepted and unreviewed findings; "
     "findings rejected by the reader are listed without key images."
 )
 
@@ -560,7 +560,7 @@ def _draw_header(canvas: _Canvas, ctx: _Context, number: int, n_pages: int, comp
             [
                 ("Model", f"{ctx.model.name} v{ctx.model.version}"),
                 ("SHA-256", ctx.model.sha256[:16] + "…" if len(ctx.model.sha256) > 16 else ctx.model.sha256),
-                ("Threshold", f"nodule score ≥ {ctx.threshold:.2f}"),
+                ("Threshold", f"nodule score ≥ {format_score(ctx.threshold)}"),
                 ("Created", f"{ctx.created_text()}  ·  NodeView {__version__}"),
             ],
         ),
@@ -626,7 +626,7 @@ def _table_cells(f: Finding, review: str, page: int | None) -> list[str]:
         f"{f.diameter_mm:.1f}" + ("" if f.measured else "*"),
         _volume_text(f.volume_mm3) + ("" if f.measured else "*"),
         f.type,
-        f"{f.score:.2f}",
+        format_score(f.score),
         f"{f.malignancy:.2f}",
         f.lung_rads or "-",
         review,
@@ -721,7 +721,7 @@ def _draw_summary(
     n_acc = sum(1 for f in keyed if review_of(ctx.reviews, f.id) == ACCEPTED)
     canvas.text((tx, ty), "Findings", 22, _ACCENT, bold=True)
     ty += 34
-    lines = [SELECTION_RULE.format(threshold=ctx.threshold)]
+    lines = [SELECTION_RULE.format(threshold=format_score(ctx.threshold))]
     if keyed or rejected:
         counts = f"{len(keyed)} reported ({n_acc} accepted, {len(keyed) - n_acc} unreviewed), {len(rejected)} rejected"
         if ctx.n_candidates is not None:
@@ -738,7 +738,8 @@ def _draw_summary(
         ty = _draw_table(canvas, tx, ty, columns, rows) + 14
     else:
         canvas.rect((tx, ty, tx + table_w, ty + 64), fill=_ZEBRA, outline=_RULE)
-        msg = f"No findings with nodule score ≥ {ctx.threshold:.2f}" + (" besides rejected ones." if rejected else ".")
+        msg = f"No findings with nodule score ≥ {format_score(ctx.threshold)}"
+        msg += " besides rejected ones." if rejected else "."
         canvas.text((tx + 20, ty + 32), msg, 20, _INK, bold=True, anchor="lm")
         ty += 64 + 14
     if rejected:
@@ -752,7 +753,7 @@ def _draw_summary(
             ("Review", 130, "l"),
         ]
         rej_rows = [
-            ([str(f.id), f.location, f"{f.diameter_mm:.1f}", f.type, f"{f.score:.2f}", REJECTED], [_MUTED] * 6)
+            ([str(f.id), f.location, f"{f.diameter_mm:.1f}", f.type, format_score(f.score), REJECTED], [_MUTED] * 6)
             for f in rejected
         ]
         ty = _draw_table(canvas, tx, ty + 2, rej_cols, rej_rows, size=16) + 14
@@ -881,7 +882,7 @@ def _draw_key_row(canvas: _Canvas, ctx: _Context, f: Finding, y: int) -> tuple[i
         ("Diameter", f"{f.diameter_mm:.1f} mm{estimate}"),
         ("Axes", f"{f.long_axis_mm:.1f} × {f.short_axis_mm:.1f} mm"),
         ("Volume", f"{_volume_text(f.volume_mm3)} mm³"),
-        ("Nodule score", f"{f.score:.2f}"),
+        ("Nodule score", format_score(f.score)),
         ("Malignancy", f"{f.malignancy:.2f}"),
         ("Lung-RADS hint", f.lung_rads or "-"),
         ("Centre LPS mm", ", ".join(f"{v:.1f}" for v in f.center_xyz_mm)),
@@ -1041,7 +1042,7 @@ def report_json(
         "software": f"NodeView {__version__}",
         "pages": list(page_names),
         "anonymized": anonymize,
-        "selection": SELECTION_RULE.format(threshold=threshold),
+        "selection": SELECTION_RULE.format(threshold=format_score(threshold)),
     }
     return doc
 

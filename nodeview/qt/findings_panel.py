@@ -6,6 +6,7 @@ only receive the list of findings to draw (score >= threshold, not rejected).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import RESEARCH_NOTICE
+from ..core.findings import format_score
 
 if TYPE_CHECKING:
     from ..core.detector import DetectionResult
@@ -32,6 +34,25 @@ if TYPE_CHECKING:
 
 COLUMNS = ["#", "Location", "Diam. (mm)", "Volume (mm³)", "Type", "Nodule score", "Malignancy", "Lung-RADS", "Review"]
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+#: The operating-point slider runs evenly in log-odds over this range (scores 0.0067 to 0.99995):
+#: detection scores crowd near 1, where a linear 0-1 slider would have a handful of steps.
+SLIDER_LOGIT_RANGE = (-5.0, 10.0)
+SLIDER_STEPS = 1500
+
+
+def slider_score(position: int) -> float:
+    """The threshold at a slider position."""
+    lo, hi = SLIDER_LOGIT_RANGE
+    logit = lo + (hi - lo) * position / SLIDER_STEPS
+    return 1.0 / (1.0 + math.exp(-logit))
+
+
+def slider_position(score: float) -> int:
+    """The slider position nearest to a threshold (clamped to the slider's range)."""
+    lo, hi = SLIDER_LOGIT_RANGE
+    p = min(max(score, 1e-9), 1.0 - 1e-9)
+    logit = math.log(p / (1.0 - p))
+    return round(min(max((logit - lo) / (hi - lo), 0.0), 1.0) * SLIDER_STEPS)
 
 
 class FindingsPanel(QWidget):
@@ -52,10 +73,13 @@ class FindingsPanel(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Operating point"))
         self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(1, 99)
-        self.slider.setValue(50)
-        self.slider.setToolTip("Lower: more sensitive, more false positives. Higher: fewer findings.")
-        self.slider.valueChanged.connect(lambda v: self.set_threshold(v / 100.0))
+        self.slider.setRange(0, SLIDER_STEPS)
+        self.slider.setValue(slider_position(0.5))
+        self.slider.setToolTip(
+            "Lower: more sensitive, more false positives. Higher: fewer findings. "
+            "The scale is even in log-odds, so the crowded scores near 1 get most of its length."
+        )
+        self.slider.valueChanged.connect(lambda v: self.set_threshold(slider_score(v)))
         row.addWidget(self.slider, 1)
         self.threshold_label = QLabel("score ≥ 0.50")
         row.addWidget(self.threshold_label)
@@ -90,7 +114,7 @@ class FindingsPanel(QWidget):
         self.status = {f.id: PENDING for f in result.findings} if result else {}
         if result is not None:
             self.slider.blockSignals(True)
-            self.slider.setValue(round(result.model.threshold * 100))
+            self.slider.setValue(slider_position(result.model.threshold))
             self.slider.blockSignals(False)
             self.threshold = result.model.threshold
         self._refresh()
@@ -126,7 +150,7 @@ class FindingsPanel(QWidget):
 
     # ---- view --------------------------------------------------------------------------------
     def _refresh(self, keep_row: int | None = None) -> None:
-        self.threshold_label.setText(f"score ≥ {self.threshold:.2f}")
+        self.threshold_label.setText(f"score ≥ {format_score(self.threshold)}")
         shown = self.shown()
         self.table.setRowCount(len(shown))
         for row, f in enumerate(shown):
@@ -137,7 +161,7 @@ class FindingsPanel(QWidget):
                 f"{f.diameter_mm:.1f}",
                 f"{f.volume_mm3:.0f}",
                 f.type,
-                f"{f.score:.2f}",
+                format_score(f.score),
                 f"{f.malignancy:.2f}",
                 f.lung_rads or "-",
                 status,
@@ -158,7 +182,8 @@ class FindingsPanel(QWidget):
             n_acc = len(self.accepted())
             n_rej = sum(1 for f in shown if self.status.get(f.id) == REJECTED)
             self.summary.setText(
-                f"{len(shown)} finding(s) at score ≥ {self.threshold:.2f} ({n_acc} accepted, {n_rej} rejected) "
+                f"{len(shown)} finding(s) at score ≥ {format_score(self.threshold)} "
+                f"({n_acc} accepted, {n_rej} rejected) "
                 f"from {self.result.n_candidates} candidates · model {self.result.model.name} "
                 f"v{self.result.model.version}"
             )

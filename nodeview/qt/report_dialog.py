@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import RESEARCH_NOTICE
-from ..core.findings import Finding
+from ..core.findings import Finding, format_score
 from ..core.report import ACCEPTED, contains_patient_data, default_stem, review_of, select_findings
 from ..core.volume import Volume
 
@@ -80,14 +80,14 @@ class ReportDialog(QDialog):
     def _contents_html(findings: Sequence[Finding], reviews: Mapping[int, str], threshold: float) -> str:
         keyed, rejected = select_findings(findings, reviews, threshold)
         if not keyed and not rejected:
-            return f"No findings with nodule score ≥ {threshold:.2f}: the report says so, with the overview."
+            return f"No findings with nodule score ≥ {format_score(threshold)}: the report says so, with the overview."
         items = "".join(
-            f"<li>#{f.id} {html.escape(f.location)}, {f.diameter_mm:.1f} mm, score {f.score:.2f} — "
+            f"<li>#{f.id} {html.escape(f.location)}, {f.diameter_mm:.1f} mm, score {format_score(f.score)} — "
             f"{'accepted' if review_of(reviews, f.id) == ACCEPTED else 'unreviewed'}</li>"
             for f in keyed
         )
         text = (
-            f"<b>{len(keyed)} finding(s) with nodule score ≥ {threshold:.2f} get key images</b> "
+            f"<b>{len(keyed)} finding(s) with nodule score ≥ {format_score(threshold)} get key images</b> "
             f"(accepted and unreviewed):<ul style='margin:2px'>{items}</ul>"
         )
         if rejected:

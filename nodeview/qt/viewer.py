@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGridLayout, QWidget
 
+from ..core.findings import format_score
 from ..core.views import ViewKind, ViewPlane, box_on_slice, planes_for, slab_slices
 from ..core.volume import Volume
 from ..core.windowing import DEFAULT_WINDOW, Window
@@ -152,7 +153,7 @@ class ViewerController(QObject):
         for f in self.findings:
             rect = box_on_slice(plane, self.volume.geometry, f.bbox_min_xyz_mm, f.bbox_max_xyz_mm, index)
             if rect is not None:
-                boxes.append((*rect, malignancy_colour(f.malignancy), f"#{f.id} {f.score:.2f}"))
+                boxes.append((*rect, malignancy_colour(f.malignancy), f"#{f.id} {format_score(f.score)}"))
         view.set_overlays(boxes)
 
     def _refresh_overlay(self, kind: ViewKind) -> None:
