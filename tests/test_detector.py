@@ -203,3 +203,49 @@ def test_only_findings_near_the_operating_point_are_segmented(tmp_path, chest_vo
     assert sum(f.measured for f in high) >= len(high) // 2
     everything = detector.detect(volume, min_score=0.0, segment_from=0.0)
     assert sum(f.measured for f in everything.findings) > sum(f.measured for f in result.findings)
+
+
+def test_fuse_scores_adds_the_ranker_log_odds():
+    from nodeview.core.candidates import fuse_scores
+
+    p = np.array([0.5, 0.9, 0.01, 1.0, 0.0], np.float32)
+    r = np.array([2.0, -4.0, 0.0, 3.0, -3.0])
+    assert np.array_equal(fuse_scores(p, r, 0.0), p)  # weight 0: the model's probability unchanged
+    fused = fuse_scores(p, r, 0.5)
+    expected = [1 / (1 + np.exp(-1.0)), 1 / (1 + np.exp(-(np.log(9.0) - 2.0))), 0.01]
+    np.testing.assert_allclose(fused[:3], expected, rtol=1e-6)
+    assert 0.0 <= fused[4] < fused[3] <= 1.0 and np.all(np.isfinite(fused))  # saturated inputs stay in range
+    # monotone in both inputs
+    assert fuse_scores(np.array([0.6]), np.array([1.0]), 0.3) > fuse_scores(np.array([0.6]), np.array([0.5]), 0.3)
+    assert fuse_scores(np.array([0.7]), np.array([1.0]), 0.3) > fuse_scores(np.array([0.6]), np.array([1.0]), 0.3)
+
+
+def test_rank_score_weight_from_metadata_sets_the_finding_scores(tmp_path, chest_volume, monkeypatch):
+    """A model with ``rank_score_weight`` scores findings by the fused score; NMS, the threshold and
+    the findings use it, and the model's own probabilities are what it is fused from."""
+    import nodeview.core.detector as D
+    from nodeview.core.candidates import fuse_scores
+
+    volume = chest_volume[0]
+    plain = Detector(make_model(tmp_path / "plain.onnx")).detect(volume, min_score=0.0)
+    meta = dict(GOOD_META, rank_score_weight="0.5")
+    detector = Detector(make_model(tmp_path / "fused.onnx", meta))
+    assert detector.info.rank_weight == 0.5
+    seen = {}
+    real_nms = D.nms_3d
+
+    def spy(candidates, scores):
+        seen["ranks"] = np.array([c.rank_score for c in candidates])
+        seen["scores"] = {k: v.copy() for k, v in scores.items()}
+        return real_nms(candidates, scores)
+
+    monkeypatch.setattr(D, "nms_3d", spy)
+    fused = detector.detect(volume, min_score=0.0)
+    expected = fuse_scores(seen["scores"]["nodule_prob"], seen["ranks"], 0.5)
+    np.testing.assert_allclose(seen["scores"]["score"], expected, rtol=1e-6)
+    assert not np.allclose(seen["scores"]["score"], seen["scores"]["nodule_prob"])
+    assert {round(f.score, 5) for f in fused.findings} <= {round(float(s), 5) for s in expected}
+    assert [f.score for f in fused.findings] != [f.score for f in plain.findings]
+    for bad in ("-1", "abc", "11"):
+        with pytest.raises(ModelError, match=r"rank_score_weight|malformed"):
+            Detector(make_model(tmp_path / "bad.onnx", dict(GOOD_META, rank_score_weight=bad)))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,15 @@ class PatchSet:
     centre_xyz_mm: NDArray[np.float32]
     from_proposal: NDArray[np.bool_]  # False for added ground-truth positives and their copies
     scan_ids: list[str]
+    #: the proposal ranker's log-odds (``Candidate.rank_score``); nan for added positives, and for
+    #: every row of a cache written before this field existed (see :func:`load_or_mine`)
+    rank_score: NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def __post_init__(self) -> None:
+        if len(self.rank_score) != len(self.nodule):
+            if len(self.rank_score):
+                raise ValueError(f"{len(self.rank_score)} rank scores for {len(self.nodule)} patches")
+            self.rank_score = np.full(len(self.nodule), np.nan, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.nodule)
@@ -63,6 +72,7 @@ class PatchSet:
             np.concatenate([p.centre_xyz_mm for p in parts]),
             np.concatenate([p.from_proposal for p in parts]),
             ids,
+            np.concatenate([p.rank_score for p in parts]),
         )
 
     def subset(self, index: NDArray[np.intp]) -> PatchSet:
@@ -75,6 +85,7 @@ class PatchSet:
             self.centre_xyz_mm[index],
             self.from_proposal[index],
             self.scan_ids,
+            self.rank_score[index],
         )
 
 
@@ -185,6 +196,12 @@ def mine_scan(
         centre_xyz_mm=all_centres.astype(np.float32),
         from_proposal=np.arange(len(all_hit)) < len(centres),
         scan_ids=[record.scan_id],
+        rank_score=np.concatenate(
+            [
+                np.asarray([c.rank_score for c in candidates], np.float32),
+                np.full(len(extra_centres), np.nan, np.float32),
+            ]
+        ),
     )
     small = [n for n, nod in enumerate(record.nodules) if nod.diameter_mm >= 3.0]
     summary = {
@@ -222,7 +239,14 @@ def load_or_mine(
     positive_copies: int = 8,
     max_candidates: int = 400,
     seed: int = 0,
+    need_rank_scores: bool = False,
 ) -> tuple[PatchSet, dict[str, object]]:
+    """The scan's patches from ``cache_dir``, mined (and cached) on a miss.
+
+    Caches written before ``rank_score`` was stored load with nan rank scores; with
+    ``need_rank_scores`` the proposals are run again to fill them in (and the cache is rewritten),
+    after checking that they are the cached candidates (same centres to 0.01 mm).
+    """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = cache_key(record, spec, positive_copies, max_candidates)
@@ -238,10 +262,32 @@ def load_or_mine(
                 z["centre_xyz_mm"],
                 z["from_proposal"],
                 [record.scan_id],
+                z["rank_score"] if "rank_score" in z.files else np.zeros(0, np.float32),
             )
             summary = json.loads(str(z["summary"]))
+        if need_rank_scores and np.isnan(part.rank_score[part.from_proposal]).any():
+            part.rank_score = proposal_rank_scores(record, part, max_candidates)
+            _save(path, part, summary)
         return part, summary
     part, summary = mine_scan(record, spec, positive_copies, max_candidates, seed)
+    _save(path, part, summary)
+    return part, summary
+
+
+def proposal_rank_scores(record: ScanRecord, part: PatchSet, max_candidates: int) -> NDArray[np.float32]:
+    """``part.rank_score`` with the proposal rows filled in by running the proposals again."""
+    volume = open_study(record.path)
+    candidates = propose(volume.hu_zyx, volume.geometry, max_candidates=max_candidates)
+    rows = np.flatnonzero(part.from_proposal)
+    centres = np.asarray([c.center_xyz_mm for c in candidates], dtype=np.float64).reshape(-1, 3)
+    if len(centres) != len(rows) or np.abs(centres - part.centre_xyz_mm[rows]).max(initial=0.0) > 0.01:
+        raise RuntimeError(f"{record.scan_id}: the proposals differ from the cached ones; delete the cache and re-mine")
+    out = part.rank_score.copy()
+    out[rows] = [c.rank_score for c in candidates]
+    return out
+
+
+def _save(path: Path, part: PatchSet, summary: dict[str, object]) -> None:
     tmp = path.with_suffix(".tmp.npz")
     np.savez(
         tmp,
@@ -252,7 +298,7 @@ def load_or_mine(
         scan=part.scan,
         centre_xyz_mm=part.centre_xyz_mm,
         from_proposal=part.from_proposal,
+        rank_score=part.rank_score,
         summary=json.dumps(summary),
     )
     tmp.replace(path)
-    return part, summary

@@ -9,7 +9,10 @@ pipeline: a nodule the proposals miss is a miss. They are scored after the app's
 (``--no-nms``: every proposal), so the FROC counts the findings the app shows. A hit is a
 prediction within the nodule radius (LUNA16). The operating threshold is given, or chosen as the
 best sensitivity at no more than ``--fp-per-scan`` false positives per scan on this data (use the
-validation set to choose it, then pass ``--threshold`` for the test set). Writes
+validation set to choose it, then pass ``--threshold`` for the test set). The score is the model's
+``nodule_prob``, or with ``--rank-weight W`` the app's finding score that adds W times the proposal
+ranker's log-odds (:func:`nodeview.core.candidates.fuse_scores`); ``--choose-rank-weight`` picks W on
+this data (validation) by CPM, like the threshold. Writes
 ``metrics.json``, ``predictions.csv`` and PNG plots (ROC, FROC, confusion matrix, malignancy ROC). Research use only.
 """
 
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nodeview.core.candidates import nms_indices
+from nodeview.core.candidates import fuse_scores, nms_indices
 
 from .annotations import ScanRecord, read_records_csv
 from .dataset import PatchSet, load_or_mine
@@ -41,6 +44,9 @@ from .metrics import (
 from .model import build_model
 from .train import predict
 
+#: weights tried by ``--choose-rank-weight``
+RANK_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Evaluate a NodeView nodule model (research use only)")
@@ -51,6 +57,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="operating threshold on the nodule probability")
     p.add_argument("--fp-per-scan", type=float, default=1.0, help="choose the threshold at this FP rate")
     p.add_argument("--max-candidates", type=int, default=400)
+    p.add_argument(
+        "--rank-weight",
+        type=float,
+        default=0.0,
+        help="weight of the proposal ranker's log-odds in the finding score (0: nodule_prob alone)",
+    )
+    p.add_argument(
+        "--choose-rank-weight",
+        action="store_true",
+        help=f"choose the rank weight on this data (best CPM of {', '.join(map(str, RANK_WEIGHTS))})",
+    )
     p.add_argument("--label", default="model")
     p.add_argument(
         "--no-nms",
@@ -59,6 +76,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true")
     return p
+
+
+def finding_score(scores: dict[str, np.ndarray]) -> np.ndarray:
+    """The score the app ranks and thresholds findings by: ``score`` when fused, else ``nodule_prob``."""
+    return scores.get("score", scores["nodule_prob"])
+
+
+def with_rank_weight(ps: PatchSet, scores: dict[str, np.ndarray], weight: float) -> dict[str, np.ndarray]:
+    """``scores`` plus ``score``, the app's finding score at this rank weight."""
+    if weight and np.isnan(ps.rank_score[ps.from_proposal]).any():
+        raise ValueError("rank scores are missing: load the patches with need_rank_scores=True")
+    return {**scores, "score": fuse_scores(scores["nodule_prob"], ps.rank_score, weight)}
 
 
 def app_nms(ps: PatchSet, scores: dict[str, np.ndarray]) -> np.ndarray:
@@ -71,7 +100,7 @@ def app_nms(ps: PatchSet, scores: dict[str, np.ndarray]) -> np.ndarray:
     keep = np.zeros(len(ps), dtype=bool)
     for s in range(len(ps.scan_ids)):
         rows = np.flatnonzero((ps.scan == s) & ps.from_proposal)
-        kept = nms_indices(ps.centre_xyz_mm[rows], scores["nodule_prob"][rows], scores["diameter_mm"][rows])
+        kept = nms_indices(ps.centre_xyz_mm[rows], finding_score(scores)[rows], scores["diameter_mm"][rows])
         keep[rows[kept]] = True
     return keep
 
@@ -87,7 +116,7 @@ def evaluate_patchset(
     """Metrics for proposal candidates (``from_proposal``) of the given scans, after the app's
     3D NMS unless ``nms`` is False."""
     keep = app_nms(ps, scores) if nms else ps.from_proposal.copy()
-    prob = scores["nodule_prob"][keep]
+    prob = finding_score(scores)[keep]
     label = ps.nodule[keep].astype(int)
     scan = ps.scan[keep]
     centres = ps.centre_xyz_mm[keep].astype(float)
@@ -168,17 +197,30 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records = [r for path in args.data for r in read_records_csv(path)]
-    parts = [load_or_mine(r, args.cache, max_candidates=args.max_candidates)[0] for r in records]
+    fused = bool(args.rank_weight) or args.choose_rank_weight
+    parts = [
+        load_or_mine(r, args.cache, max_candidates=args.max_candidates, need_rank_scores=fused)[0] for r in records
+    ]
     ps = PatchSet.concat(parts)
     model = build_model(args.checkpoint)
-    scores = predict(model, ps, torch.device("cpu"))
-    metrics = evaluate_patchset(ps, records, scores, args.threshold, args.fp_per_scan, nms=not args.no_nms)
+    raw = predict(model, ps, torch.device("cpu"))
+    weights = RANK_WEIGHTS if args.choose_rank_weight else (args.rank_weight,)
+    tried = {}
+    for w in weights:
+        scores = with_rank_weight(ps, raw, w)
+        metrics = evaluate_patchset(ps, records, scores, args.threshold, args.fp_per_scan, nms=not args.no_nms)
+        tried[w] = (metrics["cpm"], scores, metrics)
+    weight = max(tried, key=lambda w: (round(tried[w][0], 9), -w))  # best CPM; ties: the smaller weight
+    _, scores, metrics = tried[weight]
+    metrics["rank_weight"] = float(weight)
+    if args.choose_rank_weight:
+        metrics["cpm_by_rank_weight"] = {str(w): float(v[0]) for w, v in tried.items()}
     metrics["nms"] = not args.no_nms
     result = metrics.pop("_froc")
     nodule_labels, nodule_scores = metrics.pop("_malignancy_nodules")
     keep = metrics.pop("_evaluated")
     label = ps.nodule[keep].astype(int)
-    prob = scores["nodule_prob"][keep]
+    prob = finding_score(scores)[keep]
     if len(set(label.tolist())) == 2:
         plot_roc(label, prob, out / "roc.png", label=args.label, title="Candidate ROC (nodule vs not)")
         plot_confusion_matrix(
@@ -199,6 +241,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 "y_mm",
                 "z_mm",
                 "nodule_prob",
+                "rank_score",
+                "score",
                 "malignancy_prob",
                 "diameter_mm",
                 "is_nodule",
@@ -213,6 +257,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     ps.scan_ids[ps.scan[i]],
                     *(f"{v:.2f}" for v in c),
                     f"{scores['nodule_prob'][i]:.5f}",
+                    f"{ps.rank_score[i]:.4f}",
+                    f"{finding_score(scores)[i]:.5f}",
                     f"{scores['malignancy_prob'][i]:.5f}",
                     f"{scores['diameter_mm'][i]:.2f}",
                     int(ps.nodule[i]),
@@ -226,7 +272,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-__all__ = ["LUNA16_FP_RATES", "evaluate_patchset", "get_args_parser", "main"]
+__all__ = ["LUNA16_FP_RATES", "RANK_WEIGHTS", "evaluate_patchset", "finding_score", "get_args_parser", "main"]
 
 if __name__ == "__main__":
     main(get_args_parser().parse_args())

@@ -29,9 +29,17 @@ def metadata(run: Path) -> dict[str, Any]:
     val = _load(run / "eval-val" / "metrics.json")
     test = _load(run / "eval-test" / "metrics.json")
     data = _load(run / "data_summary.json")
+    weight = float(val.get("rank_weight", 0.0))
     return {
         "operating_threshold": round(val["threshold"], 4),
         "operating_point": "highest validation sensitivity at <= 1 false positive per scan",
+        # nodeview.core.candidates.fuse_scores: the finding score the threshold applies to
+        "rank_score_weight": str(weight),
+        "score": (
+            f"sigmoid(logit(nodule_prob) + {weight} x proposal rank log-odds), weight chosen on validation by CPM"
+            if weight
+            else "nodule_prob"
+        ),
         "training_data": json.dumps({"train": data["train"], "validation": data["validation"]}),
         "metrics_test": json.dumps(
             {
@@ -71,6 +79,19 @@ def proposal_lines(run: Path) -> list[str]:
         f"  validation set they reach {s['all']['hits']}/{s['all']['n']} nodules ({_fmt(s['all']['recall'])}) with"
         f" {s['mean_candidates']:.0f} candidates per scan; by slice thickness {by_t}; by size {by_size}.",
         *_proposer_note(run),
+    ]
+
+
+def _score_lines(meta: dict[str, Any]) -> list[str]:
+    """What the finding score is (``rank_score_weight`` in the metadata, see ``fuse_scores``)."""
+    weight = float(meta.get("rank_score_weight", 0.0))
+    if not weight:
+        return ["- **Finding score:** `score` = `nodule_prob`."]
+    return [
+        f"- **Finding score:** `score = sigmoid(logit(nodule_prob) + {weight:g} × rank)`, where `rank` is the",
+        "  proposal ranker's log-odds for the candidate (`nodeview.core.candidates.fuse_scores`). The weight was",
+        "  chosen on validation by CPM. The score orders and thresholds the findings; it is not a calibrated",
+        "  probability.",
     ]
 
 
@@ -147,7 +168,8 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
         "  - `nodule_prob`: the probability that the candidate is a nodule of at least 3 mm.",
         "  - `malignancy_prob`: the probability of malignancy **as defined by the synthetic label rule** (below).",
         "  - `diameter_mm`.",
-        f"- **Operating threshold:** `nodule_prob >= {float(meta['operating_threshold']):.3f}`. This is the highest",
+        *_score_lines(meta),
+        f"- **Operating threshold:** `score >= {float(meta['operating_threshold']):.3f}`. This is the highest",
         "  validation sensitivity at no more than 1 false positive per scan.",
         f"- **File:** `{onnx_path.name}`, {onnx_path.stat().st_size / 1e6:.1f} MB. The weights are stored as float16",
         "  and computed in float32. Weights sha256: `" + meta["weights_sha256"] + "`.",

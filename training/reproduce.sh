@@ -37,11 +37,13 @@ if [ "$STEP" = finetune ] || [ "$STEP" = all ]; then
   cp runs/default/recall-val.json runs/hardneg/recall-val.json
 fi
 if [ "$STEP" = eval ] || [ "$STEP" = all ]; then
+  # validation chooses the rank weight of the finding score and the operating threshold; test uses both
   $PY -m training.evaluate --checkpoint runs/hardneg/checkpoint.pt --data data/val/annotations.csv \
-      --cache runs/cache --out runs/hardneg/eval-val --fp-per-scan 1 --max-candidates 300
+      --cache runs/cache --out runs/hardneg/eval-val --fp-per-scan 1 --max-candidates 300 --choose-rank-weight
   T=$($PY -c "import json; print(json.load(open('runs/hardneg/eval-val/metrics.json'))['threshold'])")
+  W=$($PY -c "import json; print(json.load(open('runs/hardneg/eval-val/metrics.json'))['rank_weight'])")
   $PY -m training.evaluate --checkpoint runs/hardneg/checkpoint.pt --data data/test/annotations.csv \
-      --cache runs/cache --out runs/hardneg/eval-test --threshold "$T" --max-candidates 300
+      --cache runs/cache --out runs/hardneg/eval-test --threshold "$T" --rank-weight "$W" --max-candidates 300
 fi
 if [ "$STEP" = export ] || [ "$STEP" = all ]; then
   $PY -m training.model_card metadata --run runs/hardneg --out runs/hardneg/metadata.json

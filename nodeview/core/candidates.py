@@ -145,6 +145,25 @@ def rank_scores(features: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.asarray(hidden @ np.asarray(rw.W2) + rw.B2, dtype=np.float64)
 
 
+def fuse_scores(
+    nodule_prob: NDArray[np.floating], rank_score: NDArray[np.floating], weight: float
+) -> NDArray[np.float32]:
+    """Detection score: the classifier's log-odds plus ``weight`` times the proposal ranker's
+    log-odds (:attr:`Candidate.rank_score`), mapped back to 0-1.
+
+    The ranker sees the whole DoG scale space and the classifier a 64 mm patch, so each catches
+    mistakes of the other. ``weight`` is chosen on validation scans (``training/evaluate.py
+    --choose-rank-weight``) and shipped in the model's metadata (``rank_score_weight``); 0 gives
+    the classifier's probability unchanged. The result ranks findings; it is not a calibrated
+    probability.
+    """
+    if weight == 0.0:
+        return np.asarray(nodule_prob, dtype=np.float32)
+    p = np.clip(np.asarray(nodule_prob, dtype=np.float64), 1e-7, 1.0 - 1e-7)
+    logit = np.log(p) - np.log1p(-p) + weight * np.asarray(rank_score, dtype=np.float64)
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * logit)), dtype=np.float32)
+
+
 def propose(
     hu_zyx: NDArray[np.int16],
     geometry: Geometry,

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, nms_indices, propose
+from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, fuse_scores, nms_indices, propose
 from .errors import Cancelled, NodeViewError
 from .findings import Finding, measure_finding
 from .lung import segment_lungs
@@ -53,6 +53,9 @@ class ModelInfo:
     spec: PatchSpec
     threshold: float
     metadata: dict[str, str] = field(repr=False)
+    #: weight of the proposal ranker's log-odds in the finding score (metadata ``rank_score_weight``;
+    #: 0: the score is the model's ``nodule_prob``); see :func:`.candidates.fuse_scores`
+    rank_weight: float = 0.0
 
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
@@ -109,6 +112,7 @@ class Detector:
             spec = PatchSpec.from_metadata(meta)
             outputs = json.loads(meta["outputs"])
             threshold = float(meta.get("operating_threshold", DEFAULT_THRESHOLD))
+            rank_weight = float(meta.get("rank_score_weight", 0.0))
         except (ValueError, KeyError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path.name} has malformed NodeView metadata ({exc})") from exc
         inputs = self.session.get_inputs()
@@ -122,7 +126,11 @@ class Detector:
             raise ModelError(f"{path.name} outputs {names} are not {list(OUTPUT_NAMES)}")
         if not 0.0 <= threshold <= 1.0:
             raise ModelError(f"{path.name} operating_threshold {threshold} is not a probability")
-        return ModelInfo(str(path), meta["name"], meta["version"], meta["weights_sha256"], spec, threshold, meta)
+        if not 0.0 <= rank_weight <= 10.0:
+            raise ModelError(f"{path.name} rank_score_weight {rank_weight} is outside 0-10")
+        return ModelInfo(
+            str(path), meta["name"], meta["version"], meta["weights_sha256"], spec, threshold, meta, rank_weight
+        )
 
     def cancel(self) -> None:
         """Interrupt a running inference batch (called from another thread)."""
@@ -195,9 +203,11 @@ class Detector:
             scores = self.score(patches, should_stop, lambda d, n: progress(50 + 40 * d // max(n, 1), 100))
             timings["inference"] = time.perf_counter() - t
             t = time.perf_counter()
+            ranks = np.asarray([c.rank_score for c in candidates], dtype=np.float64)
+            scores["score"] = fuse_scores(scores["nodule_prob"], ranks, self.info.rank_weight)
             kept = nms_3d(candidates, scores)
             threshold = 0.0 if min_score is None else min_score
-            kept = [k for k in kept if scores["nodule_prob"][k] >= threshold]
+            kept = [k for k in kept if scores["score"][k] >= threshold]
             measure_at = 0.5 * self.info.threshold if segment_from is None else segment_from
 
             def measure(item: tuple[int, int]) -> Finding:
@@ -207,10 +217,10 @@ class Detector:
                     lung,
                     candidates[k].center_xyz_mm,
                     float(scores["diameter_mm"][k]),
-                    float(scores["nodule_prob"][k]),
+                    float(scores["score"][k]),
                     float(scores["malignancy_prob"][k]),
                     finding_id=n + 1,
-                    segment=bool(scores["nodule_prob"][k] >= measure_at),
+                    segment=bool(scores["score"][k] >= measure_at),
                 )
 
             items = list(enumerate(kept))
@@ -226,11 +236,12 @@ class Detector:
 
 
 def nms_3d(candidates: list[Candidate], scores: dict[str, NDArray[np.float32]]) -> list[int]:
-    """Indices kept after merging candidates closer than the larger predicted radius (best first)."""
+    """Indices kept after merging candidates closer than the larger predicted radius (best first by
+    ``scores["score"]``, the finding score, or the model's ``nodule_prob`` when that is absent)."""
     if not candidates:
         return []
     centres = np.asarray([c.center_xyz_mm for c in candidates], dtype=np.float64)
-    return nms_indices(centres, scores["nodule_prob"], scores["diameter_mm"])
+    return nms_indices(centres, scores.get("score", scores["nodule_prob"]), scores["diameter_mm"])
 
 
 def findings_json(

@@ -182,3 +182,64 @@ def test_evaluation_applies_the_apps_nms_per_scan():
     # scan a: 0 and 1 are 3 mm apart (< 4 mm radius): the better, 1, stays; 2 is far; scan b: 3 alone
     assert app_nms(ps, scores).tolist() == [False, True, True, True, False]
     assert nms_indices(centres[:3], scores["nodule_prob"][:3], scores["diameter_mm"][:3]) == [1, 2]
+
+
+def test_cache_keeps_rank_scores_and_fills_in_old_caches(tiny_data, tmp_path):
+    """Mined patches keep each proposal's ranker score; a cache written before that field existed
+    loads with nan scores and, when they are needed, gets them from the proposals run again."""
+    from nodeview.core.candidates import propose
+    from nodeview.core.patches import DEFAULT_SPEC
+    from nodeview.core.study import open_study
+    from training.annotations import read_records_csv
+    from training.dataset import cache_key, load_or_mine
+
+    csv, _ = tiny_data
+    record = read_records_csv(csv)[0]
+    part, _ = load_or_mine(record, tmp_path / "cache", positive_copies=1, max_candidates=40)
+    volume = open_study(record.path)
+    expected = [c.rank_score for c in propose(volume.hu_zyx, volume.geometry, max_candidates=40)]
+    np.testing.assert_allclose(part.rank_score[part.from_proposal], expected, rtol=1e-6)
+    assert np.isnan(part.rank_score[~part.from_proposal]).all()
+    # an old cache: the same file without rank_score
+    path = tmp_path / "cache" / f"{record.scan_id}-{cache_key(record, DEFAULT_SPEC, 1, 40)}.npz"
+    with np.load(path) as z:
+        old = {k: z[k] for k in z.files if k != "rank_score"}
+    np.savez(path, **old)
+    again, _ = load_or_mine(record, tmp_path / "cache", positive_copies=1, max_candidates=40)
+    assert np.isnan(again.rank_score).all()
+    filled, _ = load_or_mine(record, tmp_path / "cache", positive_copies=1, max_candidates=40, need_rank_scores=True)
+    np.testing.assert_allclose(filled.rank_score[filled.from_proposal], expected, rtol=1e-6)
+    with np.load(path) as z:
+        assert "rank_score" in z.files  # written back
+    # a cache whose candidates are not what the proposals give now is refused, not silently mixed
+    old["centre_xyz_mm"] = old["centre_xyz_mm"] + 1.0
+    np.savez(path, **old)
+    with pytest.raises(RuntimeError, match="differ from the cached"):
+        load_or_mine(record, tmp_path / "cache", positive_copies=1, max_candidates=40, need_rank_scores=True)
+
+
+def test_evaluate_chooses_the_rank_weight_and_scores_like_the_app(tiny_data, tmp_path):
+    import csv as csv_module
+
+    from nodeview.core.candidates import fuse_scores
+    from training import evaluate as E
+
+    csv, root = tiny_data
+    T.main(_args(csv, root, tmp_path / "run", epochs=1))
+    common = ["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(csv), "--cache",
+              str(root / "cache"), "--max-candidates", "60", "--quiet"]
+    chosen = E.main(E.get_args_parser().parse_args(common + ["--out", str(tmp_path / "a"), "--choose-rank-weight"]))
+    tried = chosen["cpm_by_rank_weight"]
+    assert set(tried) == {str(w) for w in E.RANK_WEIGHTS}
+    assert chosen["cpm"] == max(tried.values()) and tried[str(chosen["rank_weight"])] == chosen["cpm"]
+    fixed = E.main(E.get_args_parser().parse_args(common + ["--out", str(tmp_path / "b"), "--rank-weight", "0.75"]))
+    assert fixed["rank_weight"] == 0.75 and fixed["cpm"] == pytest.approx(tried["0.75"])
+    with open(tmp_path / "b" / "predictions.csv") as fh:
+        rows = [r for r in csv_module.DictReader(fh) if r["from_proposal"] == "1"]
+    p = np.array([float(r["nodule_prob"]) for r in rows])
+    rank = np.array([float(r["rank_score"]) for r in rows])
+    score = np.array([float(r["score"]) for r in rows])
+    assert np.all(np.isfinite(rank)) and not np.allclose(score, p)
+    mid = (p > 0.01) & (p < 0.99)  # the CSV rounds to 5 decimals: compare where that does not saturate
+    assert mid.sum() >= 5
+    np.testing.assert_allclose(score[mid], fuse_scores(p[mid], rank[mid], 0.75), atol=1e-3)
