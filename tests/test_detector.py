@@ -4,6 +4,7 @@ right places with sensible measurements, NMS, cancel, the findings JSON."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,6 +185,10 @@ def test_bundled_default_model_loads_and_detects(chest_volume):
     meta = info.metadata
     assert "research" in meta["research_use_only"].lower()
     assert len(info.sha256) == 64 and info.sha256 != hashlib.sha256(b"").hexdigest()
+    # the card beside it states this file's threshold, finding score and weights
+    card = Path(path).with_suffix(".md").read_text()
+    assert f"`score >= {info.threshold:.3f}`" in card and info.sha256 in card
+    assert (f"{info.rank_weight:g} × rank" in card) if info.rank_weight else ("`score` = `nodule_prob`" in card)
     result = detector.detect(chest_volume[0], min_score=0.0)
     assert result.n_candidates > 0 and result.findings
     scores = [f.score for f in result.findings]

@@ -25,12 +25,13 @@ def _load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def metadata(run: Path) -> dict[str, Any]:
+def metadata(run: Path, version: str = "1") -> dict[str, Any]:
     val = _load(run / "eval-val" / "metrics.json")
     test = _load(run / "eval-test" / "metrics.json")
     data = _load(run / "data_summary.json")
     weight = float(val.get("rank_weight", 0.0))
     return {
+        "version": version,
         "operating_threshold": round(val["threshold"], 4),
         "operating_point": "highest validation sensitivity at <= 1 false positive per scan",
         # nodeview.core.candidates.fuse_scores: the finding score the threshold applies to
@@ -281,9 +282,10 @@ def main() -> None:
     p.add_argument("--onnx", type=Path)
     p.add_argument("--lidc-json", type=Path)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--model-version", default="1", help="the model's version in its metadata (metadata only)")
     args = p.parse_args()
     text = (
-        json.dumps(metadata(args.run), indent=2)
+        json.dumps(metadata(args.run, args.model_version), indent=2)
         if args.what == "metadata"
         else card(args.run, args.onnx, args.lidc_json)
     )

@@ -46,7 +46,7 @@ if [ "$STEP" = eval ] || [ "$STEP" = all ]; then
       --cache runs/cache --out runs/hardneg/eval-test --threshold "$T" --rank-weight "$W" --max-candidates 300
 fi
 if [ "$STEP" = export ] || [ "$STEP" = all ]; then
-  $PY -m training.model_card metadata --run runs/hardneg --out runs/hardneg/metadata.json
+  $PY -m training.model_card metadata --run runs/hardneg --model-version 2 --out runs/hardneg/metadata.json
   $PY -m training.export_onnx --checkpoint runs/hardneg/checkpoint.pt --out resources/models/nodeview-nodule.onnx \
       --storage fp16 --metadata-json runs/hardneg/metadata.json | tee runs/hardneg/export.json
   .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --model resources/models/nodeview-nodule.onnx \

@@ -92,7 +92,7 @@ def format_score(score: float) -> str:
     unless they nearly are."""
     if score < 0.9:
         return f"{score:.2f}"
-    return f"{score:.3f}" if score < 0.99 else f"{score:.4f}"
+    return f"{score:.3f}" if score < 0.98 else f"{score:.4f}"
 
 
 def lung_rads_hint(kind: str, mean_diameter_mm: float, solid_diameter_mm: float = 0.0) -> str:
