@@ -54,7 +54,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", required=True, help="annotation CSV (repeatable)")
     p.add_argument("--cache", default="runs/cache")
     p.add_argument("--out", required=True)
-    p.add_argument("--threshold", type=float, help="operating threshold on the nodule probability")
+    p.add_argument("--threshold", type=float, help="operating threshold on the finding score (see --rank-weight)")
     p.add_argument("--fp-per-scan", type=float, default=1.0, help="choose the threshold at this FP rate")
     p.add_argument("--max-candidates", type=int, default=400)
     p.add_argument(
