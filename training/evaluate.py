@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import torch
 
 from nodeview.core.candidates import fuse_scores, nms_indices
 
-from .annotations import ScanRecord, read_records_csv
+from .annotations import NoduleAnnotation, ScanRecord, read_records_csv
 from .dataset import PatchSet, load_or_mine
 from .metrics import (
     LUNA16_FP_RATES,
@@ -105,6 +106,33 @@ def app_nms(ps: PatchSet, scores: dict[str, np.ndarray]) -> np.ndarray:
     return keep
 
 
+#: nodule size groups of :func:`sensitivity_by_group` (mm, lower bound inclusive)
+SIZE_GROUPS = ((3.0, 5.0, "3-5 mm"), (5.0, 10.0, "5-10 mm"), (10.0, math.inf, ">= 10 mm"))
+
+
+def size_group(diameter_mm: float) -> str:
+    return next(name for lo, hi, name in SIZE_GROUPS if lo <= diameter_mm < hi)
+
+
+def sensitivity_by_group(
+    nodules: list[NoduleAnnotation], proposed: list[bool], found: list[bool]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per nodule size, type and location: how many nodules, how many the proposals reach (a
+    candidate within the nodule's radius) and how many are found at the operating threshold."""
+    out: dict[str, dict[str, dict[str, float]]] = {"size": {}, "kind": {}, "location": {}}
+    for nod, was_proposed, was_found in zip(nodules, proposed, found, strict=True):
+        for group, key in (("size", size_group(nod.diameter_mm)), ("kind", nod.kind), ("location", nod.location)):
+            row = out[group].setdefault(key, {"nodules": 0, "proposed": 0, "found": 0})
+            row["nodules"] += 1
+            row["proposed"] += int(was_proposed)
+            row["found"] += int(was_found)
+    for rows in out.values():
+        for row in rows.values():
+            row["sensitivity"] = row["found"] / row["nodules"]
+    out["size"] = {name: out["size"][name] for _, _, name in SIZE_GROUPS if name in out["size"]}
+    return out
+
+
 def evaluate_patchset(
     ps: PatchSet,
     records: list[ScanRecord],
@@ -160,13 +188,21 @@ def evaluate_patchset(
                 nodule_scores.append(float(mal_prob[index_of[sid][best]]))
     mal_auc = malignancy_auc(nodule_labels, nodule_scores) if len(set(nodule_labels)) == 2 else float("nan")
     per_scan = {}
-    for sid in ps.scan_ids:
+    rated_nodules: list[NoduleAnnotation] = []
+    proposed: list[bool] = []
+    found: list[bool] = []
+    for si, sid in enumerate(ps.scan_ids):
         hits = nodule_hits(preds[sid], truths[sid], threshold)
         per_scan[sid] = {
             "nodules": len(truths[sid]),
             "found": int(sum(hits.found)),
             "false_positives": len(hits.false_positives),
         }
+        # every proposal of the scan, before NMS: does any reach the nodule at all?
+        every = [(tuple(c), 1.0) for c in ps.centre_xyz_mm[(ps.scan == si) & ps.from_proposal].astype(float)]
+        rated_nodules += [n for n in by_id[sid].nodules if n.diameter_mm >= 3.0]
+        proposed += nodule_hits(every, truths[sid], 0.0).found
+        found += hits.found
     fps = float(np.mean([v["false_positives"] for v in per_scan.values()])) if per_scan else 0.0
     return {
         "threshold": float(threshold),
@@ -184,6 +220,7 @@ def evaluate_patchset(
         "malignancy_auc": float(mal_auc),
         "malignancy_auc_nodules": len(nodule_labels),
         "malignancy_auc_candidates": float(mal_auc_candidates),
+        "by_group_at_threshold": sensitivity_by_group(rated_nodules, proposed, found),
         "per_scan": per_scan,
         "_froc": result,
         "_evaluated": keep,
@@ -272,7 +309,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-__all__ = ["LUNA16_FP_RATES", "RANK_WEIGHTS", "evaluate_patchset", "finding_score", "get_args_parser", "main"]
+__all__ = [
+    "LUNA16_FP_RATES",
+    "RANK_WEIGHTS",
+    "SIZE_GROUPS",
+    "evaluate_patchset",
+    "finding_score",
+    "get_args_parser",
+    "main",
+    "sensitivity_by_group",
+]
 
 if __name__ == "__main__":
     main(get_args_parser().parse_args())

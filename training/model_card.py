@@ -65,6 +65,27 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) and np.isfinite(v) else str(v)
 
 
+def group_lines(test: dict[str, Any]) -> list[str]:
+    """The test set by nodule size, type and location at the operating threshold (``evaluate.py``'s
+    ``by_group_at_threshold``): where the misses are."""
+    groups = test.get("by_group_at_threshold")
+    if not groups:
+        return []
+    lines = [
+        "Test nodules by size, type and location at the operating threshold. *Proposed* means a candidate",
+        "lies within the nodule's radius before NMS; *found* means a finding at or above the threshold does:",
+        "",
+        "| group | nodules | proposed | found | sensitivity |",
+        "|---|---|---|---|---|",
+    ]
+    for key in ("size", "kind", "location"):
+        for name, row in groups.get(key, {}).items():
+            lines.append(
+                f"| {key}: {name} | {row['nodules']} | {row['proposed']} | {row['found']} | {_fmt(row['sensitivity'])} |"
+            )
+    return [*lines, ""]
+
+
 def proposal_lines(run: Path) -> list[str]:
     """What the proposals reach (``runs/.../recall-val.json`` from ``training.proposal_recall``)."""
     path = run / "recall-val.json"
@@ -213,6 +234,9 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
         "",
         f"Sensitivity of the test set at each FP/scan rate (used for the CPM): {rates}.",
         "",
+        *group_lines(test),
+    ]
+    lines += [
         "Malignancy AUC is per nodule: the malignancy of the best-scoring candidate that hits each found nodule",
         f"({val.get('malignancy_auc_nodules', '?')} validation and {test.get('malignancy_auc_nodules', '?')} test nodules),"
         " as the app reports one finding per nodule. Per candidate it is"

@@ -34,3 +34,16 @@ def test_training_stages_without_args_json(tmp_path):
     _run(tmp_path / "old", None, [0.7, 0.6])
     (line,) = training_stages(tmp_path / "old")
     assert line.startswith("- **Training stage 1:** 2 epochs.") and "validation loss 0.300" in line
+
+
+def test_group_lines_tabulate_the_breakdown():
+    from training.model_card import group_lines
+
+    assert group_lines({}) == []  # metrics from before the breakdown existed
+    test = {"by_group_at_threshold": {
+        "size": {"3-5 mm": {"nodules": 4, "proposed": 3, "found": 1, "sensitivity": 0.25}},
+        "kind": {"solid": {"nodules": 4, "proposed": 3, "found": 1, "sensitivity": 0.25}},
+        "location": {}}}
+    lines = group_lines(test)
+    assert "| size: 3-5 mm | 4 | 3 | 1 | 0.250 |" in lines and "| kind: solid | 4 | 3 | 1 | 0.250 |" in lines
+    assert lines[-1] == ""

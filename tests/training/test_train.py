@@ -114,6 +114,30 @@ def test_evaluate_writes_metrics_and_plots(tiny_data, tmp_path):
     for png in ("roc.png", "froc.png", "confusion_matrix.png", "malignancy_roc.png"):
         assert (tmp_path / "eval" / png).stat().st_size > 1000, png
     assert (tmp_path / "eval" / "predictions.csv").read_text().count("\n") > 50
+    # the breakdown covers every nodule once per grouping and agrees with the overall figures
+    groups = metrics["by_group_at_threshold"]
+    for rows in groups.values():
+        assert sum(r["nodules"] for r in rows.values()) == metrics["nodules"]
+        found = sum(r["found"] for r in rows.values())
+        assert found == round(metrics["sensitivity_at_threshold"] * metrics["nodules"])
+        assert all(r["found"] <= r["proposed"] <= r["nodules"] for r in rows.values())
+
+
+def test_sensitivity_by_group_hand_computed():
+    from training.annotations import NoduleAnnotation as N
+    from training.evaluate import sensitivity_by_group, size_group
+
+    assert [size_group(d) for d in (3.0, 4.99, 5.0, 9.9, 10.0, 30.0)] == [
+        "3-5 mm", "3-5 mm", "5-10 mm", "5-10 mm", ">= 10 mm", ">= 10 mm"]
+    nodules = [N((0, 0, 0), 4.0, kind="solid", location="isolated"),
+               N((0, 0, 0), 4.5, kind="calcified", location="juxta-pleural"),
+               N((0, 0, 0), 12.0, kind="solid", location="juxta-pleural")]
+    got = sensitivity_by_group(nodules, proposed=[True, False, True], found=[False, False, True])
+    assert list(got["size"]) == ["3-5 mm", ">= 10 mm"]  # ordered by size, empty groups left out
+    assert got["size"]["3-5 mm"] == {"nodules": 2, "proposed": 1, "found": 0, "sensitivity": 0.0}
+    assert got["size"][">= 10 mm"] == {"nodules": 1, "proposed": 1, "found": 1, "sensitivity": 1.0}
+    assert got["kind"]["solid"] == {"nodules": 2, "proposed": 2, "found": 1, "sensitivity": 0.5}
+    assert got["location"]["juxta-pleural"]["sensitivity"] == 0.5
 
 
 def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
