@@ -52,6 +52,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--freeze", choices=[*STAGES, "none"], default="none", help="freeze the backbone up to this stage")
     p.add_argument("--unfreeze-epoch", type=int, default=0, help="unfreeze everything from this epoch (staged)")
     p.add_argument("--positive-fraction", type=float, default=0.3, help="balanced sampling: positives per batch")
+    p.add_argument(
+        "--positive-weighting",
+        choices=["patch", "nodule"],
+        default="patch",
+        help="draw positive patches uniformly (patch) or so that every nodule weighs the same (nodule: a large"
+        " nodule's many hitting candidates no longer crowd out a small nodule's few)",
+    )
     p.add_argument("--focal-gamma", type=float, default=0.0, help="> 0: focal loss for the nodule head")
     p.add_argument("--positive-copies", type=int, default=8, help="rotated, jittered copies of each nodule")
     p.add_argument(
@@ -98,6 +105,16 @@ def load_patch_set(records: list[ScanRecord], args: argparse.Namespace, label: s
         parts.append(part)
         summaries.append(summary)
     return PatchSet.concat(parts), summaries
+
+
+def nodule_balanced_weights(ps: PatchSet, positives: np.ndarray) -> np.ndarray:
+    """Sampling probabilities for ``positives`` (indices into ``ps``) that give every nodule the same
+    total weight. A nodule is known by its scan and its diameter label (the positive copies and the
+    hitting proposals of one nodule share both)."""
+    keys = np.stack([ps.scan[positives].astype(np.float64), np.round(ps.diameter_mm[positives].astype(np.float64), 3)])
+    _, group, counts = np.unique(keys, axis=1, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[group.ravel()]
+    return np.asarray(w / w.sum(), dtype=np.float64)
 
 
 def augment(x: torch.Tensor, diameter: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,6 +295,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     optimizer = torch.optim.AdamW([p for p in model.parameters()], lr=args.lr, weight_decay=args.weight_decay)
     pos = np.flatnonzero(train_set.nodule == 1)
     neg = np.flatnonzero((train_set.nodule == 0) & ~ambiguous)
+    pos_p = nodule_balanced_weights(train_set, pos) if args.positive_weighting == "nodule" else None
     if len(pos) == 0 or len(neg) == 0:
         raise SystemExit("training needs both nodule and non-nodule patches; check the annotations")
     steps = args.steps_per_epoch or max(1, math.ceil(len(train_set) / args.batch_size))
@@ -317,7 +335,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 idx = rng.integers(0, len(train_set), args.batch_size)
             else:
                 n_easy = args.batch_size - n_pos - n_hard
-                idx = np.concatenate([rng.choice(pos, n_pos), rng.choice(hard, n_hard), rng.choice(neg, n_easy)])
+                idx = np.concatenate([rng.choice(pos, n_pos, p=pos_p), rng.choice(hard, n_hard), rng.choice(neg, n_easy)])
             x, nodule, malignant, diameter = _batch(train_set, idx, device)
             if not args.no_augment:
                 x, diameter = augment(x.cpu(), diameter.cpu(), gen)

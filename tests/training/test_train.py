@@ -267,3 +267,23 @@ def test_evaluate_chooses_the_rank_weight_and_scores_like_the_app(tiny_data, tmp
     mid = (p > 0.01) & (p < 0.99)  # the CSV rounds to 5 decimals: compare where that does not saturate
     assert mid.sum() >= 5
     np.testing.assert_allclose(score[mid], fuse_scores(p[mid], rank[mid], 0.75), atol=1e-3)
+
+
+def test_nodule_balanced_weights_give_each_nodule_the_same_share():
+    from training.dataset import PatchSet
+
+    # scan 0: a large nodule with 6 positive patches and a small one with 2; scan 1: one nodule with
+    # the small one's diameter (another scan: another nodule); one negative
+    scan = np.array([0] * 6 + [0, 0] + [1] + [0], np.int32)
+    diam = np.array([20.0] * 6 + [3.5, 3.5] + [3.5] + [np.nan], np.float32)
+    nodule = np.array([1] * 9 + [0], np.int8)
+    n = len(scan)
+    ps = PatchSet(np.zeros((n, 3, 2, 2), np.float16), nodule, np.zeros(n, np.int8), diam, scan,
+                  np.zeros((n, 3), np.float32), np.ones(n, bool), ["a", "b"])
+    pos = np.flatnonzero(nodule == 1)
+    w = T.nodule_balanced_weights(ps, pos)
+    assert w.sum() == pytest.approx(1.0)
+    assert w[:6].sum() == pytest.approx(1 / 3) and w[6:8].sum() == pytest.approx(1 / 3)
+    assert w[8] == pytest.approx(1 / 3)
+    args = T.get_args_parser().parse_args(["--data", "x"])
+    assert args.positive_weighting == "patch"  # the default draws patches uniformly, as before
