@@ -295,9 +295,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     optimizer = torch.optim.AdamW([p for p in model.parameters()], lr=args.lr, weight_decay=args.weight_decay)
     pos = np.flatnonzero(train_set.nodule == 1)
     neg = np.flatnonzero((train_set.nodule == 0) & ~ambiguous)
-    pos_p = nodule_balanced_weights(train_set, pos) if args.positive_weighting == "nodule" else None
     if len(pos) == 0 or len(neg) == 0:
         raise SystemExit("training needs both nodule and non-nodule patches; check the annotations")
+    pos_p = nodule_balanced_weights(train_set, pos) if args.positive_weighting == "nodule" else None
     steps = args.steps_per_epoch or max(1, math.ceil(len(train_set) / args.batch_size))
     total_steps = args.epochs * steps
     warmup = max(1, round(0.1 * total_steps))

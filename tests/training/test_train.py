@@ -146,8 +146,9 @@ def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
 
     csv, root = tiny_data
     result = T.main(_args(csv, root, tmp_path / "hard", epochs=1, hard_negative_fraction=0.5, mine_subset=64,
-                          hard_pool=0.25, ignore_near_mm=4))
+                          hard_pool=0.25, ignore_near_mm=4, positive_weighting="nodule"))
     assert np.isfinite(result["history"][-1]["train_loss"])
+    assert json.loads((tmp_path / "hard" / "args.json").read_text())["positive_weighting"] == "nodule"
     summary = json.loads((tmp_path / "hard" / "data_summary.json").read_text())
     assert summary["train"]["negatives_left_out_near_nodules"] >= 0
 
