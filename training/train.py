@@ -335,7 +335,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 idx = rng.integers(0, len(train_set), args.batch_size)
             else:
                 n_easy = args.batch_size - n_pos - n_hard
-                idx = np.concatenate([rng.choice(pos, n_pos, p=pos_p), rng.choice(hard, n_hard), rng.choice(neg, n_easy)])
+                draws = [rng.choice(pos, n_pos, p=pos_p), rng.choice(hard, n_hard), rng.choice(neg, n_easy)]
+                idx = np.concatenate(draws)
             x, nodule, malignant, diameter = _batch(train_set, idx, device)
             if not args.no_augment:
                 x, diameter = augment(x.cpu(), diameter.cpu(), gen)
