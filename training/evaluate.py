@@ -152,10 +152,8 @@ def evaluate_patchset(
     preds: dict[str, list[tuple[tuple[float, float, float], float]]] = {sid: [] for sid in ps.scan_ids}
     for c, p, s in zip(centres, prob, scan, strict=True):
         preds[ps.scan_ids[s]].append((tuple(c), float(p)))
-    truths = {
-        sid: [(n.center_xyz_mm, n.diameter_mm) for n in by_id[sid].nodules if n.diameter_mm >= 3.0]
-        for sid in ps.scan_ids
-    }
+    rated = {sid: [n for n in by_id[sid].nodules if n.diameter_mm >= 3.0] for sid in ps.scan_ids}  # LUNA16: >= 3 mm
+    truths = {sid: [(n.center_xyz_mm, n.diameter_mm) for n in rated[sid]] for sid in ps.scan_ids}
     result = froc(preds, truths)
     score, per_rate = cpm(result)
     if threshold is None:
@@ -180,9 +178,8 @@ def evaluate_patchset(
     nodule_labels: list[int] = []
     nodule_scores: list[float] = []
     for sid in ps.scan_ids:
-        rated = [n for n in by_id[sid].nodules if n.diameter_mm >= 3.0]
         hits = nodule_hits(preds[sid], truths[sid], 0.0)
-        for nod, best in zip(rated, hits.best_prediction, strict=True):
+        for nod, best in zip(rated[sid], hits.best_prediction, strict=True):
             if best >= 0 and nod.malignant is not None:
                 nodule_labels.append(int(nod.malignant))
                 nodule_scores.append(float(mal_prob[index_of[sid][best]]))
@@ -200,7 +197,7 @@ def evaluate_patchset(
         }
         # every proposal of the scan, before NMS: does any reach the nodule at all?
         every = [(tuple(c), 1.0) for c in ps.centre_xyz_mm[(ps.scan == si) & ps.from_proposal].astype(float)]
-        rated_nodules += [n for n in by_id[sid].nodules if n.diameter_mm >= 3.0]
+        rated_nodules += rated[sid]
         proposed += nodule_hits(every, truths[sid], 0.0).found
         found += hits.found
     fps = float(np.mean([v["false_positives"] for v in per_scan.values()])) if per_scan else 0.0
