@@ -235,8 +235,6 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
         f"Sensitivity of the test set at each FP/scan rate (used for the CPM): {rates}.",
         "",
         *group_lines(test),
-    ]
-    lines += [
         "Malignancy AUC is per nodule: the malignancy of the best-scoring candidate that hits each found nodule",
         f"({val.get('malignancy_auc_nodules', '?')} validation and {test.get('malignancy_auc_nodules', '?')} test nodules),"
         " as the app reports one finding per nodule. Per candidate it is"
