@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from nodeview.core.candidates import fuse_scores, nms_indices
+from nodeview.core.study import scan
 
 from .annotations import NoduleAnnotation, ScanRecord, read_records_csv
 from .dataset import PatchSet, load_or_mine
@@ -108,6 +109,31 @@ def app_nms(ps: PatchSet, scores: dict[str, np.ndarray]) -> np.ndarray:
 
 #: nodule size groups of :func:`sensitivity_by_group` (mm, lower bound inclusive)
 SIZE_GROUPS = ((3.0, 5.0, "3-5 mm"), (5.0, 10.0, "5-10 mm"), (10.0, math.inf, ">= 10 mm"))
+#: LUNA16 kept only scans with slices at most this thick (mm); thicker scans are reported apart
+LUNA16_MAX_SLICE_MM = 2.5
+SLICE_GROUPS = (f"<= {LUNA16_MAX_SLICE_MM:g} mm", f"> {LUNA16_MAX_SLICE_MM:g} mm")
+
+
+def slice_group(thickness_mm: float) -> str:
+    return SLICE_GROUPS[0] if thickness_mm <= LUNA16_MAX_SLICE_MM + 1e-6 else SLICE_GROUPS[1]
+
+
+def slice_thickness_mm(record: ScanRecord) -> float:
+    """The scan's slice thickness from its headers alone (no pixels): DICOM SliceThickness of the
+    series ``open_study`` would load, else its slice spacing; for image files (.mhd, .nii) the z
+    spacing."""
+    source = scan(record.path)
+    if source.image_file is not None:
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(source.image_file)
+        reader.ReadImageInformation()
+        return float(reader.GetSpacing()[2])
+    series = source.default_series()
+    if series is None:
+        raise ValueError(f"{record.scan_id}: no image series found")
+    return float(series.slice_thickness_mm or series.spacing_zyx_mm[0])
 
 
 def size_group(diameter_mm: float) -> str:
@@ -115,13 +141,23 @@ def size_group(diameter_mm: float) -> str:
 
 
 def sensitivity_by_group(
-    nodules: list[NoduleAnnotation], proposed: list[bool], found: list[bool]
+    nodules: list[NoduleAnnotation],
+    proposed: list[bool],
+    found: list[bool],
+    slice_mm: list[float] | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Per nodule size, type and location: how many nodules, how many the proposals reach (a
+    """Per nodule size, type and location (and the slice thickness of its scan, when
+    ``slice_mm`` gives it per nodule): how many nodules, how many the proposals reach (a
     candidate within the nodule's radius) and how many are found at the operating threshold."""
     out: dict[str, dict[str, dict[str, float]]] = {"size": {}, "kind": {}, "location": {}}
-    for nod, was_proposed, was_found in zip(nodules, proposed, found, strict=True):
-        for group, key in (("size", size_group(nod.diameter_mm)), ("kind", nod.kind), ("location", nod.location)):
+    if slice_mm is not None:
+        out["slice"] = {}
+    thickness = slice_mm if slice_mm is not None else [math.nan] * len(nodules)
+    for nod, was_proposed, was_found, mm in zip(nodules, proposed, found, thickness, strict=True):
+        keys = [("size", size_group(nod.diameter_mm)), ("kind", nod.kind), ("location", nod.location)]
+        if slice_mm is not None:
+            keys.append(("slice", slice_group(mm)))
+        for group, key in keys:
             row = out[group].setdefault(key, {"nodules": 0, "proposed": 0, "found": 0})
             row["nodules"] += 1
             row["proposed"] += int(was_proposed)
@@ -130,6 +166,31 @@ def sensitivity_by_group(
         for row in rows.values():
             row["sensitivity"] = row["found"] / row["nodules"]
     out["size"] = {name: out["size"][name] for _, _, name in SIZE_GROUPS if name in out["size"]}
+    if "slice" in out:
+        out["slice"] = {name: out["slice"][name] for name in SLICE_GROUPS if name in out["slice"]}
+    return out
+
+
+def cpm_by_slice(
+    preds: dict[str, list[tuple[tuple[float, float, float], float]]],
+    truths: dict[str, list[tuple[tuple[float, float, float], float]]],
+    slice_mm: dict[str, float],
+) -> dict[str, dict[str, Any]]:
+    """FROC/CPM of the scans in each slice-thickness group on their own: ``<= 2.5 mm`` is the
+    LUNA16 protocol's inclusion rule (its CPM is comparable to published LUNA16 figures)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in SLICE_GROUPS:
+        ids = [sid for sid in truths if slice_group(slice_mm[sid]) == name]
+        if not ids:
+            continue
+        result = froc({sid: preds[sid] for sid in ids}, {sid: truths[sid] for sid in ids})
+        score, per_rate = cpm(result)
+        out[name] = {
+            "scans": len(ids),
+            "nodules": int(result.n_nodules),
+            "cpm": float(score),
+            "sensitivity_at_fp_rates": {str(k): float(v) for k, v in per_rate.items()},
+        }
     return out
 
 
@@ -140,9 +201,11 @@ def evaluate_patchset(
     threshold: float | None,
     fp_per_scan: float,
     nms: bool = True,
+    slice_mm: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Metrics for proposal candidates (``from_proposal``) of the given scans, after the app's
-    3D NMS unless ``nms`` is False."""
+    3D NMS unless ``nms`` is False. With ``slice_mm`` (scan id to slice thickness) the
+    breakdown has a slice-thickness group and ``cpm_by_slice`` the CPM per group."""
     keep = app_nms(ps, scores) if nms else ps.from_proposal.copy()
     prob = finding_score(scores)[keep]
     label = ps.nodule[keep].astype(int)
@@ -188,6 +251,7 @@ def evaluate_patchset(
     rated_nodules: list[NoduleAnnotation] = []
     proposed: list[bool] = []
     found: list[bool] = []
+    nodule_slice_mm: list[float] = []
     for si, sid in enumerate(ps.scan_ids):
         hits = nodule_hits(preds[sid], truths[sid], threshold)
         per_scan[sid] = {
@@ -195,11 +259,15 @@ def evaluate_patchset(
             "found": int(sum(hits.found)),
             "false_positives": len(hits.false_positives),
         }
+        if slice_mm is not None:
+            per_scan[sid]["slice_thickness_mm"] = slice_mm[sid]
         # every proposal of the scan, before NMS: does any reach the nodule at all?
         every = [(tuple(c), 1.0) for c in ps.centre_xyz_mm[(ps.scan == si) & ps.from_proposal].astype(float)]
         rated_nodules += rated[sid]
         proposed += nodule_hits(every, truths[sid], 0.0).found
         found += hits.found
+        if slice_mm is not None:
+            nodule_slice_mm += [slice_mm[sid]] * len(rated[sid])
     fps = float(np.mean([v["false_positives"] for v in per_scan.values()])) if per_scan else 0.0
     return {
         "threshold": float(threshold),
@@ -217,7 +285,10 @@ def evaluate_patchset(
         "malignancy_auc": float(mal_auc),
         "malignancy_auc_nodules": len(nodule_labels),
         "malignancy_auc_candidates": float(mal_auc_candidates),
-        "by_group_at_threshold": sensitivity_by_group(rated_nodules, proposed, found),
+        "by_group_at_threshold": sensitivity_by_group(
+            rated_nodules, proposed, found, nodule_slice_mm if slice_mm is not None else None
+        ),
+        **({"cpm_by_slice": cpm_by_slice(preds, truths, slice_mm)} if slice_mm is not None else {}),
         "per_scan": per_scan,
         "_froc": result,
         "_evaluated": keep,
@@ -236,13 +307,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         load_or_mine(r, args.cache, max_candidates=args.max_candidates, need_rank_scores=fused)[0] for r in records
     ]
     ps = PatchSet.concat(parts)
+    slice_mm = {r.scan_id: slice_thickness_mm(r) for r in records}
     model = build_model(args.checkpoint)
     raw = predict(model, ps, torch.device("cpu"))
     weights = RANK_WEIGHTS if args.choose_rank_weight else (args.rank_weight,)
     tried = {}
     for w in weights:
         scores = with_rank_weight(ps, raw, w)
-        metrics = evaluate_patchset(ps, records, scores, args.threshold, args.fp_per_scan, nms=not args.no_nms)
+        metrics = evaluate_patchset(
+            ps, records, scores, args.threshold, args.fp_per_scan, nms=not args.no_nms, slice_mm=slice_mm
+        )
         tried[w] = (metrics["cpm"], scores, metrics)
     weight = max(tried, key=lambda w: (round(tried[w][0], 9), -w))  # best CPM; ties: the smaller weight
     _, scores, metrics = tried[weight]
@@ -308,13 +382,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 __all__ = [
     "LUNA16_FP_RATES",
+    "LUNA16_MAX_SLICE_MM",
     "RANK_WEIGHTS",
     "SIZE_GROUPS",
+    "SLICE_GROUPS",
+    "cpm_by_slice",
     "evaluate_patchset",
     "finding_score",
     "get_args_parser",
     "main",
     "sensitivity_by_group",
+    "slice_thickness_mm",
 ]
 
 if __name__ == "__main__":

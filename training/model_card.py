@@ -72,16 +72,39 @@ def group_lines(test: dict[str, Any]) -> list[str]:
     if not groups:
         return []
     lines = [
-        "Test nodules by size, type and location at the operating threshold. *Proposed* means a candidate",
-        "lies within the nodule's radius before NMS; *found* means a finding at or above the threshold does:",
+        "Test nodules by size, type, location and slice thickness at the operating threshold. *Proposed* means",
+        "a candidate lies within the nodule's radius before NMS; *found* means a finding at or above the threshold does:",
         "",
         "| group | nodules | proposed | found | sensitivity |",
         "|---|---|---|---|---|",
     ]
-    for key in ("size", "kind", "location"):
+    for key in ("size", "kind", "location", "slice"):
+        label = "slice thickness" if key == "slice" else key
         for name, row in groups.get(key, {}).items():
             lines.append(
-                f"| {key}: {name} | {row['nodules']} | {row['proposed']} | {row['found']} | {_fmt(row['sensitivity'])} |"
+                f"| {label}: {name} | {row['nodules']} | {row['proposed']} | {row['found']} | {_fmt(row['sensitivity'])} |"
+            )
+    return [*lines, ""]
+
+
+def slice_lines(val: dict[str, Any], test: dict[str, Any]) -> list[str]:
+    """CPM of thin- and thick-slice scans apart (``evaluate.py``'s ``cpm_by_slice``): LUNA16 kept
+    only scans with slices of at most 2.5 mm, so the thin-slice row is the comparable one."""
+    if "cpm_by_slice" not in test:
+        return []
+    lines = [
+        "CPM by slice thickness. LUNA16 kept only scans with slices of at most 2.5 mm; the synthetic sets",
+        "also have 5 mm scans, which the headline CPM above includes:",
+        "",
+        "| set | slices | scans | nodules | CPM | sens @1 FP/scan | sens @8 FP/scan |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in (("validation", val), ("test", test)):
+        for group, row in m.get("cpm_by_slice", {}).items():
+            rates = row["sensitivity_at_fp_rates"]
+            lines.append(
+                f"| {name} | {group} | {row['scans']} | {row['nodules']} | {_fmt(row['cpm'])} | {_fmt(rates['1.0'])} | "
+                f"{_fmt(rates['8.0'])} |"
             )
     return [*lines, ""]
 
@@ -235,6 +258,7 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
         f"Sensitivity of the test set at each FP/scan rate (used for the CPM): {rates}.",
         "",
         *group_lines(test),
+        *slice_lines(val, test),
         "Malignancy AUC is per nodule: the malignancy of the best-scoring candidate that hits each found nodule",
         f"({val.get('malignancy_auc_nodules', '?')} validation and {test.get('malignancy_auc_nodules', '?')} test nodules),"
         " as the app reports one finding per nodule. Per candidate it is"

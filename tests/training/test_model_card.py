@@ -44,6 +44,19 @@ def test_group_lines_tabulate_the_breakdown():
         "size": {"3-5 mm": {"nodules": 4, "proposed": 3, "found": 1, "sensitivity": 0.25}},
         "kind": {"solid": {"nodules": 4, "proposed": 3, "found": 1, "sensitivity": 0.25}},
         "location": {}}}
+    test["by_group_at_threshold"]["slice"] = {"> 2.5 mm": {"nodules": 2, "proposed": 1, "found": 0, "sensitivity": 0.0}}
     lines = group_lines(test)
+    assert "| slice thickness: > 2.5 mm | 2 | 1 | 0 | 0.000 |" in lines
     assert "| size: 3-5 mm | 4 | 3 | 1 | 0.250 |" in lines and "| kind: solid | 4 | 3 | 1 | 0.250 |" in lines
     assert lines[-1] == ""
+
+
+def test_slice_lines_tabulate_cpm_by_slice():
+    from training.model_card import slice_lines
+
+    assert slice_lines({}, {}) == []  # metrics from before the slice breakdown existed
+    rates = {"1.0": 0.5, "8.0": 0.75}
+    thin = {"scans": 3, "nodules": 4, "cpm": 0.625, "sensitivity_at_fp_rates": rates}
+    lines = slice_lines({"cpm_by_slice": {"<= 2.5 mm": thin}}, {"cpm_by_slice": {"<= 2.5 mm": thin}})
+    assert "| validation | <= 2.5 mm | 3 | 4 | 0.625 | 0.500 | 0.750 |" in lines
+    assert "| test | <= 2.5 mm | 3 | 4 | 0.625 | 0.500 | 0.750 |" in lines and lines[-1] == ""

@@ -121,6 +121,11 @@ def test_evaluate_writes_metrics_and_plots(tiny_data, tmp_path):
         found = sum(r["found"] for r in rows.values())
         assert found == round(metrics["sensitivity_at_threshold"] * metrics["nodules"])
         assert all(r["found"] <= r["proposed"] <= r["nodules"] for r in rows.values())
+    assert "slice" in groups  # the tiny scans' thickness, read from their DICOM headers
+    by_slice = metrics["cpm_by_slice"]
+    assert sum(g["scans"] for g in by_slice.values()) == 2
+    assert sum(g["nodules"] for g in by_slice.values()) == metrics["nodules"]
+    assert all(isinstance(v["slice_thickness_mm"], float) for v in metrics["per_scan"].values())
 
 
 def test_sensitivity_by_group_hand_computed():
@@ -138,6 +143,33 @@ def test_sensitivity_by_group_hand_computed():
     assert got["size"][">= 10 mm"] == {"nodules": 1, "proposed": 1, "found": 1, "sensitivity": 1.0}
     assert got["kind"]["solid"] == {"nodules": 2, "proposed": 2, "found": 1, "sensitivity": 0.5}
     assert got["location"]["juxta-pleural"]["sensitivity"] == 0.5
+
+
+def test_slice_groups_and_cpm_by_slice_hand_computed(tmp_path):
+    import SimpleITK as sitk
+
+    from training.annotations import NoduleAnnotation as N
+    from training.annotations import ScanRecord
+    from training.evaluate import cpm_by_slice, sensitivity_by_group, slice_group, slice_thickness_mm
+
+    assert [slice_group(t) for t in (1.0, 2.5, 2.6, 5.0)] == ["<= 2.5 mm", "<= 2.5 mm", "> 2.5 mm", "> 2.5 mm"]
+    nodules = [N((0, 0, 0), 4.0), N((0, 0, 0), 8.0), N((0, 0, 0), 12.0)]
+    got = sensitivity_by_group(nodules, [True, True, False], [True, False, False], slice_mm=[1.25, 5.0, 5.0])
+    assert got["slice"] == {"<= 2.5 mm": {"nodules": 1, "proposed": 1, "found": 1, "sensitivity": 1.0},
+                            "> 2.5 mm": {"nodules": 2, "proposed": 1, "found": 0, "sensitivity": 0.0}}
+    assert "slice" not in sensitivity_by_group(nodules, [True] * 3, [True] * 3)
+    # thin scan: its nodule is the top prediction (sensitivity 1 at every rate); thick scan: only a
+    # false positive, so nothing is found there; each group's CPM is computed on its own scans
+    truths = {"thin": [((0.0, 0.0, 0.0), 6.0)], "thick": [((50.0, 0.0, 0.0), 6.0)]}
+    preds = {"thin": [((1.0, 0.0, 0.0), 0.9)], "thick": [((0.0, 40.0, 0.0), 0.95)]}
+    by = cpm_by_slice(preds, truths, {"thin": 1.0, "thick": 5.0})
+    assert by["<= 2.5 mm"]["cpm"] == 1.0 and by["> 2.5 mm"]["cpm"] == 0.0
+    assert by["<= 2.5 mm"]["scans"] == by["> 2.5 mm"]["nodules"] == 1
+    # header-only thickness of an image file: its z spacing
+    image = sitk.Image(8, 8, 4, sitk.sitkInt16)
+    image.SetSpacing((0.7, 0.7, 1.8))
+    sitk.WriteImage(image, str(tmp_path / "scan.mhd"))
+    assert slice_thickness_mm(ScanRecord("s", str(tmp_path / "scan.mhd"))) == pytest.approx(1.8)
 
 
 def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
