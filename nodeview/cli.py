@@ -94,6 +94,8 @@ def _detect(args: argparse.Namespace) -> int:
         f"(load {t_load:.1f} s, detect {t_detect:.1f} s). {RESEARCH_NOTICE}",
         file=sys.stderr,
     )
+    for caveat in result.caveats:
+        print(f"nodeview: caution: {caveat}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -103,6 +103,7 @@ def test_detects_the_nodules_with_measurements(tmp_path, chest_volume):
     left = min(found, key=lambda f: np.linalg.norm(np.subtract(f.center_xyz_mm, centres[4])))
     assert left.side == "left"
     assert set(result.timings_s) == {"lungs", "proposals", "patches", "inference", "postprocess"}
+    assert result.caveats == ()  # 1.25 mm slices
 
 
 def test_findings_json_schema_and_anonymize(tmp_path, chest_volume):
@@ -110,6 +111,7 @@ def test_findings_json_schema_and_anonymize(tmp_path, chest_volume):
     result = Detector(make_model(tmp_path / "m.onnx")).detect(volume)
     doc = findings_json(result, volume, 0.5, anonymize=True, timings={"load": 0.1, "detect": 1.0})
     assert doc["schema"] == "nodeview.findings/1" and "patient_id" not in doc["study"]
+    assert doc["caveats"] == []
     assert set(doc["model"]) == {"name", "version", "sha256"}
     f = doc["findings"][0]
     assert {"id", "center_xyz_mm", "diameter_mm", "bbox_xyz_mm", "score", "malignancy", "type", "volume_mm3",
@@ -254,3 +256,13 @@ def test_rank_score_weight_from_metadata_sets_the_finding_scores(tmp_path, chest
     for bad in ("-1", "abc", "11"):
         with pytest.raises(ModelError, match=r"rank_score_weight|malformed"):
             Detector(make_model(tmp_path / "bad.onnx", dict(GOOD_META, rank_score_weight=bad)))
+
+
+def test_thick_slices_get_a_caveat(tmp_path, chest_volume):
+    import dataclasses
+
+    volume, _, _ = chest_volume
+    thick = dataclasses.replace(volume, slice_thickness_mm=5.0)  # the nominal thickness decides
+    result = Detector(make_model(tmp_path / "m.onnx")).detect(thick, min_score=0.5)
+    (caveat,) = result.caveats
+    assert caveat.startswith("Slices are 5 mm thick") and "thin-slice series" in caveat

@@ -106,3 +106,14 @@ def test_dialog_lists_what_goes_in_and_refuses_a_name_with_patient_data(qtbot, w
     assert "patient data" in dialog.problem()
     dialog._accept_if_valid()
     assert not dialog.result() and "patient data" in dialog.error_label.text()
+
+
+def test_findings_panel_shows_the_detection_caveats(window):
+    panel = window.findings_panel
+    _finish_detection(window)
+    assert panel.caveats.isHidden()  # no caveat, no line
+    c = window.volume.geometry.center_mm()
+    window._pending = "detect"
+    caveat = "Slices are 5 mm thick: the detector finds fewer nodules."
+    window._on_task_finished(DetectionResult((_finding(1, c, 6.0, 0.9),), 9, MODEL, {}, (caveat,)))
+    assert not panel.caveats.isHidden() and panel.caveats.text() == f"Caution: {caveat}"

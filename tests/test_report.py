@@ -434,3 +434,31 @@ def test_batch_internal_error_exit_1_and_usage_errors(dicom_studies, monkeypatch
         with pytest.raises(SystemExit) as exc:
             main(["detect", str(root / "study1"), "--model", str(model), *bad])
         assert exc.value.code == 2
+
+
+# ---- caveats ------------------------------------------------------------------------------------
+def test_thick_slices_get_a_caveat_in_the_report_and_json(study, tmp_path):
+    import dataclasses
+
+    from nodeview.core.detector import detection_caveats
+
+    volume, findings = study
+    assert detection_caveats(volume, MODEL) == ()  # 2 mm slices: nothing to say
+    thick = dataclasses.replace(volume, slice_thickness_mm=5.0)
+    (generic,) = detection_caveats(thick, MODEL)  # no per-slice figures in this model's metadata
+    assert generic.startswith("Slices are 5 mm thick") and "2.5 mm" in generic and "CPM" not in generic
+    by_slice = {"<= 2.5 mm": {"cpm": 0.743}, "> 2.5 mm": {"cpm": 0.404}}
+    measured = dataclasses.replace(MODEL, metadata={**MODEL.metadata, "metrics_test": json.dumps({"cpm_by_slice": by_slice})})
+    (caveat,) = detection_caveats(thick, measured)
+    assert "(test CPM 0.40, against 0.74 on thinner slices)" in caveat
+    broken = dataclasses.replace(MODEL, metadata={**MODEL.metadata, "metrics_test": "not json"})
+    assert detection_caveats(thick, broken) == (generic,)
+
+    result = DetectionResult(tuple(findings[:2]), 40, MODEL, {"detect": 1.0}, (caveat,))
+    paths = R.write_report(tmp_path, thick, result, {}, 0.5, created=CREATED)
+    assert json.loads(paths[-1].read_text())["caveats"] == [caveat]
+    pages = R.render_report(thick, findings[:2], {}, MODEL, 0.5, anonymize=False, created=CREATED, caveats=(caveat,))
+    text = " ".join(pages[0].texts)
+    assert "Caution:" in text and "thinner slices" in text
+    plain = R.render_report(thick, findings[:2], {}, MODEL, 0.5, anonymize=False, created=CREATED)
+    assert "Caution:" not in " ".join(plain[0].texts)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from nodeview.core.candidates import fuse_scores, nms_indices
+from nodeview.core.detector import THIN_SLICE_MAX_MM
 from nodeview.core.study import scan
 
 from .annotations import NoduleAnnotation, ScanRecord, read_records_csv
@@ -110,7 +111,8 @@ def app_nms(ps: PatchSet, scores: dict[str, np.ndarray]) -> np.ndarray:
 #: nodule size groups of :func:`sensitivity_by_group` (mm, lower bound inclusive)
 SIZE_GROUPS = ((3.0, 5.0, "3-5 mm"), (5.0, 10.0, "5-10 mm"), (10.0, math.inf, ">= 10 mm"))
 #: LUNA16 kept only scans with slices at most this thick (mm); thicker scans are reported apart
-LUNA16_MAX_SLICE_MM = 2.5
+#: (the app warns on them: the same constant)
+LUNA16_MAX_SLICE_MM = THIN_SLICE_MAX_MM
 SLICE_GROUPS = (f"<= {LUNA16_MAX_SLICE_MM:g} mm", f"> {LUNA16_MAX_SLICE_MM:g} mm")
 
 

@@ -42,6 +42,7 @@ def metadata(run: Path, version: str = "1") -> dict[str, Any]:
             else "nodule_prob"
         ),
         "training_data": json.dumps({"train": data["train"], "validation": data["validation"]}),
+        # cpm_by_slice (when evaluated): the app quotes it when it warns about thick slices
         "metrics_test": json.dumps(
             {
                 k: test[k]
@@ -54,7 +55,9 @@ def metadata(run: Path, version: str = "1") -> dict[str, Any]:
                     "sensitivity_at_threshold",
                     "scans",
                     "nodules",
+                    "cpm_by_slice",
                 )
+                if k in test
             }
         ),
         "malignancy_label": "synthetic Lung-RADS-like rule: malignant when risk >= 0.15 (training/synth_ct.py)",

@@ -35,6 +35,9 @@ from .volume import Volume
 REQUIRED_METADATA = ("name", "version", "patch_size", "patch_spacing_mm", "hu_window", "outputs", "weights_sha256")
 OUTPUT_NAMES = ("nodule_prob", "malignancy_prob", "diameter_mm")
 DEFAULT_THRESHOLD = 0.5
+#: LUNA16 kept only scans with slices at most this thick; the default model finds markedly fewer
+#: nodules on thicker slices (its card tabulates the CPM of both), so detection says so
+THIN_SLICE_MAX_MM = 2.5
 BATCH_SIZE = 64
 #: Findings measured between two cancel checks (in parallel threads).
 MEASURE_GROUP = 16
@@ -67,6 +70,30 @@ class DetectionResult:
     n_candidates: int
     model: ModelInfo
     timings_s: dict[str, float]
+    #: what the reader should know about how far to trust this detection (:func:`detection_caveats`)
+    caveats: tuple[str, ...] = ()
+
+
+def detection_caveats(volume: Volume, model: ModelInfo) -> tuple[str, ...]:
+    """Warnings for the reader about this scan: slices thicker than :data:`THIN_SLICE_MAX_MM`.
+
+    The CPM of both slice groups is quoted when the model's ``metrics_test`` metadata has them
+    (``cpm_by_slice`` from ``training/evaluate.py``).
+    """
+    thickness = float(volume.slice_thickness_mm or volume.spacing_zyx[0])
+    if thickness <= THIN_SLICE_MAX_MM + 1e-6:
+        return ()
+    text = (
+        f"Slices are {thickness:g} mm thick: the detector finds fewer nodules on slices thicker than "
+        f"{THIN_SLICE_MAX_MM:g} mm, small ones above all"
+    )
+    try:
+        by_slice = json.loads(model.metadata.get("metrics_test", "{}")).get("cpm_by_slice", {})
+        thin, thick = (by_slice[f"{op} {THIN_SLICE_MAX_MM:g} mm"]["cpm"] for op in ("<=", ">"))
+        text += f" (test CPM {float(thick):.2f}, against {float(thin):.2f} on thinner slices)"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return (text + ". Use a thin-slice series if the study has one.",)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -232,7 +259,9 @@ class Detector:
             progress(100, 100)
             findings.sort(key=lambda f: -f.score)
             renumbered = tuple(f.with_id(i + 1) for i, f in enumerate(findings))
-            return DetectionResult(renumbered, len(candidates), self.info, timings)
+            return DetectionResult(
+                renumbered, len(candidates), self.info, timings, detection_caveats(volume, self.info)
+            )
 
 
 def nms_3d(candidates: list[Candidate], scores: dict[str, NDArray[np.float32]]) -> list[int]:
@@ -262,9 +291,19 @@ def findings_json(
         "model": result.model.to_dict(),
         "threshold": threshold,
         "research_use_only": "Research use only. Not a medical device. Not a diagnosis.",
+        "caveats": list(result.caveats),
         "findings": [f.to_json() for f in result.findings if f.score >= threshold],
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
 
 
-__all__ = ["DetectionResult", "Detector", "ModelError", "ModelInfo", "findings_json", "nms_3d"]
+__all__ = [
+    "THIN_SLICE_MAX_MM",
+    "DetectionResult",
+    "Detector",
+    "ModelError",
+    "ModelInfo",
+    "detection_caveats",
+    "findings_json",
+    "nms_3d",
+]

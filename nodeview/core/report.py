@@ -415,6 +415,7 @@ class _Context:
     created: datetime
     n_candidates: int | None
     reviews: Mapping[int, str]
+    caveats: tuple[str, ...] = ()
 
     def patient_fields(self) -> list[tuple[str, str]]:
         p = self.volume.patient
@@ -457,6 +458,7 @@ def render_report(
     anonymize: bool,
     created: datetime,
     n_candidates: int | None = None,
+    caveats: Sequence[str] = (),
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
 ) -> list[ReportPage]:
@@ -471,8 +473,9 @@ def render_report(
         anonymize: leave patient name, ID and birth date out (see the module docstring).
         created: creation time shown on every page.
         n_candidates: number of candidates the detector scored, shown when given.
+        caveats: the detection's warnings (``DetectionResult.caveats``), printed under the findings.
     """
-    ctx = _Context(volume, model, threshold, anonymize, created, n_candidates, reviews)
+    ctx = _Context(volume, model, threshold, anonymize, created, n_candidates, reviews, tuple(caveats))
     keyed, rejected = select_findings(findings, reviews, threshold)
     total_steps = 2 + len(keyed)
     progress(0, total_steps)
@@ -728,6 +731,8 @@ def _draw_summary(
             counts += f"; {ctx.n_candidates} candidates scored"
         lines.insert(0, counts + ".")
     ty = _paragraph(canvas, tx, ty, lines, table_w, 17, _INK) + 8
+    if ctx.caveats:
+        ty = _paragraph(canvas, tx, ty, [f"Caution: {c}" for c in ctx.caveats], table_w, 17, _WARN_INK, bold=True) + 8
     if keyed:
         with_pages = len(columns) > len(_TABLE_COLUMNS)
         rows = []
@@ -1099,6 +1104,7 @@ def write_report(
         anonymize=anonymize,
         created=created,
         n_candidates=result.n_candidates,
+        caveats=result.caveats,
         progress=scaled,
         should_stop=should_stop,
     )

@@ -70,6 +70,11 @@ class FindingsPanel(QWidget):
         self.summary = QLabel("No detection yet. Press Detect (Ctrl+D).")
         self.summary.setWordWrap(True)
         col.addWidget(self.summary)
+        self.caveats = QLabel("")
+        self.caveats.setWordWrap(True)
+        self.caveats.setStyleSheet("color: #e67e22")
+        self.caveats.setVisible(False)
+        col.addWidget(self.caveats)
         row = QHBoxLayout()
         row.addWidget(QLabel("Operating point"))
         self.slider = QSlider(Qt.Orientation.Horizontal)
@@ -117,6 +122,9 @@ class FindingsPanel(QWidget):
             self.slider.setValue(slider_position(result.model.threshold))
             self.slider.blockSignals(False)
             self.threshold = result.model.threshold
+        caveats = result.caveats if result else ()
+        self.caveats.setText("\n".join(f"Caution: {c}" for c in caveats))
+        self.caveats.setVisible(bool(caveats))
         self._refresh()
 
     def set_threshold(self, threshold: float) -> None:

@@ -60,3 +60,20 @@ def test_slice_lines_tabulate_cpm_by_slice():
     lines = slice_lines({"cpm_by_slice": {"<= 2.5 mm": thin}}, {"cpm_by_slice": {"<= 2.5 mm": thin}})
     assert "| validation | <= 2.5 mm | 3 | 4 | 0.625 | 0.500 | 0.750 |" in lines
     assert "| test | <= 2.5 mm | 3 | 4 | 0.625 | 0.500 | 0.750 |" in lines and lines[-1] == ""
+
+
+def test_metadata_carries_cpm_by_slice_for_the_app(tmp_path):
+    from training.model_card import metadata
+
+    rates = {"1.0": 0.5, "8.0": 0.75}
+    test = {"cpm": 0.6, "sensitivity_at_fp_rates": rates, "candidate_roc_auc": 0.9, "malignancy_auc": 0.9,
+            "fps_per_scan_at_threshold": 0.5, "sensitivity_at_threshold": 0.6, "scans": 4, "nodules": 8}
+    for name, metrics in (("eval-val", {"threshold": 0.9, "rank_weight": 0.5}), ("eval-test", test)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "data_summary.json").write_text(json.dumps({"train": {"scans": 2}, "validation": {"scans": 1}}))
+    assert "cpm_by_slice" not in json.loads(metadata(tmp_path)["metrics_test"])  # older evaluations lack it
+    by_slice = {"<= 2.5 mm": {"scans": 3, "nodules": 6, "cpm": 0.7, "sensitivity_at_fp_rates": rates}}
+    (tmp_path / "eval-test" / "metrics.json").write_text(json.dumps({**test, "cpm_by_slice": by_slice}))
+    meta = metadata(tmp_path, version="3")
+    assert json.loads(meta["metrics_test"])["cpm_by_slice"] == by_slice and meta["version"] == "3"
