@@ -5,8 +5,13 @@ For every scan: load it (``nodeview.core.study.open_study``), run the app's cand
 candidate within the radius of an annotated nodule), and extract patches with
 ``nodeview.core.patches``. Annotated nodules that the proposals missed are added as extra
 positives so the model still learns them (and the miss is counted in the summary). Positives are
-also extracted ``--positive-copies`` times with random 3D rotations and small centre jitter:
-real resamplings of the volume, not image tricks.
+also extracted ``--positive-copies`` times with random rotations and small centre jitter: real
+resamplings of the volume, not image tricks. Rotations are either any 3D rotation (``"3d"``, how
+the v2 model's caches were made) or about the patient z axis only (``"axial"``). The detector never
+rotates, and in thick-slice scans an oblique resampling of the anisotropic voxels looks different
+from any axial patch: with ``"3d"`` copies the v2 model learned that look as a nodule cue, and
+scores the same nodules far lower unrotated in 5 mm scans (see ``training/README.md``). With
+``"axial"`` every copy keeps the axial channel in the slice plane, as at inference.
 
 The result is cached per scan as ``<cache>/<scan_id>.npz`` (float16 patches), so training epochs
 never touch DICOM again.
@@ -146,12 +151,28 @@ def random_rotations(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
     return q
 
 
+#: how positive copies are rotated (see the module docstring)
+POSITIVE_ROTATIONS = ("3d", "axial")
+
+
+def axial_rotations(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
+    """Uniform random rotations about the patient z axis (the axial plane stays the slice plane)."""
+    angle = rng.uniform(0.0, 2.0 * np.pi, n)
+    out = np.zeros((n, 3, 3))
+    out[:, 0, 0] = out[:, 1, 1] = np.cos(angle)
+    out[:, 0, 1] = -np.sin(angle)
+    out[:, 1, 0] = np.sin(angle)
+    out[:, 2, 2] = 1.0
+    return out
+
+
 def mine_scan(
     record: ScanRecord,
     spec: PatchSpec = DEFAULT_SPEC,
     positive_copies: int = 8,
     max_candidates: int = 400,
     seed: int = 0,
+    positive_rotations: str = "3d",
 ) -> tuple[PatchSet, dict[str, object]]:
     """Candidates, labels and patches of one scan, plus a summary (recall of the proposals)."""
     volume = open_study(record.path)
@@ -174,7 +195,7 @@ def mine_scan(
     rotations = np.concatenate(
         [
             np.repeat(np.eye(3)[None], len(centres), axis=0),
-            random_rotations(len(extra_centres), rng) if extra_centres else np.zeros((0, 3, 3)),
+            _rotations(positive_rotations, len(extra_centres), rng) if extra_centres else np.zeros((0, 3, 3)),
         ]
     )
     patches = extract_patches(volume.hu_zyx, volume.geometry, all_centres, spec, rotations=rotations)
@@ -215,7 +236,19 @@ def mine_scan(
     return part, summary
 
 
-def cache_key(record: ScanRecord, spec: PatchSpec, positive_copies: int, max_candidates: int) -> str:
+def _rotations(kind: str, n: int, rng: np.random.Generator) -> NDArray[np.float64]:
+    if kind == "3d":
+        return random_rotations(n, rng)
+    if kind == "axial":
+        return axial_rotations(n, rng)
+    raise ValueError(f"positive rotations {kind!r}: expected one of {POSITIVE_ROTATIONS}")
+
+
+def cache_key(
+    record: ScanRecord, spec: PatchSpec, positive_copies: int, max_candidates: int, positive_rotations: str = "3d"
+) -> str:
+    # "3d" adds nothing to the key, so caches written before the option existed stay valid
+    extra = [] if positive_rotations == "3d" else [f"rotations-{positive_rotations}"]
     text = json.dumps(
         [
             record.scan_id,
@@ -225,6 +258,7 @@ def cache_key(record: ScanRecord, spec: PatchSpec, positive_copies: int, max_can
             positive_copies,
             max_candidates,
             f"proposer-v{PROPOSER_VERSION}",
+            *extra,
         ],
         sort_keys=True,
         default=str,
@@ -240,6 +274,7 @@ def load_or_mine(
     max_candidates: int = 400,
     seed: int = 0,
     need_rank_scores: bool = False,
+    positive_rotations: str = "3d",
 ) -> tuple[PatchSet, dict[str, object]]:
     """The scan's patches from ``cache_dir``, mined (and cached) on a miss.
 
@@ -249,7 +284,7 @@ def load_or_mine(
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = cache_key(record, spec, positive_copies, max_candidates)
+    key = cache_key(record, spec, positive_copies, max_candidates, positive_rotations)
     path = cache_dir / f"{record.scan_id}-{key}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
@@ -269,7 +304,7 @@ def load_or_mine(
             part.rank_score = proposal_rank_scores(record, part, max_candidates)
             _save(path, part, summary)
         return part, summary
-    part, summary = mine_scan(record, spec, positive_copies, max_candidates, seed)
+    part, summary = mine_scan(record, spec, positive_copies, max_candidates, seed, positive_rotations)
     _save(path, part, summary)
     return part, summary
 

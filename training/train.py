@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .annotations import ScanRecord, read_records_csv
-from .dataset import UNKNOWN, PatchSet, load_or_mine, near_nodule
+from .dataset import POSITIVE_ROTATIONS, UNKNOWN, PatchSet, load_or_mine, near_nodule
 from .model import STAGES, NoduleNet, build_model
 
 
@@ -61,6 +61,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("--focal-gamma", type=float, default=0.0, help="> 0: focal loss for the nodule head")
     p.add_argument("--positive-copies", type=int, default=8, help="rotated, jittered copies of each nodule")
+    p.add_argument(
+        "--positive-rotations",
+        choices=POSITIVE_ROTATIONS,
+        default="3d",
+        help="rotate the copies in 3D, or about the patient z axis only (axial plane kept, as at inference)",
+    )
     p.add_argument(
         "--hard-negative-fraction",
         type=float,
@@ -101,6 +107,7 @@ def load_patch_set(records: list[ScanRecord], args: argparse.Namespace, label: s
             positive_copies=args.positive_copies,
             max_candidates=args.max_candidates,
             seed=args.seed * 100003 + n,
+            positive_rotations=getattr(args, "positive_rotations", "3d"),
         )
         parts.append(part)
         summaries.append(summary)

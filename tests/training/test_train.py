@@ -13,7 +13,7 @@ pytest.importorskip("torchvision")
 from nodeview.core.dicom_write import SeriesSpec, write_series  # noqa: E402
 from training import train as T  # noqa: E402
 from training.annotations import NoduleAnnotation, ScanRecord, write_records_csv  # noqa: E402
-from training.dataset import label_candidates, random_rotations  # noqa: E402
+from training.dataset import axial_rotations, cache_key, label_candidates, random_rotations  # noqa: E402
 
 from ..test_candidates import _chest  # noqa: E402
 
@@ -81,6 +81,22 @@ def test_labels_and_rotations():
     r = random_rotations(50, np.random.default_rng(0))
     np.testing.assert_allclose(r @ r.transpose(0, 2, 1), np.broadcast_to(np.eye(3), r.shape), atol=1e-9)
     np.testing.assert_allclose(np.linalg.det(r), 1.0)
+
+
+def test_axial_rotations_keep_the_slice_plane_and_the_cache_key():
+    from nodeview.core.patches import DEFAULT_SPEC
+
+    r = axial_rotations(200, np.random.default_rng(1))
+    np.testing.assert_allclose(r @ r.transpose(0, 2, 1), np.broadcast_to(np.eye(3), r.shape), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(r), 1.0)
+    np.testing.assert_array_equal(r[:, 2], np.broadcast_to([0.0, 0.0, 1.0], (200, 3)))  # z maps to z
+    np.testing.assert_array_equal(r[:, :, 2], np.broadcast_to([0.0, 0.0, 1.0], (200, 3)))
+    angles = np.arctan2(r[:, 1, 0], r[:, 0, 0])
+    assert angles.min() < -2.5 and angles.max() > 2.5  # the whole circle, not a narrow range
+    rec = ScanRecord("s", "some/path", (NoduleAnnotation((1.0, 2.0, 3.0), 6.0),))
+    # "3d" is how every cache before the option was written: its key must not change
+    assert cache_key(rec, DEFAULT_SPEC, 8, 300) == cache_key(rec, DEFAULT_SPEC, 8, 300, "3d")
+    assert cache_key(rec, DEFAULT_SPEC, 8, 300, "axial") != cache_key(rec, DEFAULT_SPEC, 8, 300)
 
 
 def test_augment_flips_are_physically_consistent():
@@ -178,9 +194,18 @@ def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
 
     csv, root = tiny_data
     result = T.main(_args(csv, root, tmp_path / "hard", epochs=1, hard_negative_fraction=0.5, mine_subset=64,
-                          hard_pool=0.25, ignore_near_mm=4, positive_weighting="nodule"))
+                          hard_pool=0.25, ignore_near_mm=4, positive_weighting="nodule",
+                          positive_rotations="axial"))
     assert np.isfinite(result["history"][-1]["train_loss"])
-    assert json.loads((tmp_path / "hard" / "args.json").read_text())["positive_weighting"] == "nodule"
+    saved = json.loads((tmp_path / "hard" / "args.json").read_text())
+    assert saved["positive_weighting"] == "nodule" and saved["positive_rotations"] == "axial"
+    # the axial copies were mined into their own cache files, beside the "3d" ones
+    from nodeview.core.patches import DEFAULT_SPEC
+    from training.annotations import read_records_csv as _read
+
+    for rec in _read(csv):
+        key = cache_key(rec, DEFAULT_SPEC, 2, 150, "axial")
+        assert (root / "cache" / f"{rec.scan_id}-{key}.npz").exists()
     summary = json.loads((tmp_path / "hard" / "data_summary.json").read_text())
     assert summary["train"]["negatives_left_out_near_nodules"] >= 0
 
