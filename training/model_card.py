@@ -148,7 +148,7 @@ def _proposer_note(run: Path) -> list[str]:
     recall = _fmt(_load(run / "data_summary.json")["validation"]["proposal_recall"])
     if (run / "args.json").exists() and _load(run / "args.json").get("weights", "none") not in ("none", "imagenet"):
         return [
-            "  The first training stage used patches mined with an earlier hand-ranked proposer; the fine-tune",
+            "  The first training stage used patches mined with an earlier hand-ranked proposer; the fine-tunes",
             f"  used the current proposer's (recall {recall} on validation at the candidates per scan above).",
         ]
     return [
@@ -183,6 +183,10 @@ def training_stages(run: Path) -> list[str]:
             )
         if args.get("ignore_near_mm", 0) > 0:
             what += f"; negatives within a nodule's radius + {args['ignore_near_mm']:g} mm left out"
+        if args.get("positive_weighting") == "nodule":
+            what += "; positives drawn so that every nodule weighs the same"
+        if args.get("positive_rotations") == "axial":
+            what += "; positive copies rotated about the patient z axis only (axial plane kept, as at inference)"
         what += f"; patches from {args['max_candidates']} proposals per scan"
     return [
         *earlier,

@@ -28,6 +28,13 @@ def test_training_stages_follow_the_weights_chain(tmp_path):
     assert lines[1].startswith("- **Training stage 2:** 2 epochs") and "fine-tuned from" in lines[1]
     assert "50% of each batch's negatives" in lines[1] and "radius + 3 mm" in lines[1]
     assert "300 proposals per scan" in lines[1] and "training loss 0.250" in lines[1]
+    assert "every nodule weighs the same" not in lines[1] and "z axis only" not in lines[1]
+    third = dict(ft, weights=str(tmp_path / "ft" / "model_state.pt"), lr=1e-4, positive_weighting="nodule",
+                 positive_rotations="axial")
+    _run(tmp_path / "axial", third, [0.3])
+    lines = training_stages(tmp_path / "axial")
+    assert len(lines) == 3 and lines[2].startswith("- **Training stage 3:** 1 epochs")
+    assert "every nodule weighs the same" in lines[2] and "rotated about the patient z axis only" in lines[2]
 
 
 def test_training_stages_without_args_json(tmp_path):
