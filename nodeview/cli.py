@@ -145,6 +145,8 @@ def _detect_reports(args: argparse.Namespace, model: str) -> int:
             shown = sum(1 for f in result.findings if f.score >= threshold)
             pages = len(written) - 1
             status.done(f"ok: {shown} finding(s), {pages} page(s) -> {written[0].name}")
+            for caveat in result.caveats:
+                print(f"    caution: {caveat}", file=sys.stderr)
             for p in written:
                 print(p)
     ok = n - failed - internal

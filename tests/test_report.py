@@ -380,7 +380,8 @@ def fast_detect(monkeypatch):
 
     def detect(self, volume, progress=lambda d, n: None, should_stop=lambda: False, **kwargs):
         progress(100, 100)
-        return DetectionResult((_finding(1, volume.geometry.center_mm(), 8.0, 0.9),), 5, self.info, {})
+        finding = _finding(1, volume.geometry.center_mm(), 8.0, 0.9)
+        return DetectionResult((finding,), 5, self.info, {}, D.detection_caveats(volume, self.info))
 
     monkeypatch.setattr(D.Detector, "detect", detect)
 
@@ -462,3 +463,19 @@ def test_thick_slices_get_a_caveat_in_the_report_and_json(study, tmp_path):
     assert "Caution:" in text and "thinner slices" in text
     plain = R.render_report(thick, findings[:2], {}, MODEL, 0.5, anonymize=False, created=CREATED)
     assert "Caution:" not in " ".join(plain[0].texts)
+
+
+def test_batch_reports_say_the_thick_slice_caution(dicom_studies, fast_detect, tmp_path, capsys):
+    from nodeview.cli import main
+    from nodeview.core.dicom_write import SeriesSpec, write_series
+
+    root, model = dicom_studies
+    hu = np.full((8, 64, 64), -850, dtype=np.int16)
+    write_series(hu, tmp_path / "thick", SeriesSpec(spacing_zyx=(5.0, 1.0, 1.0), origin_xyz=(-32.0, -32.0, -20.0)))
+    args = ["detect", str(root / "study1"), str(tmp_path / "thick"), "--model", str(model), "--report-dir",
+            str(tmp_path / "out")]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("caution: Slices are 5 mm thick") == 1  # the 2 mm study gets none
+    caveats = sorted(len(json.loads(p.read_text())["caveats"]) for p in (tmp_path / "out").glob("*.json"))
+    assert caveats == [0, 1]  # and in the sidecars: none for the 2 mm study, one for the 5 mm one
