@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from nodeview.core.candidates import fuse_scores, nms_indices
-from nodeview.core.detector import THIN_SLICE_MAX_MM
+from nodeview.core.detector import SLICE_GROUPS, THIN_SLICE_MAX_MM, slice_group
 from nodeview.core.study import scan
 
 from .annotations import NoduleAnnotation, ScanRecord, read_records_csv
@@ -111,13 +111,8 @@ def app_nms(ps: PatchSet, scores: dict[str, np.ndarray]) -> np.ndarray:
 #: nodule size groups of :func:`sensitivity_by_group` (mm, lower bound inclusive)
 SIZE_GROUPS = ((3.0, 5.0, "3-5 mm"), (5.0, 10.0, "5-10 mm"), (10.0, math.inf, ">= 10 mm"))
 #: LUNA16 kept only scans with slices at most this thick (mm); thicker scans are reported apart
-#: (the app warns on them: the same constant)
+#: (the app warns on them: the same constant, and :func:`slice_group` names the two groups)
 LUNA16_MAX_SLICE_MM = THIN_SLICE_MAX_MM
-SLICE_GROUPS = (f"<= {LUNA16_MAX_SLICE_MM:g} mm", f"> {LUNA16_MAX_SLICE_MM:g} mm")
-
-
-def slice_group(thickness_mm: float) -> str:
-    return SLICE_GROUPS[0] if thickness_mm <= LUNA16_MAX_SLICE_MM + 1e-6 else SLICE_GROUPS[1]
 
 
 def slice_thickness_mm(record: ScanRecord) -> float:
@@ -178,8 +173,8 @@ def cpm_by_slice(
     truths: dict[str, list[tuple[tuple[float, float, float], float]]],
     slice_mm: dict[str, float],
 ) -> dict[str, dict[str, Any]]:
-    """FROC/CPM of the scans in each slice-thickness group on their own: ``<= 2.5 mm`` is the
-    LUNA16 protocol's inclusion rule (its CPM is comparable to published LUNA16 figures)."""
+    """FROC/CPM of the scans in each slice-thickness group on their own: ``<= 2.5 mm`` follows the
+    LUNA16 protocol's scan selection."""
     out: dict[str, dict[str, Any]] = {}
     for name in SLICE_GROUPS:
         ids = [sid for sid in truths if slice_group(slice_mm[sid]) == name]

@@ -38,6 +38,8 @@ DEFAULT_THRESHOLD = 0.5
 #: LUNA16 kept only scans with slices at most this thick; the default model finds markedly fewer
 #: nodules on thicker slices (its card tabulates the CPM of both), so detection says so
 THIN_SLICE_MAX_MM = 2.5
+#: the two slice groups, as ``training/evaluate.py`` names them in ``cpm_by_slice``
+SLICE_GROUPS = (f"<= {THIN_SLICE_MAX_MM:g} mm", f"> {THIN_SLICE_MAX_MM:g} mm")
 BATCH_SIZE = 64
 #: Findings measured between two cancel checks (in parallel threads).
 MEASURE_GROUP = 16
@@ -74,6 +76,11 @@ class DetectionResult:
     caveats: tuple[str, ...] = ()
 
 
+def slice_group(thickness_mm: float) -> str:
+    """The :data:`SLICE_GROUPS` name of a slice thickness."""
+    return SLICE_GROUPS[0] if thickness_mm <= THIN_SLICE_MAX_MM + 1e-6 else SLICE_GROUPS[1]
+
+
 def detection_caveats(volume: Volume, model: ModelInfo) -> tuple[str, ...]:
     """Warnings for the reader about this scan: slices thicker than :data:`THIN_SLICE_MAX_MM`.
 
@@ -81,7 +88,7 @@ def detection_caveats(volume: Volume, model: ModelInfo) -> tuple[str, ...]:
     (``cpm_by_slice`` from ``training/evaluate.py``).
     """
     thickness = float(volume.slice_thickness_mm or volume.spacing_zyx[0])
-    if thickness <= THIN_SLICE_MAX_MM + 1e-6:
+    if slice_group(thickness) == SLICE_GROUPS[0]:
         return ()
     text = (
         f"Slices are {thickness:g} mm thick: the detector finds fewer nodules on slices thicker than "
@@ -89,7 +96,7 @@ def detection_caveats(volume: Volume, model: ModelInfo) -> tuple[str, ...]:
     )
     try:
         by_slice = json.loads(model.metadata.get("metrics_test", "{}")).get("cpm_by_slice", {})
-        thin, thick = (by_slice[f"{op} {THIN_SLICE_MAX_MM:g} mm"]["cpm"] for op in ("<=", ">"))
+        thin, thick = (by_slice[name]["cpm"] for name in SLICE_GROUPS)
         text += f" (test CPM {float(thick):.2f}, against {float(thin):.2f} on thinner slices)"
     except (ValueError, KeyError, TypeError, AttributeError):
         pass
@@ -298,6 +305,7 @@ def findings_json(
 
 
 __all__ = [
+    "SLICE_GROUPS",
     "THIN_SLICE_MAX_MM",
     "DetectionResult",
     "Detector",
@@ -306,4 +314,5 @@ __all__ = [
     "detection_caveats",
     "findings_json",
     "nms_3d",
+    "slice_group",
 ]
