@@ -92,7 +92,7 @@ def group_lines(test: dict[str, Any]) -> list[str]:
 
 def slice_lines(val: dict[str, Any], test: dict[str, Any]) -> list[str]:
     """CPM of thin- and thick-slice scans apart (``evaluate.py``'s ``cpm_by_slice``): LUNA16 kept
-    only scans with slices of at most 2.5 mm, so the thin-slice row is the comparable one."""
+    only scans with slices of at most 2.5 mm, so the thin-slice row follows its scan selection."""
     if "cpm_by_slice" not in test:
         return []
     lines = [
