@@ -107,7 +107,7 @@ def load_patch_set(records: list[ScanRecord], args: argparse.Namespace, label: s
             positive_copies=args.positive_copies,
             max_candidates=args.max_candidates,
             seed=args.seed * 100003 + n,
-            positive_rotations=getattr(args, "positive_rotations", "3d"),
+            positive_rotations=args.positive_rotations,
         )
         parts.append(part)
         summaries.append(summary)
