@@ -6,9 +6,10 @@
 Data: one or more annotation CSVs (``training/annotations.py`` format, written by
 ``training.make_data`` or converted from LUNA16 / LIDC / any DICOM folder + CSV). Scans are mined
 once into a patch cache (``training/dataset.py``). Class imbalance: balanced sampling
-(``--positive-fraction``) or focal loss (``--focal-gamma``). Augmentation: random 3D rotations
-and jitter at extraction time, plus physically consistent flips (left-right, anterior-posterior,
-superior-inferior), zoom (the diameter label scales with it), HU jitter and noise, per batch.
+(``--positive-fraction``) or focal loss (``--focal-gamma``). Augmentation: random rotations (3D,
+or about the z axis only with ``--positive-rotations axial``) and jitter at extraction time, plus
+physically consistent flips (left-right, anterior-posterior, superior-inferior), zoom (the diameter
+label scales with it), HU jitter and noise, per batch.
 
 Checkpoints (``<out>/checkpoint.pt``, every epoch): ``{"model", "optimizer", "lr_scheduler",
 "args", "epoch", "history", "rng"}``; ``--resume`` continues from one. Training stops with an
