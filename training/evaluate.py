@@ -13,7 +13,11 @@ validation set to choose it, then pass ``--threshold`` for the test set). The sc
 ``nodule_prob``, or with ``--rank-weight W`` the app's finding score that adds W times the proposal
 ranker's log-odds (:func:`nodeview.core.candidates.fuse_scores`); ``--choose-rank-weight`` picks W on
 this data (validation) by CPM, like the threshold. Writes
-``metrics.json``, ``predictions.csv`` and PNG plots (ROC, FROC, confusion matrix, malignancy ROC). Research use only.
+``metrics.json``, ``predictions.csv`` and PNG plots (ROC, FROC, confusion matrix, malignancy ROC).
+The CPM (overall and per slice group) and the malignancy AUC come with 95 % percentile-bootstrap
+intervals (``--bootstrap`` samples: scans resampled for the CPM as LUNA16 does, nodules for the
+AUC); with 24-40 scans they are wide, and they say how far apart two models must be to differ.
+Research use only.
 """
 
 from __future__ import annotations
@@ -36,9 +40,12 @@ from .annotations import NoduleAnnotation, ScanRecord, read_records_csv
 from .dataset import PatchSet, load_or_mine
 from .metrics import (
     LUNA16_FP_RATES,
+    FROCBootstrap,
+    auc_bootstrap,
     classification_report,
     cpm,
     froc,
+    froc_bootstrap,
     malignancy_auc,
     nodule_hits,
     operating_point,
@@ -77,6 +84,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score every proposal; by default only those the app's 3D NMS keeps (the findings it shows)",
     )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="bootstrap samples for the 95%% intervals of the CPM and malignancy AUC (0: none)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -288,9 +302,45 @@ def evaluate_patchset(
         **({"cpm_by_slice": cpm_by_slice(preds, truths, slice_mm)} if slice_mm is not None else {}),
         "per_scan": per_scan,
         "_froc": result,
+        "_matched": (preds, truths),
         "_evaluated": keep,
         "_malignancy_nodules": (nodule_labels, nodule_scores),
     }
+
+
+def add_intervals(
+    metrics: dict[str, Any],
+    preds: dict[str, list[tuple[tuple[float, float, float], float]]],
+    truths: dict[str, list[tuple[tuple[float, float, float], float]]],
+    malignancy: tuple[list[int], list[float]],
+    slice_mm: dict[str, float] | None,
+    n_bootstrap: int,
+    seed: int = 0,
+) -> FROCBootstrap:
+    """Add 95 % bootstrap intervals to ``metrics`` (from :func:`evaluate_patchset`): ``cpm_ci95``
+    (with the interval of each FP rate's sensitivity), ``cpm_by_slice[group]["cpm_ci95"]`` and
+    ``malignancy_auc_ci95``. Returns the overall FROC bootstrap (the FROC plot draws its band)."""
+    boot = froc_bootstrap(preds, truths, n_bootstrap=n_bootstrap, seed=seed)
+    metrics["cpm_ci95"] = {
+        "low": boot.cpm.low,
+        "high": boot.cpm.high,
+        "sensitivity_at_fp_rates": {str(r): [v.low, v.high] for r, v in boot.sensitivity.items()},
+        "resampled": "scans",
+        "n_bootstrap": boot.n_bootstrap,
+        "n_used": boot.n_used,
+        "seed": seed,
+    }
+    for name, row in metrics.get("cpm_by_slice", {}).items():
+        if slice_mm is None:
+            break
+        ids = [sid for sid in truths if slice_group(slice_mm[sid]) == name]
+        g = froc_bootstrap({s: preds[s] for s in ids}, {s: truths[s] for s in ids}, n_bootstrap=n_bootstrap, seed=seed)
+        row["cpm_ci95"] = [g.cpm.low, g.cpm.high]
+    labels, scores = malignancy
+    if len(set(labels)) == 2:
+        auc = auc_bootstrap(labels, scores, n_bootstrap=n_bootstrap, seed=seed)
+        metrics["malignancy_auc_ci95"] = [auc.low, auc.high]
+    return boot
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -323,6 +373,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     metrics["nms"] = not args.no_nms
     result = metrics.pop("_froc")
     nodule_labels, nodule_scores = metrics.pop("_malignancy_nodules")
+    preds, truths = metrics.pop("_matched")
+    band = (
+        add_intervals(metrics, preds, truths, (nodule_labels, nodule_scores), slice_mm, args.bootstrap, args.seed)
+        if args.bootstrap > 0
+        else None
+    )
     keep = metrics.pop("_evaluated")
     label = ps.nodule[keep].astype(int)
     prob = finding_score(scores)[keep]
@@ -334,7 +390,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             class_names=("not nodule", "nodule"),
             title=f"Candidates at threshold {metrics['threshold']:.3f}",
         )
-    plot_froc(result, out / "froc.png", label=args.label, title="FROC (per scan, LUNA16 hit rule)")
+    plot_froc(result, out / "froc.png", label=args.label, title="FROC (per scan, LUNA16 hit rule)", band=band)
     if len(set(nodule_labels)) == 2:
         plot_malignancy_roc(nodule_labels, nodule_scores, out / "malignancy_roc.png")
     with open(out / "predictions.csv", "w", newline="") as fh:
@@ -383,6 +439,7 @@ __all__ = [
     "RANK_WEIGHTS",
     "SIZE_GROUPS",
     "SLICE_GROUPS",
+    "add_intervals",
     "cpm_by_slice",
     "evaluate_patchset",
     "finding_score",

@@ -7,7 +7,8 @@ Two families:
   :func:`threshold_for_sensitivity` and :func:`malignancy_auc`. A sample is predicted positive
   when ``score >= threshold``.
 * **Detection, per scan, with the LUNA16 rules**: :func:`froc`, :func:`cpm`,
-  :func:`operating_point` and :func:`nodule_hits`.
+  :func:`operating_point` and :func:`nodule_hits`; :func:`froc_bootstrap` and
+  :func:`auc_bootstrap` give percentile-bootstrap confidence intervals.
 
 LUNA16 detection rules implemented here (after ``noduleCADEvaluationLIDC.py`` of the LUNA16
 challenge):
@@ -38,15 +39,21 @@ from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "LUNA16_FP_RATES",
+    "FROCBootstrap",
     "FROCResult",
     "GroundTruth",
+    "Interval",
     "NoduleHits",
     "OperatingPoint",
+    "PairedDifference",
     "Prediction",
+    "auc_bootstrap",
     "classification_report",
     "confusion",
     "cpm",
+    "cpm_difference_bootstrap",
     "froc",
+    "froc_bootstrap",
     "is_unknown_label",
     "malignancy_auc",
     "nodule_hits",
@@ -472,24 +479,38 @@ def froc(
         unknown = [k for k in mapping if k not in truths_by_scan]
         if unknown:
             raise ValueError(f"{name} has scans absent from truths_by_scan: {unknown[:5]!r}")
-    n_nodules = sum(len(v) for v in truths_by_scan.values())
-    if n_nodules == 0:
+    if sum(len(v) for v in truths_by_scan.values()) == 0:
         raise ValueError("no ground-truth nodule: sensitivity is undefined")
-    n_scans = len(truths_by_scan)
+    return _froc_curve(_scan_scores(predictions_by_scan, truths_by_scan, irrelevant_by_scan))
 
-    tp_scores: list[NDArray[np.float64]] = []
-    fp_scores: list[NDArray[np.float64]] = []
-    n_ignored = 0
+
+class _ScanScores(NamedTuple):
+    tp: NDArray[np.float64]  # score of each found nodule's best hit
+    fp: NDArray[np.float64]  # scores of the false positives
+    n_nodules: int
+    n_ignored: int
+
+
+def _scan_scores(
+    predictions_by_scan: Mapping[Hashable, Sequence[Any]],
+    truths_by_scan: Mapping[Hashable, Sequence[Any]],
+    irrelevant_by_scan: Mapping[Hashable, Sequence[Any]],
+) -> list[_ScanScores]:
+    """Each evaluated scan's matched scores, in the order of ``truths_by_scan``."""
+    out = []
     for scan, truths in truths_by_scan.items():
-        preds = predictions_by_scan.get(scan, ())
-        match, scores = _match_scan(preds, truths, irrelevant_by_scan.get(scan))
+        match, scores = _match_scan(predictions_by_scan.get(scan, ()), truths, irrelevant_by_scan.get(scan))
         found = match.best_index[match.best_index >= 0]
-        tp_scores.append(scores[found])
-        fp_scores.append(scores[match.is_fp])
-        n_ignored += int(match.is_ignored.sum())
-    tp = np.concatenate(tp_scores) if tp_scores else np.zeros(0)
-    fp = np.concatenate(fp_scores) if fp_scores else np.zeros(0)
+        out.append(_ScanScores(scores[found], scores[match.is_fp], len(truths), int(match.is_ignored.sum())))
+    return out
 
+
+def _froc_curve(per_scan: Sequence[_ScanScores]) -> FROCResult:
+    """The FROC curve of a list of scans (a scan may appear more than once: the bootstrap)."""
+    n_scans = len(per_scan)
+    n_nodules = sum(s.n_nodules for s in per_scan)
+    tp = np.concatenate([s.tp for s in per_scan]) if per_scan else np.zeros(0)
+    fp = np.concatenate([s.fp for s in per_scan]) if per_scan else np.zeros(0)
     thresholds = np.unique(np.r_[tp, fp])[::-1]
     # counts of scores >= each threshold
     tp_sorted = np.sort(tp)
@@ -503,7 +524,7 @@ def froc(
         n_nodules=int(n_nodules),
         n_scans=int(n_scans),
         n_false_positives=int(fp.size),
-        n_ignored=n_ignored,
+        n_ignored=sum(s.n_ignored for s in per_scan),
     )
 
 
@@ -566,6 +587,182 @@ def cpm(result: FROCResult, fp_rates: Sequence[float] = LUNA16_FP_RATES) -> tupl
     sens = sensitivity_at(result, rates)
     per_rate = {r: float(v) for r, v in zip(rates, sens, strict=True)}
     return float(np.mean(sens)), per_rate
+
+
+class Interval(NamedTuple):
+    """A point estimate with a bootstrap confidence interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class FROCBootstrap:
+    """Bootstrap confidence intervals of a FROC curve and its CPM (:func:`froc_bootstrap`).
+
+    Attributes:
+        cpm: the CPM of all scans with its interval.
+        sensitivity: per CPM rate, the sensitivity with its interval.
+        fp_grid: FPs/scan at which the band is given (log-spaced, 1/8 to 8).
+        band_low, band_high: the interval of the sensitivity at each ``fp_grid`` rate.
+        confidence: e.g. 0.95 for the 2.5th to 97.5th percentiles.
+        n_bootstrap: samples drawn.
+        n_used: samples with at least one nodule (the others have no sensitivity).
+    """
+
+    cpm: Interval
+    sensitivity: dict[float, Interval]
+    fp_grid: NDArray[np.float64]
+    band_low: NDArray[np.float64]
+    band_high: NDArray[np.float64]
+    confidence: float
+    n_bootstrap: int
+    n_used: int
+
+
+def froc_bootstrap(
+    predictions_by_scan: Mapping[Hashable, Sequence[Any]],
+    truths_by_scan: Mapping[Hashable, Sequence[Any]],
+    irrelevant_by_scan: Mapping[Hashable, Sequence[Any]] | None = None,
+    *,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    fp_rates: Sequence[float] = LUNA16_FP_RATES,
+) -> FROCBootstrap:
+    """Percentile bootstrap over scans of the FROC curve and the CPM, as LUNA16 reports them.
+
+    Each sample draws as many scans as there are, with replacement (the LUNA16 evaluation
+    script's ``computeFROC_bootstrap`` resamples scans the same way), and recomputes the curve:
+    the scans, not the nodules, are the independent units, since a scan's false positives and
+    nodules come together. The interval is the ``(1 - confidence) / 2`` and ``(1 + confidence)
+    / 2`` quantiles of the samples; the estimate is the value on all scans (:func:`froc`,
+    :func:`cpm`). A sample with no nodule has no sensitivity and is left out (``n_used``).
+
+    Raises:
+        ValueError: as :func:`froc`, or when ``n_bootstrap < 1`` or ``confidence`` is not in (0, 1).
+    """
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    full = froc(predictions_by_scan, truths_by_scan, irrelevant_by_scan)
+    rates = [float(r) for r in fp_rates]
+    estimate, per_rate = cpm(full, rates)
+    per_scan = _scan_scores(predictions_by_scan, truths_by_scan, irrelevant_by_scan or {})
+    grid = np.geomspace(0.125, 8.0, 97)  # every 1/16 of a doubling; holds the seven LUNA16 rates
+    rng = np.random.default_rng(seed)
+    n = len(per_scan)
+    at_rates: list[NDArray[np.float64]] = []
+    on_grid: list[NDArray[np.float64]] = []
+    for _ in range(n_bootstrap):
+        sample = [per_scan[i] for i in rng.integers(0, n, size=n)]
+        if sum(s.n_nodules for s in sample) == 0:
+            continue
+        curve = _froc_curve(sample)
+        at_rates.append(sensitivity_at(curve, rates))
+        on_grid.append(sensitivity_at(curve, grid))
+    if not at_rates:
+        raise ValueError("no bootstrap sample has a nodule")
+    q = [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0]
+    sens = np.asarray(at_rates)
+    cpm_lo, cpm_hi = np.quantile(sens.mean(axis=1), q)
+    rate_q = np.quantile(sens, q, axis=0)
+    band = np.quantile(np.asarray(on_grid), q, axis=0)
+    return FROCBootstrap(
+        cpm=Interval(float(estimate), float(cpm_lo), float(cpm_hi)),
+        sensitivity={
+            r: Interval(per_rate[r], float(lo), float(hi))
+            for r, lo, hi in zip(rates, rate_q[0], rate_q[1], strict=True)
+        },
+        fp_grid=grid,
+        band_low=np.asarray(band[0], dtype=np.float64),
+        band_high=np.asarray(band[1], dtype=np.float64),
+        confidence=float(confidence),
+        n_bootstrap=int(n_bootstrap),
+        n_used=len(at_rates),
+    )
+
+
+class PairedDifference(NamedTuple):
+    """CPM of model B minus that of model A on the same scans, with a paired bootstrap interval.
+
+    ``p_not_better`` is the share of samples in which B's CPM is not above A's: a one-sided
+    bootstrap p-value for "B is better".
+    """
+
+    estimate: float
+    low: float
+    high: float
+    p_not_better: float
+    n_used: int
+
+
+def cpm_difference_bootstrap(
+    predictions_a: Mapping[Hashable, Sequence[Any]],
+    predictions_b: Mapping[Hashable, Sequence[Any]],
+    truths_by_scan: Mapping[Hashable, Sequence[Any]],
+    irrelevant_by_scan: Mapping[Hashable, Sequence[Any]] | None = None,
+    *,
+    n_bootstrap: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    fp_rates: Sequence[float] = LUNA16_FP_RATES,
+) -> PairedDifference:
+    """Paired percentile bootstrap of ``CPM(B) - CPM(A)``: each sample draws scans with
+    replacement and scores both models on the same draw, so what the scans share (hard scans,
+    easy ones) cancels and the interval is much narrower than the two models' own intervals.
+    """
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    rates = [float(r) for r in fp_rates]
+    estimate = cpm(froc(predictions_b, truths_by_scan, irrelevant_by_scan), rates)[0] - cpm(
+        froc(predictions_a, truths_by_scan, irrelevant_by_scan), rates
+    )[0]
+    a = _scan_scores(predictions_a, truths_by_scan, irrelevant_by_scan or {})
+    b = _scan_scores(predictions_b, truths_by_scan, irrelevant_by_scan or {})
+    rng = np.random.default_rng(seed)
+    n = len(a)
+    diffs = []
+    for _ in range(n_bootstrap):
+        idx = rng.integers(0, n, size=n)
+        if sum(a[i].n_nodules for i in idx) == 0:
+            continue
+        cpm_a = float(np.mean(sensitivity_at(_froc_curve([a[i] for i in idx]), rates)))
+        cpm_b = float(np.mean(sensitivity_at(_froc_curve([b[i] for i in idx]), rates)))
+        diffs.append(cpm_b - cpm_a)
+    if not diffs:
+        raise ValueError("no bootstrap sample has a nodule")
+    d = np.asarray(diffs)
+    lo, hi = np.quantile(d, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
+    return PairedDifference(float(estimate), float(lo), float(hi), float(np.mean(d <= 1e-12)), len(diffs))
+
+
+def auc_bootstrap(
+    y_true: ArrayLike, y_score: ArrayLike, *, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> Interval:
+    """ROC-AUC with a percentile bootstrap interval (samples resampled with replacement; a
+    sample holding one class only has no AUC and is left out)."""
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    t, s = _binary_inputs(y_true, y_score)
+    estimate = roc_auc(t, s)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_bootstrap):
+        i = rng.integers(0, t.size, size=t.size)
+        if t[i].all() or not t[i].any():
+            continue
+        values.append(roc_auc(t[i], s[i]))
+    if not values:
+        raise ValueError("no bootstrap sample holds both classes")
+    lo, hi = np.quantile(values, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
+    return Interval(float(estimate), float(lo), float(hi))
 
 
 class OperatingPoint(NamedTuple):

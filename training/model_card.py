@@ -68,6 +68,28 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) and np.isfinite(v) else str(v)
 
 
+def _with_ci(value: Any, interval: Any) -> str:
+    """``0.706 (0.609-0.804)``: a figure with its 95 % bootstrap interval when evaluated with one."""
+    if isinstance(interval, dict):
+        interval = (interval.get("low"), interval.get("high"))
+    if not interval or None in interval:
+        return _fmt(value)
+    return f"{_fmt(value)} ({_fmt(float(interval[0]))}–{_fmt(float(interval[1]))})"
+
+
+def _interval_lines(test: dict[str, Any]) -> list[str]:
+    ci = test.get("cpm_ci95")
+    if not ci:
+        return []
+    return [
+        f"The intervals are 95 % percentile bootstraps ({ci['n_bootstrap']} samples): the CPM's resamples the scans,",
+        "as the LUNA16 evaluation does, and the malignancy AUC's the nodules. With a few dozen scans they are wide.",
+        "Two models scored on the same scans are compared with a paired bootstrap of their difference",
+        "(`python -m training.compare`), which is much narrower; `training/README.md` gives v3 against v2.",
+        "",
+    ]
+
+
 def group_lines(test: dict[str, Any]) -> list[str]:
     """The test set by nodule size, type and location at the operating threshold (``evaluate.py``'s
     ``by_group_at_threshold``): where the misses are."""
@@ -99,14 +121,15 @@ def slice_lines(val: dict[str, Any], test: dict[str, Any]) -> list[str]:
         "CPM by slice thickness. LUNA16 kept only scans with slices of at most 2.5 mm; the synthetic sets",
         "also have 5 mm scans, which the headline CPM above includes:",
         "",
-        "| set | slices | scans | nodules | CPM | sens @1 FP/scan | sens @8 FP/scan |",
+        "| set | slices | scans | nodules | CPM (95% CI) | sens @1 FP/scan | sens @8 FP/scan |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, m in (("validation", val), ("test", test)):
         for group, row in m.get("cpm_by_slice", {}).items():
             rates = row["sensitivity_at_fp_rates"]
             lines.append(
-                f"| {name} | {group} | {row['scans']} | {row['nodules']} | {_fmt(row['cpm'])} | {_fmt(rates['1.0'])} | "
+                f"| {name} | {group} | {row['scans']} | {row['nodules']} | {_with_ci(row['cpm'], row.get('cpm_ci95'))} | "
+                f"{_fmt(rates['1.0'])} | "
                 f"{_fmt(rates['8.0'])} |"
             )
     return [*lines, ""]
@@ -250,13 +273,15 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
         "so a nodule that the proposals miss counts as a miss and the false positives are findings the app",
         "would list. A hit is a prediction within the nodule radius (the LUNA16 rule).",
         "",
-        "| set | scans | nodules | CPM | sens @1 FP/scan | candidate ROC-AUC | malignancy AUC | FPs/scan at threshold | sensitivity at threshold |",
+        "| set | scans | nodules | CPM (95% CI) | sens @1 FP/scan | candidate ROC-AUC | malignancy AUC (95% CI) |"
+        " FPs/scan at threshold | sensitivity at threshold |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in (("validation", val), ("held-out synthetic test", test)):
         lines.append(
-            f"| {name} | {m['scans']} | {m['nodules']} | {_fmt(m['cpm'])} | {_fmt(m['sensitivity_at_fp_rates']['1.0'])} | "
-            f"{_fmt(m['candidate_roc_auc'])} | {_fmt(m['malignancy_auc'])} | {_fmt(m['fps_per_scan_at_threshold'], 2)} | "
+            f"| {name} | {m['scans']} | {m['nodules']} | {_with_ci(m['cpm'], m.get('cpm_ci95'))} |"
+            f" {_fmt(m['sensitivity_at_fp_rates']['1.0'])} | {_fmt(m['candidate_roc_auc'])} |"
+            f" {_with_ci(m['malignancy_auc'], m.get('malignancy_auc_ci95'))} | {_fmt(m['fps_per_scan_at_threshold'], 2)} | "
             f"{_fmt(m['sensitivity_at_threshold'])} |"
         )
     rates = ", ".join(f"{k}: {_fmt(v)}" for k, v in test["sensitivity_at_fp_rates"].items())
@@ -264,6 +289,7 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
         "",
         f"Sensitivity of the test set at each FP/scan rate (used for the CPM): {rates}.",
         "",
+        *_interval_lines(test),
         *group_lines(test),
         *slice_lines(val, test),
         "Malignancy AUC is per nodule: the malignancy of the best-scoring candidate that hits each found nodule",

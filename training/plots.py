@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike
 
 from training.metrics import (
     LUNA16_FP_RATES,
+    FROCBootstrap,
     FROCResult,
     cpm,
     is_unknown_label,
@@ -257,6 +258,7 @@ def plot_froc(
     fp_rates: Sequence[float] = LUNA16_FP_RATES,
     label: str = "detector",
     title: str = "FROC",
+    band: FROCBootstrap | None = None,
     figsize: tuple[float, float] = (7.0, 5.5),
     dpi: int = DEFAULT_DPI,
 ) -> Path:
@@ -271,6 +273,8 @@ def plot_froc(
         fp_rates: the CPM rates, marked and annotated.
         label: legend name of the curve.
         title: title prefix; ``CPM = ...`` and the nodule/scan counts are appended.
+        band: a :func:`training.metrics.froc_bootstrap` result: its interval is shaded and the
+            CPM's interval added to the title.
         figsize: inches; the PNG is ``figsize * dpi`` pixels.
         dpi: resolution.
 
@@ -286,6 +290,19 @@ def plot_froc(
     lo, hi = x_min / 1.2, x_max * 1.2  # margin so the end markers and labels are not clipped
     xs = np.geomspace(lo, hi, 2001)
     ax.plot(xs, sensitivity_at(result, xs), lw=2, color="tab:blue", label=label)
+    interval = ""
+    if band is not None:
+        pct = round(100 * band.confidence)
+        ax.fill_between(
+            band.fp_grid,
+            band.band_low,
+            band.band_high,
+            color="tab:blue",
+            alpha=0.15,
+            lw=0,
+            label=f"{pct}% bootstrap interval ({band.n_used} samples of the scans)",
+        )
+        interval = f" ({pct}% CI {band.cpm.low:.3f}-{band.cpm.high:.3f})"
     pr = np.array([r for r in rates if r > 0])
     ps = np.array([per_rate[r] for r in pr])
     ax.plot(pr, ps, "o", color="crimson", ms=6, zorder=5, label="CPM operating points")
@@ -311,7 +328,7 @@ def plot_froc(
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="lower right", fontsize=9)
     ax.set_title(
-        f"{title} - CPM = {score:.3f}\n{result.n_nodules} nodules, {result.n_scans} scans",
+        f"{title} - CPM = {score:.3f}{interval}\n{result.n_nodules} nodules, {result.n_scans} scans",
         fontsize=11,
     )
     return _finish(fig, path, dpi)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the default model end to end (resumable: each step skips what is done).
-#   bash training/reproduce.sh [data|ranker|train|finetune|finetune3|eval|export|all]
+#   bash training/reproduce.sh [data|ranker|train|finetune|finetune3|eval|compare|export|all]
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
 # stage-3 run, runs/stage3a.
@@ -57,6 +57,21 @@ if [ "$STEP" = eval ] || [ "$STEP" = all ]; then
   W=$($PY -c "import json; print(json.load(open('runs/stage3a/eval-val/metrics.json'))['rank_weight'])")
   $PY -m training.evaluate --checkpoint runs/stage3a/checkpoint.pt --data data/test/annotations.csv \
       --cache runs/cache --out runs/stage3a/eval-test --threshold "$T" --rank-weight "$W" --max-candidates 300
+fi
+if [ "$STEP" = compare ] || [ "$STEP" = all ]; then
+  # v3 against v2 (stage 2, evaluated the same way): paired bootstrap of the CPM difference
+  [ -f runs/hardneg/eval-val/metrics.json ] || $PY -m training.evaluate --checkpoint runs/hardneg/checkpoint.pt \
+      --data data/val/annotations.csv --cache runs/cache --out runs/hardneg/eval-val --fp-per-scan 1 \
+      --max-candidates 300 --choose-rank-weight --quiet
+  T2=$($PY -c "import json; print(json.load(open('runs/hardneg/eval-val/metrics.json'))['threshold'])")
+  W2=$($PY -c "import json; print(json.load(open('runs/hardneg/eval-val/metrics.json'))['rank_weight'])")
+  [ -f runs/hardneg/eval-test/metrics.json ] || $PY -m training.evaluate --checkpoint runs/hardneg/checkpoint.pt \
+      --data data/test/annotations.csv --cache runs/cache --out runs/hardneg/eval-test --threshold "$T2" \
+      --rank-weight "$W2" --max-candidates 300 --quiet
+  for s in val test; do
+    $PY -m training.compare --data data/$s/annotations.csv --a runs/hardneg/eval-$s --b runs/stage3a/eval-$s \
+        --out runs/stage3a/compare-v2-$s.json
+  done
 fi
 if [ "$STEP" = export ] || [ "$STEP" = all ]; then
   $PY -m training.model_card metadata --run runs/stage3a --model-version 3 --out runs/stage3a/metadata.json

@@ -15,10 +15,13 @@ from training.metrics import (
     LUNA16_FP_RATES,
     GroundTruth,
     Prediction,
+    auc_bootstrap,
     classification_report,
     confusion,
     cpm,
+    cpm_difference_bootstrap,
     froc,
+    froc_bootstrap,
     malignancy_auc,
     nodule_hits,
     operating_point,
@@ -316,6 +319,94 @@ def _check_png(path: Path, figsize: tuple[float, float], dpi: int) -> None:
     assert not list(path.parent.glob("*.tmp"))  # atomic write left no temporary file
 
 
+def test_froc_bootstrap_two_scans_hand_computed() -> None:
+    """Scan A: its nodule found at 0.9, no false positive. Scan B: its nodule missed, one false
+    positive at 0.8. A sample of two scans drawn with replacement is AA (p 1/4: sensitivity 1
+    at every rate, CPM 1), BB (p 1/4: CPM 0) or AB/BA (p 1/2: the full data's curve). So the
+    2.5th percentile of the CPM is 0, the 97.5th is 1, and about a quarter of samples have CPM 1.
+    """
+    preds = {"A": [((0.0, 0.0, 0.0), 0.9)], "B": [((50.0, 0.0, 0.0), 0.8)]}
+    truths = {"A": [((0.0, 0.0, 0.0), 6.0)], "B": [((0.0, 0.0, 0.0), 6.0)]}
+    full_cpm, full_rates = cpm(froc(preds, truths))
+    # full data: TP 0.9 first (sensitivity 1/2 at 0 FPs/scan), then the FP (1/2 FP per scan)
+    assert full_cpm == pytest.approx(0.5)
+    b = froc_bootstrap(preds, truths, n_bootstrap=2000, seed=3)
+    assert b.cpm == (pytest.approx(0.5), 0.0, 1.0)
+    assert (b.n_bootstrap, b.n_used, b.confidence) == (2000, 2000, 0.95)
+    for r, interval in b.sensitivity.items():
+        assert interval == (pytest.approx(full_rates[r]), 0.0, 1.0)
+    assert b.fp_grid[0] == pytest.approx(0.125) and b.fp_grid[-1] == pytest.approx(8.0)
+    assert all(np.any(np.isclose(b.fp_grid, r)) for r in LUNA16_FP_RATES)
+    np.testing.assert_allclose(b.band_low, 0.0)
+    np.testing.assert_allclose(b.band_high, 1.0)
+    # the share of all-A samples (about 1/4) shows through a 60 % interval's upper end: the
+    # 80th percentile lies among the CPM-1 samples, the 70th among the CPM-0.5 ones
+    assert froc_bootstrap(preds, truths, n_bootstrap=2000, seed=3, confidence=0.6).cpm.high == 1.0
+    assert froc_bootstrap(preds, truths, n_bootstrap=2000, seed=3, confidence=0.4).cpm.high == pytest.approx(0.5)
+    # deterministic for a seed
+    again = froc_bootstrap(preds, truths, n_bootstrap=2000, seed=3)
+    assert again.cpm == b.cpm
+    np.testing.assert_array_equal(again.band_low, b.band_low)
+
+
+def test_froc_bootstrap_identical_scans_give_a_point_interval() -> None:
+    """When every scan is alike, every sample is the full data: the interval is the estimate."""
+    scan = [((0.0, 0.0, 0.0), 0.9), ((30.0, 0.0, 0.0), 0.7), ((0.0, 40.0, 0.0), 0.3), ((9.0, 9.0, 9.0), 0.2)]
+    truth = [((0.0, 0.0, 0.0), 8.0), ((9.0, 9.0, 9.0), 4.0)]
+    preds = {k: scan for k in "abcde"}
+    truths = {k: truth for k in "abcde"}
+    b = froc_bootstrap(preds, truths, n_bootstrap=50)
+    assert b.cpm.low == pytest.approx(b.cpm.estimate) and b.cpm.high == pytest.approx(b.cpm.estimate)
+    full = froc(preds, truths)
+    np.testing.assert_allclose(b.band_low, sensitivity_at(full, b.fp_grid))
+    np.testing.assert_allclose(b.band_high, sensitivity_at(full, b.fp_grid))
+
+
+def test_froc_bootstrap_skips_samples_without_nodules_and_validates() -> None:
+    preds = {"A": [((0.0, 0.0, 0.0), 0.9)], "B": [((50.0, 0.0, 0.0), 0.8)]}
+    truths = {"A": [((0.0, 0.0, 0.0), 6.0)], "B": []}
+    b = froc_bootstrap(preds, truths, n_bootstrap=4000, seed=1)
+    # samples BB (p 1/4) have no nodule
+    assert 0.7 * 4000 < b.n_used < 0.8 * 4000
+    assert b.cpm.low <= b.cpm.estimate <= b.cpm.high
+    with pytest.raises(ValueError, match="n_bootstrap"):
+        froc_bootstrap(preds, truths, n_bootstrap=0)
+    with pytest.raises(ValueError, match="confidence"):
+        froc_bootstrap(preds, truths, confidence=1.0)
+    with pytest.raises(ValueError, match="no ground-truth nodule"):
+        froc_bootstrap(preds, {"A": [], "B": []})
+
+
+def test_cpm_difference_bootstrap_hand_computed() -> None:
+    """Scans s1 and s2, a nodule each. Model A finds s1's at 0.9 and misses s2's, with a false
+    positive at 0.8 there: CPM 1/2 (sensitivity 1/2 from 0 FPs/scan on). Model B finds both,
+    no false positive: CPM 1. Paired samples: s1 s1 (p 1/4) -> B - A = 0; s2 s2 (p 1/4) -> 1;
+    s1 s2 (p 1/2) -> 1/2. So the interval is [0, 1] and B is not better in about 1/4 of samples.
+    """
+    truths = {"s1": [((0.0, 0.0, 0.0), 6.0)], "s2": [((0.0, 0.0, 0.0), 6.0)]}
+    a = {"s1": [((0.0, 0.0, 0.0), 0.9)], "s2": [((40.0, 0.0, 0.0), 0.8)]}
+    b = {"s1": [((0.0, 0.0, 0.0), 0.9)], "s2": [((1.0, 0.0, 0.0), 0.95)]}
+    d = cpm_difference_bootstrap(a, b, truths, n_bootstrap=4000, seed=2)
+    assert d.estimate == pytest.approx(0.5)
+    assert (d.low, d.high) == (pytest.approx(0.0), pytest.approx(1.0))
+    assert 0.21 < d.p_not_better < 0.29 and d.n_used == 4000
+    # a model against itself: no difference in any sample
+    same = cpm_difference_bootstrap(b, b, truths, n_bootstrap=100)
+    assert same == (0.0, 0.0, 0.0, 1.0, 100)
+    with pytest.raises(ValueError, match="n_bootstrap"):
+        cpm_difference_bootstrap(a, b, truths, n_bootstrap=0)
+
+
+def test_auc_bootstrap() -> None:
+    est = auc_bootstrap(Y10, S10, n_bootstrap=500, seed=0)
+    assert est.estimate == pytest.approx(17 / 24)
+    assert 0.0 <= est.low < est.estimate < est.high <= 1.0
+    # perfect separation stays perfect in every sample
+    assert auc_bootstrap([1, 1, 0, 0, 0], [0.9, 0.8, 0.3, 0.2, 0.1], n_bootstrap=200) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="both classes"):
+        auc_bootstrap([1, 1], [0.5, 0.6])
+
+
 def test_plots_write_readable_pngs(tmp_path: Path) -> None:
     from training import plots
 
@@ -344,6 +435,10 @@ def test_plots_write_readable_pngs(tmp_path: Path) -> None:
         out = fn(*args, tmp_path / "sub" / name, figsize=figsize, dpi=dpi)
         assert out == tmp_path / "sub" / name
         _check_png(out, figsize, dpi)
+    # the FROC with its bootstrap band
+    band = froc_bootstrap(PREDICTIONS, TRUTHS, IRRELEVANT, n_bootstrap=50)
+    out = plots.plot_froc(r, tmp_path / "froc-band.png", band=band, figsize=(6.0, 4.5), dpi=dpi)
+    _check_png(out, (6.0, 4.5), dpi)
     # overwrite in place works; a square matrix with names works too
     out = plots.plot_confusion_matrix(
         [[5, 1, 0], [2, 7, 1], [0, 0, 0]], tmp_path / "sub" / "cm.png", class_names=("a", "b", "c"), dpi=dpi

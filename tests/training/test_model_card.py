@@ -67,6 +67,20 @@ def test_slice_lines_tabulate_cpm_by_slice():
     lines = slice_lines({"cpm_by_slice": {"<= 2.5 mm": thin}}, {"cpm_by_slice": {"<= 2.5 mm": thin}})
     assert "| validation | <= 2.5 mm | 3 | 4 | 0.625 | 0.500 | 0.750 |" in lines
     assert "| test | <= 2.5 mm | 3 | 4 | 0.625 | 0.500 | 0.750 |" in lines and lines[-1] == ""
+    # with a bootstrap interval (evaluate.py --bootstrap), the CPM carries it
+    lines = slice_lines({}, {"cpm_by_slice": {"<= 2.5 mm": {**thin, "cpm_ci95": [0.5, 0.75]}}})
+    assert "| test | <= 2.5 mm | 3 | 4 | 0.625 (0.500–0.750) | 0.500 | 0.750 |" in lines
+
+
+def test_intervals_in_the_card_text():
+    from training.model_card import _interval_lines, _with_ci
+
+    assert _with_ci(0.7057, {"low": 0.6087, "high": 0.8038}) == "0.706 (0.609–0.804)"
+    assert _with_ci(0.9584, [0.9031, 0.9964]) == "0.958 (0.903–0.996)"
+    assert _with_ci(0.7, None) == "0.700"  # evaluated without --bootstrap
+    assert _interval_lines({}) == []
+    text = " ".join(_interval_lines({"cpm_ci95": {"low": 0.6, "high": 0.8, "n_bootstrap": 1000}}))
+    assert "1000 samples" in text and "resamples the scans" in text and "training.compare" in text
 
 
 def test_metadata_carries_cpm_by_slice_for_the_app(tmp_path):

@@ -142,6 +142,17 @@ def test_evaluate_writes_metrics_and_plots(tiny_data, tmp_path):
     assert sum(g["scans"] for g in by_slice.values()) == 2
     assert sum(g["nodules"] for g in by_slice.values()) == metrics["nodules"]
     assert all(isinstance(v["slice_thickness_mm"], float) for v in metrics["per_scan"].values())
+    # bootstrap intervals (scans resampled), around the estimates
+    ci = metrics["cpm_ci95"]
+    assert ci["n_bootstrap"] == 1000 and ci["resampled"] == "scans" and 0 < ci["n_used"] <= 1000
+    assert 0.0 <= ci["low"] <= metrics["cpm"] <= ci["high"] <= 1.0
+    for rate, (lo, hi) in ci["sensitivity_at_fp_rates"].items():
+        assert lo <= metrics["sensitivity_at_fp_rates"][rate] <= hi
+    for g in by_slice.values():
+        assert g["cpm_ci95"][0] <= g["cpm"] <= g["cpm_ci95"][1]
+    if "malignancy_auc_ci95" in metrics:
+        lo, hi = metrics["malignancy_auc_ci95"]
+        assert lo <= metrics["malignancy_auc"] <= hi
 
 
 def test_sensitivity_by_group_hand_computed():
