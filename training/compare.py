@@ -4,7 +4,8 @@
         --a runs/hardneg/eval-test --b runs/stage3a/eval-test [--bootstrap 2000] [--out cmp.json]
 
 Reads each evaluation's ``predictions.csv`` (written by ``training/evaluate.py``: the findings
-the app would show, ``evaluated == 1``, with their ``score``) and the nodules (>= 3 mm) of the
+the app would show, ``evaluated == 1``, at their ``finding_*_mm`` centres when given, with their
+``score``) and the nodules (>= 3 mm) of the
 annotations CSV, and reports both CPMs and ``CPM(B) - CPM(A)`` with a paired 95 % bootstrap
 interval over scans (:func:`training.metrics.cpm_difference_bootstrap`), overall and per slice
 thickness group. Pairing matters: on 40 scans one model's CPM interval is about +-0.1 wide, but
@@ -56,8 +57,10 @@ def read_predictions(path: str | Path, scan_ids: list[str]) -> Preds:
             sid = row["scan_id"]
             if sid not in preds:
                 raise ValueError(f"{path}: scan {sid!r} is not in the annotations given with --data")
-            centre = (float(row["x_mm"]), float(row["y_mm"]), float(row["z_mm"]))
-            preds[sid].append((centre, float(row["score"])))
+            # the finding's (merged) centre where the evaluation wrote it, else the candidate's
+            key = "finding_{}" if row.get("finding_x_mm") else "{}"
+            centre = tuple(float(row[key.format(a)]) for a in ("x_mm", "y_mm", "z_mm"))
+            preds[sid].append(((centre[0], centre[1], centre[2]), float(row["score"])))
     return preds
 
 

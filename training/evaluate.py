@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nodeview.core.candidates import fuse_scores, nms_indices
+from nodeview.core.candidates import fuse_scores, merge_findings
 from nodeview.core.detector import SLICE_GROUPS, THIN_SLICE_MAX_MM, slice_group
 from nodeview.core.study import scan
 
@@ -107,19 +107,23 @@ def with_rank_weight(ps: PatchSet, scores: dict[str, np.ndarray], weight: float)
     return {**scores, "score": fuse_scores(scores["nodule_prob"], ps.rank_score, weight)}
 
 
-def app_nms(ps: PatchSet, scores: dict[str, np.ndarray]) -> np.ndarray:
-    """Mask of the proposal candidates that the app's 3D NMS keeps, scan by scan.
+def app_nms(ps: PatchSet, scores: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The findings the app's 3D NMS makes of the proposal candidates, scan by scan.
 
-    The detector merges candidates closer than the larger predicted radius after scoring
-    (:func:`nodeview.core.candidates.nms_indices`); evaluating after the same step measures the
-    findings the app shows rather than the raw candidates.
+    The detector merges each lesion's candidates after scoring
+    (:func:`nodeview.core.candidates.merge_findings`); evaluating after the same step measures
+    the findings the app shows rather than the raw candidates. Returns the mask of the candidates
+    that head a finding and, per row, the centre (mm) of the finding it heads (the merged centre;
+    other rows keep their own centre).
     """
     keep = np.zeros(len(ps), dtype=bool)
+    centres = ps.centre_xyz_mm.astype(np.float64).copy()
     for s in range(len(ps.scan_ids)):
         rows = np.flatnonzero((ps.scan == s) & ps.from_proposal)
-        kept = nms_indices(ps.centre_xyz_mm[rows], finding_score(scores)[rows], scores["diameter_mm"][rows])
-        keep[rows[kept]] = True
-    return keep
+        for m in merge_findings(ps.centre_xyz_mm[rows], finding_score(scores)[rows], scores["diameter_mm"][rows]):
+            keep[rows[m.index]] = True
+            centres[rows[m.index]] = m.center_xyz_mm
+    return keep, centres
 
 
 #: nodule size groups of :func:`sensitivity_by_group` (mm, lower bound inclusive)
@@ -217,11 +221,11 @@ def evaluate_patchset(
     """Metrics for proposal candidates (``from_proposal``) of the given scans, after the app's
     3D NMS unless ``nms`` is False. With ``slice_mm`` (scan id to slice thickness) the
     breakdown has a slice-thickness group and ``cpm_by_slice`` the CPM per group."""
-    keep = app_nms(ps, scores) if nms else ps.from_proposal.copy()
+    keep, finding_centres = app_nms(ps, scores) if nms else (ps.from_proposal.copy(), ps.centre_xyz_mm.astype(float))
     prob = finding_score(scores)[keep]
     label = ps.nodule[keep].astype(int)
     scan = ps.scan[keep]
-    centres = ps.centre_xyz_mm[keep].astype(float)
+    centres = finding_centres[keep]
     by_id = {r.scan_id: r for r in records}
     preds: dict[str, list[tuple[tuple[float, float, float], float]]] = {sid: [] for sid in ps.scan_ids}
     for c, p, s in zip(centres, prob, scan, strict=True):
@@ -304,6 +308,7 @@ def evaluate_patchset(
         "_froc": result,
         "_matched": (preds, truths),
         "_evaluated": keep,
+        "_finding_centres": finding_centres,
         "_malignancy_nodules": (nodule_labels, nodule_scores),
     }
 
@@ -380,6 +385,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         else None
     )
     keep = metrics.pop("_evaluated")
+    finding_centres = metrics.pop("_finding_centres")
     label = ps.nodule[keep].astype(int)
     prob = finding_score(scores)[keep]
     if len(set(label.tolist())) == 2:
@@ -409,6 +415,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 "is_nodule",
                 "from_proposal",
                 "evaluated",
+                "finding_x_mm",
+                "finding_y_mm",
+                "finding_z_mm",
             ]
         )
         for i in range(len(ps)):
@@ -425,6 +434,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     int(ps.nodule[i]),
                     int(ps.from_proposal[i]),
                     int(keep[i]),
+                    *((f"{v:.2f}" for v in finding_centres[i]) if keep[i] else ("", "", "")),
                 ]
             )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

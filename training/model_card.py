@@ -68,6 +68,24 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) and np.isfinite(v) else str(v)
 
 
+def _metadata_note(meta: dict[str, Any], test: dict[str, Any]) -> list[str]:
+    """Say so when the file's metadata holds other figures than this card (a pipeline change after
+    export, e.g. how findings are merged, re-measured without re-exporting the same weights)."""
+    try:
+        exported = json.loads(meta.get("metrics_test", "{}"))
+    except ValueError:
+        return []
+    if "cpm" not in exported or round(float(exported["cpm"]), 3) == round(float(test["cpm"]), 3):
+        return []
+    lines = [
+        "- **Metadata:** the file's `metrics_test` holds the figures measured when it was exported",
+        f"  (test CPM {float(exported['cpm']):.3f}). The tables below re-measure the same weights with the",
+        f"  current pipeline (test CPM {float(test['cpm']):.3f}). The app quotes the metadata in its",
+        "  thick-slice caution.",
+    ]
+    return lines
+
+
 def _with_ci(value: Any, interval: Any) -> str:
     """``0.706 (0.609-0.804)``: a figure with its 95 % bootstrap interval when evaluated with one."""
     if isinstance(interval, dict):
@@ -246,6 +264,7 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
         *_score_lines(meta),
         f"- **Operating threshold:** `score >= {float(meta['operating_threshold']):.3f}`. This is the highest",
         "  validation sensitivity at no more than 1 false positive per scan.",
+        *_metadata_note(meta, test),
         f"- **File:** `{onnx_path.name}`, {onnx_path.stat().st_size / 1e6:.1f} MB. The weights are stored as float16",
         "  and computed in float32. Weights sha256: `" + meta["weights_sha256"] + "`.",
         "",
@@ -270,8 +289,9 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
         "## Results",
         "",
         "Measured by `training/evaluate.py`. Candidates are NodeView's own proposals after the app's 3D NMS,",
-        "so a nodule that the proposals miss counts as a miss and the false positives are findings the app",
-        "would list. A hit is a prediction within the nodule radius (the LUNA16 rule).",
+        "which merges each lesion's candidates into one finding, so a nodule that the proposals miss counts",
+        "as a miss and the false positives are findings the app would list. A hit is a prediction within the",
+        "nodule radius (the LUNA16 rule).",
         "",
         "| set | scans | nodules | CPM (95% CI) | sens @1 FP/scan | candidate ROC-AUC | malignancy AUC (95% CI) |"
         " FPs/scan at threshold | sensitivity at threshold |",

@@ -47,6 +47,13 @@ MIN_RESPONSE_HU = 15.0
 PARENCHYMA_HU = -850.0
 MARGIN_MM = 6.0
 DEFAULT_MAX_CANDIDATES = 300
+#: After scoring, a candidate closer to a better one than this many times the better one's
+#: predicted radius is the same lesion (:func:`merge_findings`). The proposer puts many peaks inside
+#: a large nodule; at one radius, ones on opposite edges survived as extra findings.
+MERGE_RADIUS_FACTOR = 1.5
+#: The merged finding's centre is the score-weighted mean of the members scoring at least this
+#: fraction of the best one (its edge candidates pull it back to the lesion's middle).
+MERGE_SCORE_FRACTION = 0.9
 #: Bumped whenever proposals change (training caches of mined patches are keyed on it).
 PROPOSER_VERSION = 2
 
@@ -421,28 +428,71 @@ def suppress(
     return list(zip(kept, where, strict=True))
 
 
-def nms_indices(
-    centres_xyz_mm: NDArray[np.float64], score: NDArray[np.floating], diameter_mm: NDArray[np.floating]
-) -> list[int]:
-    """Indices kept by 3D non-maximum suppression after scoring, best score first.
+@dataclass(frozen=True)
+class MergedFinding:
+    """One finding after :func:`merge_findings`.
 
-    A candidate is dropped when it lies closer to a kept one than the larger of their predicted
-    radii (at least 2 mm). The detector applies it to the model's scores; ``training/evaluate.py``
-    applies the same function, so the FROC measures the findings the app shows.
+    Args:
+        index: the best-scoring candidate of the group (its score, diameter and malignancy are
+            the finding's).
+        members: every candidate merged into it, ``index`` first, then best score first.
+        center_xyz_mm: the score-weighted mean centre of the members scoring at least
+            ``MERGE_SCORE_FRACTION`` of the best score.
+    """
+
+    index: int
+    members: tuple[int, ...]
+    center_xyz_mm: tuple[float, float, float]
+
+
+def merge_findings(
+    centres_xyz_mm: NDArray[np.floating],
+    score: NDArray[np.floating],
+    diameter_mm: NDArray[np.floating],
+    factor: float = MERGE_RADIUS_FACTOR,
+) -> list[MergedFinding]:
+    """3D non-maximum suppression after scoring that merges each lesion's candidates into one finding.
+
+    Best score first, each candidate joins the nearest kept finding that it lies closer to than
+    ``factor`` times that finding's predicted radius (or its own radius, if larger; radii at
+    least 2 mm); otherwise it starts a finding of its own. The finding keeps the best member's
+    scores and takes the score-weighted centre of its high-scoring members. The detector applies
+    it to the model's scores and ``training/evaluate.py`` applies the same function, so the FROC
+    measures the findings the app shows.
     """
     if len(score) == 0:
         return []
     centres = np.asarray(centres_xyz_mm, dtype=np.float64).reshape(-1, 3)
-    order = np.argsort(-np.asarray(score), kind="stable")
+    s = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-s, kind="stable")
     radius = np.maximum(np.asarray(diameter_mm, dtype=np.float64) / 2.0, 2.0)
     kept: list[int] = []
+    members: list[list[int]] = []
     for i in order:
         if kept:
             d = np.linalg.norm(centres[kept] - centres[i], axis=1)
-            if np.any(d < np.maximum(radius[kept], radius[i])):
+            reach = np.maximum(factor * radius[kept], radius[i])
+            inside = np.flatnonzero(d < reach)
+            if inside.size:
+                members[int(inside[np.argmin(d[inside])])].append(int(i))
                 continue
         kept.append(int(i))
-    return kept
+        members.append([int(i)])
+    out = []
+    for k, group in zip(kept, members, strict=True):
+        g = np.asarray(group)
+        g = g[s[g] >= MERGE_SCORE_FRACTION * s[k]]  # holds k itself
+        w = np.maximum(s[g], 1e-12)
+        c = (centres[g] * w[:, None]).sum(axis=0) / w.sum()
+        out.append(MergedFinding(k, tuple(group), (float(c[0]), float(c[1]), float(c[2]))))
+    return out
+
+
+def nms_indices(
+    centres_xyz_mm: NDArray[np.float64], score: NDArray[np.floating], diameter_mm: NDArray[np.floating]
+) -> list[int]:
+    """Indices of the best candidate of each :func:`merge_findings` finding, best score first."""
+    return [m.index for m in merge_findings(centres_xyz_mm, score, diameter_mm)]
 
 
 def recall(

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, fuse_scores, nms_indices, propose
+from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, MergedFinding, fuse_scores, merge_findings, propose
 from .errors import Cancelled, NodeViewError
 from .findings import Finding, measure_finding
 from .lung import segment_lungs
@@ -239,17 +239,18 @@ class Detector:
             t = time.perf_counter()
             ranks = np.asarray([c.rank_score for c in candidates], dtype=np.float64)
             scores["score"] = fuse_scores(scores["nodule_prob"], ranks, self.info.rank_weight)
-            kept = nms_3d(candidates, scores)
+            merged = nms_3d(candidates, scores)
             threshold = 0.0 if min_score is None else min_score
-            kept = [k for k in kept if scores["score"][k] >= threshold]
+            merged = [m for m in merged if scores["score"][m.index] >= threshold]
             measure_at = 0.5 * self.info.threshold if segment_from is None else segment_from
 
-            def measure(item: tuple[int, int]) -> Finding:
-                n, k = item
+            def measure(item: tuple[int, MergedFinding]) -> Finding:
+                n, m = item
+                k = m.index
                 return measure_finding(
                     volume,
                     lung,
-                    candidates[k].center_xyz_mm,
+                    m.center_xyz_mm,
                     float(scores["diameter_mm"][k]),
                     float(scores["score"][k]),
                     float(scores["malignancy_prob"][k]),
@@ -257,7 +258,7 @@ class Detector:
                     segment=bool(scores["score"][k] >= measure_at),
                 )
 
-            items = list(enumerate(kept))
+            items = list(enumerate(merged))
             findings: list[Finding] = []
             for start in range(0, len(items), MEASURE_GROUP):  # segmentations run on the array thread pool
                 check_cancel(should_stop)
@@ -271,13 +272,14 @@ class Detector:
             )
 
 
-def nms_3d(candidates: list[Candidate], scores: dict[str, NDArray[np.float32]]) -> list[int]:
-    """Indices kept after merging candidates closer than the larger predicted radius (best first by
-    ``scores["score"]``, the finding score, or the model's ``nodule_prob`` when that is absent)."""
+def nms_3d(candidates: list[Candidate], scores: dict[str, NDArray[np.float32]]) -> list[MergedFinding]:
+    """The findings after merging each lesion's candidates (:func:`.candidates.merge_findings`),
+    best first by ``scores["score"]``, the finding score, or the model's ``nodule_prob`` when that
+    is absent."""
     if not candidates:
         return []
     centres = np.asarray([c.center_xyz_mm for c in candidates], dtype=np.float64)
-    return nms_indices(centres, scores.get("score", scores["nodule_prob"]), scores["diameter_mm"])
+    return merge_findings(centres, scores.get("score", scores["nodule_prob"]), scores["diameter_mm"])
 
 
 def findings_json(

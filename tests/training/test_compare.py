@@ -67,3 +67,23 @@ def test_compare_rejects_old_or_foreign_predictions(tmp_path):
     with pytest.raises(ValueError, match="s9"):
         C.main(C.get_args_parser().parse_args(["--data", str(ann), "--a", str(tmp_path / "x"), "--b",
                                                str(tmp_path / "x")]))
+
+
+def test_compare_uses_the_merged_finding_centres(tmp_path):
+    """evaluate.py writes each finding's merged centre (finding_*_mm) beside its best candidate's:
+    the hit is judged at the finding's centre, as the app shows it."""
+    ann = _annotations(tmp_path)
+    header = [*HEADER, "finding_x_mm", "finding_y_mm", "finding_z_mm"]
+    folder = tmp_path / "m"
+    folder.mkdir()
+    with open(folder / "predictions.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        # candidate 4 mm off s1's 6 mm nodule (a miss), merged centre 1 mm off (a hit)
+        w.writerow(["s1", 4, 0, 0, 0.5, 0.0, 0.9, 0.5, 6.0, 0, 1, 1, 1, 0, 0])
+        w.writerow(["s1", 9, 9, 9, 0.5, 0.0, 0.3, 0.5, 6.0, 0, 1, 0, "", "", ""])
+    preds = C.read_predictions(folder, ["s1", "s2"])
+    assert preds == {"s1": [((1.0, 0.0, 0.0), 0.9)], "s2": []}
+    out = C.main(C.get_args_parser().parse_args(["--data", str(ann), "--a", str(folder), "--b", str(folder),
+                                                 "--bootstrap", "20"]))
+    assert out["all"]["cpm_a"] == 0.5  # s1's nodule found at the merged centre, s2's missed

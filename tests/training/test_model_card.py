@@ -98,3 +98,13 @@ def test_metadata_carries_cpm_by_slice_for_the_app(tmp_path):
     (tmp_path / "eval-test" / "metrics.json").write_text(json.dumps({**test, "cpm_by_slice": by_slice}))
     meta = metadata(tmp_path, version="3")
     assert json.loads(meta["metrics_test"])["cpm_by_slice"] == by_slice and meta["version"] == "3"
+
+
+def test_metadata_note_when_the_card_remeasures_the_same_weights():
+    from training.model_card import _metadata_note
+
+    meta = {"metrics_test": json.dumps({"cpm": 0.7058})}
+    assert _metadata_note(meta, {"cpm": 0.70581}) == []  # the figures the file carries
+    text = " ".join(_metadata_note(meta, {"cpm": 0.7143}))
+    assert "0.706" in text and "0.714" in text and "metrics_test" in text
+    assert _metadata_note({}, {"cpm": 0.7}) == [] and _metadata_note({"metrics_test": "{"}, {"cpm": 0.7}) == []

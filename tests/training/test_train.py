@@ -273,8 +273,15 @@ def test_evaluation_applies_the_apps_nms_per_scan():
     )
     scores = {"nodule_prob": np.array([0.5, 0.9, 0.8, 0.7, 0.99]), "diameter_mm": np.full(n, 8.0)}
     # scan a: 0 and 1 are 3 mm apart (< 4 mm radius): the better, 1, stays; 2 is far; scan b: 3 alone
-    assert app_nms(ps, scores).tolist() == [False, True, True, True, False]
+    keep, centres_out = app_nms(ps, scores)
+    assert keep.tolist() == [False, True, True, True, False]
     assert nms_indices(centres[:3], scores["nodule_prob"][:3], scores["diameter_mm"][:3]) == [1, 2]
+    # finding 1's centre: 0 scores 0.5 < 0.9 * 0.9, so it stays at candidate 1; the others are their own
+    np.testing.assert_allclose(centres_out, centres)
+    scores["nodule_prob"][0] = 0.85  # now within the score fraction: the centre moves to the weighted mean
+    keep, centres_out = app_nms(ps, scores)
+    assert keep.tolist() == [False, True, True, True, False]
+    np.testing.assert_allclose(centres_out[1], [3 * 0.9 / (0.9 + 0.85), 0, 0], rtol=1e-6)
 
 
 def test_cache_keeps_rank_scores_and_fills_in_old_caches(tiny_data, tmp_path):
