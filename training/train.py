@@ -60,6 +60,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="draw positive patches uniformly (patch) or so that every nodule weighs the same (nodule: a large"
         " nodule's many hitting candidates no longer crowd out a small nodule's few)",
     )
+    p.add_argument(
+        "--thick-slice-weight",
+        type=float,
+        default=1.0,
+        help="draw the patches of scans with slices thicker than 2.5 mm (positives and negatives) this many"
+        " times as often as the others (1: no change)",
+    )
     p.add_argument("--focal-gamma", type=float, default=0.0, help="> 0: focal loss for the nodule head")
     p.add_argument("--positive-copies", type=int, default=8, help="rotated, jittered copies of each nodule")
     p.add_argument(
@@ -122,6 +129,20 @@ def nodule_balanced_weights(ps: PatchSet, positives: np.ndarray) -> np.ndarray:
     keys = np.stack([ps.scan[positives].astype(np.float64), np.round(ps.diameter_mm[positives].astype(np.float64), 3)])
     _, group, counts = np.unique(keys, axis=1, return_inverse=True, return_counts=True)
     w = 1.0 / counts[group.ravel()]
+    return np.asarray(w / w.sum(), dtype=np.float64)
+
+
+def thick_slice_weights(ps: PatchSet, thick_scans: set[str], weight: float) -> np.ndarray:
+    """Per patch: ``weight`` for the patches of scans in ``thick_scans``, 1 for the others."""
+    thick = np.array([sid in thick_scans for sid in ps.scan_ids], dtype=bool)
+    return np.where(thick[ps.scan], float(weight), 1.0)
+
+
+def _draw_probabilities(base: np.ndarray | None, scan_weight: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
+    """Sampling probabilities over ``idx``: ``base`` (or uniform) times the per-patch scan weights."""
+    if scan_weight is None:
+        return base
+    w = (base if base is not None else np.ones(len(idx))) * scan_weight[idx]
     return np.asarray(w / w.sum(), dtype=np.float64)
 
 
@@ -306,6 +327,18 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if len(pos) == 0 or len(neg) == 0:
         raise SystemExit("training needs both nodule and non-nodule patches; check the annotations")
     pos_p = nodule_balanced_weights(train_set, pos) if args.positive_weighting == "nodule" else None
+    scan_w = None
+    if args.thick_slice_weight != 1.0:  # left out at 1 so that the default draws stay as they were
+        from nodeview.core.detector import THIN_SLICE_MAX_MM
+
+        from .evaluate import slice_thickness_mm
+
+        thick = {r.scan_id for r in train_records if slice_thickness_mm(r) > THIN_SLICE_MAX_MM}
+        scan_w = thick_slice_weights(train_set, thick, args.thick_slice_weight)
+        data_summary["train"]["thick_slice_scans"] = len(thick)
+        (out / "data_summary.json").write_text(json.dumps(data_summary, indent=2))
+    pos_p = _draw_probabilities(pos_p, scan_w, pos)
+    neg_p = _draw_probabilities(None, scan_w, neg)
     steps = args.steps_per_epoch or max(1, math.ceil(len(train_set) / args.batch_size))
     total_steps = args.epochs * steps
     warmup = max(1, round(0.1 * total_steps))
@@ -337,13 +370,18 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         n_pos = max(1, round(args.batch_size * args.positive_fraction))
         n_hard = round((args.batch_size - n_pos) * args.hard_negative_fraction) if args.focal_gamma <= 0 else 0
         hard = mine_hard_negatives(model, train_set, neg, args, rng, device) if n_hard > 0 else neg
+        hard_p = _draw_probabilities(None, scan_w, hard)
         model.train()
         for _step in _progress(range(steps), f"epoch {epoch + 1}/{args.epochs}", args.quiet):
             if args.focal_gamma > 0:
                 idx = rng.integers(0, len(train_set), args.batch_size)
             else:
                 n_easy = args.batch_size - n_pos - n_hard
-                draws = [rng.choice(pos, n_pos, p=pos_p), rng.choice(hard, n_hard), rng.choice(neg, n_easy)]
+                draws = [
+                    rng.choice(pos, n_pos, p=pos_p),
+                    rng.choice(hard, n_hard, p=hard_p),
+                    rng.choice(neg, n_easy, p=neg_p),
+                ]
                 idx = np.concatenate(draws)
             x, nodule, malignant, diameter = _batch(train_set, idx, device)
             if not args.no_augment:

@@ -206,7 +206,7 @@ def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
     csv, root = tiny_data
     result = T.main(_args(csv, root, tmp_path / "hard", epochs=1, hard_negative_fraction=0.5, mine_subset=64,
                           hard_pool=0.25, ignore_near_mm=4, positive_weighting="nodule",
-                          positive_rotations="axial"))
+                          positive_rotations="axial", thick_slice_weight=3))
     assert np.isfinite(result["history"][-1]["train_loss"])
     saved = json.loads((tmp_path / "hard" / "args.json").read_text())
     assert saved["positive_weighting"] == "nodule" and saved["positive_rotations"] == "axial"
@@ -219,6 +219,7 @@ def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
         assert (root / "cache" / f"{rec.scan_id}-{key}.npz").exists()
     summary = json.loads((tmp_path / "hard" / "data_summary.json").read_text())
     assert summary["train"]["negatives_left_out_near_nodules"] >= 0
+    assert summary["train"]["thick_slice_scans"] >= 0  # counted from the headers when the option is set
 
     # near_nodule: outside the radius but within radius + margin, per scan
     rec = read_records_csv(csv)[0]
@@ -363,3 +364,21 @@ def test_nodule_balanced_weights_give_each_nodule_the_same_share():
     assert w[8] == pytest.approx(1 / 3)
     args = T.get_args_parser().parse_args(["--data", "x"])
     assert args.positive_weighting == "patch"  # the default draws patches uniformly, as before
+
+
+def test_thick_slice_weights_scale_the_draws_of_thick_scans():
+    from training.dataset import PatchSet
+
+    scan = np.array([0, 0, 1, 1, 1, 2], np.int32)  # scans a, b, c; b is thick
+    n = len(scan)
+    ps = PatchSet(np.zeros((n, 3, 2, 2), np.float16), np.zeros(n, np.int8), np.zeros(n, np.int8),
+                  np.full(n, np.nan, np.float32), scan, np.zeros((n, 3), np.float32), np.ones(n, bool),
+                  ["a", "b", "c"])
+    w = T.thick_slice_weights(ps, {"b"}, 3.0)
+    np.testing.assert_array_equal(w, [1, 1, 3, 3, 3, 1])
+    idx = np.array([0, 2, 5])
+    np.testing.assert_allclose(T._draw_probabilities(None, w, idx), [0.2, 0.6, 0.2])
+    # with nodule-balanced positives the two multiply
+    np.testing.assert_allclose(T._draw_probabilities(np.array([0.5, 0.25, 0.25]), w, idx), [1 / 3, 1 / 2, 1 / 6])
+    assert T._draw_probabilities(None, None, idx) is None  # weight 1: the draws stay as before
+    assert T.get_args_parser().parse_args(["--data", "x"]).thick_slice_weight == 1.0
