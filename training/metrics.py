@@ -472,16 +472,7 @@ def froc(
         ValueError: when there is no scan or no nodule, a prediction or irrelevant finding is
             keyed by a scan absent from ``truths_by_scan``, or values are invalid.
     """
-    if not truths_by_scan:
-        raise ValueError("truths_by_scan is empty: no scan to evaluate")
-    irrelevant_by_scan = irrelevant_by_scan or {}
-    for name, mapping in (("predictions_by_scan", predictions_by_scan), ("irrelevant_by_scan", irrelevant_by_scan)):
-        unknown = [k for k in mapping if k not in truths_by_scan]
-        if unknown:
-            raise ValueError(f"{name} has scans absent from truths_by_scan: {unknown[:5]!r}")
-    if sum(len(v) for v in truths_by_scan.values()) == 0:
-        raise ValueError("no ground-truth nodule: sensitivity is undefined")
-    return _froc_curve(_scan_scores(predictions_by_scan, truths_by_scan, irrelevant_by_scan))
+    return _froc_curve(_matched_scans(predictions_by_scan, truths_by_scan, irrelevant_by_scan))
 
 
 class _ScanScores(NamedTuple):
@@ -491,12 +482,22 @@ class _ScanScores(NamedTuple):
     n_ignored: int
 
 
-def _scan_scores(
+def _matched_scans(
     predictions_by_scan: Mapping[Hashable, Sequence[Any]],
     truths_by_scan: Mapping[Hashable, Sequence[Any]],
-    irrelevant_by_scan: Mapping[Hashable, Sequence[Any]],
+    irrelevant_by_scan: Mapping[Hashable, Sequence[Any]] | None,
 ) -> list[_ScanScores]:
-    """Each evaluated scan's matched scores, in the order of ``truths_by_scan``."""
+    """Each evaluated scan's matched scores, in the order of ``truths_by_scan`` (the inputs of
+    :func:`froc`, validated as it documents)."""
+    if not truths_by_scan:
+        raise ValueError("truths_by_scan is empty: no scan to evaluate")
+    irrelevant_by_scan = irrelevant_by_scan or {}
+    for name, mapping in (("predictions_by_scan", predictions_by_scan), ("irrelevant_by_scan", irrelevant_by_scan)):
+        unknown = [k for k in mapping if k not in truths_by_scan]
+        if unknown:
+            raise ValueError(f"{name} has scans absent from truths_by_scan: {unknown[:5]!r}")
+    if sum(len(v) for v in truths_by_scan.values()) == 0:
+        raise ValueError("no ground-truth nodule: sensitivity is undefined")
     out = []
     for scan, truths in truths_by_scan.items():
         match, scores = _match_scan(predictions_by_scan.get(scan, ()), truths, irrelevant_by_scan.get(scan))
@@ -589,6 +590,13 @@ def cpm(result: FROCResult, fp_rates: Sequence[float] = LUNA16_FP_RATES) -> tupl
     return float(np.mean(sens)), per_rate
 
 
+def _check_bootstrap(n_bootstrap: int, confidence: float) -> None:
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
 class Interval(NamedTuple):
     """A point estimate with a bootstrap confidence interval."""
 
@@ -643,14 +651,10 @@ def froc_bootstrap(
     Raises:
         ValueError: as :func:`froc`, or when ``n_bootstrap < 1`` or ``confidence`` is not in (0, 1).
     """
-    if n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    full = froc(predictions_by_scan, truths_by_scan, irrelevant_by_scan)
+    _check_bootstrap(n_bootstrap, confidence)
+    per_scan = _matched_scans(predictions_by_scan, truths_by_scan, irrelevant_by_scan)
     rates = [float(r) for r in fp_rates]
-    estimate, per_rate = cpm(full, rates)
-    per_scan = _scan_scores(predictions_by_scan, truths_by_scan, irrelevant_by_scan or {})
+    estimate, per_rate = cpm(_froc_curve(per_scan), rates)
     grid = np.geomspace(0.125, 8.0, 97)  # every 1/16 of a doubling; holds the seven LUNA16 rates
     rng = np.random.default_rng(seed)
     n = len(per_scan)
@@ -714,16 +718,11 @@ def cpm_difference_bootstrap(
     replacement and scores both models on the same draw, so what the scans share (hard scans,
     easy ones) cancels and the interval is much narrower than the two models' own intervals.
     """
-    if n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    _check_bootstrap(n_bootstrap, confidence)
+    a = _matched_scans(predictions_a, truths_by_scan, irrelevant_by_scan)
+    b = _matched_scans(predictions_b, truths_by_scan, irrelevant_by_scan)
     rates = [float(r) for r in fp_rates]
-    estimate = cpm(froc(predictions_b, truths_by_scan, irrelevant_by_scan), rates)[0] - cpm(
-        froc(predictions_a, truths_by_scan, irrelevant_by_scan), rates
-    )[0]
-    a = _scan_scores(predictions_a, truths_by_scan, irrelevant_by_scan or {})
-    b = _scan_scores(predictions_b, truths_by_scan, irrelevant_by_scan or {})
+    estimate = cpm(_froc_curve(b), rates)[0] - cpm(_froc_curve(a), rates)[0]
     rng = np.random.default_rng(seed)
     n = len(a)
     diffs = []
@@ -746,10 +745,7 @@ def auc_bootstrap(
 ) -> Interval:
     """ROC-AUC with a percentile bootstrap interval (samples resampled with replacement; a
     sample holding one class only has no AUC and is left out)."""
-    if n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    _check_bootstrap(n_bootstrap, confidence)
     t, s = _binary_inputs(y_true, y_score)
     estimate = roc_auc(t, s)
     rng = np.random.default_rng(seed)
