@@ -118,7 +118,7 @@ def test_merge_findings_makes_one_finding_per_lesion():
     (10 mm) of NMS kept both; 1.5 radii merge them, and the finding's centre is their
     score-weighted mean. A small candidate 20 mm away (beyond 15 mm) stays a finding; a low
     scorer inside the nodule joins it without moving its centre."""
-    from nodeview.core.candidates import MERGE_RADIUS_FACTOR, merge_findings, nms_indices
+    from nodeview.core.candidates import MERGE_RADIUS_FACTOR, merge_findings
 
     assert MERGE_RADIUS_FACTOR == 1.5
     centres = np.array([[0, 0, 0], [13, 0, 0], [0, 20, 0], [6, 0, 0]], float)
@@ -128,7 +128,6 @@ def test_merge_findings_makes_one_finding_per_lesion():
     assert [(m.index, m.members) for m in merged] == [(1, (1, 0, 3)), (2, (2,))]
     np.testing.assert_allclose(merged[0].center_xyz_mm, [13 * 0.99 / (0.99 + 0.98), 0, 0])
     assert merged[1].center_xyz_mm == (0.0, 20.0, 0.0)
-    assert nms_indices(centres, score, diameter) == [1, 2]
     # at one radius (the old rule) the edge candidate survives as a second finding
     assert [m.index for m in merge_findings(centres, score, diameter, factor=1.0)] == [1, 0, 2]
     assert merge_findings(np.zeros((0, 3)), np.zeros(0), np.zeros(0)) == []

@@ -488,13 +488,6 @@ def merge_findings(
     return out
 
 
-def nms_indices(
-    centres_xyz_mm: NDArray[np.float64], score: NDArray[np.floating], diameter_mm: NDArray[np.floating]
-) -> list[int]:
-    """Indices of the best candidate of each :func:`merge_findings` finding, best score first."""
-    return [m.index for m in merge_findings(centres_xyz_mm, score, diameter_mm)]
-
-
 def recall(
     candidates: list[Candidate], centres_xyz_mm: list[tuple[float, float, float]], diameters_mm: list[float]
 ) -> list[bool]:

@@ -256,7 +256,7 @@ def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
 
 
 def test_evaluation_applies_the_apps_nms_per_scan():
-    from nodeview.core.candidates import nms_indices
+    from nodeview.core.candidates import merge_findings
     from training.dataset import PatchSet
     from training.evaluate import app_nms
 
@@ -276,7 +276,7 @@ def test_evaluation_applies_the_apps_nms_per_scan():
     # scan a: 0 and 1 are 3 mm apart (< 4 mm radius): the better, 1, stays; 2 is far; scan b: 3 alone
     keep, centres_out = app_nms(ps, scores)
     assert keep.tolist() == [False, True, True, True, False]
-    assert nms_indices(centres[:3], scores["nodule_prob"][:3], scores["diameter_mm"][:3]) == [1, 2]
+    assert [m.index for m in merge_findings(centres[:3], scores["nodule_prob"][:3], scores["diameter_mm"][:3])] == [1, 2]
     # finding 1's centre: 0 scores 0.5 < 0.9 * 0.9, so it stays at candidate 1; the others are their own
     np.testing.assert_allclose(centres_out, centres)
     scores["nodule_prob"][0] = 0.85  # now within the score fraction: the centre moves to the weighted mean
