@@ -597,6 +597,19 @@ def _check_bootstrap(n_bootstrap: int, confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
+def _scan_resamples(per_scan: Sequence[_ScanScores], n_bootstrap: int, seed: int) -> list[NDArray[np.int64]]:
+    """The bootstrap samples of the scans (indices drawn with replacement, as many as there are
+    scans) that hold at least one nodule; a sample without one has no sensitivity."""
+    rng = np.random.default_rng(seed)
+    n = len(per_scan)
+    nodules = np.asarray([s.n_nodules for s in per_scan])
+    draws = [rng.integers(0, n, size=n) for _ in range(n_bootstrap)]
+    kept = [idx for idx in draws if nodules[idx].sum() > 0]
+    if not kept:
+        raise ValueError("no bootstrap sample has a nodule")
+    return kept
+
+
 class Interval(NamedTuple):
     """A point estimate with a bootstrap confidence interval."""
 
@@ -656,19 +669,12 @@ def froc_bootstrap(
     rates = [float(r) for r in fp_rates]
     estimate, per_rate = cpm(_froc_curve(per_scan), rates)
     grid = np.geomspace(0.125, 8.0, 97)  # every 1/16 of a doubling; holds the seven LUNA16 rates
-    rng = np.random.default_rng(seed)
-    n = len(per_scan)
     at_rates: list[NDArray[np.float64]] = []
     on_grid: list[NDArray[np.float64]] = []
-    for _ in range(n_bootstrap):
-        sample = [per_scan[i] for i in rng.integers(0, n, size=n)]
-        if sum(s.n_nodules for s in sample) == 0:
-            continue
-        curve = _froc_curve(sample)
+    for idx in _scan_resamples(per_scan, n_bootstrap, seed):
+        curve = _froc_curve([per_scan[i] for i in idx])
         at_rates.append(sensitivity_at(curve, rates))
         on_grid.append(sensitivity_at(curve, grid))
-    if not at_rates:
-        raise ValueError("no bootstrap sample has a nodule")
     q = [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0]
     sens = np.asarray(at_rates)
     cpm_lo, cpm_hi = np.quantile(sens.mean(axis=1), q)
@@ -723,18 +729,11 @@ def cpm_difference_bootstrap(
     b = _matched_scans(predictions_b, truths_by_scan, irrelevant_by_scan)
     rates = [float(r) for r in fp_rates]
     estimate = cpm(_froc_curve(b), rates)[0] - cpm(_froc_curve(a), rates)[0]
-    rng = np.random.default_rng(seed)
-    n = len(a)
     diffs = []
-    for _ in range(n_bootstrap):
-        idx = rng.integers(0, n, size=n)
-        if sum(a[i].n_nodules for i in idx) == 0:
-            continue
+    for idx in _scan_resamples(a, n_bootstrap, seed):
         cpm_a = float(np.mean(sensitivity_at(_froc_curve([a[i] for i in idx]), rates)))
         cpm_b = float(np.mean(sensitivity_at(_froc_curve([b[i] for i in idx]), rates)))
         diffs.append(cpm_b - cpm_a)
-    if not diffs:
-        raise ValueError("no bootstrap sample has a nodule")
     d = np.asarray(diffs)
     lo, hi = np.quantile(d, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
     return PairedDifference(float(estimate), float(lo), float(hi), float(np.mean(d <= 1e-12)), len(diffs))
