@@ -74,6 +74,8 @@ STAGE="$ROOT/build/stage"
 rm -rf "$STAGE"; mkdir -p "$STAGE/resources/models" "$STAGE/resources/icons"
 cp "$MODEL" "$STAGE/resources/models/nodeview-nodule.onnx"
 card="${MODEL%.onnx}.md"; [ -f "$card" ] && cp "$card" "$STAGE/resources/models/nodeview-nodule.md"
+# the proposal re-ranker beside the model (used only with the nodule model it was calibrated for)
+reranker="$(dirname "$MODEL")/nodeview-reranker.onnx"; [ -f "$reranker" ] && cp "$reranker" "$STAGE/resources/models/"
 cp -r resources/fonts "$STAGE/resources/fonts"
 cp resources/icons/nodeview.svg "$STAGE/resources/icons/"
 QT_QPA_PLATFORM=offscreen build/venv/bin/python packaging/render_icon.py resources/icons/nodeview.svg "$STAGE/resources/icons/nodeview.png" 256

@@ -237,7 +237,85 @@ def training_stages(run: Path) -> list[str]:
     ]
 
 
-def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
+def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
+    """The section on the proposal re-ranker beside the model (``training/train_reranker.py``), when
+    its file was calibrated for this model; the app then uses its score and threshold."""
+    from .export_onnx import read_metadata
+
+    path = onnx_path.with_name("nodeview-reranker.onnx")
+    if not path.exists():
+        return []
+    rr, meta = read_metadata(path), read_metadata(onnx_path)
+    if rr.get("nodule_model_sha256") != meta["weights_sha256"]:
+        return []
+    lines = [
+        "## In the app: with the proposal re-ranker",
+        "",
+        f"`{path.name}` ({path.stat().st_size / 1e3:.0f} kB, `training/train_reranker.py`) was calibrated for these",
+        "weights, so the app uses it (`nodeview.core.reranker`):",
+        "",
+        f"1. a small 3D CNN scores a {rr['cube_size']}-voxel cube of {rr['cube_spacing_mm']} mm around each of the top"
+        f" {rr['top_k']} proposals (`cube_logit`);",
+        f"2. the best {rr['keep']} by `rank + {float(rr['rerank_weight']):g} × cube_logit` go to this network;",
+        f"3. **finding score:** `score = sigmoid(logit(nodule_prob) + {float(rr['rank_score_weight']):g} × rank +"
+        f" {float(rr['cube_weight']):g} × cube_logit)`;",
+        f"4. **operating threshold:** `score >= {float(rr['operating_threshold']):.3f}` (the highest validation"
+        f" sensitivity at no more than {rr.get('operating_fp_per_scan', '?')} false positives per scan).",
+        "",
+        "The weights and the number kept were chosen on validation by CPM. Without the re-ranker file the app",
+        "falls back to this network alone, with the score and threshold above.",
+        "",
+    ]
+    if results_json is not None and results_json.exists():
+        res = _load(results_json)
+        lines += [
+            "| set | scans | nodules | CPM with the re-ranker (95% CI) | this network alone | paired difference (95% CI) |"
+            " sensitivity at threshold | FPs/scan at threshold |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name in ("validation", "test"):
+            if name not in res:
+                continue
+            m, d = res[name], res[name]["paired_difference"]
+            lines.append(
+                f"| {name} | {m['scans']} | {m['nodules']} | {_with_ci(m['cpm'], m['cpm_ci95'])} |"
+                f" {_fmt(m['cpm_nodule_model_alone'])} | {d['estimate']:+.3f} ({d['low']:+.3f} to {d['high']:+.3f}) |"
+                f" {_fmt(m['sensitivity_at_threshold'])} | {_fmt(m['fps_per_scan_at_threshold'], 2)} |"
+            )
+        if "test" in res:
+            sizes = res["test"]["by_size_at_threshold"]
+            lines += [
+                "",
+                "Test nodules at the threshold, by size (proposed: among the candidates this network saw): "
+                + "; ".join(
+                    f"{k} {sizes[k]['found']}/{sizes[k]['nodules']} found ({sizes[k]['proposed']} proposed)"
+                    for k in ("3-5 mm", "5-10 mm", ">= 10 mm")
+                    if k in sizes
+                )
+                + ".",
+            ]
+        for name in ("validation", "test"):
+            slices = res.get(name, {}).get("cpm_by_slice", {})
+            if slices:
+                lines += [
+                    "",
+                    f"CPM by slice thickness ({name}; this network alone in brackets): "
+                    + "; ".join(
+                        f"{k}: {_fmt(v['cpm'])} ({_fmt(v['cpm_nodule_model_alone'])}), {v['scans']} scans"
+                        for k, v in slices.items()
+                    )
+                    + ".",
+                ]
+        lines += [
+            "",
+            "The tables below (Results) measure this network alone, as `training/evaluate.py` does; the",
+            "LIDC-IDRI-0002 figures at their end are the app's, with the re-ranker.",
+            "",
+        ]
+    return lines
+
+
+def card(run: Path, onnx_path: Path, lidc_json: Path | None, reranker_results: Path | None = None) -> str:
     from .export_onnx import read_metadata
 
     meta = read_metadata(onnx_path)
@@ -268,6 +346,7 @@ def card(run: Path, onnx_path: Path, lidc_json: Path | None) -> str:
         f"- **File:** `{onnx_path.name}`, {onnx_path.stat().st_size / 1e6:.1f} MB. The weights are stored as float16",
         "  and computed in float32. Weights sha256: `" + meta["weights_sha256"] + "`.",
         "",
+        *reranker_lines(onnx_path, reranker_results),
         "## Training data",
         "",
         "- **Synthetic chest CTs** from `training/synth_ct.py`:",
@@ -380,13 +459,14 @@ def main() -> None:
     p.add_argument("--run", type=Path, default=Path("runs/default"))
     p.add_argument("--onnx", type=Path)
     p.add_argument("--lidc-json", type=Path)
+    p.add_argument("--reranker-results", type=Path, help="training/train_reranker.py results.json (card only)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--model-version", default="1", help="the model's version in its metadata (metadata only)")
     args = p.parse_args()
     text = (
         json.dumps(metadata(args.run, args.model_version), indent=2)
         if args.what == "metadata"
-        else card(args.run, args.onnx, args.lidc_json)
+        else card(args.run, args.onnx, args.lidc_json, args.reranker_results)
     )
     tmp = args.out.with_suffix(args.out.suffix + ".tmp")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the default model end to end (resumable: each step skips what is done).
-#   bash training/reproduce.sh [data|ranker|train|finetune|finetune3|eval|compare|export|all]
+#   bash training/reproduce.sh [data|ranker|train|finetune|finetune3|eval|compare|export|reranker|all]
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
 # stage-3 run, runs/stage3a.
@@ -83,4 +83,17 @@ if [ "$STEP" = export ] || [ "$STEP" = all ]; then
       --json runs/stage3a/lidc-all.json --anonymize --min-score 0
   $PY -m training.model_card card --run runs/stage3a --onnx resources/models/nodeview-nodule.onnx \
       --lidc-json runs/stage3a/lidc.json --out resources/models/nodeview-nodule.md
+fi
+if [ "$STEP" = reranker ] || [ "$STEP" = all ]; then
+  # the proposal re-ranker (a small 3D CNN between the proposer and the ResNet-50), calibrated on
+  # validation for the exported model; the app uses it with that model only
+  resume=(); [ -f runs/reranker/checkpoint.pt ] && resume=(--resume)
+  $PY -m training.train_reranker --data data/train/annotations.csv --val-data data/val/annotations.csv \
+      --test-data data/test/annotations.csv --model resources/models/nodeview-nodule.onnx --out runs/reranker \
+      --steps 1500 --export resources/models/nodeview-reranker.onnx "${resume[@]}"
+  .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/reranker/lidc.json --anonymize
+  .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/reranker/lidc-all.json --anonymize --min-score 0
+  $PY -m training.model_card card --run runs/stage3a --onnx resources/models/nodeview-nodule.onnx \
+      --lidc-json runs/reranker/lidc.json --reranker-results runs/reranker/results.json \
+      --out resources/models/nodeview-nodule.md
 fi

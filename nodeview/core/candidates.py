@@ -178,14 +178,16 @@ def propose(
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
+    refine_until: int | None = None,
 ) -> list[Candidate]:
-    """Candidate nodule centres, most nodule-like first (at most ``max_candidates``)."""
+    """Candidate nodule centres, most nodule-like first (at most ``max_candidates``; see
+    :func:`suppress` for ``refine_until``)."""
     peaks = find_peaks(hu_zyx, geometry, lung, progress, should_stop)
     if len(peaks) == 0:
         return []
     score = rank_scores(peaks.features)
     centres = geometry.index_to_mm(peaks.index_zyx)
-    kept = suppress(centres, peaks.sigma_mm, score, max_candidates)
+    kept = suppress(centres, peaks.sigma_mm, score, max_candidates, refine_until)
     out = []
     for n, at in kept:
         index = peaks.index_zyx[at]
@@ -391,7 +393,11 @@ def block_mean3(a: NDArray[np.float32], fz: int = 2) -> NDArray[np.float32]:
 
 
 def suppress(
-    centres_xyz_mm: NDArray[np.float64], sigma_mm: NDArray[np.float64], score: NDArray[np.float64], limit: int
+    centres_xyz_mm: NDArray[np.float64],
+    sigma_mm: NDArray[np.float64],
+    score: NDArray[np.float64],
+    limit: int,
+    refine_until: int | None = None,
 ) -> list[tuple[int, int]]:
     """Greedy NMS over all scales, best score first.
 
@@ -400,8 +406,13 @@ def suppress(
     localise worse (they run on a 2x grid), so a kept peak takes the position of the finest-scale
     peak it absorbed within ``min(radius / 2, REFINE_MM)``. Returns (kept index, index whose
     position is used) pairs, best first.
+
+    With ``refine_until`` = R, the first R kept peaks stop being refined once an (R+1)-th is
+    kept, so they sit exactly where ``suppress(..., limit=R)`` puts them; the detector's
+    re-ranker asks for more candidates without moving the first ``DEFAULT_MAX_CANDIDATES``.
     """
     order = np.argsort(-score, kind="stable")
+    frozen = limit if refine_until is None else refine_until
     pos = np.asarray(centres_xyz_mm, dtype=np.float64)
     sigma = np.asarray(sigma_mm, dtype=np.float64)
     radius = np.maximum(np.sqrt(3.0) * sigma, 1.5)
@@ -416,7 +427,9 @@ def suppress(
             same = d < np.minimum(kept_radius[:m], radius[n])  # the same blob at another scale
             if np.any(same):
                 owner = int(np.flatnonzero(same)[np.argmin(d[same])])
-                if sigma[n] < sigma[where[owner]] and d[owner] <= min(kept_radius[owner] / 2.0, REFINE_MM):
+                refinable = owner >= frozen or m <= frozen
+                near = d[owner] <= min(kept_radius[owner] / 2.0, REFINE_MM)
+                if refinable and sigma[n] < sigma[where[owner]] and near:
                     where[owner] = int(n)
                 continue
         if m >= limit:

@@ -16,7 +16,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from .lung import segment_lungs
 from .parallel import map_ordered, thread_count
 from .patches import PatchSpec, extract_patches
 from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
+from .reranker import RERANKER_FILE, Reranker, RerankerError, RerankerInfo, extract_cubes, fuse_three, rerank_order
 from .volume import Volume
 
 REQUIRED_METADATA = ("name", "version", "patch_size", "patch_spacing_mm", "hu_window", "outputs", "weights_sha256")
@@ -61,9 +62,20 @@ class ModelInfo:
     #: weight of the proposal ranker's log-odds in the finding score (metadata ``rank_score_weight``;
     #: 0: the score is the model's ``nodule_prob``); see :func:`.candidates.fuse_scores`
     rank_weight: float = 0.0
+    #: the proposal re-ranker in use (:mod:`.reranker`); its threshold and weights then apply
+    reranker: RerankerInfo | None = None
+
+    @property
+    def label(self) -> str:
+        """``name vVERSION``, plus the re-ranker's when one is in use (reports and the findings panel)."""
+        text = f"{self.name} v{self.version}"
+        return text if self.reranker is None else f"{text} + {self.reranker.name} v{self.reranker.version}"
 
     def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+        out = {"name": self.name, "version": self.version, "sha256": self.sha256}
+        if self.reranker is not None:
+            out["reranker"] = f"{self.reranker.name} {self.reranker.version}"
+        return out
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,10 @@ def detection_caveats(volume: Volume, model: ModelInfo) -> tuple[str, ...]:
         f"{THIN_SLICE_MAX_MM:g} mm, small ones above all"
     )
     try:
-        by_slice = json.loads(model.metadata.get("metrics_test", "{}")).get("cpm_by_slice", {})
+        if model.reranker is not None:  # the re-ranker's metadata measures the cascade the app runs
+            by_slice = json.loads(model.reranker.metadata.get("metrics", "{}")).get("test", {}).get("cpm_by_slice", {})
+        else:
+            by_slice = json.loads(model.metadata.get("metrics_test", "{}")).get("cpm_by_slice", {})
         thin, thick = (by_slice[name]["cpm"] for name in SLICE_GROUPS)
         text += f" (test CPM {float(thick):.2f}, against {float(thin):.2f} on thinner slices)"
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -119,7 +134,15 @@ class Detector:
     and, in the app, inherit the background priority of the task that creates the session
     (:func:`~.parallel.lower_thread_priority`); ``benchmarks/detect.py`` measures the stalls."""
 
-    def __init__(self, model_path: str | os.PathLike[str], threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        threads: int | None = None,
+        reranker: str | os.PathLike[str] | None = "auto",
+    ) -> None:
+        """``reranker``: "auto" uses ``nodeview-reranker.onnx`` beside the model when it was
+        calibrated for this model (its ``nodule_model_sha256``), a path requires that file, None
+        runs without one."""
         import onnxruntime as ort
 
         path = Path(model_path)
@@ -136,6 +159,29 @@ class Detector:
         self.info = self._validate(path)
         self._run_options = ort.RunOptions()
         self._lock = threading.Lock()
+        self.reranker: Reranker | None = None
+        if reranker is not None:
+            explicit = reranker != "auto"
+            candidate = Path(reranker) if explicit else path.with_name(RERANKER_FILE)
+            if explicit or candidate.is_file():
+                try:
+                    found = Reranker(candidate, threads)
+                except RerankerError as exc:
+                    if explicit:
+                        raise ModelError(str(exc)) from exc
+                    found = None
+                if found is not None and found.info.nodule_model_sha256 != self.info.sha256:
+                    if explicit:
+                        raise ModelError(f"{candidate.name} was calibrated for another nodule model")
+                    found = None
+                if found is not None:
+                    self.reranker = found
+                    self.info = replace(
+                        self.info,
+                        threshold=found.info.threshold,
+                        rank_weight=found.info.rank_score_weight,
+                        reranker=found.info,
+                    )
 
     def _validate(self, path: Path) -> ModelInfo:
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -169,6 +215,8 @@ class Detector:
     def cancel(self) -> None:
         """Interrupt a running inference batch (called from another thread)."""
         self._run_options.terminate = True
+        if self.reranker is not None:
+            self.reranker.run_options.terminate = True
 
     def score(
         self, patches: NDArray[np.float32], should_stop: StopFn = never_stop, progress: ProgressFn = no_progress
@@ -206,8 +254,12 @@ class Detector:
         (``Finding.measured`` False, type "unmeasured"), which saves a segmentation each for the
         hundreds of low-scoring candidates ``min_score=0`` lists.
 
-        Progress runs over 100 steps: lungs 0-15, proposals 15-40, patches 40-50, inference
-        50-90, measurements 90-100.
+        With a re-ranker (:mod:`.reranker`), the proposals are its ``top_k`` (the first
+        ``max_candidates`` placed as a run of that many places them), its 3D CNN re-orders them
+        and its ``keep`` best go to the nodule model; the finding score adds its ``cube_logit``.
+
+        Progress runs over 100 steps: lungs 0-15, proposals 15-40, re-ranking and patches 40-50,
+        inference 50-90, measurements 90-100.
         """
         with self._lock:
             timings: dict[str, float] = {}
@@ -218,15 +270,34 @@ class Detector:
             check_cancel(should_stop)
             progress(15, 100)
             t = time.perf_counter()
+            rr = self.reranker.info if self.reranker is not None else None
             candidates = propose(
                 volume.hu_zyx,
                 volume.geometry,
                 lung,
-                max_candidates,
+                max(max_candidates, rr.top_k) if rr is not None else max_candidates,
                 progress=lambda d, n: progress(15 + 25 * d // max(n, 1), 100),
                 should_stop=should_stop,
+                refine_until=max_candidates if rr is not None else None,
             )
             timings["proposals"] = time.perf_counter() - t
+            cube_logit = np.zeros(len(candidates), dtype=np.float32)
+            if self.reranker is not None and rr is not None and candidates:
+                t = time.perf_counter()
+                centres = np.asarray([c.center_xyz_mm for c in candidates], dtype=np.float64).reshape(-1, 3)
+                self._run_options.terminate = False
+                self.reranker.run_options.terminate = False
+                try:
+                    logits = self.reranker.score(extract_cubes(volume.hu_zyx, volume.geometry, centres, rr.spec))
+                except Exception as exc:
+                    if should_stop():
+                        raise Cancelled() from exc
+                    raise ModelError(f"the re-ranker failed on this study ({type(exc).__name__}: {exc})") from exc
+                keep = rerank_order([c.rank_score for c in candidates], logits, rr.rerank_weight, rr.keep)
+                candidates = [candidates[i] for i in keep]
+                cube_logit = logits[keep]
+                timings["rerank"] = time.perf_counter() - t
+                check_cancel(should_stop)
             t = time.perf_counter()
             centres = np.asarray([c.center_xyz_mm for c in candidates], dtype=np.float64).reshape(-1, 3)
             patches = extract_patches(volume.hu_zyx, volume.geometry, centres, self.info.spec)
@@ -238,7 +309,12 @@ class Detector:
             timings["inference"] = time.perf_counter() - t
             t = time.perf_counter()
             ranks = np.asarray([c.rank_score for c in candidates], dtype=np.float64)
-            scores["score"] = fuse_scores(scores["nodule_prob"], ranks, self.info.rank_weight)
+            if rr is not None:
+                scores["score"] = fuse_three(
+                    scores["nodule_prob"], ranks, cube_logit, rr.rank_score_weight, rr.cube_weight
+                )
+            else:
+                scores["score"] = fuse_scores(scores["nodule_prob"], ranks, self.info.rank_weight)
             merged = nms_3d(candidates, scores)
             threshold = 0.0 if min_score is None else min_score
             merged = [m for m in merged if scores["score"][m.index] >= threshold]

@@ -561,7 +561,7 @@ def _draw_header(canvas: _Canvas, ctx: _Context, number: int, n_pages: int, comp
         (
             "Detection",
             [
-                ("Model", f"{ctx.model.name} v{ctx.model.version}"),
+                ("Model", ctx.model.label),
                 ("SHA-256", ctx.model.sha256[:16] + "…" if len(ctx.model.sha256) > 16 else ctx.model.sha256),
                 ("Threshold", f"nodule score ≥ {format_score(ctx.threshold)}"),
                 ("Created", f"{ctx.created_text()}  ·  NodeView {__version__}"),
@@ -583,7 +583,7 @@ def _draw_header(canvas: _Canvas, ctx: _Context, number: int, n_pages: int, comp
 def _draw_footer(canvas: _Canvas, ctx: _Context, height: int, number: int, n_pages: int) -> None:
     y = height - _FOOTER_H + 14
     canvas.hline(y, fill=_RULE)
-    model = f"{ctx.model.name} v{ctx.model.version}"
+    model = ctx.model.label
     canvas.text(
         (_MARGIN, y + 24),
         f"NodeView {__version__}  ·  model {model}  ·  created {ctx.created_text()}",
@@ -997,7 +997,7 @@ def png_text(model: ModelInfo, created: datetime, number: int, n_pages: int) -> 
         "Title": f"NodeView lung nodule report, page {number} of {n_pages}",
         "Software": f"NodeView {__version__}",
         "nodeview-version": __version__,
-        "model": f"{model.name} {model.version}",
+        "model": model.label,
         "model-sha256": model.sha256,
         "Creation Time": created.isoformat(timespec="seconds"),
         "Disclaimer": DISCLAIMER,

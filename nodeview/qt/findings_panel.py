@@ -192,8 +192,7 @@ class FindingsPanel(QWidget):
             self.summary.setText(
                 f"{len(shown)} finding(s) at score ≥ {format_score(self.threshold)} "
                 f"({n_acc} accepted, {n_rej} rejected) "
-                f"from {self.result.n_candidates} candidates · model {self.result.model.name} "
-                f"v{self.result.model.version}"
+                f"from {self.result.n_candidates} candidates · model {self.result.model.label}"
             )
         self.sigVisibleChanged.emit(self.visible())
 

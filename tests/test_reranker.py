@@ -1,0 +1,157 @@
+"""The proposal re-ranker: cube geometry, the suppression it relies on, the score fusion, the
+detector with a re-ranker (tiny real ONNX file), and the committed default re-ranker."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nodeview.core.candidates import suppress
+from nodeview.core.geometry import Geometry
+from nodeview.core.reranker import DEFAULT_CUBE, CubeSpec, extract_cubes, fuse_three, rerank_order
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+from nodeview.core.detector import Detector, ModelError  # noqa: E402
+
+from .test_detector import GOOD_META, chest_volume, make_model  # noqa: E402,F401
+
+
+def test_cube_axes_and_centre_follow_patient_mm():
+    # anisotropic voxels (2.5 mm slices), a bright voxel block at a known place, and one 3 mm
+    # to the patient's left (+x) of it
+    g = Geometry((60, 80, 80), (2.5, 0.7, 0.7), (-28.0, -28.0, -75.0))
+    hu = np.full(g.shape_zyx, -1000, dtype=np.int16)
+    centre = np.array([0.0, 0.0, 0.0])
+    k, j, i = np.round(g.mm_to_index(centre)).astype(int)
+    hu[k, j - 1 : j + 2, i - 1 : i + 2] = 400
+    cubes = extract_cubes(hu, g, [g.index_to_mm(np.array([[k, j, i]]))[0]])
+    assert cubes.shape == (1, 1, 16, 16, 16) and cubes.dtype == np.float32
+    assert cubes.min() >= -1.0 and cubes.max() <= 1.0
+    c = cubes[0, 0]
+    peak = np.unravel_index(np.argmax(c), c.shape)
+    assert all(7 <= p <= 8 for p in peak)  # the centre lies between voxels 7 and 8
+    # moving the cube 3 mm to the right (-x) moves the block 3 mm (2.7 voxels) towards +i
+    shifted = extract_cubes(hu, g, [g.index_to_mm(np.array([[k, j, i]]))[0] - np.array([3.0, 0, 0])])[0, 0]
+    profile = shifted.max(axis=(0, 1))
+    assert 9 <= int(np.argmax(profile)) <= 11
+    # outside the volume reads as air
+    assert np.all(extract_cubes(hu, g, [[500.0, 500.0, 500.0]]) == -1.0)
+    assert extract_cubes(hu, g, np.zeros((0, 3))).shape == (0, 1, 16, 16, 16)
+
+
+def test_cube_spec_metadata_round_trip():
+    spec = CubeSpec(size=12, spacing_mm=1.5)
+    assert CubeSpec.from_metadata(spec.to_metadata()) == spec
+    assert CubeSpec.from_metadata(DEFAULT_CUBE.to_metadata()) == DEFAULT_CUBE
+
+
+def test_refine_until_keeps_the_first_candidates_where_a_shorter_run_puts_them():
+    # blobs seen at a coarse scale (better score) and, 0.5 mm away, at a fine one (worse score)
+    rng = np.random.default_rng(3)
+    blobs = rng.uniform(0, 400, (200, 3))
+    centres = np.concatenate([blobs, blobs + 0.5, rng.uniform(0, 400, (100, 3))])
+    sigma = np.concatenate([np.full(200, 3.4), np.full(200, 1.4), np.full(100, 0.9)])
+    score = np.concatenate([rng.uniform(2, 3, 200), rng.uniform(0, 1, 200), rng.uniform(1, 2, 100)])
+    short = suppress(centres, sigma, score, 50)
+    long_frozen = suppress(centres, sigma, score, 400, refine_until=50)
+    long_free = suppress(centres, sigma, score, 400)
+    assert long_frozen[:50] == short
+    assert [a for a, _ in long_free[:50]] == [a for a, _ in short]  # same peaks kept ...
+    assert long_free[:50] != short  # ... but later peaks refined some positions
+    assert long_frozen[50:] == long_free[50:]
+
+
+def test_rerank_order_and_fusion():
+    rank = np.array([3.0, 2.0, 1.0, 0.0])
+    logit = np.array([-4.0, 0.0, 4.0, 0.0])
+    assert rerank_order(rank, logit, 0.0, 2).tolist() == [0, 1]
+    assert rerank_order(rank, logit, 1.0, 2).tolist() == [2, 1]
+    p = np.array([0.1, 0.5, 0.9, 0.99])
+    np.testing.assert_allclose(fuse_three(p, rank, logit, 0.0, 0.0), p, rtol=1e-5)
+    fused = fuse_three(p, rank, logit, 0.2, 0.5)
+    expect = 1 / (1 + np.exp(-(np.log(p / (1 - p)) + 0.2 * rank + 0.5 * logit)))
+    np.testing.assert_allclose(fused, expect, rtol=1e-5)
+
+
+def make_reranker(path, nodule_sha, keep=40, top_k=120, threshold="0.6"):
+    """cube_logit = 10 * (mean of the central 4^3 voxels + 0.5): dense centre -> high."""
+    inits = [
+        helper.make_tensor("starts", TensorProto.INT64, [3], [6, 6, 6]),
+        helper.make_tensor("ends", TensorProto.INT64, [3], [10, 10, 10]),
+        helper.make_tensor("axes", TensorProto.INT64, [3], [2, 3, 4]),
+        helper.make_tensor("rax", TensorProto.INT64, [4], [1, 2, 3, 4]),
+        helper.make_tensor("shift", TensorProto.FLOAT, [], [0.5]),
+        helper.make_tensor("gain", TensorProto.FLOAT, [], [10.0]),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["cubes", "starts", "ends", "axes"], ["centre"]),
+        helper.make_node("ReduceMean", ["centre", "rax"], ["m"], keepdims=0),
+        helper.make_node("Add", ["m", "shift"], ["m1"]),
+        helper.make_node("Mul", ["m1", "gain"], ["cube_logit"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "rr",
+        [helper.make_tensor_value_info("cubes", TensorProto.FLOAT, ["N", 1, 16, 16, 16])],
+        [helper.make_tensor_value_info("cube_logit", TensorProto.FLOAT, ["N"])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    meta = {
+        "name": "test-reranker",
+        "version": "0",
+        **DEFAULT_CUBE.to_metadata(),
+        "top_k": str(top_k),
+        "keep": str(keep),
+        "rerank_weight": "0.5",
+        "cube_weight": "0.25",
+        "rank_score_weight": "0.1",
+        "operating_threshold": threshold,
+        "nodule_model_sha256": nodule_sha,
+    }
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_detector_uses_a_matching_reranker_beside_the_model(tmp_path, chest_volume):  # noqa: F811
+    volume, centres, diameters = chest_volume
+    model = make_model(tmp_path / "m.onnx")
+    plain = Detector(model, reranker=None)
+    make_reranker(tmp_path / "nodeview-reranker.onnx", plain.info.sha256)
+    detector = Detector(model)  # "auto": the file beside the model
+    assert detector.reranker is not None and detector.info.threshold == pytest.approx(0.6)
+    assert detector.info.rank_weight == pytest.approx(0.1) and detector.info.to_dict()["reranker"] == "test-reranker 0"
+    result = detector.detect(volume, min_score=0.0)
+    assert result.n_candidates == 40 and "rerank" in result.timings_s
+    big = [(c, d) for c, d in zip(centres, diameters, strict=True) if d >= 8]
+    for c, d in big:  # the large phantom nodules survive the re-ranking and score high
+        near = [f for f in result.findings if np.linalg.norm(np.subtract(f.center_xyz_mm, c)) <= d / 2]
+        assert near and max(f.score for f in near) >= 0.6, (c, d)
+    # the same file calibrated for another model: ignored by "auto", refused when named
+    make_reranker(tmp_path / "nodeview-reranker.onnx", "f" * 64)
+    assert Detector(model).reranker is None and Detector(model).info.threshold == 0.5
+    with pytest.raises(ModelError, match="another nodule model"):
+        Detector(model, reranker=tmp_path / "nodeview-reranker.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
+    with pytest.raises(ModelError, match="not a readable ONNX"):
+        Detector(model, reranker=tmp_path / "junk.onnx")
+
+
+def test_committed_reranker_matches_the_default_model():
+    from nodeview.cli import default_model_path
+
+    detector = Detector(default_model_path())
+    assert detector.reranker is not None, "resources/models/nodeview-reranker.onnx is missing or stale"
+    info = detector.info.reranker
+    assert info is not None and info.spec == DEFAULT_CUBE and 0 < info.keep <= info.top_k
+    assert 0.5 < detector.info.threshold < 1.0
+    assert "research" in info.metadata["research_use_only"].lower()
+    metrics = json.loads(info.metadata["metrics"])
+    assert {"validation", "test"} <= set(metrics)
