@@ -27,7 +27,8 @@ from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, MergedFinding, fuse_s
 from .errors import Cancelled, NodeViewError
 from .findings import Finding, measure_finding
 from .lung import segment_lungs
-from .parallel import map_ordered, thread_count
+from .onnx_session import cpu_session
+from .parallel import map_ordered
 from .patches import PatchSpec, extract_patches
 from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from .reranker import RERANKER_FILE, Reranker, RerankerError, RerankerInfo, extract_cubes, fuse_three, rerank_order
@@ -143,21 +144,9 @@ class Detector:
         """``reranker``: "auto" uses ``nodeview-reranker.onnx`` beside the model when it was
         calibrated for this model (its ``nodule_model_sha256``), a path requires that file, None
         runs without one."""
-        import onnxruntime as ort
-
         path = Path(model_path)
-        if not path.is_file():
-            raise ModelError(f"model file {path} does not exist")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or thread_count()
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(f"{path.name} is not a readable ONNX model ({type(exc).__name__})") from exc
+        self.session, self._run_options = cpu_session(path, threads, ModelError, "model")
         self.info = self._validate(path)
-        self._run_options = ort.RunOptions()
         self._lock = threading.Lock()
         self.reranker: Reranker | None = None
         if reranker is not None:

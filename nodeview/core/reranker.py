@@ -32,7 +32,8 @@ from scipy import ndimage
 
 from .errors import NodeViewError
 from .geometry import Geometry
-from .parallel import chunks, map_ordered, thread_count
+from .onnx_session import cpu_session
+from .parallel import chunks, map_ordered
 from .patches import HU_WINDOW, OUTSIDE_HU, PatchSpec, normalise_hu
 
 #: The default re-ranker's file name, looked for beside the nodule model.
@@ -134,21 +135,9 @@ class Reranker:
     """One onnxruntime session on a re-ranker file (input ``cubes``, output ``cube_logit``)."""
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         p = Path(path)
-        if not p.is_file():
-            raise RerankerError(f"re-ranker file {p} does not exist")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or thread_count()
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise RerankerError(f"{p.name} is not a readable ONNX model ({type(exc).__name__})") from exc
+        self.session, self.run_options = cpu_session(p, threads, RerankerError, "re-ranker")
         self.info = self._validate(p)
-        self.run_options = ort.RunOptions()
 
     def _validate(self, path: Path) -> RerankerInfo:
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
