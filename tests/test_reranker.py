@@ -4,6 +4,7 @@ detector with a re-ranker (tiny real ONNX file), and the committed default re-ra
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -120,7 +121,7 @@ def make_reranker(path, nodule_sha, keep=40, top_k=120, threshold="0.6"):
     return path
 
 
-def test_detector_uses_a_matching_reranker_beside_the_model(tmp_path, chest_volume):  # noqa: F811
+def test_detector_uses_a_matching_reranker_beside_the_model(tmp_path, chest_volume, caplog):  # noqa: F811
     volume, centres, diameters = chest_volume
     model = make_model(tmp_path / "m.onnx")
     plain = Detector(model, reranker=None)
@@ -136,7 +137,9 @@ def test_detector_uses_a_matching_reranker_beside_the_model(tmp_path, chest_volu
         assert near and max(f.score for f in near) >= 0.6, (c, d)
     # the same file calibrated for another model: ignored by "auto", refused when named
     make_reranker(tmp_path / "nodeview-reranker.onnx", "f" * 64)
-    assert Detector(model).reranker is None and Detector(model).info.threshold == 0.5
+    with caplog.at_level(logging.INFO, logger="nodeview.core.detector"):
+        assert Detector(model).reranker is None and Detector(model).info.threshold == 0.5
+    assert "calibrated for another nodule model" in caplog.text
     with pytest.raises(ModelError, match="another nodule model"):
         Detector(model, reranker=tmp_path / "nodeview-reranker.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")

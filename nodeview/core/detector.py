@@ -13,6 +13,7 @@ inference batch already running is interrupted through ``RunOptions.terminate`` 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -33,6 +34,8 @@ from .patches import PatchSpec, extract_patches
 from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from .reranker import RERANKER_FILE, Reranker, RerankerError, RerankerInfo, extract_cubes, fuse_three, rerank_order
 from .volume import Volume
+
+log = logging.getLogger(__name__)
 
 REQUIRED_METADATA = ("name", "version", "patch_size", "patch_spacing_mm", "hu_window", "outputs", "weights_sha256")
 OUTPUT_NAMES = ("nodule_prob", "malignancy_prob", "diameter_mm")
@@ -158,10 +161,12 @@ class Detector:
                 except RerankerError as exc:
                     if explicit:
                         raise ModelError(str(exc)) from exc
+                    log.warning("re-ranker not used: %s", exc)
                     found = None
                 if found is not None and found.info.nodule_model_sha256 != self.info.sha256:
                     if explicit:
                         raise ModelError(f"{candidate.name} was calibrated for another nodule model")
+                    log.info("re-ranker %s not used: calibrated for another nodule model", candidate.name)
                     found = None
                 if found is not None:
                     self.reranker = found
