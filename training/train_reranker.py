@@ -61,6 +61,7 @@ from .metrics import (
     nodule_hits,
     operating_point,
 )
+from .train import _progress
 
 VERSION = "1"
 
@@ -206,14 +207,6 @@ def build_split(
     return out
 
 
-def _progress(items: list[Any], desc: str, quiet: bool) -> Any:
-    if quiet:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, leave=False, file=sys.stderr)
-
-
 # -------------------------------------------------------------------------------------- training
 
 
@@ -272,7 +265,11 @@ def train(args: argparse.Namespace, data: dict[str, np.ndarray], out: Path) -> C
     pos, neg, weight = nodule_weights(data)
     half = args.batch_size // 2
     running = float("nan")
-    bar = None if args.no_progress else __import__("tqdm").tqdm(total=args.steps, initial=start, file=sys.stderr)
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.steps, initial=start, file=sys.stderr)
     for step in range(start, args.steps):
         rows = np.concatenate([rng.choice(pos, half, p=weight), rng.choice(neg, args.batch_size - half)])
         x = augment(torch.from_numpy(data["cubes"][rows].astype(np.float32)), gen).to(args.device)
@@ -318,9 +315,7 @@ def nodule_scores(
 ) -> dict[str, np.ndarray]:
     """The nodule model's outputs on every proposal row of ``data`` (cached)."""
     det = Detector(model, reranker=None)
-    key = hashlib.sha256(
-        json.dumps([det.info.sha256, data["centre"].tobytes().hex()[:4096], len(data["centre"])]).encode()
-    )
+    key = hashlib.sha256(det.info.sha256.encode() + data["centre"].tobytes())  # the model and every centre
     file = path.with_name(f"{path.stem}-{key.hexdigest()[:12]}.npz")
     if file.exists():
         with np.load(file) as z:

@@ -21,7 +21,6 @@ Qt-free and torch-free. Research use only.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
+from .candidates import fuse_scores
 from .errors import NodeViewError
 from .geometry import Geometry
 from .onnx_session import cpu_session
@@ -188,16 +188,9 @@ def rerank_order(rank_score: ArrayLike, cube_logit: ArrayLike, weight: float, ke
 def fuse_three(
     nodule_prob: ArrayLike, rank_score: ArrayLike, cube_logit: ArrayLike, rank_weight: float, cube_weight: float
 ) -> NDArray[np.float32]:
-    """``sigmoid(logit(nodule_prob) + rank_weight * rank_score + cube_weight * cube_logit)``."""
-    p = np.clip(np.asarray(nodule_prob, dtype=np.float64), 1e-7, 1.0 - 1e-7)
-    logit = (
-        np.log(p)
-        - np.log1p(-p)
-        + rank_weight * np.asarray(rank_score, dtype=np.float64)
-        + cube_weight * np.asarray(cube_logit, dtype=np.float64)
+    """``sigmoid(logit(nodule_prob) + rank_weight * rank_score + cube_weight * cube_logit)``: the
+    finding score of :func:`.candidates.fuse_scores` with the re-ranker's log-odds as one more term."""
+    extra = rank_weight * np.asarray(rank_score, dtype=np.float64) + cube_weight * np.asarray(
+        cube_logit, dtype=np.float64
     )
-    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * logit)), dtype=np.float32)
-
-
-def metadata_json(info: RerankerInfo) -> str:
-    return json.dumps({k: v for k, v in info.metadata.items() if k in REQUIRED_METADATA})
+    return fuse_scores(np.asarray(nodule_prob, dtype=np.float64), extra, 1.0)
