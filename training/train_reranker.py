@@ -407,7 +407,9 @@ def report(
     chosen: dict[str, Any],
     rank_weight: float,
     plot: Path | None = None,
+    thickness: dict[str, float] | None = None,
 ) -> dict[str, Any]:
+    """The cascade's figures on one set; ``thickness`` (scan id -> mm) spares reading the headers."""
     truths = truths_of(records, data)
     base, _ = predictions(data, scores, np.zeros_like(logits), 0.0, DEFAULT_MAX_CANDIDATES, rank_weight, 0.0)
     new, rows_of = predictions(
@@ -450,7 +452,7 @@ def report(
     mal_auc = malignancy_auc(mal_labels, mal_scores) if len(set(mal_labels)) == 2 else float("nan")
     from .evaluate import cpm_by_slice, slice_thickness_mm
 
-    slice_mm = {sid: slice_thickness_mm(by_id[sid]) for sid in truths}
+    slice_mm = {sid: thickness[sid] if thickness else slice_thickness_mm(by_id[sid]) for sid in truths}
     base_slices = cpm_by_slice(base, truths, slice_mm)
     slices = cpm_by_slice(new, truths, slice_mm)
     for k, v in slices.items():

@@ -108,3 +108,25 @@ def test_metadata_note_when_the_card_remeasures_the_same_weights():
     text = " ".join(_metadata_note(meta, {"cpm": 0.7143}))
     assert "0.706" in text and "0.714" in text and "metrics_test" in text
     assert _metadata_note({}, {"cpm": 0.7}) == [] and _metadata_note({"metrics_test": "{"}, {"cpm": 0.7}) == []
+
+
+def test_heldout_lines_tabulate_each_set_and_its_parts(tmp_path):
+    from training.model_card import heldout_lines
+
+    assert heldout_lines(None) == [] and heldout_lines(tmp_path / "missing.json") == []
+
+    def entry(scans, nodules, cpm):
+        return {
+            "scans": scans, "nodules": nodules, "cpm": cpm, "cpm_ci95": [cpm - 0.1, cpm + 0.05],
+            "cpm_nodule_model_alone": cpm - 0.05, "sensitivity_at_threshold": 0.8, "fps_per_scan_at_threshold": 0.5,
+            "paired_difference": {"estimate": 0.05, "low": 0.01, "high": 0.09}, "malignancy_auc": 0.95,
+            "cpm_by_slice": {"<= 2.5 mm": {"scans": scans - 1, "cpm": cpm}},
+        }
+
+    parts = {"data/test/annotations.csv": entry(40, 84, 0.804), "data/test2/annotations.csv": entry(40, 80, 0.9)}
+    res = {"sets": {"test": {**entry(80, 164, 0.85), "parts": parts}, "val2": entry(40, 91, 0.932)}}
+    (tmp_path / "h.json").write_text(json.dumps(res))
+    text = "\n".join(heldout_lines(tmp_path / "h.json"))
+    assert "| test | 80 | 164 | 0.850 (0.750–0.900) | 0.800 | +0.050 (+0.010 to +0.090) | 0.800 | 0.50 | 0.950 |" in text
+    assert "| test: test | 40 | 84 | 0.804 (0.704–0.854) |" in text and "| test: test2 | 40 | 80 |" in text
+    assert "| val2 | 40 | 91 | 0.932" in text and "CPM by slice thickness (val2): <= 2.5 mm: 0.932, 39 scans." in text

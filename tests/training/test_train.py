@@ -10,27 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from nodeview.core.dicom_write import SeriesSpec, write_series  # noqa: E402
 from training import train as T  # noqa: E402
-from training.annotations import NoduleAnnotation, ScanRecord, write_records_csv  # noqa: E402
+from training.annotations import NoduleAnnotation, ScanRecord  # noqa: E402
 from training.dataset import axial_rotations, cache_key, label_candidates, random_rotations  # noqa: E402
-
-from ..test_candidates import _chest  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    records = []
-    for seed in range(2):
-        hu, g, centres, diameters, _ = _chest(seed)
-        folder = root / f"scan{seed}"
-        write_series(hu, folder, SeriesSpec(spacing_zyx=tuple(g.spacing_zyx), origin_xyz=tuple(g.origin_xyz),
-                                            seed=seed, series_description=f"tiny {seed}"))
-        nodules = tuple(NoduleAnnotation(tuple(float(v) for v in c), d, malignant=d >= 10, malignancy_score=d / 30,
-                                         source="test") for c, d in zip(centres, diameters, strict=True))
-        records.append(ScanRecord(f"scan{seed}", str(folder), nodules))
-    return write_records_csv(records, root / "annotations.csv"), root
 
 
 def _args(csv, root, out, **extra):

@@ -1,0 +1,74 @@
+"""training/evaluate_cascade.py: the shipped cascade on pooled annotated sets, measured as the app runs it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from nodeview.core.detector import Detector
+from nodeview.core.study import open_study
+from training import evaluate_cascade as EC
+from training import train_reranker as tr
+from training.annotations import read_records_csv, write_records_csv
+
+MODEL = "resources/models/nodeview-nodule.onnx"
+
+
+@pytest.fixture(scope="module")
+def two_csvs(tiny_data, tmp_path_factory):
+    csv, _ = tiny_data
+    root = tmp_path_factory.mktemp("parts")
+    records = read_records_csv(csv)
+    return [write_records_csv([r], root / f"part{i}" / "annotations.csv") for i, r in enumerate(records)]
+
+
+def test_pooled_and_per_part_reports(two_csvs, tmp_path):
+    a, b = two_csvs
+    args = EC.get_args_parser().parse_args(
+        ["--set", f"both={a},{b}", "--set", f"first={a}", "--cache", str(tmp_path / "cache"),
+         "--out", str(tmp_path / "out.json"), "--no-progress"]
+    )
+    res = EC.main(args)["sets"]
+    both, first = res["both"], res["first"]
+    assert both["scans"] == 2 and both["nodules"] == 12 and first["scans"] == 1
+    assert set(both["parts"]) == {str(a), str(b)} and "parts" not in first
+    assert both["parts"][str(a)]["cpm"] == pytest.approx(first["cpm"])
+    assert sum(p["nodules"] for p in both["parts"].values()) == both["nodules"]
+    lo, hi = both["cpm_ci95"]
+    assert 0.0 <= lo <= both["cpm"] <= hi <= 1.0
+    assert sum(g["scans"] for g in both["cpm_by_slice"].values()) == 2
+    assert sum(both["scans_by_slice_thickness_mm"].values()) == 2
+    assert sum(r["nodules"] for r in both["by_size_at_threshold"].values()) == 12
+    assert (tmp_path / "out.json").stat().st_size > 500
+    # the thicknesses are cached: a rerun reads no headers
+    assert len(list((tmp_path / "cache").glob("thickness-*.json"))) == 2
+
+
+def test_a_scan_pooled_twice_is_refused(two_csvs, tmp_path):
+    a, _ = two_csvs
+    det = Detector(MODEL)
+    part, _ = EC.load_part(a, det, MODEL, tmp_path, True)
+    with pytest.raises(SystemExit, match="same scan twice"):
+        EC.pool([part, part])
+    with pytest.raises(SystemExit, match="NAME=CSV"):
+        EC.parse_sets(["no-equals-sign"])
+
+
+def test_the_evaluated_findings_are_the_apps(two_csvs, tmp_path):
+    """The cascade as evaluated (cached cubes, re-ranking, fused score, merging) gives the
+    findings the app's detector shows on the same scan."""
+    a, _ = two_csvs
+    det = Detector(MODEL)
+    assert det.reranker is not None
+    rr = det.reranker.info
+    (records, data, scores), _ = EC.load_part(a, det, MODEL, tmp_path, True)
+    logits = det.reranker.score(data["cubes"].astype(np.float32))
+    preds, _ = tr.predictions(data, scores, logits, rr.rerank_weight, rr.keep, rr.rank_score_weight, rr.cube_weight)
+    evaluated = sorted(preds[records[0].scan_id], key=lambda p: -p[1])
+    app = det.detect(open_study(records[0].path), segment_from=2.0).findings
+    assert len(app) == len(evaluated)
+    for f, (centre, score) in zip(app[:5], evaluated[:5], strict=True):
+        assert f.score == pytest.approx(score, abs=0.02)
+        assert np.linalg.norm(np.subtract(f.center_xyz_mm, centre)) < 0.5

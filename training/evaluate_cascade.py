@@ -1,0 +1,166 @@
+"""Evaluate the shipped detector (the nodule model and its re-ranker, as the app runs them) on annotated sets.
+
+``train_reranker.py`` reports the cascade on the validation and test sets it was built with. This
+script measures the exported files on any other annotated sets, for example more held-out scans
+generated after the fact: the re-ranker's weights, kept count and threshold come from its ONNX
+metadata, exactly as :class:`nodeview.core.detector.Detector` reads them, and the cascade's steps
+are ``train_reranker``'s (the same proposals, cubes, re-ranking, fused score and merging as the
+app). Each set may pool several annotation files; every file is also reported on its own.
+
+For every set and part: CPM with a bootstrap interval (scans resampled), the paired difference
+against the nodule model alone (its own 300 proposals, as without a re-ranker), sensitivity at the
+7 LUNA16 FP rates, by slice thickness, by size at the operating threshold, FPs per scan there, and
+the malignancy AUC per found nodule. Cubes, model scores and slice thicknesses are cached in
+``--cache``, so a rerun needs no images.
+
+    python -m training.evaluate_cascade \\
+        --set test=data/test/annotations.csv,data/test-extra/annotations.csv \\
+        --set val-extra=data/val-extra/annotations.csv --out training/results/cascade-heldout.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nodeview.core.detector import Detector
+
+from . import evaluate as ev
+from . import train_reranker as tr
+from .annotations import ScanRecord, read_records_csv
+
+Part = tuple[list[ScanRecord], dict[str, np.ndarray], dict[str, np.ndarray]]
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--set",
+        action="append",
+        required=True,
+        metavar="NAME=CSV[,CSV...]",
+        help="a named set pooling one or more annotation files (repeat for more sets)",
+    )
+    p.add_argument("--model", default="resources/models/nodeview-nodule.onnx")
+    p.add_argument("--reranker", default="auto", help="re-ranker file (default: the one beside the model)")
+    p.add_argument("--cache", default="runs/cascade", help="cubes, scores and slice thicknesses")
+    p.add_argument("--out", help="results as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def parse_sets(specs: list[str]) -> dict[str, list[Path]]:
+    sets: dict[str, list[Path]] = {}
+    for spec in specs:
+        name, sep, files = spec.partition("=")
+        paths = [Path(f) for f in files.split(",") if f]
+        if not sep or not name or not paths:
+            raise SystemExit(f"--set {spec!r}: expected NAME=CSV[,CSV...]")
+        if name in sets:
+            raise SystemExit(f"--set {name!r} given twice")
+        sets[name] = paths
+    return sets
+
+
+def part_name(csv: Path) -> str:
+    """A cache and report name for one annotation file: its folder's name, and a digest of its path."""
+    digest = hashlib.sha256(str(csv.resolve()).encode()).hexdigest()[:8]
+    return f"{csv.parent.name or 'set'}-{digest}"
+
+
+def slice_thicknesses(records: list[ScanRecord], cache: Path) -> dict[str, float]:
+    """Each scan's slice thickness (``evaluate.slice_thickness_mm``), cached so that reports need no images."""
+    known: dict[str, float] = json.loads(cache.read_text()) if cache.exists() else {}
+    missing = [r for r in records if r.scan_id not in known]
+    if missing:
+        known.update({r.scan_id: ev.slice_thickness_mm(r) for r in missing})
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known, indent=1))
+    return known
+
+
+def load_part(csv: Path, det: Detector, model: str, cache: Path, quiet: bool) -> tuple[Part, dict[str, float]]:
+    """Cubes of the re-ranker's top_k proposals and the nodule model's scores on them (cached)."""
+    assert det.reranker is not None
+    records = read_records_csv(csv)
+    name = part_name(csv)
+    thick = slice_thicknesses(records, cache / f"thickness-{name}.json")
+    data = tr.build_split(records, cache / f"cubes-{name}.npz", det.reranker.info.top_k, False, 0, quiet)
+    scores = tr.nodule_scores(records, data, model, cache / f"scores-{name}.npz", quiet)
+    return (records, data, scores), thick
+
+
+def pool(parts: list[Part]) -> Part:
+    """One part of several: scan numbers offset, arrays concatenated; a scan may appear only once."""
+    records = [r for p in parts for r in p[0]]
+    ids = [r.scan_id for r in records]
+    if len(set(ids)) != len(ids):
+        raise SystemExit("a set pools the same scan twice: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
+    datas, offset = [], 0
+    for _, data, _ in parts:
+        datas.append({**data, "scan": data["scan"] + offset})
+        offset += len(data["scan_ids"])
+    data = {k: np.concatenate([d[k] for d in datas]) for k in datas[0]}
+    scores = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
+    return records, data, scores
+
+
+def evaluate_part(part: Part, name: str, det: Detector, thick: dict[str, float]) -> dict[str, Any]:
+    assert det.reranker is not None
+    rr = det.reranker.info
+    records, data, scores = part
+    logits = det.reranker.score(data["cubes"].astype(np.float32))
+    chosen = {
+        "rerank_weight": rr.rerank_weight,
+        "keep": rr.keep,
+        "cube_weight": rr.cube_weight,
+        "threshold": rr.threshold,
+    }
+    result = tr.report(name, records, data, scores, logits, chosen, rr.rank_score_weight, thickness=thick)
+    groups = [thick[r.scan_id] for r in records]
+    result["scans_by_slice_thickness_mm"] = {f"{t:g}": groups.count(t) for t in sorted(set(groups))}
+    return result
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    sets = parse_sets(args.set)
+    det = Detector(args.model, reranker=args.reranker)
+    if det.reranker is None:
+        raise SystemExit(f"no re-ranker calibrated for {args.model} beside it; pass --reranker")
+    cache = Path(args.cache)
+    loaded: dict[Path, tuple[Part, dict[str, float]]] = {}
+    results: dict[str, Any] = {"model": det.info.label, "sets": {}}
+    for name, files in sets.items():
+        for csv in files:
+            if csv not in loaded:
+                loaded[csv] = load_part(csv, det, args.model, cache, args.no_progress)
+        thick = {k: v for csv in files for k, v in loaded[csv][1].items()}
+        entry = evaluate_part(pool([loaded[csv][0] for csv in files]), name, det, thick)
+        if len(files) > 1:
+            entry["parts"] = {str(csv): evaluate_part(loaded[csv][0], str(csv), det, thick) for csv in files}
+        results["sets"][name] = entry
+        print(summary_line(name, entry), flush=True)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1, default=float))
+    return results
+
+
+def summary_line(name: str, r: dict[str, Any]) -> str:
+    lo, hi = r["cpm_ci95"]
+    d = r["paired_difference"]
+    return (
+        f"{name}: {r['scans']} scans, {r['nodules']} nodules, CPM {r['cpm']:.3f} ({lo:.3f}-{hi:.3f}), "
+        f"nodule model alone {r['cpm_nodule_model_alone']:.3f}, paired {d['estimate']:+.3f} "
+        f"({d['low']:+.3f} to {d['high']:+.3f}), at threshold sensitivity {r['sensitivity_at_threshold']:.3f} "
+        f"with {r['fps_per_scan_at_threshold']:.2f} FPs/scan, malignancy AUC {r['malignancy_auc']:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
