@@ -323,10 +323,10 @@ def heldout_lines(results_json: Path | None) -> list[str]:
     lines = [
         "## In the app: more held-out scans",
         "",
-        "Measured with `training/evaluate_cascade.py` on the exported files (these weights and the re-ranker),",
-        "on more synthetic scans from seeds never used in training or for any choice. They were generated",
-        "after the test result above was known; nothing was changed after they were measured. Each",
-        "set of 40 scans is also shown on its own: 40 scans leave a wide interval.",
+        "Measured with `training/evaluate_cascade.py` on the exported files (these weights and the re-ranker,",
+        "as the app runs them). Sets of more synthetic scans, from seeds never used for training or for any",
+        "choice, generated after the test result above was known; nothing was changed after they were",
+        "measured. A set that pools several folders is also shown per folder: 40 scans leave a wide interval.",
         "",
         "| set | scans | nodules | CPM (95% CI) | this network alone | paired difference (95% CI) |"
         " sensitivity at threshold | FPs/scan at threshold | malignancy AUC |",
@@ -351,6 +351,16 @@ def heldout_lines(results_json: Path | None) -> list[str]:
                 "",
                 f"CPM by slice thickness ({name}): "
                 + "; ".join(f"{k}: {_fmt(v['cpm'])}, {v['scans']} scans" for k, v in slices.items())
+                + ".",
+            ]
+        sizes = m.get("by_size_at_threshold", {})
+        if sizes:
+            lines += [
+                "",
+                f"Nodules found at the threshold ({name}; proposed: among the candidates this network saw): "
+                + "; ".join(
+                    f"{k} {v['found']}/{v['nodules']} ({v['proposed']} proposed)" for k, v in sorted(sizes.items())
+                )
                 + ".",
             ]
     return [*lines, ""]
