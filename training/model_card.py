@@ -237,6 +237,16 @@ def training_stages(run: Path) -> list[str]:
     ]
 
 
+def _cascade_row(name: str, m: dict[str, Any]) -> str:
+    """A table row of the cascade's figures on one set (``train_reranker.report``)."""
+    d = m["paired_difference"]
+    return (
+        f"| {name} | {m['scans']} | {m['nodules']} | {_with_ci(m['cpm'], m['cpm_ci95'])} |"
+        f" {_fmt(m['cpm_nodule_model_alone'])} | {d['estimate']:+.3f} ({d['low']:+.3f} to {d['high']:+.3f}) |"
+        f" {_fmt(m['sensitivity_at_threshold'])} | {_fmt(m['fps_per_scan_at_threshold'], 2)} |"
+    )
+
+
 def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
     """The section on the proposal re-ranker beside the model (``training/train_reranker.py``), when
     its file was calibrated for this model; the app then uses its score and threshold."""
@@ -276,12 +286,7 @@ def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
         for name in ("validation", "test"):
             if name not in res:
                 continue
-            m, d = res[name], res[name]["paired_difference"]
-            lines.append(
-                f"| {name} | {m['scans']} | {m['nodules']} | {_with_ci(m['cpm'], m['cpm_ci95'])} |"
-                f" {_fmt(m['cpm_nodule_model_alone'])} | {d['estimate']:+.3f} ({d['low']:+.3f} to {d['high']:+.3f}) |"
-                f" {_fmt(m['sensitivity_at_threshold'])} | {_fmt(m['fps_per_scan_at_threshold'], 2)} |"
-            )
+            lines.append(_cascade_row(name, res[name]))
         if "test" in res:
             sizes = res["test"]["by_size_at_threshold"]
             lines += [
@@ -336,14 +341,7 @@ def heldout_lines(results_json: Path | None) -> list[str]:
     for name, m in res["sets"].items():
         rows.append((name, m))
         rows += [(f"{name}: {Path(part).parent.name}", p) for part, p in m.get("parts", {}).items()]
-    for name, m in rows:
-        d = m["paired_difference"]
-        lines.append(
-            f"| {name} | {m['scans']} | {m['nodules']} | {_with_ci(m['cpm'], m['cpm_ci95'])} |"
-            f" {_fmt(m['cpm_nodule_model_alone'])} | {d['estimate']:+.3f} ({d['low']:+.3f} to {d['high']:+.3f}) |"
-            f" {_fmt(m['sensitivity_at_threshold'])} | {_fmt(m['fps_per_scan_at_threshold'], 2)} |"
-            f" {_fmt(m['malignancy_auc'])} |"
-        )
+    lines += [_cascade_row(name, m) + f" {_fmt(m['malignancy_auc'])} |" for name, m in rows]
     for name, m in res["sets"].items():
         slices = m.get("cpm_by_slice", {})
         if slices:
