@@ -85,14 +85,20 @@ def slice_thicknesses(records: list[ScanRecord], cache: Path) -> dict[str, float
 
 
 def load_part(csv: Path, det: Detector, model: str, cache: Path, quiet: bool) -> tuple[Part, dict[str, float]]:
-    """Cubes of the re-ranker's top_k proposals and the nodule model's scores on them (cached)."""
+    """Cubes of the re-ranker's top_k proposals, the nodule model's scores on them (cached) and the
+    re-ranker's ``cube_logit`` (a key of the scores)."""
     assert det.reranker is not None
     records = read_records_csv(csv)
     name = part_name(csv)
     thick = slice_thicknesses(records, cache / f"thickness-{name}.json")
     data = tr.build_split(records, cache / f"cubes-{name}.npz", det.reranker.info.top_k, False, 0, quiet)
     scores = tr.nodule_scores(records, data, model, cache / f"scores-{name}.npz", quiet)
-    return (records, data, scores), thick
+    # the re-ranker's logits, once per file (pooled sets reuse them), a chunk of float32 cubes at a time
+    cubes = data["cubes"]
+    chunks = [det.reranker.score(cubes[s : s + 4096].astype(np.float32)) for s in range(0, len(cubes), 4096)]
+    scores = {**scores, "cube_logit": np.concatenate(chunks) if chunks else np.zeros(0, np.float32)}
+    rows = {k: v for k, v in data.items() if k != "cubes"}  # the reports need no cubes
+    return (records, rows, scores), thick
 
 
 def pool(parts: list[Part]) -> Part:
@@ -114,13 +120,13 @@ def evaluate_part(part: Part, name: str, det: Detector, thick: dict[str, float])
     assert det.reranker is not None
     rr = det.reranker.info
     records, data, scores = part
-    logits = det.reranker.score(data["cubes"].astype(np.float32))
     chosen = {
         "rerank_weight": rr.rerank_weight,
         "keep": rr.keep,
         "cube_weight": rr.cube_weight,
         "threshold": rr.threshold,
     }
+    logits = scores["cube_logit"]
     result = tr.report(name, records, data, scores, logits, chosen, rr.rank_score_weight, thickness=thick)
     groups = [thick[r.scan_id] for r in records]
     result["scans_by_slice_thickness_mm"] = {f"{t:g}": groups.count(t) for t in sorted(set(groups))}

@@ -64,7 +64,9 @@ def test_the_evaluated_findings_are_the_apps(two_csvs, tmp_path):
     assert det.reranker is not None
     rr = det.reranker.info
     (records, data, scores), _ = EC.load_part(a, det, MODEL, tmp_path, True)
-    logits = det.reranker.score(data["cubes"].astype(np.float32))
+    logits = scores["cube_logit"]
+    full = tr.build_split(records, tmp_path / f"cubes-{EC.part_name(a)}.npz", rr.top_k, False, 0, True)  # cached
+    np.testing.assert_allclose(logits, det.reranker.score(full["cubes"].astype(np.float32)), atol=1e-5)
     preds, _ = tr.predictions(data, scores, logits, rr.rerank_weight, rr.keep, rr.rank_score_weight, rr.cube_weight)
     evaluated = sorted(preds[records[0].scan_id], key=lambda p: -p[1])
     app = det.detect(open_study(records[0].path), segment_from=2.0).findings
