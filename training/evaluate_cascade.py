@@ -14,8 +14,8 @@ the malignancy AUC per found nodule. Cubes, model scores and slice thicknesses a
 ``--cache``, so a rerun needs no images.
 
     python -m training.evaluate_cascade \\
-        --set test=data/test/annotations.csv,data/test-extra/annotations.csv \\
-        --set val-extra=data/val-extra/annotations.csv --out training/results/cascade-heldout.json
+        --set test=data/test/annotations.csv,data/test2/annotations.csv,data/test3/annotations.csv \\
+        --set val2=data/val2/annotations.csv --out training/results/cascade-heldout.json
 """
 
 from __future__ import annotations
