@@ -11,7 +11,14 @@ import pytest
 
 from nodeview.core.candidates import suppress
 from nodeview.core.geometry import Geometry
-from nodeview.core.reranker import DEFAULT_CUBE, CubeSpec, extract_cubes, fuse_three, rerank_order
+from nodeview.core.reranker import (
+    DEFAULT_CUBE,
+    CubeSpec,
+    extract_context_cubes,
+    extract_cubes,
+    fuse_three,
+    rerank_order,
+)
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
@@ -44,9 +51,50 @@ def test_cube_axes_and_centre_follow_patient_mm():
     assert extract_cubes(hu, g, np.zeros((0, 3))).shape == (0, 1, 16, 16, 16)
 
 
+def test_context_cubes_see_48_mm_of_block_averaged_volume():
+    # 2.5 mm slices and 0.7 mm pixels: blocks of 1 x 4 x 4 voxels; a 5 mm-radius sphere at the centre
+    g = Geometry((60, 160, 160), (2.5, 0.7, 0.7), (-56.0, -56.0, -75.0))
+    hu = np.full(g.shape_zyx, -1000, dtype=np.int16)
+    k, j, i = np.meshgrid(*(np.arange(n) for n in g.shape_zyx), indexing="ij")
+    xyz = g.index_to_mm(np.stack([k, j, i], axis=-1).reshape(-1, 3)).reshape(*g.shape_zyx, 3)
+    sphere = np.linalg.norm(xyz, axis=-1) <= 5.0
+    hu[sphere] = 60
+    spec = CubeSpec(context_spacing_mm=3.0)
+    cubes = extract_cubes(hu, g, [[0.0, 0.0, 0.0], [12.0, 0.0, 0.0]], spec)
+    assert cubes.shape == (2, 2, 16, 16, 16) and cubes.dtype == np.float32
+    np.testing.assert_array_equal(cubes[:, :1], extract_cubes(hu, g, [[0.0, 0.0, 0.0], [12.0, 0.0, 0.0]]))
+    ctx = cubes[0, 1]
+    assert all(7 <= p <= 8 for p in np.unravel_index(np.argmax(ctx), ctx.shape))
+    # a 10 mm sphere covers about 3 voxels of 3 mm: its full 60 HU at the centre, air 6 voxels (18 mm) out
+    assert (
+        ctx.max() == pytest.approx(0.514, abs=0.01)
+        and ctx[7:9, 7:9, 7:9].mean() > 0.3
+        and ctx[7, 7, 1] == pytest.approx(-1.0, abs=0.02)
+    )
+    # the cube centred 12 mm to the patient's left (+x) sees the sphere 4 voxels towards -x (i)
+    profile = cubes[1, 1].max(axis=(0, 1))
+    assert 3 <= int(np.argmax(profile)) <= 4
+    # the values do not depend on which other centres share the call (the averaged region differs)
+    alone = extract_context_cubes(hu, g, [[12.0, 0.0, 0.0]], spec)
+    np.testing.assert_array_equal(alone[0, 0], cubes[1, 1])
+    # block means, not point samples: a one-voxel-thick bright plane is diluted 4x in y
+    plane = np.full(g.shape_zyx, -1000, dtype=np.int16)
+    plane[:, 80, :] = 1000
+    c = extract_context_cubes(plane, g, [[0.0, 0.0, 0.0]], spec)[0, 0]
+    assert c.max() < 0.0  # -1000 * 3/4 + 1000 / 4 = -500 HU at most, well below the window's top
+    # outside the volume reads as air; no centre gives an empty array of the right shape
+    assert np.all(extract_context_cubes(hu, g, [[900.0, 900.0, 900.0]], spec) == -1.0)
+    assert extract_cubes(hu, g, np.zeros((0, 3)), spec).shape == (0, 2, 16, 16, 16)
+    with pytest.raises(ValueError, match="no context"):
+        extract_context_cubes(hu, g, [[0.0, 0.0, 0.0]], DEFAULT_CUBE)
+
+
 def test_cube_spec_metadata_round_trip():
     spec = CubeSpec(size=12, spacing_mm=1.5)
     assert CubeSpec.from_metadata(spec.to_metadata()) == spec
+    two = CubeSpec(context_spacing_mm=3.0)
+    assert CubeSpec.from_metadata(two.to_metadata()) == two and two.channels == 2 and spec.channels == 1
+    assert "2 channels" in two.to_metadata()["cube_layout"]
     assert CubeSpec.from_metadata(DEFAULT_CUBE.to_metadata()) == DEFAULT_CUBE
 
 
@@ -78,8 +126,8 @@ def test_rerank_order_and_fusion():
     np.testing.assert_allclose(fused, expect, rtol=1e-5)
 
 
-def make_reranker(path, nodule_sha, keep=40, top_k=120, threshold="0.6"):
-    """cube_logit = 10 * (mean of the central 4^3 voxels + 0.5): dense centre -> high."""
+def make_reranker(path, nodule_sha, keep=40, top_k=120, threshold="0.6", spec=DEFAULT_CUBE):
+    """cube_logit = 10 * (mean of the central 4^3 voxels of every channel + 0.5): dense centre -> high."""
     inits = [
         helper.make_tensor("starts", TensorProto.INT64, [3], [6, 6, 6]),
         helper.make_tensor("ends", TensorProto.INT64, [3], [10, 10, 10]),
@@ -97,7 +145,7 @@ def make_reranker(path, nodule_sha, keep=40, top_k=120, threshold="0.6"):
     graph = helper.make_graph(
         nodes,
         "rr",
-        [helper.make_tensor_value_info("cubes", TensorProto.FLOAT, ["N", 1, 16, 16, 16])],
+        [helper.make_tensor_value_info("cubes", TensorProto.FLOAT, ["N", spec.channels, 16, 16, 16])],
         [helper.make_tensor_value_info("cube_logit", TensorProto.FLOAT, ["N"])],
         inits,
     )
@@ -106,7 +154,7 @@ def make_reranker(path, nodule_sha, keep=40, top_k=120, threshold="0.6"):
     meta = {
         "name": "test-reranker",
         "version": "0",
-        **DEFAULT_CUBE.to_metadata(),
+        **spec.to_metadata(),
         "top_k": str(top_k),
         "keep": str(keep),
         "rerank_weight": "0.5",
@@ -145,6 +193,21 @@ def test_detector_uses_a_matching_reranker_beside_the_model(tmp_path, chest_volu
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
     with pytest.raises(ModelError, match="not a readable ONNX"):
         Detector(model, reranker=tmp_path / "junk.onnx")
+
+
+def test_detector_with_a_two_channel_reranker(tmp_path, chest_volume):  # noqa: F811
+    volume, centres, diameters = chest_volume
+    model = make_model(tmp_path / "m.onnx")
+    sha = Detector(model, reranker=None).info.sha256
+    spec = CubeSpec(context_spacing_mm=3.0)
+    make_reranker(tmp_path / "nodeview-reranker.onnx", sha, spec=spec)
+    detector = Detector(model)
+    assert detector.reranker is not None and detector.reranker.info.spec.channels == 2
+    result = detector.detect(volume, min_score=0.0)
+    assert result.n_candidates == 40 and "rerank" in result.timings_s
+    for c, d in [(c, d) for c, d in zip(centres, diameters, strict=True) if d >= 8]:
+        near = [f for f in result.findings if np.linalg.norm(np.subtract(f.center_xyz_mm, c)) <= d / 2]
+        assert near and max(f.score for f in near) >= 0.6, (c, d)
 
 
 def test_committed_reranker_matches_the_default_model():
