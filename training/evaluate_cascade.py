@@ -91,7 +91,9 @@ def load_part(csv: Path, det: Detector, model: str, cache: Path, quiet: bool) ->
     records = read_records_csv(csv)
     name = part_name(csv)
     thick = slice_thicknesses(records, cache / f"thickness-{name}.json")
-    data = tr.build_split(records, cache / f"cubes-{name}.npz", det.reranker.info.top_k, False, 0, quiet)
+    data = tr.build_split(
+        records, cache / f"cubes-{name}.npz", det.reranker.info.top_k, False, 0, quiet, det.reranker.info.spec
+    )
     scores = tr.nodule_scores(records, data, model, cache / f"scores-{name}.npz", quiet)
     # the re-ranker's logits, once per file (pooled sets reuse them), a chunk of float32 cubes at a time
     cubes = data["cubes"]

@@ -10,7 +10,10 @@ Steps (each cached in ``--out``; ``--resume`` continues training from ``checkpoi
    a 300-candidate run places them). A proposal within a nodule's radius is a positive (the
    LUNA16 hit rule). Training scans add up to 6 DoG peaks inside each nodule and 4 copies of its
    centre jittered by up to half its radius (2 mm at most), so nodules the proposals rank low
-   still teach the network.
+   still teach the network. With ``--context-spacing 3`` each row also gets a 48 mm context cube
+   (:func:`nodeview.core.reranker.extract_context_cubes`, cached beside the 18 mm cubes) and the
+   network is :class:`TwoScaleNet` (re-ranker version 2: measured, not shipped, see
+   ``training/README.md``).
 2. **Training**: the network of :class:`CubeNet` (about 0.1 M weights), half of each batch
    positives drawn so that every nodule weighs the same, half negatives drawn uniformly from the
    proposals; flips along all three axes, transposed x and y, shifts of one voxel, HU scale,
@@ -48,7 +51,14 @@ from torch import nn
 from nodeview.core.candidates import DEFAULT_MAX_CANDIDATES, PROPOSER_VERSION, merge_findings, propose
 from nodeview.core.detector import Detector
 from nodeview.core.patches import extract_patches
-from nodeview.core.reranker import DEFAULT_CUBE, extract_cubes, fuse_three, rerank_order
+from nodeview.core.reranker import (
+    DEFAULT_CUBE,
+    CubeSpec,
+    extract_context_cubes,
+    extract_cubes,
+    fuse_three,
+    rerank_order,
+)
 from nodeview.core.study import open_study
 
 from .annotations import ScanRecord, read_records_csv
@@ -63,7 +73,7 @@ from .metrics import (
 )
 from .train import _progress
 
-VERSION = "1"
+VERSION = "2"  # with a context cube (--context-spacing 3, not shipped); version 1 (one 18 mm cube) is the default
 
 
 class CubeNet(nn.Module):
@@ -95,6 +105,28 @@ class CubeNet(nn.Module):
         return self.head(self.features(x)).squeeze(1)
 
 
+class TwoScaleNet(nn.Module):
+    """Two :class:`CubeNet` towers, one per channel (the 18 mm cube and the 48 mm context cube),
+    their pooled features joined by one linear layer (about 0.2 M weights)."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.fine = CubeNet(width).features
+        self.context = CubeNet(width).features
+        self.head = nn.Linear(16 * width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.fine(x[:, :1]), self.context(x[:, 1:])], 1)).squeeze(1)
+
+
+def make_net(width: int, channels: int) -> nn.Module:
+    return CubeNet(width) if channels == 1 else TwoScaleNet(width)
+
+
+def cube_spec(args: argparse.Namespace) -> CubeSpec:
+    return CubeSpec(context_spacing_mm=args.context_spacing if args.context_spacing > 0 else None)
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train the NodeView proposal re-ranker (research use only)", add_help=add_help
@@ -118,6 +150,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--width", type=int, default=8)
+    p.add_argument(
+        "--context-spacing",
+        type=float,
+        default=0.0,
+        help="mm per voxel of a second, context cube (16 voxels; 3 gives 48 mm and a version-2 re-ranker, an"
+        " experiment not shipped: training/README.md); 0 (default): one cube only, version 1 as shipped",
+    )
     p.add_argument("--every", type=int, default=1, help="use every N-th scan of each split (tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
@@ -145,22 +184,60 @@ def hit_labels(centres: np.ndarray, record: ScanRecord) -> np.ndarray:
 
 
 def build_split(
-    records: list[ScanRecord], path: Path, top_k: int, extra_positives: bool, seed: int, quiet: bool
+    records: list[ScanRecord],
+    path: Path,
+    top_k: int,
+    extra_positives: bool,
+    seed: int,
+    quiet: bool,
+    spec: CubeSpec = DEFAULT_CUBE,
 ) -> dict[str, np.ndarray]:
-    """Cubes and labels of every scan (cached in ``path``); see the module docstring."""
-    key = json.dumps(
-        [[r.scan_id for r in records], top_k, extra_positives, seed, DEFAULT_CUBE.__dict__, PROPOSER_VERSION]
-    )
+    """Cubes and labels of every scan (cached in ``path``); see the module docstring.
+
+    ``cubes`` has ``spec.channels`` channels: the 18 mm cubes are cached as before, and the
+    context cubes (:func:`add_context`) in a second file beside them."""
+    fine = {k: v for k, v in DEFAULT_CUBE.__dict__.items() if k != "context_spacing_mm"}
+    key = json.dumps([[r.scan_id for r in records], top_k, extra_positives, seed, fine, PROPOSER_VERSION])
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     file = path.with_name(f"{path.stem}-{digest}.npz")
     if file.exists():
         with np.load(file) as z:
-            return {k: z[k] for k in z.files}
+            data = {k: z[k] for k in z.files}
+    else:
+        data = _build_split(records, file, top_k, extra_positives, seed, quiet)
+    if spec.context_spacing_mm is not None:
+        add_context(data, records, file.with_name(f"{file.stem}-context{spec.context_spacing_mm:g}.npy"), spec, quiet)
+    return data
+
+
+def add_context(
+    data: dict[str, np.ndarray], records: list[ScanRecord], file: Path, spec: CubeSpec, quiet: bool
+) -> None:
+    """Append the context cubes at every row's centre to ``data["cubes"]`` as channel 1 (cached in ``file``)."""
+    if file.exists():
+        context = np.load(file)
+    else:
+        by_id = {r.scan_id: r for r in records}
+        context = np.zeros((len(data["centre"]), 1, spec.size, spec.size, spec.size), np.float16)
+        for s, sid in enumerate(_progress(list(data["scan_ids"]), f"context cubes {file.stem}", quiet)):
+            rows = np.flatnonzero(data["scan"] == s)
+            volume = open_study(by_id[str(sid)].path)
+            cubes = extract_context_cubes(volume.hu_zyx, volume.geometry, data["centre"][rows].astype(np.float64), spec)
+            context[rows] = cubes.astype(np.float16)
+        tmp = file.with_name(file.stem + ".tmp.npy")
+        np.save(tmp, context)
+        tmp.replace(file)
+    data["cubes"] = np.concatenate([data["cubes"], context], axis=1)
+
+
+def _build_split(
+    records: list[ScanRecord], file: Path, top_k: int, extra_positives: bool, seed: int, quiet: bool
+) -> dict[str, np.ndarray]:
     from .fit_ranker import scan_peaks
 
     rng = np.random.default_rng(seed)
     parts: list[dict[str, np.ndarray]] = []
-    for s, record in enumerate(_progress(records, f"cubes {path.stem}", quiet)):
+    for s, record in enumerate(_progress(records, f"cubes {file.stem}", quiet)):
         volume, cands = scan_candidates(record, top_k)
         centres = np.asarray([c.center_xyz_mm for c in cands], dtype=np.float64).reshape(-1, 3)
         rank = np.asarray([c.rank_score for c in cands], dtype=np.float32)
@@ -235,7 +312,7 @@ def nodule_weights(train: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray
     return pos, neg, w / w.sum()
 
 
-def score_cubes(net: CubeNet, cubes: np.ndarray, device: str, batch: int = 512) -> np.ndarray:
+def score_cubes(net: nn.Module, cubes: np.ndarray, device: str, batch: int = 512) -> np.ndarray:
     net.eval()
     out = []
     with torch.no_grad():
@@ -245,11 +322,11 @@ def score_cubes(net: CubeNet, cubes: np.ndarray, device: str, batch: int = 512) 
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def train(args: argparse.Namespace, data: dict[str, np.ndarray], out: Path) -> CubeNet:
+def train(args: argparse.Namespace, data: dict[str, np.ndarray], out: Path) -> nn.Module:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    net = CubeNet(args.width).to(args.device)
+    net = make_net(args.width, int(data["cubes"].shape[1])).to(args.device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
     start, history = 0, []
@@ -483,12 +560,20 @@ def report(
 # ---------------------------------------------------------------------------------------- export
 
 
-def export(net: CubeNet, path: Path, chosen: dict[str, Any], model_sha: str, metrics: dict[str, Any]) -> dict[str, Any]:
+def export(
+    net: nn.Module,
+    path: Path,
+    chosen: dict[str, Any],
+    model_sha: str,
+    metrics: dict[str, Any],
+    spec: CubeSpec = DEFAULT_CUBE,
+) -> dict[str, Any]:
     import onnx
     import onnxruntime as ort
 
     net = net.cpu().eval()
-    dummy = torch.zeros(2, 1, DEFAULT_CUBE.size, DEFAULT_CUBE.size, DEFAULT_CUBE.size)
+    shape = (spec.channels, spec.size, spec.size, spec.size)
+    dummy = torch.zeros(2, *shape)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
         net,
@@ -504,8 +589,8 @@ def export(net: CubeNet, path: Path, chosen: dict[str, Any], model_sha: str, met
     sha = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in net.state_dict().values())).hexdigest()
     meta = {
         "name": "nodeview-reranker",
-        "version": VERSION,
-        **DEFAULT_CUBE.to_metadata(),
+        "version": VERSION if spec.channels == 2 else "1",
+        **spec.to_metadata(),
         "top_k": str(chosen["top_k"]),
         "keep": str(chosen["keep"]),
         "rerank_weight": f"{chosen['rerank_weight']:g}",
@@ -523,7 +608,7 @@ def export(net: CubeNet, path: Path, chosen: dict[str, Any], model_sha: str, met
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.save(proto, str(path))
-    x = np.random.default_rng(0).uniform(-1, 1, (8, 1, 16, 16, 16)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-1, 1, (8, *shape)).astype(np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"cubes": x})[0]
     with torch.no_grad():
@@ -541,12 +626,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     train_recs = read_records_csv(args.data)[:: args.every]
     val_recs = read_records_csv(args.val_data)[:: args.every]
     quiet = args.no_progress
-    data = build_split(train_recs, out / "cubes-train.npz", args.top_k, True, args.seed, quiet)
+    spec = cube_spec(args)
+    data = build_split(train_recs, out / "cubes-train.npz", args.top_k, True, args.seed, quiet, spec)
     net = train(args, data, out)
     del data
     det = Detector(args.model, reranker=None)
     rank_weight = det.info.rank_weight
-    val = build_split(val_recs, out / "cubes-val.npz", args.top_k, False, args.seed, quiet)
+    val = build_split(val_recs, out / "cubes-val.npz", args.top_k, False, args.seed, quiet, spec)
     val_scores = nodule_scores(val_recs, val, args.model, out / "scores-val.npz", quiet)
     val_logits = score_cubes(net, val["cubes"], args.device)
     chosen = calibrate(val, val_scores, val_logits, truths_of(val_recs, val), rank_weight, args.fp_per_scan)
@@ -557,7 +643,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     )
     if args.test_data:
         test_recs = read_records_csv(args.test_data)[:: args.every]
-        test = build_split(test_recs, out / "cubes-test.npz", args.top_k, False, args.seed, quiet)
+        test = build_split(test_recs, out / "cubes-test.npz", args.top_k, False, args.seed, quiet, spec)
         test_scores = nodule_scores(test_recs, test, args.model, out / "scores-test.npz", quiet)
         test_logits = score_cubes(net, test["cubes"], args.device)
         results["test"] = report(
@@ -569,7 +655,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if k in results
     }
     target = Path(args.export) if args.export else out / "nodeview-reranker.onnx"
-    results["export"] = export(net, target, chosen, det.info.sha256, headline)
+    results["export"] = export(net, target, chosen, det.info.sha256, headline, spec)
     results["seconds"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     return results

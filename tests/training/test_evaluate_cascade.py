@@ -65,7 +65,10 @@ def test_the_evaluated_findings_are_the_apps(two_csvs, tmp_path):
     rr = det.reranker.info
     (records, data, scores), _ = EC.load_part(a, det, MODEL, tmp_path, True)
     logits = scores["cube_logit"]
-    full = tr.build_split(records, tmp_path / f"cubes-{EC.part_name(a)}.npz", rr.top_k, False, 0, True)  # cached
+    full = tr.build_split(  # cached, context cubes included
+        records, tmp_path / f"cubes-{EC.part_name(a)}.npz", rr.top_k, False, 0, True, rr.spec
+    )
+    assert full["cubes"].shape[1] == rr.spec.channels
     np.testing.assert_allclose(logits, det.reranker.score(full["cubes"].astype(np.float32)), atol=1e-5)
     preds, _ = tr.predictions(data, scores, logits, rr.rerank_weight, rr.keep, rr.rank_score_weight, rr.cube_weight)
     evaluated = sorted(preds[records[0].scan_id], key=lambda p: -p[1])

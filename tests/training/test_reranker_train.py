@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from nodeview.core.reranker import Reranker  # noqa: E402
+from nodeview.core.reranker import CubeSpec, Reranker  # noqa: E402
 from training import train_reranker as tr  # noqa: E402
 
 
@@ -86,3 +86,50 @@ def test_non_finite_loss_stops_training(tmp_path):
     data["cubes"][:] = np.float16(math.nan)
     with pytest.raises(FloatingPointError, match="non-finite"):
         tr.train(args_for(tmp_path, 5), data, tmp_path)
+
+
+def test_two_scale_network_learns_from_the_context_channel_and_exports(tmp_path):
+    # channel 0 (the 18 mm cube) is noise only; the spheres and tubes are in channel 1
+    torch.manual_seed(0)
+    rng = np.random.default_rng(5)
+
+    def two_channel(n: int, seed: int) -> dict[str, np.ndarray]:
+        d = toy_cubes(n, seed)
+        noise = rng.normal(-0.9, 0.05, d["cubes"].shape).astype(np.float16)
+        d["cubes"] = np.concatenate([noise, d["cubes"]], axis=1)
+        return d
+
+    data = two_channel(112, 0)
+    net = tr.train(args_for(tmp_path, 60), data, tmp_path)
+    assert isinstance(net, tr.TwoScaleNet)
+    test = two_channel(60, 1)
+    logits = tr.score_cubes(net, test["cubes"], "cpu")
+    from training.metrics import roc_auc
+
+    assert roc_auc(test["label"] >= 0, logits) > 0.9
+    chosen = {
+        "top_k": 100,
+        "keep": 50,
+        "rerank_weight": 1,
+        "cube_weight": 0.5,
+        "rank_score_weight": 0.2,
+        "threshold": 0.9,
+    }
+    spec = CubeSpec(context_spacing_mm=3.0)
+    out = tr.export(net, tmp_path / "rr2.onnx", chosen, "b" * 64, {}, spec)
+    assert out["parity_max_abs"] < 1e-3
+    rr = Reranker(tmp_path / "rr2.onnx")
+    assert rr.info.spec == spec and rr.info.spec.channels == 2 and rr.info.version == tr.VERSION
+    np.testing.assert_allclose(rr.score(test["cubes"].astype(np.float32)), logits, rtol=1e-3, atol=1e-3)
+    # a one-channel network exported under a two-channel spec is refused by the app's class
+    one = tr.train(args_for(tmp_path / "one", 2), toy_cubes(28, 0), tmp_path)
+    tr.export(one, tmp_path / "bad.onnx", chosen, "b" * 64, {})
+    import onnx
+
+    proto = onnx.load(str(tmp_path / "bad.onnx"))
+    proto.metadata_props.add(key="context_spacing_mm", value="3")
+    onnx.save(proto, str(tmp_path / "bad.onnx"))
+    from nodeview.core.reranker import RerankerError
+
+    with pytest.raises(RerankerError, match="shape"):
+        Reranker(tmp_path / "bad.onnx")
