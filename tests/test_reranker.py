@@ -126,7 +126,7 @@ def test_rerank_order_and_fusion():
     np.testing.assert_allclose(fused, expect, rtol=1e-5)
 
 
-def make_reranker(path, nodule_sha, keep=40, top_k=120, threshold="0.6", spec=DEFAULT_CUBE):
+def make_reranker(path, nodule_sha, keep=40, top_k=120, threshold="0.6", spec=DEFAULT_CUBE, extra=None):
     """cube_logit = 10 * (mean of the central 4^3 voxels of every channel + 0.5): dense centre -> high."""
     inits = [
         helper.make_tensor("starts", TensorProto.INT64, [3], [6, 6, 6]),
@@ -162,6 +162,7 @@ def make_reranker(path, nodule_sha, keep=40, top_k=120, threshold="0.6", spec=DE
         "rank_score_weight": "0.1",
         "operating_threshold": threshold,
         "nodule_model_sha256": nodule_sha,
+        **(extra or {}),
     }
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=v)
@@ -221,3 +222,31 @@ def test_committed_reranker_matches_the_default_model():
     assert "research" in info.metadata["research_use_only"].lower()
     metrics = json.loads(info.metadata["metrics"])
     assert {"validation", "test"} <= set(metrics)
+
+
+def test_proposal_positions_metadata(tmp_path, chest_volume, monkeypatch):  # noqa: F811
+    """``proposal_positions`` = subvoxel makes the detector propose with sub-voxel peaks; a value it
+    does not know is refused."""
+    from nodeview.core import detector as D
+    from nodeview.core.reranker import Reranker, RerankerError
+
+    model = make_model(tmp_path / "m.onnx")
+    sha = Detector(model, reranker=None).info.sha256
+    voxel = make_reranker(tmp_path / "v.onnx", sha)
+    sub = make_reranker(tmp_path / "sv.onnx", sha, extra={"proposal_positions": "subvoxel"})
+    assert Reranker(sub).info.subvoxel_peaks and not Reranker(voxel).info.subvoxel_peaks
+    with pytest.raises(RerankerError, match="proposal_positions"):
+        Reranker(make_reranker(tmp_path / "bad.onnx", sha, extra={"proposal_positions": "nearest"}))
+    asked = []
+    real = D.propose
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["subvoxel"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(D, "propose", spy)
+    volume = chest_volume[0]
+    Detector(model, reranker=sub).detect(volume, min_score=0.5)
+    Detector(model, reranker=voxel).detect(volume, min_score=0.5)
+    Detector(model, reranker=None).detect(volume, min_score=0.5)
+    assert asked == [True, False, False]

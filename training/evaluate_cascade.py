@@ -33,6 +33,7 @@ from nodeview.core.detector import Detector
 from . import evaluate as ev
 from . import train_reranker as tr
 from .annotations import ScanRecord, read_records_csv
+from .metrics import cpm, cpm_difference_bootstrap, froc
 
 Part = tuple[list[ScanRecord], dict[str, np.ndarray], dict[str, np.ndarray]]
 
@@ -49,6 +50,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="resources/models/nodeview-nodule.onnx")
     p.add_argument("--reranker", default="auto", help="re-ranker file (default: the one beside the model)")
     p.add_argument("--cache", default="runs/cascade", help="cubes, scores and slice thicknesses")
+    p.add_argument(
+        "--against",
+        metavar="RERANKER",
+        help="another re-ranker file for the same nodule model: also report the paired CPM difference over its "
+        "cascade on every set (for example a re-calibrated file against the shipped one)",
+    )
     p.add_argument("--out", help="results as JSON")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -84,16 +91,19 @@ def slice_thicknesses(records: list[ScanRecord], cache: Path) -> dict[str, float
     return known
 
 
-def load_part(csv: Path, det: Detector, model: str, cache: Path, quiet: bool) -> tuple[Part, dict[str, float]]:
+def load_part(
+    csv: Path, det: Detector, model: str, cache: Path, quiet: bool, subvoxel: bool | None = None
+) -> tuple[Part, dict[str, float]]:
     """Cubes of the re-ranker's top_k proposals, the nodule model's scores on them (cached) and the
-    re-ranker's ``cube_logit`` (a key of the scores)."""
+    re-ranker's ``cube_logit`` (a key of the scores). The proposals' peak positions are those the
+    re-ranker file asks for, unless ``subvoxel`` says otherwise (re-calibration)."""
     assert det.reranker is not None
+    info = det.reranker.info
     records = read_records_csv(csv)
     name = part_name(csv)
     thick = slice_thicknesses(records, cache / f"thickness-{name}.json")
-    data = tr.build_split(
-        records, cache / f"cubes-{name}.npz", det.reranker.info.top_k, False, 0, quiet, det.reranker.info.spec
-    )
+    subvoxel = info.subvoxel_peaks if subvoxel is None else subvoxel
+    data = tr.build_split(records, cache / f"cubes-{name}.npz", info.top_k, False, 0, quiet, info.spec, subvoxel)
     scores = tr.nodule_scores(records, data, model, cache / f"scores-{name}.npz", quiet)
     # the re-ranker's logits, once per file (pooled sets reuse them), a chunk of float32 cubes at a time
     cubes = data["cubes"]
@@ -118,16 +128,52 @@ def pool(parts: list[Part]) -> Part:
     return records, data, scores
 
 
-def evaluate_part(part: Part, name: str, det: Detector, thick: dict[str, float]) -> dict[str, Any]:
+def chosen_of(det: Detector) -> dict[str, Any]:
+    """The cascade's settings as ``train_reranker.calibrate`` chose them (read from the re-ranker file)."""
     assert det.reranker is not None
     rr = det.reranker.info
-    records, data, scores = part
-    chosen = {
+    return {
         "rerank_weight": rr.rerank_weight,
         "keep": rr.keep,
         "cube_weight": rr.cube_weight,
         "threshold": rr.threshold,
     }
+
+
+def cascade_predictions(part: Part, det: Detector) -> dict[str, list[Any]]:
+    """The app's findings (centre, score) per scan under ``det``'s cascade settings."""
+    assert det.reranker is not None
+    _, data, scores = part
+    c = chosen_of(det)
+    rank_weight = det.reranker.info.rank_score_weight
+    preds, _ = tr.predictions(
+        data, scores, scores["cube_logit"], c["rerank_weight"], c["keep"], rank_weight, c["cube_weight"]
+    )
+    return preds
+
+
+def against(part: Part, det: Detector, other_part: Part, other: Detector) -> dict[str, Any]:
+    """Paired CPM difference of ``det``'s cascade over ``other``'s on the same scans (scans resampled)."""
+    truths = tr.truths_of(part[0], part[1])
+    new, base = cascade_predictions(part, det), cascade_predictions(other_part, other)
+    base_cpm, new_cpm = cpm(froc(base, truths))[0], cpm(froc(new, truths))[0]
+    diff = cpm_difference_bootstrap(base, new, truths, n_bootstrap=2000)
+    return {
+        "other": other.reranker.info.path if other.reranker is not None else "",
+        "cpm_other": float(base_cpm),
+        "cpm": float(new_cpm),
+        "estimate": diff.estimate,
+        "low": diff.low,
+        "high": diff.high,
+        "p_not_better": diff.p_not_better,
+    }
+
+
+def evaluate_part(part: Part, name: str, det: Detector, thick: dict[str, float]) -> dict[str, Any]:
+    assert det.reranker is not None
+    rr = det.reranker.info
+    records, data, scores = part
+    chosen = chosen_of(det)
     logits = scores["cube_logit"]
     result = tr.report(name, records, data, scores, logits, chosen, rr.rank_score_weight, thickness=thick)
     groups = [thick[r.scan_id] for r in records]
@@ -140,17 +186,24 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     det = Detector(args.model, reranker=args.reranker)
     if det.reranker is None:
         raise SystemExit(f"no re-ranker calibrated for {args.model} beside it; pass --reranker")
+    other = Detector(args.model, reranker=args.against) if args.against else None
     cache = Path(args.cache)
     loaded: dict[Path, tuple[Part, dict[str, float]]] = {}
-    results: dict[str, Any] = {"model": det.info.label, "sets": {}}
+    loaded_other: dict[Path, Part] = {}
+    results: dict[str, Any] = {"model": det.info.label, "reranker": det.reranker.info.path, "sets": {}}
     for name, files in sets.items():
         for csv in files:
             if csv not in loaded:
                 loaded[csv] = load_part(csv, det, args.model, cache, args.no_progress)
+            if other is not None and csv not in loaded_other:
+                loaded_other[csv] = load_part(csv, other, args.model, cache, args.no_progress)[0]
         thick = {k: v for csv in files for k, v in loaded[csv][1].items()}
-        entry = evaluate_part(pool([loaded[csv][0] for csv in files]), name, det, thick)
+        part = pool([loaded[csv][0] for csv in files])
+        entry = evaluate_part(part, name, det, thick)
         if len(files) > 1:
             entry["parts"] = {str(csv): evaluate_part(loaded[csv][0], str(csv), det, thick) for csv in files}
+        if other is not None:
+            entry["against"] = against(part, det, pool([loaded_other[csv] for csv in files]), other)
         results["sets"][name] = entry
         print(summary_line(name, entry), flush=True)
     if args.out:
@@ -167,6 +220,14 @@ def summary_line(name: str, r: dict[str, Any]) -> str:
         f"nodule model alone {r['cpm_nodule_model_alone']:.3f}, paired {d['estimate']:+.3f} "
         f"({d['low']:+.3f} to {d['high']:+.3f}), at threshold sensitivity {r['sensitivity_at_threshold']:.3f} "
         f"with {r['fps_per_scan_at_threshold']:.2f} FPs/scan, malignancy AUC {r['malignancy_auc']:.3f}"
+        + (against_line(r["against"]) if "against" in r else "")
+    )
+
+
+def against_line(a: dict[str, Any]) -> str:
+    return (
+        f"; against {Path(a['other']).name}: {a['cpm_other']:.4f} -> {a['cpm']:.4f}, "
+        f"paired {a['estimate']:+.4f} ({a['low']:+.4f} to {a['high']:+.4f})"
     )
 
 

@@ -168,9 +168,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------------------- cubes
 
 
-def scan_candidates(record: ScanRecord, top_k: int) -> tuple[Any, list[Any]]:
+def scan_candidates(record: ScanRecord, top_k: int, subvoxel: bool = False) -> tuple[Any, list[Any]]:
     volume = open_study(record.path)
-    cands = propose(volume.hu_zyx, volume.geometry, max_candidates=top_k, refine_until=DEFAULT_MAX_CANDIDATES)
+    cands = propose(
+        volume.hu_zyx, volume.geometry, max_candidates=top_k, refine_until=DEFAULT_MAX_CANDIDATES, subvoxel=subvoxel
+    )
     return volume, cands
 
 
@@ -191,20 +193,23 @@ def build_split(
     seed: int,
     quiet: bool,
     spec: CubeSpec = DEFAULT_CUBE,
+    subvoxel: bool = False,
 ) -> dict[str, np.ndarray]:
     """Cubes and labels of every scan (cached in ``path``); see the module docstring.
 
     ``cubes`` has ``spec.channels`` channels: the 18 mm cubes are cached as before, and the
-    context cubes (:func:`add_context`) in a second file beside them."""
+    context cubes (:func:`add_context`) in a second file beside them. ``subvoxel``: proposals
+    with sub-voxel peak positions (``nodeview.core.candidates.find_peaks``)."""
     fine = {k: v for k, v in DEFAULT_CUBE.__dict__.items() if k != "context_spacing_mm"}
-    key = json.dumps([[r.scan_id for r in records], top_k, extra_positives, seed, fine, PROPOSER_VERSION])
+    parts = [[r.scan_id for r in records], top_k, extra_positives, seed, fine, PROPOSER_VERSION]
+    key = json.dumps(parts + ["subvoxel"] if subvoxel else parts)  # old caches keep their names
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     file = path.with_name(f"{path.stem}-{digest}.npz")
     if file.exists():
         with np.load(file) as z:
             data = {k: z[k] for k in z.files}
     else:
-        data = _build_split(records, file, top_k, extra_positives, seed, quiet)
+        data = _build_split(records, file, top_k, extra_positives, seed, quiet, subvoxel)
     if spec.context_spacing_mm is not None:
         add_context(data, records, file.with_name(f"{file.stem}-context{spec.context_spacing_mm:g}.npy"), spec, quiet)
     return data
@@ -231,14 +236,20 @@ def add_context(
 
 
 def _build_split(
-    records: list[ScanRecord], file: Path, top_k: int, extra_positives: bool, seed: int, quiet: bool
+    records: list[ScanRecord],
+    file: Path,
+    top_k: int,
+    extra_positives: bool,
+    seed: int,
+    quiet: bool,
+    subvoxel: bool = False,
 ) -> dict[str, np.ndarray]:
     from .fit_ranker import scan_peaks
 
     rng = np.random.default_rng(seed)
     parts: list[dict[str, np.ndarray]] = []
     for s, record in enumerate(_progress(records, f"cubes {file.stem}", quiet)):
-        volume, cands = scan_candidates(record, top_k)
+        volume, cands = scan_candidates(record, top_k, subvoxel)
         centres = np.asarray([c.center_xyz_mm for c in cands], dtype=np.float64).reshape(-1, 3)
         rank = np.asarray([c.rank_score for c in cands], dtype=np.float32)
         label = hit_labels(centres, record)

@@ -179,10 +179,11 @@ def propose(
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
     refine_until: int | None = None,
+    subvoxel: bool = False,
 ) -> list[Candidate]:
     """Candidate nodule centres, most nodule-like first (at most ``max_candidates``; see
-    :func:`suppress` for ``refine_until``)."""
-    peaks = find_peaks(hu_zyx, geometry, lung, progress, should_stop)
+    :func:`suppress` for ``refine_until`` and :func:`find_peaks` for ``subvoxel``)."""
+    peaks = find_peaks(hu_zyx, geometry, lung, progress, should_stop, subvoxel)
     if len(peaks) == 0:
         return []
     score = rank_scores(peaks.features)
@@ -210,11 +211,16 @@ def find_peaks(
     lung: LungMask | None = None,
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
+    subvoxel: bool = False,
 ) -> PeakTable:
     """Every DoG peak in the lungs with its ranking features (shared by :func:`propose` and training).
 
     The Gaussian smoothings of all scales, then the peaks of each scale, run on the array thread
     pool (:mod:`.parallel`); the result does not depend on the number of threads.
+
+    With ``subvoxel`` each peak's position is refined below the working grid's voxel
+    (:func:`subvoxel_offsets`): the coarse scales run on grids of up to about 3 mm, which otherwise
+    put a small nodule's centre up to 1.6 mm off. The features, and so the ranking, are unchanged.
     """
     steps = 4
     progress(0, steps)
@@ -293,7 +299,10 @@ def find_peaks(
             values, contrast, _hessian_ratios(previous, kk, jj, ii, steps_mm[level]), n, float(spacing[0])
         )
         fac = factors[level]
-        fine = np.stack([kk, jj, ii], axis=1) * fac + (fac - 1) / 2.0  # centre of a coarse voxel, fine-grid units
+        at = np.stack([kk, jj, ii], axis=1).astype(np.float64)
+        if subvoxel:
+            at += subvoxel_offsets(dog, kk, jj, ii)
+        fine = at * fac + (fac - 1) / 2.0  # centre of a coarse voxel, fine-grid units
         # working-grid index -> volume index (block centre)
         index = np.stack(
             [fine[:, 0] + lo[0], (fine[:, 1] + lo[1]) * f + (f - 1) / 2.0, (fine[:, 2] + lo[2]) * f + (f - 1) / 2.0],
@@ -337,6 +346,34 @@ def _local_maxima(
         keep = values >= flat[(k * ny + j) * nx + i]
         kk, jj, ii, values = kk[keep], jj[keep], ii[keep], values[keep]
     return kk, jj, ii
+
+
+def subvoxel_offsets(
+    image: NDArray[np.float32], kk: NDArray[np.intp], jj: NDArray[np.intp], ii: NDArray[np.intp]
+) -> NDArray[np.float64]:
+    """(N, 3) offsets in voxels, within +-0.5, from each peak to the maximum of a Gaussian through it
+    and its two neighbours on each axis (a parabola through the logarithms; a parabola through the
+    values themselves where one of the three is not positive). 0 on the array's edge and where the
+    three values do not curve down."""
+    out = np.zeros((len(kk), 3))
+    if len(kk) == 0:
+        return out
+    index = (kk, jj, ii)
+    centre = image[index].astype(np.float64)
+    for axis in range(3):
+        n = image.shape[axis]
+        below, above = list(index), list(index)
+        below[axis] = np.maximum(index[axis] - 1, 0)
+        above[axis] = np.minimum(index[axis] + 1, n - 1)
+        a = image[tuple(below)].astype(np.float64)
+        b = image[tuple(above)].astype(np.float64)
+        positive = (a > 0) & (b > 0) & (centre > 0)
+        fa, fb, fc = (np.where(positive, np.log(np.where(positive, v, 1.0)), v) for v in (a, b, centre))
+        curve = fa - 2.0 * fc + fb
+        ok = (index[axis] > 0) & (index[axis] < n - 1) & (curve < 0)
+        offset = 0.5 * (fa - fb) / np.where(ok, curve, -1.0)
+        out[:, axis] = np.where(ok, np.clip(offset, -0.5, 0.5), 0.0)
+    return out
 
 
 def _hessian_ratios(

@@ -273,6 +273,7 @@ class Detector:
                 progress=lambda d, n: progress(15 + 25 * d // max(n, 1), 100),
                 should_stop=should_stop,
                 refine_until=max_candidates if rr is not None else None,
+                subvoxel=rr is not None and rr.subvoxel_peaks,
             )
             timings["proposals"] = time.perf_counter() - t
             cube_logit = np.zeros(len(candidates), dtype=np.float32)

@@ -218,6 +218,16 @@ class RerankerInfo:
     threshold: float
     nodule_model_sha256: str
     metadata: dict[str, str] = field(repr=False)
+    #: the cascade was calibrated on proposals with sub-voxel peak positions (metadata
+    #: ``proposal_positions`` = ``subvoxel``; absent or ``voxel``: the working grid's voxels)
+    subvoxel_peaks: bool = False
+
+
+def _proposal_positions(meta: dict[str, str]) -> str:
+    value = meta.get("proposal_positions", "voxel")
+    if value not in ("voxel", "subvoxel"):
+        raise ValueError(f"proposal_positions {value!r} is neither 'voxel' nor 'subvoxel'")
+    return value
 
 
 class Reranker:
@@ -248,6 +258,7 @@ class Reranker:
                 float(meta["operating_threshold"]),
                 meta["nodule_model_sha256"],
                 meta,
+                subvoxel_peaks=_proposal_positions(meta) == "subvoxel",
             )
         except (ValueError, KeyError) as exc:
             raise RerankerError(f"{path.name} has malformed re-ranker metadata ({exc})") from exc

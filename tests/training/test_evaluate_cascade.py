@@ -77,3 +77,42 @@ def test_the_evaluated_findings_are_the_apps(two_csvs, tmp_path):
     for f, (centre, score) in zip(app[:5], evaluated[:5], strict=True):
         assert f.score == pytest.approx(score, abs=0.02)
         assert np.linalg.norm(np.subtract(f.center_xyz_mm, centre)) < 0.5
+
+
+def test_recalibrated_subvoxel_copy_runs_in_the_app_as_evaluated(two_csvs, tmp_path):
+    """training/recalibrate.py: a copy of the shipped re-ranker file with settings chosen again for
+    sub-voxel proposals; the app reads the flag and its findings are the evaluated ones."""
+    from nodeview.core.reranker import Reranker
+    from training import recalibrate as RC
+
+    a, b = two_csvs
+    out = tmp_path / "recal" / "nodeview-reranker.onnx"
+    res = RC.main(RC.get_args_parser().parse_args(
+        ["--subvoxel-peaks", "--val-data", str(a), "--test-data", str(b), "--cache", str(tmp_path / "cache"),
+         "--out", str(out), "--no-progress"]
+    ))
+    shipped = Detector(MODEL).reranker
+    assert shipped is not None and not shipped.info.subvoxel_peaks
+    copy = Reranker(out).info
+    assert copy.subvoxel_peaks and copy.metadata["weights_sha256"] == shipped.info.metadata["weights_sha256"]
+    assert copy.keep == res["chosen"]["keep"] and copy.threshold == pytest.approx(res["chosen"]["threshold"], rel=1e-5)
+    assert {"validation", "test"} <= set(res) and out.with_suffix(".json").exists()
+    # the sub-voxel proposals are cached apart from the voxel ones
+    assert len(list((tmp_path / "cache").glob(f"cubes-{EC.part_name(a)}-*.npz"))) == 1
+    det = Detector(MODEL, reranker=out)
+    (records, data, scores), _ = EC.load_part(a, det, MODEL, tmp_path / "cache", True)
+    preds = EC.cascade_predictions((records, data, scores), det)
+    evaluated = sorted(preds[records[0].scan_id], key=lambda p: -p[1])
+    app = det.detect(open_study(records[0].path), segment_from=2.0).findings
+    assert len(app) == len(evaluated)
+    for f, (centre, score) in zip(app[:5], evaluated[:5], strict=True):
+        assert f.score == pytest.approx(score, abs=0.02)
+        assert np.linalg.norm(np.subtract(f.center_xyz_mm, centre)) < 0.5
+    # measured against the shipped file: the paired difference of the two cascades on the same scans
+    both = EC.main(EC.get_args_parser().parse_args(
+        ["--set", f"a={a}", "--reranker", str(out), "--against", shipped.info.path, "--cache", str(tmp_path / "cache"),
+         "--no-progress"]
+    ))["sets"]["a"]["against"]
+    assert both["cpm"] == pytest.approx(res["validation"]["cpm"])
+    assert both["low"] <= both["estimate"] <= both["high"]
+    assert both["estimate"] == pytest.approx(both["cpm"] - both["cpm_other"], abs=1e-9)
