@@ -92,11 +92,20 @@ def slice_thicknesses(records: list[ScanRecord], cache: Path) -> dict[str, float
 
 
 def load_part(
-    csv: Path, det: Detector, model: str, cache: Path, quiet: bool, subvoxel: bool | None = None
+    csv: Path,
+    det: Detector,
+    model: str,
+    cache: Path,
+    quiet: bool,
+    subvoxel: bool | None = None,
+    grid: tuple[tuple[float, ...], int] | None = None,
 ) -> tuple[Part, dict[str, float]]:
-    """Cubes of the re-ranker's top_k proposals, the nodule model's scores on them (cached) and the
-    re-ranker's ``cube_logit`` (a key of the scores). The proposals' peak positions are those the
-    re-ranker file asks for, unless ``subvoxel`` says otherwise (re-calibration)."""
+    """Cubes of the re-ranker's top_k proposals, the re-ranker's ``cube_logit`` on them (a key of
+    the scores) and the nodule model's scores (cached) on the rows the cascade can send it: those
+    kept under the file's settings, or under any of ``grid`` = (re-rank weights, kept count), and
+    the nodule model's own first 300 (``train_reranker.rows_to_score``; other rows NaN). The
+    proposals' peak positions are those the re-ranker file asks for, unless ``subvoxel`` says
+    otherwise (re-calibration)."""
     assert det.reranker is not None
     info = det.reranker.info
     records = read_records_csv(csv)
@@ -104,11 +113,14 @@ def load_part(
     thick = slice_thicknesses(records, cache / f"thickness-{name}.json")
     subvoxel = info.subvoxel_peaks if subvoxel is None else subvoxel
     data = tr.build_split(records, cache / f"cubes-{name}.npz", info.top_k, False, 0, quiet, info.spec, subvoxel)
-    scores = tr.nodule_scores(records, data, model, cache / f"scores-{name}.npz", quiet)
     # the re-ranker's logits, once per file (pooled sets reuse them), a chunk of float32 cubes at a time
     cubes = data["cubes"]
     chunks = [det.reranker.score(cubes[s : s + 4096].astype(np.float32)) for s in range(0, len(cubes), 4096)]
-    scores = {**scores, "cube_logit": np.concatenate(chunks) if chunks else np.zeros(0, np.float32)}
+    logits = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    weights, keep = grid if grid is not None else ((info.rerank_weight,), info.keep)
+    needed = tr.rows_to_score(data, logits, weights, keep)
+    scores = tr.nodule_scores(records, data, model, cache / f"scores-{name}.npz", quiet, needed)
+    scores = {**scores, "cube_logit": logits}
     rows = {k: v for k, v in data.items() if k != "cubes"}  # the reports need no cubes
     return (records, rows, scores), thick
 

@@ -270,7 +270,13 @@ def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
             if rr.get("context_spacing_mm")
             else ""
         )
-        + f" around each of the top {rr['top_k']} proposals (`cube_logit`);",
+        + f" around each of the top {rr['top_k']} proposals (`cube_logit`)"
+        + (
+            " (the proposals' peak positions refined below the voxel: `proposal_positions` = `subvoxel`)"
+            if rr.get("proposal_positions") == "subvoxel"
+            else ""
+        )
+        + ";",
         f"2. the best {rr['keep']} by `rank + {float(rr['rerank_weight']):g} × cube_logit` go to this network;",
         f"3. **finding score:** `score = sigmoid(logit(nodule_prob) + {float(rr['rank_score_weight']):g} × rank +"
         f" {float(rr['cube_weight']):g} × cube_logit)`;",
@@ -281,6 +287,8 @@ def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
         "falls back to this network alone, with the score and threshold above.",
         "",
     ]
+    if rr.get("calibration"):
+        lines += [f"Calibration: {rr['calibration']}.", ""]
     if results_json is not None and results_json.exists():
         res = _load(results_json)
         lines += [

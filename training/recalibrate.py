@@ -47,7 +47,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-data", required=True, help="validation annotation CSV (the settings are chosen here)")
     p.add_argument("--test-data", help="held-out annotation CSV (reported in the metadata, never used for a choice)")
     p.add_argument("--subvoxel-peaks", action="store_true", help="proposals with sub-voxel peak positions")
-    p.add_argument("--fp-per-scan", type=float, default=0.5, help="operating point chosen on validation")
+    p.add_argument(
+        "--fp-per-scan",
+        type=float,
+        help="the operating threshold: best validation sensitivity at no more FPs per scan than this "
+        "(default: the source file's operating_fp_per_scan)",
+    )
     p.add_argument("--cache", default="runs/cascade", help="cubes, scores and slice thicknesses (shared)")
     p.add_argument("--out", required=True, help="the re-calibrated copy of the re-ranker file")
     p.add_argument("--no-progress", action="store_true")
@@ -62,17 +67,25 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     info = det.reranker.info
     cache = Path(args.cache)
     rank_weight = info.rank_score_weight
+    grid = (tr.GRID["rerank_weight"], max(tr.GRID["keep"]))  # every row the calibration grid can keep
     (records, data, scores), thick = ec.load_part(
-        Path(args.val_data), det, args.model, cache, args.no_progress, subvoxel=args.subvoxel_peaks
+        Path(args.val_data), det, args.model, cache, args.no_progress, subvoxel=args.subvoxel_peaks, grid=grid
     )
     logits = scores["cube_logit"]
-    chosen = tr.calibrate(data, scores, logits, tr.truths_of(records, data), rank_weight, args.fp_per_scan)
+    fp_per_scan = args.fp_per_scan or float(info.metadata.get("operating_fp_per_scan", "0.5"))
+    chosen = tr.calibrate(data, scores, logits, tr.truths_of(records, data), rank_weight, fp_per_scan)
     chosen.update(top_k=info.top_k, rank_score_weight=rank_weight)
     results: dict[str, Any] = {"source": info.path, "subvoxel_peaks": args.subvoxel_peaks, "chosen": chosen}
     results["validation"] = tr.report("validation", records, data, scores, logits, chosen, rank_weight, thickness=thick)
     if args.test_data:
         (t_records, t_data, t_scores), t_thick = ec.load_part(
-            Path(args.test_data), det, args.model, cache, args.no_progress, subvoxel=args.subvoxel_peaks
+            Path(args.test_data),
+            det,
+            args.model,
+            cache,
+            args.no_progress,
+            subvoxel=args.subvoxel_peaks,
+            grid=((chosen["rerank_weight"],), chosen["keep"]),
         )
         results["test"] = tr.report(
             "test", t_records, t_data, t_scores, t_scores["cube_logit"], chosen, rank_weight, thickness=t_thick

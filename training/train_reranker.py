@@ -399,19 +399,30 @@ def train(args: argparse.Namespace, data: dict[str, np.ndarray], out: Path) -> n
 
 
 def nodule_scores(
-    records: list[ScanRecord], data: dict[str, np.ndarray], model: str, path: Path, quiet: bool
+    records: list[ScanRecord],
+    data: dict[str, np.ndarray],
+    model: str,
+    path: Path,
+    quiet: bool,
+    needed: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """The nodule model's outputs on every proposal row of ``data`` (cached)."""
+    """The nodule model's outputs on every row of ``data``, or only on the ``needed`` rows (the
+    others NaN; see :func:`rows_to_score`), cached."""
     det = Detector(model, reranker=None)
     key = hashlib.sha256(det.info.sha256.encode() + data["centre"].tobytes())  # the model and every centre
+    if needed is not None:
+        key.update(b"rows" + np.packbits(needed).tobytes())
     file = path.with_name(f"{path.stem}-{key.hexdigest()[:12]}.npz")
     if file.exists():
         with np.load(file) as z:
             return {k: z[k] for k in z.files}
-    out = {k: np.zeros(len(data["label"]), np.float32) for k in ("nodule_prob", "malignancy_prob", "diameter_mm")}
+    fill = 0.0 if needed is None else np.nan
+    out = {k: np.full(len(data["label"]), fill, np.float32) for k in ("nodule_prob", "malignancy_prob", "diameter_mm")}
     by_id = {r.scan_id: r for r in records}
     for s, sid in enumerate(_progress(list(data["scan_ids"]), f"nodule model {path.stem}", quiet)):
-        rows = np.flatnonzero(data["scan"] == s)
+        rows = np.flatnonzero((data["scan"] == s) & (True if needed is None else needed))
+        if not len(rows):
+            continue
         volume = open_study(by_id[str(sid)].path)
         scores = det.score(
             extract_patches(volume.hu_zyx, volume.geometry, data["centre"][rows].astype(np.float64), det.info.spec)
@@ -420,6 +431,22 @@ def nodule_scores(
             out[k][rows] = scores[k]
     np.savez(file, **out)
     return out
+
+
+def rows_to_score(
+    data: dict[str, np.ndarray], logits: np.ndarray, rerank_weights: tuple[float, ...], keep: int
+) -> np.ndarray:
+    """The rows the nodule model must score for :func:`predictions` and :func:`report` under these
+    re-rank weights and kept count: each scan's kept proposals, and the first
+    ``DEFAULT_MAX_CANDIDATES`` (the nodule model alone). About a third of the ``top_k``."""
+    need = np.zeros(len(data["label"]), dtype=bool)
+    for s in range(len(data["scan_ids"])):
+        rows = np.flatnonzero((data["scan"] == s) & data["proposal"])
+        rank = data["rank_score"][rows]
+        need[rows[rerank_order(rank, np.zeros(len(rows)), 0.0, DEFAULT_MAX_CANDIDATES)]] = True
+        for a in rerank_weights:
+            need[rows[rerank_order(rank, logits[rows], a, keep)]] = True
+    return need
 
 
 def predictions(

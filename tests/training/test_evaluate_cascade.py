@@ -116,3 +116,27 @@ def test_recalibrated_subvoxel_copy_runs_in_the_app_as_evaluated(two_csvs, tmp_p
     assert both["cpm"] == pytest.approx(res["validation"]["cpm"])
     assert both["low"] <= both["estimate"] <= both["high"]
     assert both["estimate"] == pytest.approx(both["cpm"] - both["cpm_other"], abs=1e-9)
+
+
+def test_scoring_only_the_rows_the_cascade_can_keep_changes_no_figure(two_csvs, tmp_path):
+    """``load_part`` has the nodule model score only the rows ``rows_to_score`` names (about a third of
+    the top_k); the report is the one computed from every row's scores."""
+    a, _ = two_csvs
+    det = Detector(MODEL)
+    assert det.reranker is not None
+    rr = det.reranker.info
+    (records, data, scores), thick = EC.load_part(a, det, MODEL, tmp_path, True)
+    needed = tr.rows_to_score(data, scores["cube_logit"], (rr.rerank_weight,), rr.keep)
+    assert np.array_equal(np.isnan(scores["nodule_prob"]), ~needed) and needed.sum() >= min(len(needed), 300)
+    full = tr.nodule_scores(records, data, MODEL, tmp_path / "full.npz", True)
+    assert not np.isnan(full["nodule_prob"]).any()
+    np.testing.assert_array_equal(full["nodule_prob"][needed], scores["nodule_prob"][needed])
+    chosen = EC.chosen_of(det)
+    logits = scores["cube_logit"]
+    got = tr.report("a", records, data, scores, logits, chosen, rr.rank_score_weight, thickness=thick)
+    want = tr.report("a", records, data, {**full, "cube_logit": logits}, logits, chosen, rr.rank_score_weight,
+                     thickness=thick)
+    assert got["by_size_at_threshold"] == want["by_size_at_threshold"]
+    for key in ("cpm", "cpm_nodule_model_alone", "sensitivity_at_threshold", "fps_per_scan_at_threshold",
+                "malignancy_auc", "sensitivity_at_fp_rates"):
+        assert got[key] == pytest.approx(want[key], nan_ok=True), key
