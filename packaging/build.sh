@@ -59,9 +59,9 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || fail "$PYTHON is not Python 3.11 (set PYTHON=...)"
 if [ ! -x build/venv/bin/python ]; then "$PYTHON" -m venv build/venv; fi
 stamp=build/venv/.nodeview-package
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/constraints.txt -nt "$stamp" ]; then
   build/venv/bin/python -m pip install -q --upgrade pip
-  build/venv/bin/python -m pip install -q ".[package]"
+  build/venv/bin/python -m pip install -q ".[package]" -c scripts/constraints.txt  # the tested versions
   touch "$stamp"
 else
   build/venv/bin/python -m pip install -q --no-deps --force-reinstall . >/dev/null  # this checkout's code

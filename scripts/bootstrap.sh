@@ -33,9 +33,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=".venv/.nodeview-installed-$EXTRAS"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "bootstrap: installing nodeview[$EXTRAS] into .venv"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/constraints.txt -nt "$stamp" ]; then
+  echo "bootstrap: installing nodeview[$EXTRAS] into .venv (versions pinned by scripts/constraints.txt)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]" -c scripts/constraints.txt
   touch "$stamp"
 fi
