@@ -217,7 +217,9 @@ def test_committed_reranker_matches_the_default_model():
     detector = Detector(default_model_path())
     assert detector.reranker is not None, "resources/models/nodeview-reranker.onnx is missing or stale"
     info = detector.info.reranker
-    assert info is not None and info.spec == DEFAULT_CUBE and 0 < info.keep <= info.top_k
+    assert info is not None and 0 < info.keep <= info.top_k
+    # version 3: the 18 mm cube and a 48 mm context cube
+    assert info.version == "3" and info.spec == CubeSpec(context_spacing_mm=3.0) and info.spec.channels == 2
     assert 0.5 < detector.info.threshold < 1.0
     assert "research" in info.metadata["research_use_only"].lower()
     metrics = json.loads(info.metadata["metrics"])

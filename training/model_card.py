@@ -344,9 +344,10 @@ def heldout_lines(results_json: Path | None) -> list[str]:
         "Measured with `training/evaluate_cascade.py` on the exported files (these weights and the re-ranker,",
         "as the app runs them). Sets of more synthetic scans, from seeds never used for training, generated",
         "after the first test result was known. No weight, setting or threshold of these files was chosen on",
-        "them; `val2` decides whether proposed changes are adopted (a rule written down before its figures",
-        "are seen; see `training/README.md`). A set that pools several folders is also shown per folder:",
-        "40 scans leave a wide interval.",
+        "them. The `val` sets are fresh validation scans that decided whether proposed changes were adopted,",
+        "each by a rule written down before its figures were seen (`val4` adopted this re-ranker; see",
+        "`training/README.md`). A set that pools several folders is also shown per folder: 40 scans leave a",
+        "wide interval.",
         "",
         "| set | scans | nodules | CPM (95% CI) | this network alone | paired difference (95% CI) |"
         " sensitivity at threshold | FPs/scan at threshold | malignancy AUC |",
@@ -357,6 +358,18 @@ def heldout_lines(results_json: Path | None) -> list[str]:
         rows.append((name, m))
         rows += [(f"{name}: {Path(part).parent.name}", p) for part, p in m.get("parts", {}).items()]
     lines += [_cascade_row(name, m) + f" {_fmt(m['malignancy_auc'])} |" for name, m in rows]
+    against = [(name, m["against"]) for name, m in res["sets"].items() if "against" in m]
+    if against:
+        lines += [
+            "",
+            f"Against the previous re-ranker file (`{Path(against[0][1]['other']).name}` in `"
+            f"{Path(against[0][1]['other']).parent}`), paired over the same scans: "
+            + "; ".join(
+                f"{name} {a['cpm_other']:.3f} → {a['cpm']:.3f}, {a['estimate']:+.3f} ({a['low']:+.3f} to {a['high']:+.3f})"
+                for name, a in against
+            )
+            + ".",
+        ]
     lines += [
         "",
         "CPM to four decimals (the project's target: at least 0.85): "
@@ -383,6 +396,73 @@ def heldout_lines(results_json: Path | None) -> list[str]:
                 + ".",
             ]
     return [*lines, ""]
+
+
+def lidc_lines(lidc_json: Path | None) -> list[str]:
+    """The LIDC-IDRI-0002 subsection: the app's findings on it (``nodeview detect --json``)."""
+    if not lidc_json or not lidc_json.exists():
+        return []
+    lines: list[str] = []
+    doc = _load(lidc_json)
+    findings = doc["findings"]
+    near = [f for f in findings if np.linalg.norm(np.subtract(f["center_xyz_mm"], LIDC_CONSENSUS_XYZ)) <= 12.3]
+    lines += [
+        "### LIDC-IDRI-0002 (the one real scan with a reader-marked nodule)",
+        "",
+        "The nodule is ground glass. The readers rated its malignancy 4.5 of 5. Its consensus centre is",
+        "(59.8, 71.6, -104.0) mm LPS, and its equivalent diameter is 24.6 mm.",
+        "",
+        f"- At the operating threshold: {len(findings)} finding(s), {len(near)} within the nodule radius.",
+        f"- False positives at the operating threshold: {len(findings) - len(near)}.",
+    ]
+    all_json = lidc_json.with_name("lidc-all.json")
+    if all_json.exists():
+        every = _load(all_json)["findings"]  # --min-score 0: every scored candidate after NMS
+        ranked = sorted(every, key=lambda f: -f["score"])
+        on = [
+            (r, f)
+            for r, f in enumerate(ranked)
+            if np.linalg.norm(np.subtract(f["center_xyz_mm"], LIDC_CONSENSUS_XYZ)) <= 12.3
+        ]
+        if on:
+            r, f = on[0]
+            lines.append(
+                f"- Best-scoring candidate on the nodule (from `--min-score 0`): score {f['score']:.4f} against the"
+                f" threshold {doc['threshold']:.4f}, rank {r + 1} of {len(ranked)}, at {f['center_xyz_mm']} mm,"
+                f" {f['diameter_mm']:.1f} mm, {f['type']}, malignancy {f['malignancy']:.2f}."
+            )
+        else:
+            lines.append(f"- No candidate among {len(ranked)} lies within the nodule radius.")
+    for f in near[:1]:
+        lines.append(
+            f"- Found at {f['center_xyz_mm']} mm: score {f['score']:.3f}, diameter {f['diameter_mm']:.1f} mm,"
+            f" type {f['type']}, malignancy {f['malignancy']:.2f}. The low malignancy follows the synthetic rule"
+            " for ground glass under 30 mm, not the readers."
+        )
+    return [*lines, ""]
+
+
+def refresh(
+    card_path: Path,
+    onnx_path: Path,
+    lidc_json: Path | None,
+    reranker_results: Path | None = None,
+    heldout: Path | None = None,
+) -> str:
+    """``card_path``'s text with its app sections made again from new results: the re-ranker and
+    the held-out scans (up to "## Training data") and LIDC-IDRI-0002 (up to "## Limits"). The
+    ResNet-50's own sections, which need its training run folder, are kept as they are; use this
+    when only the re-ranker beside the model changed."""
+    text = card_path.read_text()
+
+    def replace(text: str, begin: str, end: str, new: list[str]) -> str:
+        i = text.index(begin)
+        j = text.index(end, i)
+        return text[:i] + "\n".join(new) + "\n" + text[j:]
+
+    app = [*reranker_lines(onnx_path, reranker_results), *heldout_lines(heldout)]
+    text = replace(text, "## In the app: with the proposal re-ranker", "## Training data", app)
+    return replace(text, "### LIDC-IDRI-0002", "## Limits", lidc_lines(lidc_json))
 
 
 def card(
@@ -476,44 +556,7 @@ def card(
         " nodules weigh heavily there.",
         "",
     ]
-    if lidc_json and lidc_json.exists():
-        doc = _load(lidc_json)
-        findings = doc["findings"]
-        near = [f for f in findings if np.linalg.norm(np.subtract(f["center_xyz_mm"], LIDC_CONSENSUS_XYZ)) <= 12.3]
-        lines += [
-            "### LIDC-IDRI-0002 (the one real scan with a reader-marked nodule)",
-            "",
-            "The nodule is ground glass. The readers rated its malignancy 4.5 of 5. Its consensus centre is",
-            "(59.8, 71.6, -104.0) mm LPS, and its equivalent diameter is 24.6 mm.",
-            "",
-            f"- At the operating threshold: {len(findings)} finding(s), {len(near)} within the nodule radius.",
-            f"- False positives at the operating threshold: {len(findings) - len(near)}.",
-        ]
-        all_json = lidc_json.with_name("lidc-all.json")
-        if all_json.exists():
-            every = _load(all_json)["findings"]  # --min-score 0: every scored candidate after NMS
-            ranked = sorted(every, key=lambda f: -f["score"])
-            on = [
-                (r, f)
-                for r, f in enumerate(ranked)
-                if np.linalg.norm(np.subtract(f["center_xyz_mm"], LIDC_CONSENSUS_XYZ)) <= 12.3
-            ]
-            if on:
-                r, f = on[0]
-                lines.append(
-                    f"- Best-scoring candidate on the nodule (from `--min-score 0`): score {f['score']:.4f} against the"
-                    f" threshold {doc['threshold']:.4f}, rank {r + 1} of {len(ranked)}, at {f['center_xyz_mm']} mm,"
-                    f" {f['diameter_mm']:.1f} mm, {f['type']}, malignancy {f['malignancy']:.2f}."
-                )
-            else:
-                lines.append(f"- No candidate among {len(ranked)} lies within the nodule radius.")
-        for f in near[:1]:
-            lines.append(
-                f"- Found at {f['center_xyz_mm']} mm: score {f['score']:.3f}, diameter {f['diameter_mm']:.1f} mm,"
-                f" type {f['type']}, malignancy {f['malignancy']:.2f}. The low malignancy follows the synthetic rule"
-                " for ground glass under 30 mm, not the readers."
-            )
-        lines.append("")
+    lines += lidc_lines(lidc_json)
     lines += [
         "## Limits",
         "",
@@ -532,7 +575,7 @@ def card(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["metadata", "card"])
+    p.add_argument("what", choices=["metadata", "card", "refresh"], help="refresh: the app sections of the --out card")
     p.add_argument("--run", type=Path, default=Path("runs/default"))
     p.add_argument("--onnx", type=Path)
     p.add_argument("--lidc-json", type=Path)
@@ -541,11 +584,12 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--model-version", default="1", help="the model's version in its metadata (metadata only)")
     args = p.parse_args()
-    text = (
-        json.dumps(metadata(args.run, args.model_version), indent=2)
-        if args.what == "metadata"
-        else card(args.run, args.onnx, args.lidc_json, args.reranker_results, args.heldout)
-    )
+    if args.what == "metadata":
+        text = json.dumps(metadata(args.run, args.model_version), indent=2)
+    elif args.what == "refresh":
+        text = refresh(args.out, args.onnx, args.lidc_json, args.reranker_results, args.heldout)
+    else:
+        text = card(args.run, args.onnx, args.lidc_json, args.reranker_results, args.heldout)
     tmp = args.out.with_suffix(args.out.suffix + ".tmp")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text(text)

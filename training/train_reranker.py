@@ -709,8 +709,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     det = Detector(args.model, reranker=None)
     rank_weight = det.info.rank_weight
     val = build_split(val_recs, out / "cubes-val.npz", args.top_k, False, args.seed, quiet, spec)
-    val_scores = nodule_scores(val_recs, val, args.model, out / "scores-val.npz", quiet)
     val_logits = score_cubes(net, val["cubes"], args.device)
+    # the nodule model scores only the rows the calibration grid can keep (and its own first 300)
+    needed = rows_to_score(val, val_logits, GRID["rerank_weight"], max(GRID["keep"]))
+    val_scores = nodule_scores(val_recs, val, args.model, out / "scores-val.npz", quiet, needed)
     chosen = calibrate(val, val_scores, val_logits, truths_of(val_recs, val), rank_weight, args.fp_per_scan)
     chosen.update(top_k=args.top_k, rank_score_weight=rank_weight)
     results: dict[str, Any] = {"chosen_on_validation": chosen}
@@ -720,8 +722,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.test_data:
         test_recs = read_records_csv(args.test_data)[:: args.every]
         test = build_split(test_recs, out / "cubes-test.npz", args.top_k, False, args.seed, quiet, spec)
-        test_scores = nodule_scores(test_recs, test, args.model, out / "scores-test.npz", quiet)
         test_logits = score_cubes(net, test["cubes"], args.device)
+        needed = rows_to_score(test, test_logits, (chosen["rerank_weight"],), chosen["keep"])
+        test_scores = nodule_scores(test_recs, test, args.model, out / "scores-test.npz", quiet, needed)
         results["test"] = report(
             "test", test_recs, test, test_scores, test_logits, chosen, rank_weight, out / "test-froc.png"
         )

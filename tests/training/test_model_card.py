@@ -130,3 +130,31 @@ def test_heldout_lines_tabulate_each_set_and_its_parts(tmp_path):
     assert "| test | 80 | 164 | 0.850 (0.750–0.900) | 0.800 | +0.050 (+0.010 to +0.090) | 0.800 | 0.50 | 0.950 |" in text
     assert "| test: test | 40 | 84 | 0.804 (0.704–0.854) |" in text and "| test: test2 | 40 | 80 |" in text
     assert "| val2 | 40 | 91 | 0.932" in text and "CPM by slice thickness (val2): <= 2.5 mm: 0.932, 39 scans." in text
+
+
+def test_refresh_remakes_only_the_app_sections(tmp_path):
+    """model_card refresh: the re-ranker, held-out and LIDC-IDRI-0002 sections are made again from
+    new results; the ResNet-50's sections (which need its training run) stay as they are."""
+    import json
+    from pathlib import Path
+
+    from training import model_card as MC
+
+    text = (
+        "# card\n\n## What it is\n\nKEEP\n\n## In the app: with the proposal re-ranker\n\nSTALE\n\n"
+        "## In the app: more held-out scans\n\nSTALE\n\n## Training data\n\nKEEP\n\n## Results\n\nKEEP\n\n"
+        "### LIDC-IDRI-0002 (x)\n\nSTALE\n\n## Limits\n\nKEEP\n"
+    )
+    card = tmp_path / "card.md"
+    card.write_text(text)
+    finding = {"score": 1.0, "diameter_mm": 20.0, "type": "ground glass", "malignancy": 0.1}
+    lidc = tmp_path / "lidc.json"
+    lidc.write_text(json.dumps({"threshold": 0.99, "findings": [
+        {**finding, "center_xyz_mm": [57.1, 70.3, -99.1]}, {**finding, "center_xyz_mm": [-105.0, 10.6, -101.4]}]}))
+    new = MC.refresh(card, Path("resources/models/nodeview-nodule.onnx"), lidc)
+    assert "STALE" not in new and new.count("KEEP") == 4
+    assert "2 finding(s), 1 within the nodule radius" in new and "False positives at the operating threshold: 1" in new
+    order = ["## What it is", "## In the app: with the proposal re-ranker", "## Training data", "### LIDC-IDRI-0002",
+             "## Limits"]
+    assert [new.index(h) for h in order] == sorted(new.index(h) for h in order)
+    assert "\n\n\n" not in new
