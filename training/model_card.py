@@ -261,7 +261,8 @@ def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
     lines = [
         "## In the app: with the proposal re-ranker",
         "",
-        f"`{path.name}` ({path.stat().st_size / 1e3:.0f} kB, `training/train_reranker.py`) was calibrated for these",
+        f"`{path.name}` (version {rr.get('version', '?')}, {path.stat().st_size / 1e3:.0f} kB, `training/train_reranker.py`)"
+        " was calibrated for these",
         "weights, so the app uses it (`nodeview.core.reranker`):",
         "",
         f"1. a small 3D CNN scores a {rr['cube_size']}-voxel cube of {rr['cube_spacing_mm']} mm"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default model end to end (resumable: each step skips what is done).
-#   bash training/reproduce.sh [data|ranker|train|finetune|finetune3|eval|compare|export|reranker|heldout|all]
-#   bash training/reproduce.sh [subvoxel|reranker3]   measurements of changes, not part of "all" (training/README.md)
+#   bash training/reproduce.sh [data|ranker|train|finetune|finetune3|eval|compare|export|reranker|reranker3|heldout|all]
+#   bash training/reproduce.sh subvoxel   a measured change, not adopted, not part of "all" (training/README.md)
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
 # stage-3 run, runs/stage3a.
@@ -86,50 +86,49 @@ if [ "$STEP" = export ] || [ "$STEP" = all ]; then
       --lidc-json runs/stage3a/lidc.json --out resources/models/nodeview-nodule.md
 fi
 if [ "$STEP" = reranker ] || [ "$STEP" = all ]; then
-  # the proposal re-ranker (a small 3D CNN between the proposer and the ResNet-50), calibrated on
-  # validation for the exported model; the app uses it with that model only
+  # re-ranker version 1 (one 18 mm cube; the default until 2026-11-23), kept for comparison:
+  # runs/reranker/nodeview-reranker.onnx
   resume=(); [ -f runs/reranker/checkpoint.pt ] && resume=(--resume)
   $PY -m training.train_reranker --data data/train/annotations.csv --val-data data/val/annotations.csv \
       --test-data data/test/annotations.csv --model resources/models/nodeview-nodule.onnx --out runs/reranker \
-      --steps 1500 --export resources/models/nodeview-reranker.onnx "${resume[@]}"
-  .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/reranker/lidc.json --anonymize
-  .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/reranker/lidc-all.json --anonymize --min-score 0
-  $PY -m training.model_card card --run runs/stage3a --onnx resources/models/nodeview-nodule.onnx \
-      --lidc-json runs/reranker/lidc.json --reranker-results runs/reranker/results.json \
-      --heldout training/results/cascade-heldout.json --out resources/models/nodeview-nodule.md
+      --steps 1500 "${resume[@]}"
 fi
-if [ "$STEP" = heldout ] || [ "$STEP" = all ]; then
-  # more held-out scans, generated after the test result was known (nothing was tuned on them):
-  # 80 more test scans (seeds 20040-20119, two sets of 40) pooled with the 40 of data/test, and 40
-  # more validation scans (seeds 10100-10139)
-  $PY -m training.make_data --out data/test2 --split test --synthetic 40 --seed 20040
-  $PY -m training.make_data --out data/test3 --split test --synthetic 40 --seed 20080
-  $PY -m training.make_data --out data/val2 --split validation --synthetic 40 --seed 10100
-  $PY -m training.evaluate_cascade \
-      --set test=data/test/annotations.csv,data/test2/annotations.csv,data/test3/annotations.csv \
-      --set val2=data/val2/annotations.csv --out training/results/cascade-heldout.json
-  $PY -m training.model_card card --run runs/stage3a --onnx resources/models/nodeview-nodule.onnx \
-      --lidc-json runs/reranker/lidc.json --reranker-results runs/reranker/results.json \
-      --heldout training/results/cascade-heldout.json --out resources/models/nodeview-nodule.md
-fi
-if [ "$STEP" = subvoxel ]; then
-  # sub-voxel peak positions with the shipped networks, settings re-chosen on validation; judged on
-  # val3 (80 fresh validation scans): not adopted (training/README.md)
-  $PY -m training.make_data --out data/val3 --split validation --synthetic 80 --seed 10200
-  $PY -m training.recalibrate --subvoxel-peaks --val-data data/val/annotations.csv --out runs/recal-sv/nodeview-reranker.onnx
-  $PY -m training.evaluate_cascade --set val3=data/val3/annotations.csv \
-      --reranker runs/recal-sv/nodeview-reranker.onnx --against resources/models/nodeview-reranker.onnx \
-      --out runs/recal-sv/val3.json
-fi
-if [ "$STEP" = reranker3 ]; then
-  # re-ranker version 3: the 48 mm context cube through a light tower (a tenth of version 2's cost);
-  # judged on val4 (80 fresh validation scans) against the shipped cascade (training/README.md)
+if [ "$STEP" = reranker3 ] || [ "$STEP" = all ]; then
+  # the default re-ranker, version 3: the 18 mm cube and a 48 mm context cube through a light tower;
+  # adopted on val4 (80 fresh validation scans) against version 1 (training/README.md)
   $PY -m training.make_data --out data/val4 --split validation --synthetic 80 --seed 10300
   resume=(); [ -f runs/reranker3/checkpoint.pt ] && resume=(--resume)
   $PY -m training.train_reranker --data data/train/annotations.csv --val-data data/val/annotations.csv \
       --test-data data/test/annotations.csv --model resources/models/nodeview-nodule.onnx --out runs/reranker3 \
-      --steps 1500 --context-spacing 3 --light-context "${resume[@]}"
+      --steps 1500 --context-spacing 3 --light-context --export resources/models/nodeview-reranker.onnx "${resume[@]}"
   $PY -m training.evaluate_cascade --set val4=data/val4/annotations.csv \
-      --reranker runs/reranker3/nodeview-reranker.onnx --against resources/models/nodeview-reranker.onnx \
-      --out runs/reranker3/val4.json
+      --against runs/reranker/nodeview-reranker.onnx --out runs/reranker3/val4.json
+  .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/reranker3/lidc.json --anonymize
+  .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/reranker3/lidc-all.json --anonymize --min-score 0
+fi
+if [ "$STEP" = heldout ] || [ "$STEP" = all ]; then
+  # more held-out scans, generated after the first test result was known (nothing was tuned on them):
+  # 80 more test scans (seeds 20040-20119, two sets of 40) pooled with the 40 of data/test; more
+  # validation scans: val2 (seeds 10100-10139), val3 (10200-10279; see the subvoxel step)
+  $PY -m training.make_data --out data/test2 --split test --synthetic 40 --seed 20040
+  $PY -m training.make_data --out data/test3 --split test --synthetic 40 --seed 20080
+  $PY -m training.make_data --out data/val2 --split validation --synthetic 40 --seed 10100
+  $PY -m training.make_data --out data/val3 --split validation --synthetic 80 --seed 10200
+  $PY -m training.evaluate_cascade \
+      --set test=data/test/annotations.csv,data/test2/annotations.csv,data/test3/annotations.csv \
+      --set val2=data/val2/annotations.csv --set val3=data/val3/annotations.csv --set val4=data/val4/annotations.csv \
+      --against runs/reranker/nodeview-reranker.onnx --out training/results/cascade-heldout-v3.json
+  $PY -m training.model_card card --run runs/stage3a --onnx resources/models/nodeview-nodule.onnx \
+      --lidc-json runs/reranker3/lidc.json --reranker-results runs/reranker3/results.json \
+      --heldout training/results/cascade-heldout-v3.json --out resources/models/nodeview-nodule.md
+fi
+if [ "$STEP" = subvoxel ]; then
+  # sub-voxel peak positions with the shipped networks, settings re-chosen on validation; judged on
+  # val3 (80 fresh validation scans) against version 1, the default then: not adopted (training/README.md)
+  $PY -m training.make_data --out data/val3 --split validation --synthetic 80 --seed 10200
+  $PY -m training.recalibrate --subvoxel-peaks --reranker runs/reranker/nodeview-reranker.onnx \
+      --val-data data/val/annotations.csv --out runs/recal-sv/nodeview-reranker.onnx
+  $PY -m training.evaluate_cascade --set val3=data/val3/annotations.csv \
+      --reranker runs/recal-sv/nodeview-reranker.onnx --against runs/reranker/nodeview-reranker.onnx \
+      --out runs/recal-sv/val3.json
 fi
