@@ -76,15 +76,17 @@ from .train import _progress
 VERSION = "2"  # with a context cube (--context-spacing 3, not shipped); version 1 (one 18 mm cube) is the default
 
 
+def conv_block(i: int, o: int) -> nn.Sequential:
+    """3x3x3 convolution, batch norm, ReLU (the re-ranker's towers are made of these)."""
+    return nn.Sequential(nn.Conv3d(i, o, 3, padding=1, bias=False), nn.BatchNorm3d(o), nn.ReLU(inplace=True))
+
+
 class CubeNet(nn.Module):
     """3D CNN on (N, 1, 16, 16, 16) cubes: a nodule log-odds per cube (about 20 M multiply-adds each)."""
 
     def __init__(self, width: int = 8) -> None:
         super().__init__()
-
-        def block(i: int, o: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv3d(i, o, 3, padding=1, bias=False), nn.BatchNorm3d(o), nn.ReLU(inplace=True))
-
+        block = conv_block
         w = width
         self.features = nn.Sequential(
             block(1, w),
@@ -109,10 +111,7 @@ def light_tower(width: int = 8) -> nn.Sequential:
     """A context tower of about a tenth of :class:`CubeNet`'s multiply-adds: the 16-voxel cube
     averaged to 8 voxels (6 mm for the 3 mm context cube), then three convolution blocks at 8, 4
     and 2 voxels; 4 * width features."""
-
-    def block(i: int, o: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv3d(i, o, 3, padding=1, bias=False), nn.BatchNorm3d(o), nn.ReLU(inplace=True))
-
+    block = conv_block
     w = width
     return nn.Sequential(
         nn.AvgPool3d(2),

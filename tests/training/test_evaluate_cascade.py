@@ -24,6 +24,16 @@ def two_csvs(tiny_data, tmp_path_factory):
     return [write_records_csv([r], root / f"part{i}" / "annotations.csv") for i, r in enumerate(records)]
 
 
+def _assert_the_app_finds(det, record, preds):
+    """The app's detector on ``record`` gives the evaluated findings (count, best five's scores and places)."""
+    evaluated = sorted(preds[record.scan_id], key=lambda p: -p[1])
+    app = det.detect(open_study(record.path), segment_from=2.0).findings
+    assert len(app) == len(evaluated)
+    for f, (centre, score) in zip(app[:5], evaluated[:5], strict=True):
+        assert f.score == pytest.approx(score, abs=0.02)
+        assert np.linalg.norm(np.subtract(f.center_xyz_mm, centre)) < 0.5
+
+
 def test_pooled_and_per_part_reports(two_csvs, tmp_path):
     a, b = two_csvs
     args = EC.get_args_parser().parse_args(
@@ -71,12 +81,7 @@ def test_the_evaluated_findings_are_the_apps(two_csvs, tmp_path):
     assert full["cubes"].shape[1] == rr.spec.channels
     np.testing.assert_allclose(logits, det.reranker.score(full["cubes"].astype(np.float32)), atol=1e-5)
     preds, _ = tr.predictions(data, scores, logits, rr.rerank_weight, rr.keep, rr.rank_score_weight, rr.cube_weight)
-    evaluated = sorted(preds[records[0].scan_id], key=lambda p: -p[1])
-    app = det.detect(open_study(records[0].path), segment_from=2.0).findings
-    assert len(app) == len(evaluated)
-    for f, (centre, score) in zip(app[:5], evaluated[:5], strict=True):
-        assert f.score == pytest.approx(score, abs=0.02)
-        assert np.linalg.norm(np.subtract(f.center_xyz_mm, centre)) < 0.5
+    _assert_the_app_finds(det, records[0], preds)
 
 
 def test_recalibrated_subvoxel_copy_runs_in_the_app_as_evaluated(two_csvs, tmp_path):
@@ -102,12 +107,7 @@ def test_recalibrated_subvoxel_copy_runs_in_the_app_as_evaluated(two_csvs, tmp_p
     det = Detector(MODEL, reranker=out)
     (records, data, scores), _ = EC.load_part(a, det, MODEL, tmp_path / "cache", True)
     preds = EC.cascade_predictions((records, data, scores), det)
-    evaluated = sorted(preds[records[0].scan_id], key=lambda p: -p[1])
-    app = det.detect(open_study(records[0].path), segment_from=2.0).findings
-    assert len(app) == len(evaluated)
-    for f, (centre, score) in zip(app[:5], evaluated[:5], strict=True):
-        assert f.score == pytest.approx(score, abs=0.02)
-        assert np.linalg.norm(np.subtract(f.center_xyz_mm, centre)) < 0.5
+    _assert_the_app_finds(det, records[0], preds)
     # measured against the shipped file: the paired difference of the two cascades on the same scans
     both = EC.main(EC.get_args_parser().parse_args(
         ["--set", f"a={a}", "--reranker", str(out), "--against", shipped.info.path, "--cache", str(tmp_path / "cache"),
