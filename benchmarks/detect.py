@@ -52,7 +52,7 @@ def _peak_mb() -> float:
 def model_path(arg: str | None) -> tuple[str, str]:
     if arg:
         return arg, "given"
-    from nodeview.cli import default_model_path
+    from nodeview.core.detect.models import default_model_path
 
     default = default_model_path()
     if os.path.isfile(default):
@@ -67,7 +67,7 @@ def model_path(arg: str | None) -> tuple[str, str]:
 
 def bench_volume(name: str, volume, model: str, repeats: int, reranker: str | None = "auto") -> float:  # type: ignore[no-untyped-def]
     """Median end-to-end seconds; ``reranker`` as :class:`Detector` takes it ("auto": the file beside the model)."""
-    from nodeview.core.detector import Detector
+    from nodeview.core.detect.detector import Detector
 
     detector = Detector(model, reranker=reranker)
     if reranker is not None and detector.reranker is None:
@@ -165,7 +165,7 @@ def main() -> None:
     from nodeview.core.parallel import thread_count
 
     print(f"model: {model} ({kind}); {os.cpu_count()} CPUs; {thread_count()} threads (NODEVIEW_THREADS to change)")
-    from nodeview.core.study import open_study
+    from nodeview.core.io.study import open_study
 
     volumes = [("LIDC-IDRI-0002", open_study(args.lidc))]
     try:

@@ -4,7 +4,7 @@ Writes a synthetic uncompressed (Explicit VR Little Endian) int16 CT series with
 names, then times, in the same run and with a warm file cache, reading it back as an int16 HU
 ``(z, y, x)`` array by:
 
-* ``nodeview``   - ``nodeview.core.study.open_study(folder)`` (discovery + load, what the viewer does);
+* ``nodeview``   - ``nodeview.core.io.study.open_study(folder)`` (discovery + load, what the viewer does);
 * ``simpleitk``  - ``ImageSeriesReader``: GetGDCMSeriesFileNames + SetOutputPixelType(sitkInt16) +
   Execute + GetArrayFromImage (file name discovery included);
 * ``minimal``    - for each file ``pydicom.dcmread`` (full read), ImagePositionPatient z and
@@ -52,8 +52,8 @@ if str(REPO) not in sys.path:
 import pydicom  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-from nodeview.core.dicom_write import SeriesSpec, expected_hu, write_series  # noqa: E402
-from nodeview.core.study import open_study  # noqa: E402
+from nodeview.core.io.dicom_write import SeriesSpec, expected_hu, write_series  # noqa: E402
+from nodeview.core.io.study import open_study  # noqa: E402
 
 MB = 1e6  # decimal megabytes: 300 x 512 x 512 x 2 bytes = 157.3 MB
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"

@@ -24,9 +24,9 @@ log = logging.getLogger("nodeview")
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .core.dicom_io import load_series
-    from .core.sitk_io import read_image_file
-    from .core.study import scan
+    from .core.io.dicom import load_series
+    from .core.io.sitk import read_image_file
+    from .core.io.study import scan
 
     t0 = time.perf_counter()
     source = scan(args.paths)
@@ -53,15 +53,10 @@ def _info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def default_model_path() -> str:
-    from .resources import resources_dir
-
-    return str(resources_dir() / "models" / "nodeview-nodule.onnx")
-
-
 def _detect(args: argparse.Namespace) -> int:
-    from .core.detector import Detector, ModelError, findings_json
-    from .core.study import open_study
+    from .core.detect.detector import Detector, ModelError, findings_json
+    from .core.detect.models import default_model_path
+    from .core.io.study import open_study
 
     model = args.model or default_model_path()
     if not os.path.isfile(model):
@@ -106,9 +101,9 @@ def _detect_reports(args: argparse.Namespace, model: str) -> int:
     files written on stdout, one per line. Exit 0 when every study has its report, 2 when a study
     failed (bad input, report exists without --overwrite), 1 when one hit an internal error.
     """
-    from .core.detector import Detector
-    from .core.report import write_report
-    from .core.study import open_study
+    from .core.detect.detector import Detector
+    from .core.io.study import open_study
+    from .core.report.render import write_report
 
     detector = Detector(model)  # a bad model stops the run before any study
     n = len(args.paths)

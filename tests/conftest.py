@@ -34,6 +34,6 @@ def zoo() -> Path:
 
 @pytest.fixture(scope="session")
 def lidc_volume(lidc_dir: Path):  # type: ignore[no-untyped-def]
-    from nodeview.core.study import open_study
+    from nodeview.core.io.study import open_study
 
     return open_study(lidc_dir)

@@ -27,9 +27,9 @@ SCHEMA = "nodeview.golden-findings/1"
 
 def bundled_models() -> dict[str, str]:
     """The sha256 of the bundled nodule model and re-ranker files (the golden's inputs)."""
-    from nodeview.cli import default_model_path
-    from nodeview.core.detector import file_sha256
-    from nodeview.core.reranker import RERANKER_FILE
+    from nodeview.core.detect.detector import file_sha256
+    from nodeview.core.detect.models import default_model_path
+    from nodeview.core.detect.reranker import RERANKER_FILE
 
     model = Path(default_model_path())
     reranker = model.with_name(RERANKER_FILE)
@@ -43,9 +43,9 @@ def bundled_models() -> dict[str, str]:
 
 def compute(study: Path = LIDC_DIR) -> dict[str, Any]:
     """Every scored finding (``min_score=0``) of the default model on ``study``, full precision."""
-    from nodeview.cli import default_model_path
-    from nodeview.core.detector import Detector
-    from nodeview.core.study import open_study
+    from nodeview.core.detect.detector import Detector
+    from nodeview.core.detect.models import default_model_path
+    from nodeview.core.io.study import open_study
 
     volume = open_study(study)
     detector = Detector(default_model_path())

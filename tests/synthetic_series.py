@@ -1,6 +1,6 @@
 """Small synthetic DICOM scenarios for tests (a helper module, not a test file).
 
-Each builder writes one scenario into a given folder with :mod:`nodeview.core.dicom_write` and
+Each builder writes one scenario into a given folder with :mod:`nodeview.core.io.dicom_write` and
 returns ``(paths, truth)``: the files written and a :class:`Truth` saying what a correct loader
 must produce. Truth follows :mod:`nodeview.core.geometry`: ``hu_zyx`` is in ascending order along
 the slice normal of the series' ImageOrientationPatient, ``origin_xyz`` is the LPS mm centre of
@@ -23,8 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless, generate_uid
 
-from nodeview.core.dicom_write import SeriesSpec, write_enhanced_multiframe, write_localizer, write_series
 from nodeview.core.geometry import Geometry, direction_from_orientation
+from nodeview.core.io.dicom_write import SeriesSpec, write_enhanced_multiframe, write_localizer, write_series
 
 DEFAULT_SHAPE: tuple[int, int, int] = (20, 64, 64)
 SPACING_ZYX: tuple[float, float, float] = (1.25, 0.7, 0.7)

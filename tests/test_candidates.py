@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nodeview.core.candidates import DEFAULT_MAX_CANDIDATES, propose, recall
+from nodeview.core.detect.candidates import DEFAULT_MAX_CANDIDATES, propose, recall
 from nodeview.core.geometry import Geometry
 
 
@@ -76,7 +76,7 @@ def test_cancel():
 
 
 def test_peak_table_features_and_ranked_proposals_agree():
-    from nodeview.core.candidates import FEATURE_NAMES, find_peaks, rank_scores
+    from nodeview.core.detect.candidates import FEATURE_NAMES, find_peaks, rank_scores
 
     hu, g, centres, diameters, _ = _chest(0)
     peaks = find_peaks(hu, g)
@@ -118,7 +118,7 @@ def test_merge_findings_makes_one_finding_per_lesion():
     (10 mm) of NMS kept both; 1.5 radii merge them, and the finding's centre is their
     score-weighted mean. A small candidate 20 mm away (beyond 15 mm) stays a finding; a low
     scorer inside the nodule joins it without moving its centre."""
-    from nodeview.core.candidates import MERGE_RADIUS_FACTOR, merge_findings
+    from nodeview.core.detect.candidates import MERGE_RADIUS_FACTOR, merge_findings
 
     assert MERGE_RADIUS_FACTOR == 1.5
     centres = np.array([[0, 0, 0], [13, 0, 0], [0, 20, 0], [6, 0, 0]], float)
@@ -134,7 +134,7 @@ def test_merge_findings_makes_one_finding_per_lesion():
 
 
 def test_subvoxel_offsets_recover_a_gaussian_peak():
-    from nodeview.core.candidates import subvoxel_offsets
+    from nodeview.core.detect.candidates import subvoxel_offsets
 
     z, y, x = np.mgrid[0:9, 0:9, 0:9].astype(float)
     c = (4.3, 3.8, 4.45)  # anisotropic too: each axis is fitted on its own
@@ -154,7 +154,7 @@ def test_subvoxel_offsets_recover_a_gaussian_peak():
 def test_subvoxel_positions_centre_small_nodules(seed):
     """The 3 and 5 mm nodules of the phantom lie off the working grid; sub-voxel peaks put the nearest
     proposal within 0.3 mm of their centres (0.4-0.7 mm on the grid's voxels), the ranking features unchanged."""
-    from nodeview.core.candidates import find_peaks
+    from nodeview.core.detect.candidates import find_peaks
 
     hu, g, centres, _, _ = _chest(seed)
     for subvoxel, worst in ((False, 0.75), (True, 0.3)):

@@ -15,8 +15,8 @@ from .conftest import REPO, ZOO
 
 def test_core_imports_neither_qt_nor_torch():
     code = (
-        "import sys, nodeview.core.study, nodeview.core.dicom_io, nodeview.core.sitk_io, nodeview.core.geometry,"
-        " nodeview.core.report;"
+        "import sys, nodeview.core.io.study, nodeview.core.io.dicom, nodeview.core.io.sitk, nodeview.core.geometry,"
+        " nodeview.core.report.render;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'torch', 'torchvision')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

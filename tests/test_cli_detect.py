@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("onnx")
 
 from nodeview.cli import main
-from nodeview.core.dicom_write import SeriesSpec, write_series
+from nodeview.core.io.dicom_write import SeriesSpec, write_series
 
 from .test_candidates import _chest
 from .test_detector import GOOD_META, make_model
@@ -68,7 +68,7 @@ def test_exit_2_with_one_line(study, tmp_path, capsys, case):
 
 def test_internal_error_exit_1(study, monkeypatch, capsys):
     ct, model = study
-    import nodeview.core.detector as D
+    import nodeview.core.detect.detector as D
 
     def boom(*a, **k):
         raise RuntimeError("simulated bug")

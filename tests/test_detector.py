@@ -12,9 +12,9 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
-from nodeview.core.detector import Detector, ModelError, findings_json  # noqa: E402
+from nodeview.core.detect.detector import Detector, ModelError, findings_json  # noqa: E402
+from nodeview.core.detect.findings import lung_rads_hint  # noqa: E402
 from nodeview.core.errors import Cancelled  # noqa: E402
-from nodeview.core.findings import lung_rads_hint  # noqa: E402
 from nodeview.core.volume import Volume  # noqa: E402
 
 from .test_candidates import _chest  # noqa: E402
@@ -177,7 +177,7 @@ def test_bundled_default_model_loads_and_detects(chest_volume):
     """The committed default model passes the metadata checks, says what it is, and runs end to end."""
     import hashlib
 
-    from nodeview.cli import default_model_path
+    from nodeview.core.detect.models import default_model_path
 
     path = default_model_path()
     detector = Detector(path)
@@ -213,7 +213,7 @@ def test_only_findings_near_the_operating_point_are_segmented(tmp_path, chest_vo
 
 
 def test_fuse_scores_adds_the_ranker_log_odds():
-    from nodeview.core.candidates import fuse_scores
+    from nodeview.core.detect.candidates import fuse_scores
 
     p = np.array([0.5, 0.9, 0.01, 1.0, 0.0], np.float32)
     r = np.array([2.0, -4.0, 0.0, 3.0, -3.0])
@@ -230,8 +230,8 @@ def test_fuse_scores_adds_the_ranker_log_odds():
 def test_rank_score_weight_from_metadata_sets_the_finding_scores(tmp_path, chest_volume, monkeypatch):
     """A model with ``rank_score_weight`` scores findings by the fused score; NMS, the threshold and
     the findings use it, and the model's own probabilities are what it is fused from."""
-    import nodeview.core.detector as D
-    from nodeview.core.candidates import fuse_scores
+    import nodeview.core.detect.detector as D
+    from nodeview.core.detect.candidates import fuse_scores
 
     volume = chest_volume[0]
     plain = Detector(make_model(tmp_path / "plain.onnx")).detect(volume, min_score=0.0)

@@ -1,4 +1,4 @@
-"""Invariants of nodeview.core.dicom_write, checked by re-reading with pydicom (and SimpleITK) only."""
+"""Invariants of nodeview.core.io.dicom_write, checked by re-reading with pydicom (and SimpleITK) only."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 
-from nodeview.core.dicom_write import (
+from nodeview.core.io.dicom_write import (
     CT_IMAGE_STORAGE,
     ENHANCED_CT_IMAGE_STORAGE,
     IMPLEMENTATION_CLASS_UID,

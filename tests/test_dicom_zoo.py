@@ -11,9 +11,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from nodeview.core.dicom_io import discover, load_series
 from nodeview.core.errors import GeometryError, NodeViewError, UnreadableFileError
-from nodeview.core.study import open_study, scan
+from nodeview.core.io.dicom import discover, load_series
+from nodeview.core.io.study import open_study, scan
 
 from .conftest import ZOO
 

@@ -15,7 +15,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QTimer, QU
 from PySide6.QtGui import QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
 
-from nodeview.core.dicom_write import SeriesSpec, write_series
+from nodeview.core.io.dicom_write import SeriesSpec, write_series
 from nodeview.core.views import ViewKind
 from nodeview.core.windowing import PRESETS
 from nodeview.qt.main_window import MainWindow

@@ -9,7 +9,7 @@ pytest.importorskip("onnx")
 
 from PySide6.QtCore import QSettings
 
-from nodeview.core.dicom_write import SeriesSpec, write_series
+from nodeview.core.io.dicom_write import SeriesSpec, write_series
 from nodeview.core.views import box_on_slice
 from nodeview.qt.findings_panel import slider_position
 from nodeview.qt.main_window import MainWindow

@@ -12,8 +12,8 @@ pytest.importorskip("PySide6")
 
 from PySide6.QtCore import QSettings
 
-from nodeview.core.detector import DetectionResult
-from nodeview.core.dicom_write import SeriesSpec, write_series
+from nodeview.core.detect.detector import DetectionResult
+from nodeview.core.io.dicom_write import SeriesSpec, write_series
 from nodeview.qt.findings_panel import slider_position
 from nodeview.qt.main_window import MainWindow
 from nodeview.qt.report_dialog import ReportDialog

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nodeview.core.dicom_io import discover, load_series
 from nodeview.core.errors import Cancelled, NoImagesError
-from nodeview.core.study import open_study
+from nodeview.core.io.dicom import discover, load_series
+from nodeview.core.io.study import open_study
 from nodeview.core.views import ViewKind, planes_for
 
 from . import synthetic_series as syn
@@ -167,7 +167,7 @@ def test_research_formats_same_geometry(tmp_path):
     """A volume written as .mhd / .nii.gz / .nrrd reads back with the same HU and LPS geometry."""
     import SimpleITK as sitk
 
-    from nodeview.core.sitk_io import read_image_file, volume_to_sitk
+    from nodeview.core.io.sitk import read_image_file, volume_to_sitk
 
     syn.feet_first(tmp_path / "dcm")
     volume = open_study(tmp_path / "dcm")

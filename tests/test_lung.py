@@ -1,6 +1,6 @@
 import numpy as np
 
-from nodeview.core.lung import block_mean, segment_lungs
+from nodeview.core.detect.lung import block_mean, segment_lungs
 
 
 def test_lidc_lungs_contain_the_reader_nodule(lidc_volume):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from nodeview.core import parallel
-from nodeview.core.candidates import find_peaks, propose
-from nodeview.core.lung import segment_lungs
-from nodeview.core.patches import extract_patches
+from nodeview.core.detect.candidates import find_peaks, propose
+from nodeview.core.detect.lung import segment_lungs
+from nodeview.core.detect.patches import extract_patches
 from tests.test_candidates import _chest
 
 
@@ -111,8 +111,8 @@ def test_measurement_shortcuts_match_the_plain_computation():
     """The bounding-box opening and the sliced lung box give exactly what the plain calls give."""
     from scipy import ndimage
 
-    from nodeview.core.findings import _lung_box, _opening_in_bbox
-    from nodeview.core.lung import LungMask
+    from nodeview.core.detect.findings import _lung_box, _opening_in_bbox
+    from nodeview.core.detect.lung import LungMask
 
     rng = np.random.default_rng(5)
     for shape in [(9, 12, 14), (20, 31, 17), (5, 5, 5)]:

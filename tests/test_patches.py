@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from nodeview.core.detect.patches import DEFAULT_SPEC, PatchSpec, extract_patches, normalise_hu
 from nodeview.core.geometry import Geometry
-from nodeview.core.patches import DEFAULT_SPEC, PatchSpec, extract_patches, normalise_hu
 
 
 def _volume_with_marker(direction=None):

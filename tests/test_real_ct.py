@@ -6,8 +6,8 @@ import re
 import numpy as np
 import SimpleITK as sitk
 
-from nodeview.core.dicom_io import discover
-from nodeview.core.sitk_io import geometry_from_sitk
+from nodeview.core.io.dicom import discover
+from nodeview.core.io.sitk import geometry_from_sitk
 
 from .conftest import SHARED_DATA
 

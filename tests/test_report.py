@@ -16,12 +16,12 @@ import pytest
 from PIL import Image, ImageFont
 from scipy import ndimage
 
-from nodeview.core import report as R
-from nodeview.core.detector import DetectionResult, ModelInfo
+from nodeview.core.detect.detector import DetectionResult, ModelInfo
+from nodeview.core.detect.findings import Finding
+from nodeview.core.detect.patches import PatchSpec
 from nodeview.core.errors import InputError
-from nodeview.core.findings import Finding
 from nodeview.core.geometry import Geometry
-from nodeview.core.patches import PatchSpec
+from nodeview.core.report import render as R
 from nodeview.core.volume import PatientInfo, Volume
 from nodeview.resources import resources_dir
 
@@ -348,7 +348,7 @@ def test_unknown_review_status_is_refused(study):
 @pytest.fixture(scope="module")
 def dicom_studies(tmp_path_factory):
     pytest.importorskip("onnx")
-    from nodeview.core.dicom_write import SeriesSpec, write_series
+    from nodeview.core.io.dicom_write import SeriesSpec, write_series
 
     from .test_detector import make_model
 
@@ -376,7 +376,7 @@ def dicom_studies(tmp_path_factory):
 @pytest.fixture
 def fast_detect(monkeypatch):
     """The detector's flow without its (slow, toy-model) work: one finding at the study's centre."""
-    import nodeview.core.detector as D
+    import nodeview.core.detect.detector as D
 
     def detect(self, volume, progress=lambda d, n: None, should_stop=lambda: False, **kwargs):
         progress(100, 100)
@@ -420,7 +420,7 @@ def test_batch_reports_continue_after_a_bad_study_and_exit_2(dicom_studies, fast
 
 
 def test_batch_internal_error_exit_1_and_usage_errors(dicom_studies, monkeypatch, tmp_path, capsys):
-    import nodeview.core.detector as D
+    import nodeview.core.detect.detector as D
     from nodeview.cli import main
 
     root, model = dicom_studies
@@ -441,7 +441,7 @@ def test_batch_internal_error_exit_1_and_usage_errors(dicom_studies, monkeypatch
 def test_thick_slices_get_a_caveat_in_the_report_and_json(study, tmp_path):
     import dataclasses
 
-    from nodeview.core.detector import detection_caveats
+    from nodeview.core.detect.detector import detection_caveats
 
     volume, findings = study
     assert detection_caveats(volume, MODEL) == ()  # 2 mm slices: nothing to say
@@ -467,7 +467,7 @@ def test_thick_slices_get_a_caveat_in_the_report_and_json(study, tmp_path):
 
 def test_batch_reports_say_the_thick_slice_caution(dicom_studies, fast_detect, tmp_path, capsys):
     from nodeview.cli import main
-    from nodeview.core.dicom_write import SeriesSpec, write_series
+    from nodeview.core.io.dicom_write import SeriesSpec, write_series
 
     root, model = dicom_studies
     hu = np.full((8, 64, 64), -850, dtype=np.int16)

@@ -9,9 +9,8 @@ import logging
 import numpy as np
 import pytest
 
-from nodeview.core.candidates import suppress
-from nodeview.core.geometry import Geometry
-from nodeview.core.reranker import (
+from nodeview.core.detect.candidates import suppress
+from nodeview.core.detect.reranker import (
     DEFAULT_CUBE,
     CubeSpec,
     extract_context_cubes,
@@ -19,11 +18,12 @@ from nodeview.core.reranker import (
     fuse_three,
     rerank_order,
 )
+from nodeview.core.geometry import Geometry
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
-from nodeview.core.detector import Detector, ModelError  # noqa: E402
+from nodeview.core.detect.detector import Detector, ModelError  # noqa: E402
 
 from .test_detector import GOOD_META, chest_volume, make_model  # noqa: E402,F401
 
@@ -186,7 +186,7 @@ def test_detector_uses_a_matching_reranker_beside_the_model(tmp_path, chest_volu
         assert near and max(f.score for f in near) >= 0.6, (c, d)
     # the same file calibrated for another model: ignored by "auto", refused when named
     make_reranker(tmp_path / "nodeview-reranker.onnx", "f" * 64)
-    with caplog.at_level(logging.INFO, logger="nodeview.core.detector"):
+    with caplog.at_level(logging.INFO, logger="nodeview.core.detect.detector"):
         assert Detector(model).reranker is None and Detector(model).info.threshold == 0.5
     assert "calibrated for another nodule model" in caplog.text
     with pytest.raises(ModelError, match="another nodule model"):
@@ -212,7 +212,7 @@ def test_detector_with_a_two_channel_reranker(tmp_path, chest_volume):  # noqa: 
 
 
 def test_committed_reranker_matches_the_default_model():
-    from nodeview.cli import default_model_path
+    from nodeview.core.detect.models import default_model_path
 
     detector = Detector(default_model_path())
     assert detector.reranker is not None, "resources/models/nodeview-reranker.onnx is missing or stale"
@@ -229,8 +229,8 @@ def test_committed_reranker_matches_the_default_model():
 def test_proposal_positions_metadata(tmp_path, chest_volume, monkeypatch):  # noqa: F811
     """``proposal_positions`` = subvoxel makes the detector propose with sub-voxel peaks; a value it
     does not know is refused."""
-    from nodeview.core import detector as D
-    from nodeview.core.reranker import Reranker, RerankerError
+    from nodeview.core.detect import detector as D
+    from nodeview.core.detect.reranker import Reranker, RerankerError
 
     model = make_model(tmp_path / "m.onnx")
     sha = Detector(model, reranker=None).info.sha256

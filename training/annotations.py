@@ -43,7 +43,7 @@ class NoduleAnnotation:
 
 @dataclass(frozen=True)
 class ScanRecord:
-    """A scan that ``nodeview.core.study.open_study(path)`` opens, and its nodules.
+    """A scan that ``nodeview.core.io.study.open_study(path)`` opens, and its nodules.
 
     ``fold`` splits data for cross-validation (LUNA16: the subset number).
     """

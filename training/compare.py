@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nodeview.core.detector import SLICE_GROUPS, slice_group
+from nodeview.core.detect.detector import SLICE_GROUPS, slice_group
 
 from .annotations import read_records_csv
 from .metrics import cpm, cpm_difference_bootstrap, froc

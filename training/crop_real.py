@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nodeview.core.dicom_write import SeriesSpec, write_series
-from nodeview.core.study import open_study
+from nodeview.core.io.dicom_write import SeriesSpec, write_series
+from nodeview.core.io.study import open_study
 
 
 def get_args_parser() -> argparse.ArgumentParser:

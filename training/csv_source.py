@@ -46,7 +46,7 @@ def parse_malignant(value: str) -> bool | None:
 
 def _series_folders(root: Path) -> dict[str, tuple[Path, str]]:
     """SeriesInstanceUID → (folder holding its files, uid), from DICOM headers under ``root``."""
-    from nodeview.core.dicom_io import discover
+    from nodeview.core.io.dicom import discover
 
     found: dict[str, tuple[Path, str]] = {}
     for s in discover(root).series:

@@ -1,9 +1,9 @@
 """From annotated scans to labelled 2.5D patches (the same proposals and patches as the app).
 
-For every scan: load it (``nodeview.core.study.open_study``), run the app's candidate proposals
-(``nodeview.core.candidates.propose``), label each candidate with the LUNA16 rule (a hit is a
+For every scan: load it (``nodeview.core.io.study.open_study``), run the app's candidate proposals
+(``nodeview.core.detect.candidates.propose``), label each candidate with the LUNA16 rule (a hit is a
 candidate within the radius of an annotated nodule), and extract patches with
-``nodeview.core.patches``. Annotated nodules that the proposals missed are added as extra
+``nodeview.core.detect.patches``. Annotated nodules that the proposals missed are added as extra
 positives so the model still learns them (and the miss is counted in the summary). Positives are
 also extracted ``--positive-copies`` times with random rotations and small centre jitter: real
 resamplings of the volume, not image tricks. Rotations are either any 3D rotation (``"3d"``, how
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from nodeview.core.candidates import PROPOSER_VERSION, propose
-from nodeview.core.patches import DEFAULT_SPEC, PatchSpec, extract_patches
-from nodeview.core.study import open_study
+from nodeview.core.detect.candidates import PROPOSER_VERSION, propose
+from nodeview.core.detect.patches import DEFAULT_SPEC, PatchSpec, extract_patches
+from nodeview.core.io.study import open_study
 
 from .annotations import NoduleAnnotation, ScanRecord
 

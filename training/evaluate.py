@@ -4,14 +4,14 @@ malignancy AUC, and plots.
     python -m training.evaluate --checkpoint runs/default/checkpoint.pt --data data/test/annotations.csv \\
         --out runs/default/eval-test [--threshold T | --fp-per-scan 1.0]
 
-Candidates are the app's proposals (``nodeview.core.candidates``), so the FROC measures the whole
+Candidates are the app's proposals (``nodeview.core.detect.candidates``), so the FROC measures the whole
 pipeline: a nodule the proposals miss is a miss. They are scored after the app's 3D NMS
 (``--no-nms``: every proposal), so the FROC counts the findings the app shows. A hit is a
 prediction within the nodule radius (LUNA16). The operating threshold is given, or chosen as the
 best sensitivity at no more than ``--fp-per-scan`` false positives per scan on this data (use the
 validation set to choose it, then pass ``--threshold`` for the test set). The score is the model's
 ``nodule_prob``, or with ``--rank-weight W`` the app's finding score that adds W times the proposal
-ranker's log-odds (:func:`nodeview.core.candidates.fuse_scores`); ``--choose-rank-weight`` picks W on
+ranker's log-odds (:func:`nodeview.core.detect.candidates.fuse_scores`); ``--choose-rank-weight`` picks W on
 this data (validation) by CPM, like the threshold. Writes
 ``metrics.json``, ``predictions.csv`` and PNG plots (ROC, FROC, confusion matrix, malignancy ROC).
 The CPM (overall and per slice group) and the malignancy AUC come with 95 % percentile-bootstrap
@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nodeview.core.candidates import fuse_scores, merge_findings
-from nodeview.core.detector import SLICE_GROUPS, THIN_SLICE_MAX_MM, slice_group
-from nodeview.core.study import scan
+from nodeview.core.detect.candidates import fuse_scores, merge_findings
+from nodeview.core.detect.detector import SLICE_GROUPS, THIN_SLICE_MAX_MM, slice_group
+from nodeview.core.io.study import scan
 
 from .annotations import NoduleAnnotation, ScanRecord, read_records_csv
 from .dataset import PatchSet, load_or_mine
@@ -111,7 +111,7 @@ def app_nms(ps: PatchSet, scores: dict[str, np.ndarray]) -> tuple[np.ndarray, np
     """The findings the app's 3D NMS makes of the proposal candidates, scan by scan.
 
     The detector merges each lesion's candidates after scoring
-    (:func:`nodeview.core.candidates.merge_findings`); evaluating after the same step measures
+    (:func:`nodeview.core.detect.candidates.merge_findings`); evaluating after the same step measures
     the findings the app shows rather than the raw candidates. Returns the mask of the candidates
     that head a finding and, per row, the centre (mm) of the finding it heads (the merged centre;
     other rows keep their own centre).

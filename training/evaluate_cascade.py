@@ -3,7 +3,7 @@
 ``train_reranker.py`` reports the cascade on the validation and test sets it was built with. This
 script measures the exported files on any other annotated sets, for example more held-out scans
 generated after the fact: the re-ranker's weights, kept count and threshold come from its ONNX
-metadata, exactly as :class:`nodeview.core.detector.Detector` reads them, and the cascade's steps
+metadata, exactly as :class:`nodeview.core.detect.detector.Detector` reads them, and the cascade's steps
 are ``train_reranker``'s (the same proposals, cubes, re-ranking, fused score and merging as the
 app). Each set may pool several annotation files; every file is also reported on its own.
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from nodeview.core.detector import Detector
+from nodeview.core.detect.detector import Detector
 
 from . import evaluate as ev
 from . import train_reranker as tr

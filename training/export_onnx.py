@@ -4,7 +4,7 @@
 
 The graph takes ``patches`` (N, 3, S, S) float32 and returns ``nodule_prob``, ``malignancy_prob``
 (sigmoid probabilities) and ``diameter_mm``. ``metadata_props`` carry: name, version, input spec,
-patch size/spacing/HU window (``nodeview.core.patches.PatchSpec``), output meanings, operating
+patch size/spacing/HU window (``nodeview.core.detect.patches.PatchSpec``), output meanings, operating
 threshold, training-data summary, headline metrics, and the sha256 of the weights.
 
 Storage: ``--storage fp16`` keeps each weight as float16 followed by a Cast to float32, halving
@@ -27,7 +27,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from nodeview.core.patches import DEFAULT_SPEC, PatchSpec
+from nodeview.core.detect.patches import DEFAULT_SPEC, PatchSpec
 
 from .model import ExportWrapper, NoduleNet, build_model
 

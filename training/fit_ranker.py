@@ -1,13 +1,13 @@
 """Fit the proposal ranker: a small neural network that orders DoG peaks by how nodule-like they are.
 
-The proposer (``nodeview.core.candidates``) finds every local maximum of a multi-scale DoG in
+The proposer (``nodeview.core.detect.candidates``) finds every local maximum of a multi-scale DoG in
 the lungs (10-40 thousand per scan) and keeps the best few hundred after merging; this script
 learns what "best" means from annotated scans. A peak is positive when it lies within the radius
 of a nodule of at least 3 mm (the LUNA16 hit rule). Features are ``FEATURE_NAMES``; the model is
 a one-hidden-layer MLP (numpy only; measured on validation: a logistic regression on the same
 features found 34/45 nodules in the top 400, the MLP 38/45, the earlier hand-made rule 36/45).
 Each nodule's peaks share one unit of weight, so big nodules with many peaks do not dominate. The
-weights are written as Python constants to ``nodeview/core/ranker_weights.py`` so the app needs no
+weights are written as Python constants to ``nodeview/core/detect/ranker_weights.py`` so the app needs no
 extra file, and recall at ``--max-candidates`` is reported on the validation scans.
 
     python -m training.fit_ranker --data data/train/annotations.csv --val-data data/val/annotations.csv
@@ -26,18 +26,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from nodeview.core.candidates import (
+from nodeview.core.detect.candidates import (
     DEFAULT_MAX_CANDIDATES,
     FEATURE_NAMES,
     PROPOSER_VERSION,
     find_peaks,
     suppress,
 )
-from nodeview.core.study import open_study
+from nodeview.core.io.study import open_study
 
 from .annotations import ScanRecord, read_records_csv
 
-WEIGHTS_FILE = Path(__file__).resolve().parents[1] / "nodeview" / "core" / "ranker_weights.py"
+WEIGHTS_FILE = Path(__file__).resolve().parents[1] / "nodeview" / "core" / "detect" / "ranker_weights.py"
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ The nodule model, partial-volume renderer, placement rules and malignancy rule a
 :mod:`training.synth_ct` (see its docstring). Here the background is a real scan, so vessels,
 fissures, texture and noise around the nodule are real:
 
-* centres are placed inside the lungs found by :func:`nodeview.core.lung.segment_lungs`, at least
+* centres are placed inside the lungs found by :func:`nodeview.core.detect.lung.segment_lungs`, at least
   radius + 3 mm from the lung boundary and over parenchyma (isolated), 0.6-0.9 radius from the
   pleura found by marching towards the nearest boundary until tissue (juxta-pleural), or touching
   a vessel found by thresholding > -300 HU inside the lung (juxta-vascular); nodules keep 4 mm
@@ -36,9 +36,9 @@ from numpy.typing import NDArray
 from pydicom.uid import generate_uid
 from scipy import ndimage
 
-from nodeview.core.dicom_write import SeriesSpec, write_series
+from nodeview.core.detect.lung import LungMask, segment_lungs
 from nodeview.core.geometry import Geometry
-from nodeview.core.lung import LungMask, segment_lungs
+from nodeview.core.io.dicom_write import SeriesSpec, write_series
 from nodeview.core.volume import Volume
 from training.annotations import NoduleAnnotation, ScanRecord
 from training.synth_ct import (
@@ -212,7 +212,7 @@ def write_inserted(
 
     Args:
         out_dir: destination folder of the series.
-        source: the real scan (a Volume, or a path :func:`nodeview.core.study.open_study` opens).
+        source: the real scan (a Volume, or a path :func:`nodeview.core.io.study.open_study` opens).
         seed: insertion seed; also seeds the UIDs.
         n: nodules to insert.
         scan_id: record id (default ``ins-<seed>``).
@@ -226,7 +226,7 @@ def write_inserted(
     if isinstance(source, Volume):
         volume = source
     else:
-        from nodeview.core.study import open_study
+        from nodeview.core.io.study import open_study
 
         volume = open_study(source)
     new, annotations = insert_nodules(volume, seed, n, avoid=existing, **options)  # type: ignore[arg-type]

@@ -155,9 +155,9 @@ def _load_source(path: str, small: bool) -> tuple[object, object]:
     """(Volume, LungMask) of a real scan, cached per process."""
     key = (path, small)
     if key not in _SOURCES:
+        from nodeview.core.detect.lung import segment_lungs
         from nodeview.core.geometry import Geometry
-        from nodeview.core.lung import segment_lungs
-        from nodeview.core.study import open_study
+        from nodeview.core.io.study import open_study
 
         vol = open_study(path)
         if small and vol.shape_zyx[0] > SMALL_SHAPE[0]:

@@ -1,6 +1,6 @@
 """The nodule model: a torchvision ResNet-50 on 2.5D patches with three heads.
 
-Input: (N, 3, 64, 64) float32 patches from ``nodeview.core.patches`` (axial, coronal, sagittal
+Input: (N, 3, 64, 64) float32 patches from ``nodeview.core.detect.patches`` (axial, coronal, sagittal
 planes; HU window mapped to [-1, 1]). Outputs (all per candidate):
 
     nodule_logit      P(nodule) = sigmoid(logit)

@@ -34,7 +34,7 @@ def metadata(run: Path, version: str = "1") -> dict[str, Any]:
         "version": version,
         "operating_threshold": round(val["threshold"], 4),
         "operating_point": "highest validation sensitivity at <= 1 false positive per scan",
-        # nodeview.core.candidates.fuse_scores: the finding score the threshold applies to
+        # nodeview.core.detect.candidates.fuse_scores: the finding score the threshold applies to
         "rank_score_weight": str(weight),
         "score": (
             f"sigmoid(logit(nodule_prob) + {weight} x proposal rank log-odds), weight chosen on validation by CPM"
@@ -178,7 +178,7 @@ def _score_lines(meta: dict[str, Any]) -> list[str]:
         return ["- **Finding score:** `score` = `nodule_prob`."]
     return [
         f"- **Finding score:** `score = sigmoid(logit(nodule_prob) + {weight:g} × rank)`, where `rank` is the",
-        "  proposal ranker's log-odds for the candidate (`nodeview.core.candidates.fuse_scores`). The weight was",
+        "  proposal ranker's log-odds for the candidate (`nodeview.core.detect.candidates.fuse_scores`). The weight was",
         "  chosen on validation by CPM. The score orders and thresholds the findings; it is not a calibrated",
         "  probability.",
     ]
@@ -263,7 +263,7 @@ def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
         "",
         f"`{path.name}` (version {rr.get('version', '?')}, {path.stat().st_size / 1e3:.0f} kB, `training/train_reranker.py`)"
         " was calibrated for these",
-        "weights, so the app uses it (`nodeview.core.reranker`):",
+        "weights, so the app uses it (`nodeview.core.detect.reranker`):",
         "",
         f"1. a small 3D CNN scores a {rr['cube_size']}-voxel cube of {rr['cube_spacing_mm']} mm"
         + (

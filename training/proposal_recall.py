@@ -2,7 +2,7 @@
 
 The detector can only report a nodule the proposer points at, so this caps the CPM. For each
 nodule it records whether a candidate lies within its radius (the LUNA16 hit rule used by
-``nodeview.core.candidates.recall``), whether it lies inside the lung search region, and the
+``nodeview.core.detect.candidates.recall``), whether it lies inside the lung search region, and the
 rank of the nearest candidate; the summary groups recall by kind, location, size and slice
 thickness.
 
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from nodeview.core.candidates import DEFAULT_MAX_CANDIDATES, propose, recall
-from nodeview.core.lung import segment_lungs
-from nodeview.core.study import open_study
+from nodeview.core.detect.candidates import DEFAULT_MAX_CANDIDATES, propose, recall
+from nodeview.core.detect.lung import segment_lungs
+from nodeview.core.io.study import open_study
 
 from .annotations import read_records_csv
 

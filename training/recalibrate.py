@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nodeview.core.detector import Detector
+from nodeview.core.detect.detector import Detector
 
 from . import evaluate_cascade as ec
 from . import train_reranker as tr
@@ -107,7 +107,7 @@ def write_copy(
     """``source`` with the re-calibrated settings in its metadata; checked to load in the app's class."""
     import onnx
 
-    from nodeview.core.reranker import Reranker
+    from nodeview.core.detect.reranker import Reranker
 
     proto = onnx.load(str(source))
     old = {p.key: p.value for p in proto.metadata_props}

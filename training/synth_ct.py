@@ -72,7 +72,7 @@ API
     ``(Volume, [NoduleAnnotation])``; :func:`generate_scan_full` also returns the acquisition and
     nodule models and takes the options (kinds, locations, margins, sizes, noise, contrast,
     orientation, label mode); :func:`write_scan` writes the scan as a DICOM series with
-    :func:`nodeview.core.dicom_write.write_series` and returns a
+    :func:`nodeview.core.io.dicom_write.write_series` and returns a
     :class:`~training.annotations.ScanRecord`. Nodules are drawn after the anatomy, so the same
     seed without nodules gives the same patient. The nodule renderer (:func:`sample_nodule`,
     :func:`render_nodule`, :func:`blend_values`, :func:`place_nodule`) is shared with
@@ -102,8 +102,8 @@ from pydicom.uid import generate_uid
 from scipy import ndimage
 from scipy.special import erf
 
-from nodeview.core.dicom_write import SeriesSpec, write_series
 from nodeview.core.geometry import Geometry
+from nodeview.core.io.dicom_write import SeriesSpec, write_series
 from nodeview.core.volume import PatientInfo, Volume
 from training.annotations import NoduleAnnotation, ScanRecord
 
@@ -2328,7 +2328,7 @@ def write_scan(
 
     Returns:
         A :class:`ScanRecord` whose ``path`` is ``out_dir`` (opens with
-        :func:`nodeview.core.study.open_study`), ``fold = seed % 10``, ``source = "synthetic"``.
+        :func:`nodeview.core.io.study.open_study`), ``fold = seed % 10``, ``source = "synthetic"``.
     """
     scan = generate_scan_full(seed, shape_zyx, spacing_zyx, n_nodules, **options)  # type: ignore[arg-type]
     vol = scan.volume

@@ -329,7 +329,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     pos_p = nodule_balanced_weights(train_set, pos) if args.positive_weighting == "nodule" else None
     scan_w = None
     if args.thick_slice_weight != 1.0:  # left out at 1 so that the default draws stay as they were
-        from nodeview.core.detector import THIN_SLICE_MAX_MM
+        from nodeview.core.detect.detector import THIN_SLICE_MAX_MM
 
         from .evaluate import slice_thickness_mm
 

@@ -5,13 +5,13 @@
 
 Steps (each cached in ``--out``; ``--resume`` continues training from ``checkpoint.pt``):
 
-1. **Cubes** (:func:`nodeview.core.reranker.extract_cubes`, 16 voxels of 1.125 mm) at the top
+1. **Cubes** (:func:`nodeview.core.detect.reranker.extract_cubes`, 16 voxels of 1.125 mm) at the top
    ``--top-k`` proposals of every scan, exactly as the app proposes them (the first 300 placed as
    a 300-candidate run places them). A proposal within a nodule's radius is a positive (the
    LUNA16 hit rule). Training scans add up to 6 DoG peaks inside each nodule and 4 copies of its
    centre jittered by up to half its radius (2 mm at most), so nodules the proposals rank low
    still teach the network. With ``--context-spacing 3`` each row also gets a 48 mm context cube
-   (:func:`nodeview.core.reranker.extract_context_cubes`, cached beside the 18 mm cubes) and the
+   (:func:`nodeview.core.detect.reranker.extract_context_cubes`, cached beside the 18 mm cubes) and the
    network is :class:`TwoScaleNet` (re-ranker version 2: measured, not shipped, see
    ``training/README.md``).
 2. **Training**: the network of :class:`CubeNet` (about 0.1 M weights), half of each batch
@@ -48,10 +48,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nodeview.core.candidates import DEFAULT_MAX_CANDIDATES, PROPOSER_VERSION, merge_findings, propose
-from nodeview.core.detector import Detector
-from nodeview.core.patches import extract_patches
-from nodeview.core.reranker import (
+from nodeview.core.detect.candidates import DEFAULT_MAX_CANDIDATES, PROPOSER_VERSION, merge_findings, propose
+from nodeview.core.detect.detector import Detector
+from nodeview.core.detect.patches import extract_patches
+from nodeview.core.detect.reranker import (
     DEFAULT_CUBE,
     CubeSpec,
     extract_context_cubes,
@@ -59,7 +59,7 @@ from nodeview.core.reranker import (
     fuse_three,
     rerank_order,
 )
-from nodeview.core.study import open_study
+from nodeview.core.io.study import open_study
 
 from .annotations import ScanRecord, read_records_csv
 from .metrics import (
@@ -235,7 +235,7 @@ def build_split(
 
     ``cubes`` has ``spec.channels`` channels: the 18 mm cubes are cached as before, and the
     context cubes (:func:`add_context`) in a second file beside them. ``subvoxel``: proposals
-    with sub-voxel peak positions (``nodeview.core.candidates.find_peaks``)."""
+    with sub-voxel peak positions (``nodeview.core.detect.candidates.find_peaks``)."""
     fine = {k: v for k, v in DEFAULT_CUBE.__dict__.items() if k != "context_spacing_mm"}
     parts = [[r.scan_id for r in records], top_k, extra_positives, seed, fine, PROPOSER_VERSION]
     key = json.dumps(parts + ["subvoxel"] if subvoxel else parts)  # old caches keep their names

@@ -112,7 +112,7 @@ def start_prewarm() -> threading.Thread:
         try:
             import onnxruntime  # noqa: F401
 
-            from ..core import detector  # noqa: F401
+            from ..core.detect import detector  # noqa: F401
         except Exception:  # a broken install shows its message when Detect is used
             pass
 

@@ -25,11 +25,11 @@ from PySide6.QtWidgets import (
 )
 
 from .. import RESEARCH_NOTICE
-from ..core.findings import format_score
+from ..core.detect.findings import format_score
 
 if TYPE_CHECKING:
-    from ..core.detector import DetectionResult
-    from ..core.findings import Finding
+    from ..core.detect.detector import DetectionResult
+    from ..core.detect.findings import Finding
 
 
 COLUMNS = ["#", "Location", "Diam. (mm)", "Volume (mm³)", "Type", "Nodule score", "Malignancy", "Lung-RADS", "Review"]

@@ -39,8 +39,8 @@ from .tasks import TaskRunner
 from .viewer import ViewerWidget
 
 if TYPE_CHECKING:
-    from ..core.detector import Detector
-    from ..core.dicom_io import Discovery, SeriesInfo
+    from ..core.detect.detector import Detector
+    from ..core.io.dicom import Discovery, SeriesInfo
 
 # The readers, the detector (scipy, onnxruntime) and the report writer (Pillow) are imported
 # when first used, not at start-up: the window appears about a second sooner.
@@ -287,27 +287,27 @@ class MainWindow(QMainWindow):
         self._pending = "scan"
         self._show_busy("Reading headers…")
         items = list(self.source_paths)
-        from ..core.study import scan
+        from ..core.io.study import scan
 
         self.runner.start(lambda progress, stop: scan(items, progress, stop))
 
     def load_series(self, series: SeriesInfo) -> None:
         self._pending = "load"
         self._show_busy(f"Loading {series.n_images} images…")
-        from ..core.dicom_io import load_series
+        from ..core.io.dicom import load_series
 
         self.runner.start(lambda progress, stop: load_series(series, progress, stop))
 
     def _load_image_file(self, path: str) -> None:
         self._pending = "load"
         self._show_busy("Loading…")
-        from ..core.sitk_io import read_image_file
+        from ..core.io.sitk import read_image_file
 
         self.runner.start(lambda progress, stop: read_image_file(path, progress, stop))
 
     def _on_task_finished(self, result: object) -> None:
-        from ..core.detector import DetectionResult
-        from ..core.study import StudySource
+        from ..core.detect.detector import DetectionResult
+        from ..core.io.study import StudySource
 
         stage, self._pending = self._pending, None
         if stage == "scan":
@@ -379,7 +379,7 @@ class MainWindow(QMainWindow):
 
     # ---- detection ---------------------------------------------------------------------------
     def model_path(self) -> str:
-        from ..cli import default_model_path
+        from ..core.detect.models import default_model_path
 
         return str(self.settings.value("model_path", "") or default_model_path())
 
@@ -407,7 +407,7 @@ class MainWindow(QMainWindow):
 
         def work(progress, stop):  # type: ignore[no-untyped-def]
             if self._detector is None:
-                from ..core.detector import Detector
+                from ..core.detect.detector import Detector
 
                 self._detector = Detector(path)
             return self._detector.detect(volume, progress, stop, min_score=0.0)
@@ -419,7 +419,7 @@ class MainWindow(QMainWindow):
     # ---- report ------------------------------------------------------------------------------
     def report_reviews(self) -> dict[int, str]:
         """The findings panel's review decisions in the report's terms (pending = unreviewed)."""
-        from ..core.report import ACCEPTED, REJECTED, UNREVIEWED
+        from ..core.report.render import ACCEPTED, REJECTED, UNREVIEWED
 
         return {
             fid: status if status in (ACCEPTED, REJECTED) else UNREVIEWED
@@ -461,7 +461,7 @@ class MainWindow(QMainWindow):
         if self.runner.busy:
             self.statusBar().showMessage("Wait for the current task to finish, or cancel it", 5000)
             return
-        from ..core.report import existing_report_files, write_report
+        from ..core.report.render import existing_report_files, write_report
 
         existing = existing_report_files(folder, stem)
         overwrite = bool(existing)

@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from .. import RESEARCH_NOTICE
-from ..core.findings import Finding, format_score
-from ..core.report import ACCEPTED, contains_patient_data, default_stem, review_of, select_findings
+from ..core.detect.findings import Finding, format_score
+from ..core.report.render import ACCEPTED, contains_patient_data, default_stem, review_of, select_findings
 from ..core.volume import Volume
 
 

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 if TYPE_CHECKING:
-    from ..core.dicom_io import Discovery, SeriesInfo
+    from ..core.io.dicom import Discovery, SeriesInfo
 
 
 COLUMNS = ["Description", "Modality", "Images", "Thickness (mm)", "Size z×y×x", "Warnings"]

@@ -14,14 +14,14 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGridLayout, QWidget
 
-from ..core.findings import format_score
+from ..core.detect.findings import format_score
 from ..core.views import ViewKind, ViewPlane, box_on_slice, planes_for, slab_slices
 from ..core.volume import Volume
 from ..core.windowing import DEFAULT_WINDOW, Window
 from .slice_view import SliceView
 
 if TYPE_CHECKING:
-    from ..core.findings import Finding
+    from ..core.detect.findings import Finding
 
 
 class ViewerController(QObject):

@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from nodeview.core.detector import Detector
-from nodeview.core.study import open_study
+from nodeview.core.detect.detector import Detector
+from nodeview.core.io.study import open_study
 from training import evaluate_cascade as EC
 from training import train_reranker as tr
 from training.annotations import read_records_csv, write_records_csv
@@ -87,7 +87,7 @@ def test_the_evaluated_findings_are_the_apps(two_csvs, tmp_path):
 def test_recalibrated_subvoxel_copy_runs_in_the_app_as_evaluated(two_csvs, tmp_path):
     """training/recalibrate.py: a copy of the shipped re-ranker file with settings chosen again for
     sub-voxel proposals; the app reads the flag and its findings are the evaluated ones."""
-    from nodeview.core.reranker import Reranker
+    from nodeview.core.detect.reranker import Reranker
     from training import recalibrate as RC
 
     a, b = two_csvs

@@ -15,7 +15,7 @@ import pytest
 
 from nodeview.core.errors import GeometryError, InputError, NoImagesError, UnsupportedDataError
 from nodeview.core.geometry import Geometry
-from nodeview.core.sitk_io import read_image_file
+from nodeview.core.io.sitk import read_image_file
 from tests.conftest import SHARED_DATA, need
 from training.annotations import NoduleAnnotation, read_records_csv, write_records_csv
 from training.csv_source import load_csv_source
@@ -318,7 +318,7 @@ def test_lidc_xml_real_ct(lidc_volume) -> None:  # type: ignore[no-untyped-def]
 # ---- DICOM folders + CSV ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def dicom_studies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    from nodeview.core.dicom_write import SeriesSpec, write_series
+    from nodeview.core.io.dicom_write import SeriesSpec, write_series
 
     base = tmp_path_factory.mktemp("csvsrc")
     out: dict[str, object] = {"base": base}
@@ -341,7 +341,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
 
 
 def test_csv_source_relative_paths_and_uids(dicom_studies: dict[str, object]) -> None:
-    from nodeview.core.study import open_study
+    from nodeview.core.io.study import open_study
 
     base: Path = dicom_studies["base"]  # type: ignore[assignment]
     (rel0, xyz0, kji0), (rel1, xyz1, kji1) = dicom_studies["s0"], dicom_studies["s1"]  # type: ignore[misc]

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from nodeview.core.reranker import CubeSpec, Reranker  # noqa: E402
+from nodeview.core.detect.reranker import CubeSpec, Reranker  # noqa: E402
 from training import train_reranker as tr  # noqa: E402
 
 
@@ -130,7 +130,7 @@ def test_two_scale_network_learns_from_the_context_channel_and_exports(tmp_path,
     proto = onnx.load(str(tmp_path / "bad.onnx"))
     proto.metadata_props.add(key="context_spacing_mm", value="3")
     onnx.save(proto, str(tmp_path / "bad.onnx"))
-    from nodeview.core.reranker import RerankerError
+    from nodeview.core.detect.reranker import RerankerError
 
     with pytest.raises(RerankerError, match="shape"):
         Reranker(tmp_path / "bad.onnx")

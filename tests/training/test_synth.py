@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from nodeview.core.detect.lung import segment_lungs
 from nodeview.core.geometry import Geometry
-from nodeview.core.lung import segment_lungs
-from nodeview.core.study import open_study
+from nodeview.core.io.study import open_study
 from nodeview.core.volume import Volume
 from training import make_data
 from training import synth_ct as S

@@ -66,7 +66,7 @@ def test_labels_and_rotations():
 
 
 def test_axial_rotations_keep_the_slice_plane_and_the_cache_key():
-    from nodeview.core.patches import DEFAULT_SPEC
+    from nodeview.core.detect.patches import DEFAULT_SPEC
 
     r = axial_rotations(200, np.random.default_rng(1))
     np.testing.assert_allclose(r @ r.transpose(0, 2, 1), np.broadcast_to(np.eye(3), r.shape), atol=1e-12)
@@ -193,7 +193,7 @@ def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
     saved = json.loads((tmp_path / "hard" / "args.json").read_text())
     assert saved["positive_weighting"] == "nodule" and saved["positive_rotations"] == "axial"
     # the axial copies were mined into their own cache files, beside the "3d" ones
-    from nodeview.core.patches import DEFAULT_SPEC
+    from nodeview.core.detect.patches import DEFAULT_SPEC
     from training.annotations import read_records_csv as _read
 
     for rec in _read(csv):
@@ -238,7 +238,7 @@ def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
 
 
 def test_evaluation_applies_the_apps_nms_per_scan():
-    from nodeview.core.candidates import merge_findings
+    from nodeview.core.detect.candidates import merge_findings
     from training.dataset import PatchSet
     from training.evaluate import app_nms
 
@@ -270,9 +270,9 @@ def test_evaluation_applies_the_apps_nms_per_scan():
 def test_cache_keeps_rank_scores_and_fills_in_old_caches(tiny_data, tmp_path):
     """Mined patches keep each proposal's ranker score; a cache written before that field existed
     loads with nan scores and, when they are needed, gets them from the proposals run again."""
-    from nodeview.core.candidates import propose
-    from nodeview.core.patches import DEFAULT_SPEC
-    from nodeview.core.study import open_study
+    from nodeview.core.detect.candidates import propose
+    from nodeview.core.detect.patches import DEFAULT_SPEC
+    from nodeview.core.io.study import open_study
     from training.annotations import read_records_csv
     from training.dataset import cache_key, load_or_mine
 
@@ -304,7 +304,7 @@ def test_cache_keeps_rank_scores_and_fills_in_old_caches(tiny_data, tmp_path):
 def test_evaluate_chooses_the_rank_weight_and_scores_like_the_app(tiny_data, tmp_path):
     import csv as csv_module
 
-    from nodeview.core.candidates import fuse_scores
+    from nodeview.core.detect.candidates import fuse_scores
     from training import evaluate as E
 
     csv, root = tiny_data

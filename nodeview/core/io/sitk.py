@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import UnreadableFileError, UnsupportedDataError
-from .geometry import Geometry
-from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
-from .volume import Volume
+from ..errors import UnreadableFileError, UnsupportedDataError
+from ..geometry import Geometry
+from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
+from ..volume import Volume
 
 #: File name endings read as images through SimpleITK, and the format name NodeView reports.
 SITK_FORMATS = {

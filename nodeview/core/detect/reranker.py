@@ -1,6 +1,6 @@
 """Second proposal stage: a small 3D CNN re-ranks the proposals before the ResNet-50 sees them.
 
-The DoG proposer's ranker (:func:`nodeview.core.candidates.rank_scores`) sees hand-made shape
+The DoG proposer's ranker (:func:`nodeview.core.detect.candidates.rank_scores`) sees hand-made shape
 features. Small nodules beside vessels or the pleura rank below vessel junctions, and the
 ResNet-50's 2.5D patch (0.75 mm, then stride 4 in its stem) sees a 3 mm nodule as about one
 feature-map pixel. The re-ranker looks at a 3D cube around each of the top ``top_k`` proposals
@@ -29,11 +29,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
+from ..errors import NodeViewError
+from ..geometry import Geometry
+from ..parallel import chunks, map_ordered
 from .candidates import fuse_scores
-from .errors import NodeViewError
-from .geometry import Geometry
 from .onnx_session import cpu_session
-from .parallel import chunks, map_ordered
 from .patches import HU_WINDOW, OUTSIDE_HU, PatchSpec, normalise_hu
 
 #: The default re-ranker's file name, looked for beside the nodule model.

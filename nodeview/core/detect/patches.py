@@ -23,8 +23,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
-from .geometry import Geometry
-from .parallel import chunks, map_ordered
+from ..geometry import Geometry
+from ..parallel import chunks, map_ordered
 
 HU_WINDOW = (-1000.0, 400.0)
 OUTSIDE_HU = -1000.0

@@ -24,16 +24,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..errors import Cancelled, NodeViewError
+from ..parallel import map_ordered
+from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
+from ..volume import Volume
 from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, MergedFinding, fuse_scores, merge_findings, propose
-from .errors import Cancelled, NodeViewError
 from .findings import Finding, measure_finding
 from .lung import segment_lungs
 from .onnx_session import cpu_session
-from .parallel import map_ordered
 from .patches import PatchSpec, extract_patches
-from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from .reranker import RERANKER_FILE, Reranker, RerankerError, RerankerInfo, extract_cubes, fuse_three, rerank_order
-from .volume import Volume
 
 log = logging.getLogger(__name__)
 

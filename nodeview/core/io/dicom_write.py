@@ -47,7 +47,7 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import format_number_as_ds
 
-from .geometry import slice_normal
+from ..geometry import slice_normal
 
 __all__ = [
     "CT_IMAGE_STORAGE",

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import NodeViewError
-from .parallel import thread_count
+from ..errors import NodeViewError
+from ..parallel import thread_count
 
 
 def cpu_session(

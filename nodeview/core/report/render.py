@@ -62,15 +62,15 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 from scipy import ndimage
 
-from .. import __version__
-from ..resources import resources_dir
-from .detector import DetectionResult, ModelInfo, findings_json
-from .errors import InputError, NodeViewError
-from .findings import Finding, format_score
-from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
-from .views import ViewKind, ViewPlane, box_on_slice
-from .volume import Volume
-from .windowing import PRESETS
+from ... import __version__
+from ...resources import resources_dir
+from ..detect.detector import DetectionResult, ModelInfo, findings_json
+from ..detect.findings import Finding, format_score
+from ..errors import InputError, NodeViewError
+from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
+from ..views import ViewKind, ViewPlane, box_on_slice
+from ..volume import Volume
+from ..windowing import PRESETS
 
 ACCEPTED, REJECTED, UNREVIEWED = "accepted", "rejected", "unreviewed"
 REVIEW_STATES = (ACCEPTED, REJECTED, UNREVIEWED)

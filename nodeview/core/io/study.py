@@ -6,11 +6,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .dicom_io import Discovery, SeriesInfo, discover, load_series
-from .errors import Cancelled, NodeViewError, UnreadableFileError
-from .progress import ProgressFn, StopFn, never_stop, no_progress
-from .sitk_io import read_image_file, sitk_format_of
-from .volume import Volume
+from ..errors import Cancelled, NodeViewError, UnreadableFileError
+from ..progress import ProgressFn, StopFn, never_stop, no_progress
+from ..volume import Volume
+from .dicom import Discovery, SeriesInfo, discover, load_series
+from .sitk import read_image_file, sitk_format_of
 
 PathLike = str | os.PathLike[str]
 

@@ -32,8 +32,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from ..volume import Volume
 from .lung import LungMask
-from .volume import Volume
 
 NODULE_TYPES = ("solid", "part-solid", "ground-glass", "calcified", "unmeasured")
 

@@ -3,7 +3,7 @@
 The detector (a ResNet-50 on patches) only looks where this module points, so it must find nearly
 every nodule of 3-30 mm while returning at most a few hundred places per scan. Method:
 
-1. Lung mask (:mod:`nodeview.core.lung`), on a grid of about 1.4 mm in-plane; the search region is
+1. Lung mask (:mod:`nodeview.core.detect.lung`), on a grid of about 1.4 mm in-plane; the search region is
    the mask's bounding box, and candidates must lie in the mask dilated by ``MARGIN_MM`` (the mask
    is already closed over 20 mm, which keeps juxta-pleural nodules).
 2. HU clipped to [-1000, 300] (bone and contrast do not outshine nodules; calcified nodules still
@@ -30,11 +30,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from ..geometry import Geometry
+from ..parallel import map_ordered
+from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from . import ranker_weights as rw
-from .geometry import Geometry
 from .lung import LungMask, block_mean, segment_lungs
-from .parallel import map_ordered
-from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 
 SIGMAS_MM = (0.9, 1.4, 2.2, 3.4, 5.2, 8.0, 12.0)
 #: Scales at or above this sigma run on a 2x coarser grid (16x cheaper, same answer for big blobs).

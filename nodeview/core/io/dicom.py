@@ -39,11 +39,11 @@ import pydicom.filereader
 import pydicom.uid
 from numpy.typing import NDArray
 
-from .errors import GeometryError, NoImagesError, UnreadableFileError
-from .geometry import Geometry, direction_from_orientation, slice_normal
-from .progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
-from .sitk_io import read_compressed_dicom
-from .volume import PatientInfo, Volume
+from ..errors import GeometryError, NoImagesError, UnreadableFileError
+from ..geometry import Geometry, direction_from_orientation, slice_normal
+from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
+from ..volume import PatientInfo, Volume
+from .sitk import read_compressed_dicom
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from .geometry import Geometry
-from .parallel import map_chunks
+from ..geometry import Geometry
+from ..parallel import map_chunks
 
 AIR_THRESHOLD_HU = -400
 MIN_LUNG_ML = 30.0

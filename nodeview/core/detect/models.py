@@ -1,0 +1,12 @@
+"""Where the bundled models live: ``resources/models/`` (see :func:`nodeview.resources.resources_dir`)."""
+
+from __future__ import annotations
+
+from ...resources import resources_dir
+
+DEFAULT_MODEL_FILE = "nodeview-nodule.onnx"
+
+
+def default_model_path() -> str:
+    """The bundled nodule model; its re-ranker sits beside it (:data:`.reranker.RERANKER_FILE`)."""
+    return str(resources_dir() / "models" / DEFAULT_MODEL_FILE)
