@@ -74,6 +74,8 @@ def _detect(args: argparse.Namespace) -> int:
     t_detect = time.perf_counter() - t1
     threshold = detector.info.threshold if args.min_score is None else args.min_score
     doc = findings_json(result, volume, threshold, args.anonymize, {"load": t_load, "detect": t_detect})
+    if args.dicom_out:
+        _export_dicom(args, args.paths, volume, result, threshold)
     text = json.dumps(doc, indent=2)
     if args.json:
         out = Path(args.json)
@@ -129,6 +131,8 @@ def _detect_reports(args: argparse.Namespace, model: str) -> int:
                 timings={"load": t_load, "detect": t_detect},
                 progress=status.stage(90, 100),
             )
+            if args.dicom_out:
+                written += _export_dicom(args, [path], volume, result, threshold)
         except NodeViewError as exc:
             failed += 1
             status.done(f"FAILED: {exc}")
@@ -149,6 +153,27 @@ def _detect_reports(args: argparse.Namespace, model: str) -> int:
     if internal:
         return EXIT_INTERNAL
     return EXIT_BAD_INPUT if failed else EXIT_OK
+
+
+def _export_dicom(
+    args: argparse.Namespace, paths: Sequence[str], volume: Any, result: Any, threshold: float
+) -> list[Path]:
+    """``--dicom-out``: the SR, SEG (and with ``--secondary-capture`` the report pages) of one study;
+    the files written go to stdout, one per line, when this is the only output (no ``--report-dir``)."""
+    from .core.export import export_dicom, read_source_series
+
+    source = read_source_series(paths, volume)
+    done = export_dicom(
+        args.dicom_out, volume, result, {}, threshold, source,
+        anonymize=args.anonymize, secondary_capture=args.secondary_capture,
+    )  # fmt: skip
+    for note in done.notes:
+        print(f"nodeview: note: {note}", file=sys.stderr)
+    if not args.report_dir:
+        print(f"DICOM: {len(done.findings)} finding(s) in the SR -> {args.dicom_out}", file=sys.stderr)
+        for p in done.paths:
+            print(p, file=sys.stderr)
+    return done.paths
 
 
 class _StudyProgress:
@@ -253,6 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a PNG report and a JSON sidecar per study (each PATH is one study) into DIR",
     )
     detect.add_argument("--overwrite", action="store_true", help="with --report-dir: replace existing reports")
+    detect.add_argument(
+        "--dicom-out",
+        metavar="DIR",
+        help="also write a DICOM SR (TID 1500) and SEG of the reported findings into DIR (new series of the study; "
+        "never replaces files)",
+    )
+    detect.add_argument(
+        "--secondary-capture",
+        action="store_true",
+        help="with --dicom-out: the PNG report pages as DICOM Secondary Capture images too",
+    )
     detect.set_defaults(func=_detect)
     return parser
 
@@ -286,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--json and --report-dir do not go together: --report-dir writes a JSON sidecar per report")
         if args.overwrite and not args.report_dir:
             parser.error("--overwrite only applies to --report-dir")
+        if args.secondary_capture and not args.dicom_out:
+            parser.error("--secondary-capture only applies to --dicom-out")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         if not is_sub:

@@ -6,6 +6,7 @@ only receive the list of findings to draw (score >= threshold, not rejected).
 
 from __future__ import annotations
 
+import html
 import math
 from typing import TYPE_CHECKING
 
@@ -189,11 +190,18 @@ class FindingsPanel(QWidget):
         if self.result is not None:
             n_acc = len(self.accepted())
             n_rej = sum(1 for f in shown if self.status.get(f.id) == REJECTED)
-            self.summary.setText(
-                f"{len(shown)} finding(s) at score ≥ {format_score(self.threshold)} "
-                f"({n_acc} accepted, {n_rej} rejected) "
-                f"from {self.result.n_candidates} candidates · model {self.result.model.label}"
-            )
+            loaded_from = self.result.model.metadata.get("loaded_from")
+            if loaded_from:  # read back from a structured report (nodeview.qt.dicom_readback)
+                self.summary.setText(
+                    f"<b>Loaded, not detected</b>: {len(shown)} finding(s) ({n_acc} accepted, {n_rej} rejected) "
+                    f"from {html.escape(loaded_from)} · {html.escape(self.result.model.name)}"
+                )
+            else:
+                self.summary.setText(
+                    f"{len(shown)} finding(s) at score ≥ {format_score(self.threshold)} "
+                    f"({n_acc} accepted, {n_rej} rejected) "
+                    f"from {self.result.n_candidates} candidates · model {self.result.model.label}"
+                )
         self.sigVisibleChanged.emit(self.visible())
 
     def _focus_row(self, row: int) -> None:

@@ -74,6 +74,8 @@ class MainWindow(QMainWindow):
     sigLoadFailed = Signal(str)
     sigDetectionDone = Signal(object)  # DetectionResult
     sigReportWritten = Signal(object)  # list[Path]: the pages, then the JSON
+    sigDicomExported = Signal(object)  # core.export.DicomExport
+    sigFindingsLoaded = Signal(object)  # list[core.export.readback.LoadedReport] shown in the panel
 
     def __init__(self, settings: QSettings | None = None) -> None:
         super().__init__()
@@ -126,6 +128,9 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.findings_dock)
         self.findings_dock.hide()
 
+        from .dicom_readback import ReadBack
+
+        self.readback = ReadBack(self)  # loaded (not detected) findings from SRs beside the series
         self._build_status_bar()
         self._build_actions()
         self._build_toolbar()
@@ -173,6 +178,12 @@ class MainWindow(QMainWindow):
         self.export_report_action.setEnabled(False)
         self.export_report_action.setToolTip("PNG report with key images and a JSON sidecar (after Detect)")
         file_menu.addAction(self.export_report_action)
+        self.export_dicom_action = self._action("Export &DICOM (SR, SEG)…", self.export_dicom)
+        self.export_dicom_action.setEnabled(False)
+        self.export_dicom_action.setToolTip("TID 1500 SR and SEG of the reviewed findings, new series (after Detect)")
+        file_menu.addAction(self.export_dicom_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self._action("&Query PACS…", self.open_pacs_dialog, "Ctrl+Shift+Q"))
         file_menu.addSeparator()
         file_menu.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
 
@@ -331,6 +342,7 @@ class MainWindow(QMainWindow):
             self._hide_busy()
             self.findings_panel.set_result(result)
             self.export_report_action.setEnabled(True)
+            self.export_dicom_action.setEnabled(True)
             self.findings_dock.show()
             self.statusBar().showMessage(
                 f"Detection done in {sum(result.timings_s.values()):.1f} s: "
@@ -344,6 +356,10 @@ class MainWindow(QMainWindow):
             pages = len(result) - 1
             self.statusBar().showMessage(f"Report saved: {result[0]} ({pages} page(s) and {result[-1].name})", 15000)
             self.sigReportWritten.emit(result)
+        elif stage == "dicom":
+            self._hide_busy()
+            self.statusBar().showMessage(f"DICOM written: {', '.join(p.name for p in result.paths)}", 15000)  # type: ignore[attr-defined]
+            self.sigDicomExported.emit(result)
 
     def _choose_series(self, discovery: Discovery) -> SeriesInfo | None:
         if self._requested_series:
@@ -358,6 +374,7 @@ class MainWindow(QMainWindow):
         self.volume = volume
         self.findings_panel.set_result(None)
         self.export_report_action.setEnabled(False)
+        self.export_dicom_action.setEnabled(False)
         self.controller.set_volume(volume)
         self.stack.setCurrentIndex(1)
         desc = volume.description or "(no description)"
@@ -374,6 +391,7 @@ class MainWindow(QMainWindow):
         self._add_recent(self.source_paths)
         self.viewer.focus_view(ViewKind.AXIAL)
         self.sigVolumeShown.emit(volume)
+        self.readback.start(self.source_paths, volume)  # SR findings and SEG overlays beside the series
         if self.auto_detect_action.isChecked() and os.path.isfile(self.model_path()):
             self.detect()
 
@@ -490,6 +508,28 @@ class MainWindow(QMainWindow):
         self._show_busy("Writing the report…")
         self.runner.start(work)
 
+    def export_dicom(self) -> None:
+        """File › Export DICOM…: the SR/SEG of the detection on screen (panel threshold and reviews)."""
+        result = self.findings_panel.result
+        if self.volume is None or result is None:
+            self.statusBar().showMessage("Detect nodules first (Ctrl+D)", 4000)
+            return
+        from .dicom_export_dialog import DicomExportDialog, start_dicom_export
+
+        folder = str(self.settings.value("dicom_dir", "") or self._last_dir())
+        dialog = DicomExportDialog(result.findings, self.report_reviews(), self.findings_panel.threshold, folder, self)
+        if dialog.exec():
+            self.settings.setValue("dicom_dir", dialog.folder())
+            start_dicom_export(self, dialog.folder(), dialog.anonymize(), dialog.secondary_capture())
+
+    def open_pacs_dialog(self) -> None:
+        """File › Query PACS…: query/retrieve in a dialog; a retrieved study opens here."""
+        from .pacs_dialog import PacsDialog
+
+        dialog = PacsDialog(self.settings, self)
+        dialog.sigOpenStudy.connect(lambda folder: self.open_paths([folder]))
+        dialog.show()
+
     def cancel_work(self) -> None:
         self.runner.cancel()
         if self._pending == "detect" and self._detector is not None:
@@ -500,7 +540,9 @@ class MainWindow(QMainWindow):
         self._hide_busy()
         self.sigLoadFailed.emit(message)
         if self.isVisible() and not self.auto_pick_default:
-            title = "NodeView could not write the report" if stage == "report" else "NodeView could not open this"
+            title = {"report": "NodeView could not write the report", "dicom": "NodeView could not export DICOM"}.get(
+                stage or "", "NodeView could not open this"
+            )
             QMessageBox.warning(self, title, message)
         self.statusBar().showMessage(message, 10000)
 

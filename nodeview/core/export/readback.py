@@ -1,0 +1,332 @@
+"""Reading TID 1500 SRs and SEGs back onto an open series (Qt-free).
+
+:func:`find_derived_objects` looks for SR and SEG files among the paths a study was opened from
+(discovery skips them as non-image objects). :func:`findings_from_sr` turns a TID 1500 measurement
+report - NodeView's or another tool's - into :class:`~nodeview.core.findings.Finding` objects:
+every planar measurement group whose region is an SCOORD3D POINT (or any 3D graphic: its centroid)
+in the open series' frame of reference becomes a finding; a volumetric group with the same tracking
+UID adds its volume. Values NodeView writes (long/short axis, diameter, nodule score, probability
+of cancer, type, Lung-RADS hint, review status) are read back where present; other reports'
+findings get what they carry, the rest neutral (score 1, malignancy 0, type "unmeasured").
+:func:`labels_from_seg` resamples a SEG that references the open series into a label volume
+(``uint16``, segment numbers) on the volume grid, for an overlay.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+
+from ..dicom_io import iter_input_files
+from ..errors import InputError
+from ..findings import Finding
+from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
+from ..volume import Volume
+from . import codes
+
+SR_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
+    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
+}
+SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+_TAGS = ["Modality", "SOPClassUID", "FrameOfReferenceUID", "ReferencedSeriesSequence"]
+
+
+@dataclass(frozen=True)
+class LoadedFinding:
+    """A finding read from an SR, with where it came from (it was loaded, not detected)."""
+
+    finding: Finding
+    tracking_uid: str
+    tracking_id: str
+    review: str  # accepted, rejected, unreviewed
+    segment_number: int  # in the SR's referenced SEG, 0 when none
+    sr_path: str
+
+
+@dataclass(frozen=True)
+class LoadedReport:
+    """What an SR held for the open series."""
+
+    path: str
+    findings: tuple[LoadedFinding, ...]
+    algorithm: str  # "name version" of the algorithm that made it, "" when not said
+    observer: str
+    seg_uid: str = ""  # the SEG its volumetric groups reference
+    skipped: int = 0  # groups not on this series (other frame of reference, 2D only)
+    notes: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class DerivedObjects:
+    """SR and SEG files found beside a study."""
+
+    sr_paths: tuple[str, ...]
+    seg_paths: tuple[str, ...]
+
+
+def find_derived_objects(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    progress: ProgressFn = no_progress,
+    should_stop: StopFn = never_stop,
+) -> DerivedObjects:
+    """SR and SEG files under ``paths`` (headers only; unreadable files are ignored)."""
+    files = iter_input_files(paths)
+    srs, segs = [], []
+    for n, path in enumerate(files):
+        check_cancel(should_stop)
+        progress(n + 1, len(files))
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "SOPClassUID"])
+        except Exception:  # not DICOM, damaged: nothing to read back
+            continue
+        sop = str(ds.get("SOPClassUID", ""))
+        if sop in SR_CLASSES:
+            srs.append(str(path))
+        elif sop == SEG_CLASS:
+            segs.append(str(path))
+    return DerivedObjects(tuple(srs), tuple(segs))
+
+
+def _value(item: Any) -> float | None:
+    try:
+        return float(item.value)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _find(items: Sequence[Any], name: Any) -> Any:
+    for it in items:
+        if codes.same_code(it.name, name):
+            return it
+    return None
+
+
+def _code_meaning(items: Sequence[Any], name: Any, table: dict[str, Any]) -> str | None:
+    it = _find(items, name)
+    if it is None:
+        return None
+    for key, code in table.items():
+        if codes.same_code(it.value, code):
+            return str(key)
+    return str(getattr(it.value, "meaning", "")) or None
+
+
+def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id: int = 1) -> LoadedReport:
+    """The findings of the TID 1500 SR at ``path`` that lie in frame of reference ``volume_for_uid``."""
+    try:
+        sr = hd.sr.srread(path)
+    except Exception as exc:
+        raise InputError(f"{os.path.basename(path)} is not a readable structured report ({exc})") from exc
+    try:
+        report: Any = sr.content
+        planar = report.get_planar_roi_measurement_groups()
+        volumetric = report.get_volumetric_roi_measurement_groups()
+    except (AttributeError, ValueError, TypeError) as exc:
+        raise InputError(f"{os.path.basename(path)} is not a TID 1500 measurement report ({exc})") from exc
+    volumes: dict[str, float] = {}
+    seg_uid = ""
+    for group in volumetric:
+        uid = str(group.tracking_uid or "")
+        vol = _value(_find(group.get_measurements(), codes.VOLUME))
+        if uid and vol is not None:
+            volumes[uid] = vol
+        ref = group.referenced_segment
+        if ref is not None:
+            seg_uid = str(ref.referenced_sop_instance_uid)
+    loaded: list[LoadedFinding] = []
+    skipped = 0
+    for group in planar:
+        region = group.roi
+        if region is None or not hasattr(region, "frame_of_reference_uid"):
+            skipped += 1
+            continue
+        if str(region.frame_of_reference_uid) != volume_for_uid:
+            skipped += 1
+            continue
+        points = np.asarray(region.value, dtype=np.float64).reshape(-1, 3)
+        centre = points.mean(axis=0)
+        meas = group.get_measurements()
+        evals = group.get_qualitative_evaluations()
+        long_axis = _value(_find(meas, codes.LONG_AXIS))
+        short_axis = _value(_find(meas, codes.SHORT_AXIS))
+        diameter = _value(_find(meas, codes.DIAMETER))
+        if diameter is None and long_axis is not None:
+            diameter = (long_axis + (short_axis if short_axis is not None else long_axis)) / 2.0
+        if diameter is None and len(points) > 1:
+            diameter = float(2 * np.linalg.norm(points - centre, axis=1).max())
+        diameter = float(diameter) if diameter is not None else 6.0
+        long_axis = long_axis if long_axis is not None else diameter
+        short_axis = short_axis if short_axis is not None else diameter
+        uid = str(group.tracking_uid or "")
+        volume_mm3 = volumes.get(uid, float(np.pi / 6.0 * diameter**3))
+        kind = _code_meaning(evals, codes.NODULE_TYPE, codes.NODULE_TYPES) or "unmeasured"
+        measured = _code_meaning(evals, codes.MEASURED_BY, codes.MEASUREMENTS) == "segmentation"
+        review = _code_meaning(evals, codes.REVIEW, codes.REVIEW_STATES) or "unreviewed"
+        lung_rads = _code_meaning(evals, codes.LUNG_RADS, codes.LUNG_RADS_VALUES) or ""
+        score = _value(_find(meas, codes.NODULE_SCORE))
+        malignancy = _value(_find(meas, codes.MALIGNANCY))
+        r = diameter / 2.0
+        finding = Finding(
+            id=first_id + len(loaded),
+            center_xyz_mm=(float(centre[0]), float(centre[1]), float(centre[2])),
+            diameter_mm=diameter,
+            bbox_min_xyz_mm=(float(centre[0] - r), float(centre[1] - r), float(centre[2] - r)),
+            bbox_max_xyz_mm=(float(centre[0] + r), float(centre[1] + r), float(centre[2] + r)),
+            score=1.0 if score is None else score,
+            malignancy=0.0 if malignancy is None else malignancy,
+            type=kind if kind in codes.NODULE_TYPES else "unmeasured",
+            volume_mm3=volume_mm3,
+            long_axis_mm=long_axis,
+            short_axis_mm=short_axis,
+            lung_rads=lung_rads if lung_rads in codes.LUNG_RADS_VALUES else "",
+            side="",
+            zone="",
+            model_diameter_mm=diameter,
+            measured=measured,
+        )
+        loaded.append(LoadedFinding(finding, uid, str(group.tracking_identifier or ""), review, 0, os.fspath(path)))
+    algorithm, observer = _provenance(sr)
+    return LoadedReport(os.fspath(path), tuple(loaded), algorithm, observer, seg_uid, skipped)
+
+
+def _provenance(sr: Dataset) -> tuple[str, str]:
+    """The algorithm (``name version``) and the device observer's name, the first each SR gives."""
+    found: dict[str, str] = {}
+    wanted = {
+        "111001": "name",
+        "111003": "version",
+        "121012": "observer",
+    }  # Algorithm Name/Version, Device Observer Name
+    for item in _walk(sr):
+        concept = item.get("ConceptNameCodeSequence")
+        key = wanted.get(str(concept[0].CodeValue)) if concept else None
+        if key and key not in found:
+            found[key] = str(item.get("TextValue", ""))
+            if len(found) == len(wanted):
+                break
+    algorithm = f"{found.get('name', '')} {found.get('version', '')}".strip()
+    return algorithm, found.get("observer", "")
+
+
+def _walk(ds: Dataset) -> Any:
+    for item in ds.get("ContentSequence", []):
+        yield item
+        yield from _walk(item)
+
+
+def sr_references_series(path: str | os.PathLike[str], series_uid: str) -> bool:
+    """Whether the SR names ``series_uid`` in its evidence (or says nothing about it)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    listed = set()
+    for seq in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+        for study in ds.get(seq, []):
+            for series in study.get("ReferencedSeriesSequence", []):
+                listed.add(str(series.get("SeriesInstanceUID", "")))
+    return not listed or series_uid in listed
+
+
+def labels_from_seg(
+    path: str | os.PathLike[str], volume: Volume, for_uid: str
+) -> tuple[NDArray[np.uint16], dict[int, str]]:
+    """The SEG's segments as a label volume on ``volume``'s grid (frames placed by their
+    ImagePositionPatient; a frame not on a volume slice is left out) and ``{segment: label}``."""
+    seg = pydicom.dcmread(path)
+    if str(seg.get("FrameOfReferenceUID", "")) != for_uid:
+        raise InputError(f"{os.path.basename(path)} is in another frame of reference than the open series")
+    if int(seg.Rows) != volume.shape_zyx[1] or int(seg.Columns) != volume.shape_zyx[2]:
+        raise InputError(f"{os.path.basename(path)} is not on the open series' image grid")
+    pixels = np.asarray(seg.pixel_array)
+    if pixels.ndim == 2:
+        pixels = pixels[None]
+    labels = np.zeros(volume.shape_zyx, dtype=np.uint16)
+    for n, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        position = [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]
+        index = volume.geometry.mm_to_index(position)
+        k = int(np.rint(index[0]))
+        if abs(index[0] - k) > 0.1 or np.abs(index[1:]).max() > 0.1 or not 0 <= k < volume.shape_zyx[0]:
+            continue
+        labels[k][(pixels[n] > 0) & (labels[k] == 0)] = number
+    names = {int(s.SegmentNumber): str(s.get("SegmentLabel", "")) for s in seg.SegmentSequence}
+    return labels, names
+
+
+def loaded_result(reports: Sequence[LoadedReport]) -> tuple[Any, dict[int, str]]:
+    """The findings of ``reports`` as a :class:`~nodeview.core.detector.DetectionResult` the
+    findings panel can show (threshold 0: every loaded finding is listed), numbered 1..n, and their
+    review states ``{id: status}``. The "model" is named after the SR's algorithm and says "loaded"."""
+    from ..detector import DetectionResult, ModelInfo
+    from ..patches import PatchSpec
+
+    findings: list[Finding] = []
+    reviews: dict[int, str] = {}
+    for report in reports:
+        for lf in report.findings:
+            f = lf.finding.with_id(len(findings) + 1)
+            findings.append(f)
+            reviews[f.id] = lf.review
+    algorithm = next((r.algorithm for r in reports if r.algorithm), "") or "another tool"
+    names = ", ".join(os.path.basename(r.path) for r in reports)
+    model = ModelInfo(
+        path=names, name=f"loaded from SR ({algorithm})", version="-", sha256="", spec=PatchSpec(), threshold=0.0,
+        metadata={"loaded_from": names},
+    )  # fmt: skip
+    return DetectionResult(tuple(findings), len(findings), model, {}), reviews
+
+
+def read_back(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    volume: Volume,
+    for_uid: str,
+    progress: ProgressFn = no_progress,
+    should_stop: StopFn = never_stop,
+) -> tuple[list[LoadedReport], NDArray[np.uint16] | None, list[str]]:
+    """Everything under ``paths`` that belongs on the open series: the SRs' findings (in its frame
+    of reference), one label volume of the SEGs referencing it, and one line per object that could
+    not be used (no patient data in them)."""
+    found = find_derived_objects(paths, progress, should_stop)
+    reports: list[LoadedReport] = []
+    problems: list[str] = []
+    for path in found.sr_paths:
+        check_cancel(should_stop)
+        try:
+            report = findings_from_sr(path, for_uid)
+        except InputError as exc:
+            problems.append(str(exc))
+            continue
+        if report.findings:
+            reports.append(report)
+    labels: NDArray[np.uint16] | None = None
+    for path in found.seg_paths:
+        check_cancel(should_stop)
+        try:
+            seg_labels, _ = labels_from_seg(path, volume, for_uid)
+        except (InputError, ValueError, AttributeError, IndexError) as exc:
+            problems.append(f"{os.path.basename(path)}: {exc}")
+            continue
+        labels = seg_labels if labels is None else np.where(labels > 0, labels, seg_labels)
+    return reports, labels, problems
+
+
+def frame_of_reference_uid(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], series_uid: str) -> str:
+    """The FrameOfReferenceUID of the series ``series_uid`` under ``paths`` ("" when none is said)."""
+    for path in iter_input_files(paths):
+        try:
+            ds = pydicom.dcmread(
+                path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID", "FrameOfReferenceUID"]
+            )
+        except Exception:
+            continue
+        if str(ds.get("SeriesInstanceUID", "")) == series_uid and ds.get("FrameOfReferenceUID"):
+            return str(ds.FrameOfReferenceUID)
+    return ""

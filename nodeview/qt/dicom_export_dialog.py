@@ -1,0 +1,141 @@
+"""File › Export DICOM…: the reviewed findings as a TID 1500 SR, a SEG and (optionally) report pages
+as Secondary Capture images, written by :func:`nodeview.core.export.export_dicom` in a worker.
+
+The dialog only collects choices (folder, anonymize, Secondary Capture); :func:`start_dicom_export`
+runs the export on the window's task runner with the findings panel's threshold and review decisions.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import RESEARCH_NOTICE
+from ..core.findings import Finding, format_score
+from ..core.report import review_of, select_findings
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+
+class DicomExportDialog(QDialog):
+    """Folder, Anonymize and Secondary Capture choices; lists the findings that go into the SR."""
+
+    def __init__(
+        self,
+        findings: Sequence[Finding],
+        reviews: Mapping[int, str],
+        threshold: float,
+        folder: str,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export DICOM (SR, SEG)")
+        self.setMinimumWidth(600)
+        col = QVBoxLayout(self)
+        form = QFormLayout()
+        row = QHBoxLayout()
+        self.folder_edit = QLineEdit(folder)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(browse)
+        form.addRow("Folder", row)
+        self.anonymize_box = QCheckBox("Anonymize (no patient name, ID, birth date or accession number)")
+        form.addRow("", self.anonymize_box)
+        self.sc_box = QCheckBox("Also the report pages as Secondary Capture images (visible in any PACS viewer)")
+        form.addRow("", self.sc_box)
+        col.addLayout(form)
+        keyed, rejected = select_findings(findings, reviews, threshold)
+        items = "".join(
+            f"<li>Nodule {f.id}: {f.diameter_mm:.1f} mm, score {format_score(f.score)}, "
+            f"{html.escape(review_of(reviews, f.id))}</li>"
+            for f in keyed
+        )
+        text = (
+            f"<b>{len(keyed)} finding(s) with nodule score ≥ {format_score(threshold)}</b> go into a TID 1500 "
+            f"Structured Report, their segmentations into a DICOM SEG (new series of this study; existing files "
+            f"are never replaced):<ul style='margin:2px'>{items}</ul>"
+        )
+        if rejected:
+            text += "Rejected, left out: " + ", ".join(f"#{f.id}" for f in rejected) + "."
+        self.contents = QLabel(text)
+        self.contents.setWordWrap(True)
+        col.addWidget(self.contents)
+        col.addWidget(QLabel(f"<span style='color:#e74c3c'><b>{RESEARCH_NOTICE}</b></span>"))
+        self.error_label = QLabel("")
+        self.error_label.setStyleSheet("color: #e74c3c;")
+        col.addWidget(self.error_label)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._accept_if_valid)
+        buttons.rejected.connect(self.reject)
+        col.addWidget(buttons)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "DICOM export folder", self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
+
+    def _accept_if_valid(self) -> None:
+        if not self.folder():
+            self.error_label.setText("Choose a folder.")
+            return
+        self.accept()
+
+    def folder(self) -> str:
+        return self.folder_edit.text().strip()
+
+    def anonymize(self) -> bool:
+        return self.anonymize_box.isChecked()
+
+    def secondary_capture(self) -> bool:
+        return self.sc_box.isChecked()
+
+
+def start_dicom_export(window: MainWindow, folder: str, anonymize: bool, secondary_capture: bool) -> bool:
+    """Export the window's current detection (its panel's threshold and reviews) in a worker.
+
+    The result arrives as the window's ``"dicom"`` task (a :class:`~nodeview.core.export.DicomExport`).
+    Returns False when nothing was started (no detection, or another task is running).
+    """
+    result, volume = window.findings_panel.result, window.volume
+    if result is None or volume is None:
+        window.statusBar().showMessage("Detect nodules first (Ctrl+D)", 4000)
+        return False
+    if window.runner.busy:
+        window.statusBar().showMessage("Wait for the current task to finish, or cancel it", 5000)
+        return False
+    reviews, threshold = window.report_reviews(), window.findings_panel.threshold
+    paths = list(window.source_paths)
+
+    def work(progress, stop):  # type: ignore[no-untyped-def]
+        from ..core.export import export_dicom, read_source_series
+
+        source = read_source_series(paths, volume, should_stop=stop)
+        return export_dicom(
+            folder, volume, result, reviews, threshold, source,
+            anonymize=anonymize, secondary_capture=secondary_capture, progress=progress, should_stop=stop,
+        )  # fmt: skip
+
+    window._pending = "dicom"
+    window._show_busy("Writing DICOM SR and SEG…")
+    window.runner.start(work)
+    return True
+
+
+__all__ = ["DicomExportDialog", "start_dicom_export"]

@@ -1,0 +1,187 @@
+"""DICOM export (issue 23): TID 1500 SR, SEG, Secondary Capture; dciodvfy; highdicom read-back."""
+
+from __future__ import annotations
+
+import re
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from nodeview.cli import main
+from nodeview.core.export import DicomExportExistsError, export_dicom, read_source_series
+from nodeview.core.export import codes as C
+from nodeview.core.export.readback import find_derived_objects, findings_from_sr, labels_from_seg
+from nodeview.core.report import select_findings
+from nodeview.core.study import open_study
+
+from .dicom_helpers import IDENTIFYING, dciodvfy_errors, default_detector, write_chest
+
+#: the dciodvfy warnings these objects are known to get, and why they are acceptable
+KNOWN_WARNINGS = (
+    "Unrecognized defined term <99NODEVIEW>",  # NodeView's private coding scheme (declared in the SR)
+    "attribute <Laterality>",  # a report page is of no side: Laterality is present and empty
+    # anonymized: Patient ID is emptied; LIDC's own headers have an empty Study Time and Study ID, copied
+    "needed to build DICOMDIR",
+)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    ct = write_chest(root / "ct")
+    volume = open_study(ct)
+    detector = default_detector()
+    result = detector.detect(volume, min_score=0.0)
+    return ct, volume, result, detector.info.threshold
+
+
+def _check_valid(paths):
+    for p in paths:
+        errors, warnings = dciodvfy_errors(p)
+        assert errors == [], (p.name, errors)
+        unknown = [w for w in warnings if not any(k in w for k in KNOWN_WARNINGS)]
+        assert unknown == [], (p.name, unknown)
+
+
+def test_sr_seg_sc_valid_and_read_back(study, tmp_path):
+    ct, volume, result, threshold = study
+    keyed, _ = select_findings(result.findings, {}, threshold)
+    assert len(keyed) >= 3
+    reject = keyed[1].id
+    reviews = {keyed[0].id: "accepted", reject: "rejected"}
+    source = read_source_series([ct], volume)
+    assert source.grid_matches
+    out = export_dicom(tmp_path, volume, result, reviews, threshold, source, secondary_capture=True)
+    assert out.seg_path is not None and len(out.sc_paths) >= 1
+    _check_valid(out.paths)
+    ct0 = pydicom.dcmread(next(ct.iterdir()), stop_before_pixels=True)
+    kept = [f for f in keyed if f.id != reject]
+
+    sr = hd.sr.srread(out.sr_path)
+    assert sr.StudyInstanceUID == ct0.StudyInstanceUID and sr.SeriesInstanceUID != ct0.SeriesInstanceUID
+    assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    planar = sr.content.get_planar_roi_measurement_groups()
+    assert len(planar) == len(kept)
+    by_uid = {e.tracking_uid: e for e in out.findings}
+    for group, f in zip(planar, kept, strict=True):
+        exp = by_uid[str(group.tracking_uid)]
+        assert exp.finding_id == f.id and str(group.tracking_identifier) == f"Nodule {f.id}"
+        assert group.roi.frame_of_reference_uid == ct0.FrameOfReferenceUID
+        assert np.allclose(np.asarray(group.roi.value).reshape(3), f.center_xyz_mm, atol=1e-3)
+        meas = {m.name.value: m.value for m in group.get_measurements()}
+        assert float(meas[C.LONG_AXIS.value]) == pytest.approx(f.long_axis_mm, rel=1e-4)
+        assert float(meas[C.NODULE_SCORE.value]) == pytest.approx(f.score, abs=1e-5)
+        assert float(meas[C.MALIGNANCY.value]) == pytest.approx(f.malignancy, abs=1e-5)
+        evals = {e.name.value: e.value.meaning for e in group.get_qualitative_evaluations()}
+        assert evals[C.NODULE_TYPE.value] == f.type
+        assert evals[C.REVIEW.value] == ("accepted" if f.id == keyed[0].id else "unreviewed")
+    volumetric = sr.content.get_volumetric_roi_measurement_groups()
+    assert {str(g.tracking_uid) for g in volumetric} == {e.tracking_uid for e in out.findings if e.segment_number}
+    assert all(g.referenced_segment.referenced_sop_instance_uid for g in volumetric)
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
+    assert ct0.SeriesInstanceUID in {s.SeriesInstanceUID for s in evidence}
+    algo = [i for i in _walk(sr) if i.ConceptNameCodeSequence[0].CodeValue == "111001"]
+    assert algo and result.model.name in algo[0].TextValue
+
+    seg = hd.seg.segread(out.seg_path)
+    assert seg.StudyInstanceUID == ct0.StudyInstanceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == ct0.SeriesInstanceUID
+    assert seg.SegmentationType == "BINARY"
+    segments = {int(s.SegmentNumber): s for s in seg.SegmentSequence}
+    assert len(segments) == sum(1 for e in out.findings if e.segment_number)
+    labels, names = labels_from_seg(out.seg_path, volume, ct0.FrameOfReferenceUID)
+    voxel = float(np.prod(volume.spacing_zyx))
+    for exp in out.findings:
+        if exp.segment_number:
+            f = next(f for f in kept if f.id == exp.finding_id)
+            assert segments[exp.segment_number].TrackingUID == exp.tracking_uid
+            assert names[exp.segment_number] == exp.tracking_id
+            # the segment is the segmentation the finding was measured from (overlaps are rare)
+            assert (labels == exp.segment_number).sum() * voxel == pytest.approx(f.volume_mm3, rel=0.05)
+            k, j, i = volume.geometry.mm_to_voxel(f.center_xyz_mm)
+            assert labels[k, j, i] == exp.segment_number
+
+    sc = pydicom.dcmread(out.sc_paths[0])
+    assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and sc.pixel_array.ndim == 3
+
+    # NodeView reads its own SR back: same centres, scores and reviews, rejected one absent
+    found = find_derived_objects([tmp_path])
+    assert found.sr_paths == (str(out.sr_path),) and found.seg_paths == (str(out.seg_path),)
+    report = findings_from_sr(out.sr_path, ct0.FrameOfReferenceUID)
+    assert [lf.tracking_uid for lf in report.findings] == [str(g.tracking_uid) for g in planar]
+    for lf, f in zip(report.findings, kept, strict=True):
+        assert np.allclose(lf.finding.center_xyz_mm, f.center_xyz_mm, atol=1e-3)
+        assert lf.finding.score == pytest.approx(f.score, abs=1e-5) and lf.finding.type == f.type
+        assert lf.finding.volume_mm3 == pytest.approx(f.volume_mm3, rel=1e-4)
+        assert lf.finding.lung_rads == f.lung_rads
+    assert report.findings[0].review == "accepted"
+    assert report.algorithm.startswith(result.model.name) and report.seg_uid == seg.SOPInstanceUID
+    # another frame of reference: nothing is placed on this series
+    assert findings_from_sr(out.sr_path, "1.2.3.4").findings == ()
+
+
+def _walk(ds):
+    for item in ds.get("ContentSequence", []):
+        yield item
+        yield from _walk(item)
+
+
+def test_never_overwrites_and_anonymizes(study, tmp_path):
+    ct, volume, result, threshold = study
+    source = read_source_series([ct], volume)
+    out = export_dicom(tmp_path, volume, result, {}, threshold, source, anonymize=True, secondary_capture=True)
+    _check_valid(out.paths)
+    for p in out.paths:
+        data = p.read_bytes()
+        assert not any(token in data for token in IDENTIFYING), p.name
+        assert not re.search(r"DOE|12345", p.name)
+    before = {p: p.read_bytes() for p in out.paths}
+    with pytest.raises(DicomExportExistsError):
+        export_dicom(tmp_path, volume, result, {}, threshold, source, anonymize=True, secondary_capture=True)
+    assert {p: p.read_bytes() for p in out.paths} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in out.paths)  # no temporary left
+    # the study identity stays: the objects belong to the source study
+    assert pydicom.dcmread(out.sr_path).StudyInstanceUID == source.study_uid
+
+
+def test_cli_dicom_out(study, tmp_path, capsys):
+    ct, _, _, _ = study
+    out = tmp_path / "dicom"
+    assert main(["detect", str(ct), "--dicom-out", str(out), "--json", str(tmp_path / "f.json")]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert [n[-7:] for n in names] == ["SEG.dcm", "_SR.dcm"], names
+    err = capsys.readouterr().err
+    assert "finding(s) in the SR" in err
+    with pytest.raises(SystemExit) as exc:  # argparse: needs --dicom-out
+        main(["detect", str(ct), "--secondary-capture"])
+    assert exc.value.code == 2
+
+
+def test_not_exportable_from_a_research_file(tmp_path):
+    import SimpleITK as sitk
+
+    from nodeview.core.export import NotExportableError
+
+    img = sitk.GetImageFromArray(np.zeros((4, 8, 8), np.int16))
+    sitk.WriteImage(img, str(tmp_path / "v.mha"))
+    volume = open_study(tmp_path / "v.mha")
+    with pytest.raises(NotExportableError, match="DICOM"):
+        read_source_series([tmp_path / "v.mha"], volume)
+
+
+@pytest.mark.slow
+def test_real_lidc_export(lidc_dir, lidc_volume, tmp_path):
+    detector = default_detector()
+    result = detector.detect(lidc_volume, min_score=0.0)
+    source = read_source_series([lidc_dir], lidc_volume)
+    out = export_dicom(tmp_path, lidc_volume, result, {}, detector.info.threshold, source)
+    _check_valid(out.paths)
+    keyed, _ = select_findings(result.findings, {}, detector.info.threshold)
+    assert len(hd.sr.srread(out.sr_path).content.get_planar_roi_measurement_groups()) == len(keyed)
+    if out.seg_path is not None:
+        seg = hd.seg.segread(out.seg_path)
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == lidc_volume.series_uid
+    loaded = findings_from_sr(out.sr_path, source.frame_of_reference_uid)
+    assert len(loaded.findings) == len(keyed)

@@ -1,0 +1,69 @@
+"""GUI (issue 23): File › Export DICOM… writes SR + SEG with the panel's reviews; opening the folder
+again shows the SR's findings as loaded (not detected) and the SEG as an overlay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+
+from nodeview.qt.dicom_export_dialog import DicomExportDialog, start_dicom_export
+from nodeview.qt.main_window import MainWindow
+
+from .dicom_helpers import write_chest
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(settings)
+    w.auto_pick_default = True
+    qtbot.addWidget(w)
+    w.resize(1400, 700)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def test_export_then_read_back(qtbot, window, tmp_path):
+    study = write_chest(tmp_path / "study" / "ct")
+    with qtbot.waitSignal(window.sigVolumeShown, timeout=30000):
+        window.open_paths([str(study.parent)])
+    assert not window.export_dicom_action.isEnabled()
+    with qtbot.waitSignal(window.sigDetectionDone, timeout=120000):
+        window.detect()
+    assert window.export_dicom_action.isEnabled()
+    panel = window.findings_panel
+    shown = panel.shown()
+    assert len(shown) >= 3
+    panel.review(shown[0].id, "accepted")
+    panel.review(shown[1].id, "rejected")
+    dialog = DicomExportDialog(panel.result.findings, window.report_reviews(), panel.threshold, "", window)
+    assert f"Rejected, left out: #{shown[1].id}" in dialog.contents.text()
+    dialog.close()
+    out = study.parent / "nodeview-dicom"
+    with qtbot.waitSignal(window.sigDicomExported, timeout=60000) as blocker:
+        assert start_dicom_export(window, str(out), anonymize=False, secondary_capture=False)
+    export = blocker.args[0]
+    assert export.seg_path is not None and len(export.findings) == len(shown) - 1
+
+    # open the same folder again: the SR's findings come back, marked as loaded, with their reviews
+    with qtbot.waitSignal(window.sigFindingsLoaded, timeout=60000) as loaded:
+        window.open_paths([str(study.parent)])
+    reports = loaded.args[0]
+    assert len(reports) == 1 and len(reports[0].findings) == len(shown) - 1
+    assert "Loaded, not detected" in panel.summary.text()
+    assert panel.table.rowCount() == len(shown) - 1
+    kept = [f for f in shown if f.id != shown[1].id]
+    got = panel.result.findings
+    assert np.allclose([f.center_xyz_mm for f in got], [f.center_xyz_mm for f in kept], atol=1e-3)
+    assert panel.status[got[0].id] == "accepted"
+    drawn = window.controller.findings
+    assert len(drawn) == len(kept)
+    # the SEG is drawn: centre the views on the first finding and look at the overlay there
+    qtbot.waitUntil(lambda: window.readback.labels is not None, timeout=30000)
+    window.controller.focus_finding(got[0])
+    rgba = window.readback.overlay_image(next(iter(window.controller.views)))
+    assert rgba is not None and (rgba[..., 3] > 0).sum() > 5
+    item = next(iter(window.readback._items.values()))
+    assert item.isVisible()
