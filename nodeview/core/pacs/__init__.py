@@ -1,0 +1,48 @@
+"""DICOM networking (issue 23): echo, query, retrieve, send, the study cache and the CAD node (Qt-free)."""
+
+from __future__ import annotations
+
+from .cache import StudyCache, default_cache_dir
+from .net import (
+    DATE_PRESETS,
+    AssociationRejectedError,
+    ConnectionRefusedPacsError,
+    LocalAE,
+    PacsError,
+    PacsNode,
+    PacsTimeoutError,
+    RetrieveResult,
+    SendResult,
+    SeriesRow,
+    StudyQuery,
+    StudyRow,
+    date_range,
+    echo,
+    find_series,
+    find_studies,
+    retrieve,
+    send,
+)
+
+__all__ = [
+    "DATE_PRESETS",
+    "AssociationRejectedError",
+    "ConnectionRefusedPacsError",
+    "LocalAE",
+    "PacsError",
+    "PacsNode",
+    "PacsTimeoutError",
+    "RetrieveResult",
+    "SendResult",
+    "SeriesRow",
+    "StudyCache",
+    "StudyQuery",
+    "StudyRow",
+    "date_range",
+    "default_cache_dir",
+    "echo",
+    "find_series",
+    "find_studies",
+    "retrieve",
+    "send",
+]
