@@ -1,5 +1,6 @@
 """Command-line interface: ``nodeview [PATH...] [--screenshot OUT.png]``, ``nodeview info PATH [--json]``,
-``nodeview detect PATH... [--json OUT | --report-dir DIR [--overwrite]] [--anonymize]``.
+``nodeview detect PATH... [--json OUT | --report-dir DIR [--overwrite]] [--anonymize] [--dicom-out DIR]``,
+``nodeview pacs echo|query|series|retrieve|send|cache ...`` and ``nodeview node ...`` (see :mod:`.cli_pacs`).
 
 Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal error.
 """
@@ -290,10 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --dicom-out: the PNG report pages as DICOM Secondary Capture images too",
     )
     detect.set_defaults(func=_detect)
+    from .cli_pacs import add_commands
+
+    add_commands(sub)  # pacs echo|query|series|retrieve|send|cache, node
     return parser
 
 
-SUBCOMMANDS = ("info", "detect")
+SUBCOMMANDS = ("info", "detect", "pacs", "node")
 
 
 def build_gui_parser() -> argparse.ArgumentParser:
