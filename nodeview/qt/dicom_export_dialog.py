@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -43,6 +44,7 @@ class DicomExportDialog(QDialog):
         threshold: float,
         folder: str,
         parent: QWidget | None = None,
+        nodes: Sequence[Any] = (),
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export DICOM (SR, SEG)")
@@ -60,6 +62,12 @@ class DicomExportDialog(QDialog):
         form.addRow("", self.anonymize_box)
         self.sc_box = QCheckBox("Also the report pages as Secondary Capture images (visible in any PACS viewer)")
         form.addRow("", self.sc_box)
+        self.send_combo = QComboBox()
+        self.send_combo.addItem("(do not send)", None)
+        for node in nodes:
+            self.send_combo.addItem(f"{node.label}  ({node})", node)
+        self.send_combo.setToolTip("C-STORE the objects to this PACS once written (File › Query PACS… › Settings)")
+        form.addRow("Then send to", self.send_combo)
         col.addLayout(form)
         keyed, rejected = select_findings(findings, reviews, threshold)
         items = "".join(
@@ -106,11 +114,19 @@ class DicomExportDialog(QDialog):
     def secondary_capture(self) -> bool:
         return self.sc_box.isChecked()
 
+    def send_to(self) -> Any:
+        """The PACS node to send the objects to, or None."""
+        return self.send_combo.currentData()
 
-def start_dicom_export(window: MainWindow, folder: str, anonymize: bool, secondary_capture: bool) -> bool:
+
+def start_dicom_export(
+    window: MainWindow, folder: str, anonymize: bool, secondary_capture: bool, send_to: Any = None
+) -> bool:
     """Export the window's current detection (its panel's threshold and reviews) in a worker.
 
     The result arrives as the window's ``"dicom"`` task (a :class:`~nodeview.core.export.DicomExport`).
+    With ``send_to`` (a :class:`~nodeview.core.pacs.PacsNode`) the objects are then sent with C-STORE;
+    a refusal fails the task with the PACS's reason (the files stay written).
     Returns False when nothing was started (no detection, or another task is running).
     """
     result, volume = window.findings_panel.result, window.volume
@@ -122,15 +138,26 @@ def start_dicom_export(window: MainWindow, folder: str, anonymize: bool, seconda
         return False
     reviews, threshold = window.report_reviews(), window.findings_panel.threshold
     paths = list(window.source_paths)
+    from .pacs_dialog import local_ae
+
+    local = local_ae(window.settings)
 
     def work(progress, stop):  # type: ignore[no-untyped-def]
         from ..core.export import export_dicom, read_source_series
 
         source = read_source_series(paths, volume, should_stop=stop)
-        return export_dicom(
+        done = export_dicom(
             folder, volume, result, reviews, threshold, source,
             anonymize=anonymize, secondary_capture=secondary_capture, progress=progress, should_stop=stop,
         )  # fmt: skip
+        if send_to is not None:
+            from ..core.errors import NodeViewError
+            from ..core.pacs import send
+
+            sent = send(send_to, done.paths, local, should_stop=stop)
+            if sent.failed:
+                raise NodeViewError(f"written to {folder}, but {send_to.label} refused: {sent.failed[0]}")
+        return done
 
     window._pending = "dicom"
     window._show_busy("Writing DICOM SR and SEG…")

@@ -517,10 +517,13 @@ class MainWindow(QMainWindow):
         from .dicom_export_dialog import DicomExportDialog, start_dicom_export
 
         folder = str(self.settings.value("dicom_dir", "") or self._last_dir())
-        dialog = DicomExportDialog(result.findings, self.report_reviews(), self.findings_panel.threshold, folder, self)
+        from .pacs_dialog import load_nodes
+
+        reviews, threshold = self.report_reviews(), self.findings_panel.threshold
+        dialog = DicomExportDialog(result.findings, reviews, threshold, folder, self, load_nodes(self.settings))
         if dialog.exec():
             self.settings.setValue("dicom_dir", dialog.folder())
-            start_dicom_export(self, dialog.folder(), dialog.anonymize(), dialog.secondary_capture())
+            start_dicom_export(self, dialog.folder(), dialog.anonymize(), dialog.secondary_capture(), dialog.send_to())
 
     def open_pacs_dialog(self) -> None:
         """File › Query PACS…: query/retrieve in a dialog; a retrieved study opens here."""

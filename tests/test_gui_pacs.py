@@ -1,0 +1,92 @@
+"""GUI (issue 23): File › Query PACS… against a real Orthanc: Test (C-ECHO), query, series, retrieve
+into the cache and open in the viewer, cached studies marked, errors shown without freezing.
+
+With ``NODEVIEW_SCREENSHOT=out.png`` (run under xvfb-run) the dialog with its results is saved
+there: that is how the README's screenshot is made."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pydicom
+import pytest
+from PySide6.QtCore import QSettings
+
+from nodeview.core.pacs import LocalAE, PacsNode, send
+from nodeview.qt.main_window import MainWindow
+from nodeview.qt.pacs_dialog import PacsDialog, load_nodes, save_nodes
+
+from .dicom_helpers import write_chest
+from .orthanc import free_port, start_orthanc, stop_orthanc
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    port = free_port()
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc-gui"), {"nodeview": ["NODEVIEW", "127.0.0.1", port]})
+    ct = write_chest(tmp_path_factory.mktemp("ct") / "ct")
+    send(server.node(), sorted(ct.iterdir()), LocalAE("NODEVIEW", port))
+    yield server, port, ct
+    stop_orthanc(server)
+
+
+def test_query_retrieve_open(qtbot, tmp_path, pacs):
+    server, port, ct = pacs
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    save_nodes(settings, [PacsNode(server.aet, "127.0.0.1", server.dicom_port, "Test PACS"),
+                          PacsNode("NOBODY", "127.0.0.1", free_port(), "Switched off")])  # fmt: skip
+    settings.setValue("pacs/local_port", port)
+    settings.setValue("pacs/cache_dir", str(tmp_path / "cache"))
+    assert [n.label for n in load_nodes(settings)] == ["Test PACS", "Switched off"]
+    window = MainWindow(settings)
+    window.auto_pick_default = True
+    qtbot.addWidget(window)
+    window.show()
+    window.open_pacs_dialog()
+    dialog = window.findChild(PacsDialog)
+    assert dialog is not None and dialog.isVisible()
+    dialog.resize(1100, 640)
+
+    # a node that is switched off: a clear error, and the dialog stays usable
+    dialog.node_combo.setCurrentIndex(1)
+    with qtbot.waitSignal(dialog.sigFailed, timeout=20000) as failed:
+        dialog.test_button.click()
+    assert "connection refused" in failed.args[0] and "connection refused" in dialog.status_label.text()
+    dialog.node_combo.setCurrentIndex(0)
+    with qtbot.waitSignal(dialog.sigEcho, timeout=20000) as echoed:
+        dialog.test_button.click()
+    assert echoed.args[0].startswith("C-ECHO Test PACS: ok")
+
+    dialog.name_edit.setText("DOE*")
+    dialog.modality_combo.setCurrentText("CT")
+    dialog.date_combo.setCurrentText("between")
+    dialog.date_from.setDate(dialog.date_from.date().fromString("2025-12-01", "yyyy-MM-dd"))
+    dialog.date_to.setDate(dialog.date_to.date().fromString("2026-01-31", "yyyy-MM-dd"))
+    assert dialog.query().study_date == "20251201-20260131"
+    with qtbot.waitSignal(dialog.sigStudies, timeout=20000) as found:
+        dialog.search_button.click()
+    study_uid = str(pydicom.dcmread(next(ct.iterdir()), stop_before_pixels=True).StudyInstanceUID)
+    assert [s.study_uid for s in found.args[0]] == [study_uid]
+    assert dialog.study_table.item(0, 0).text() == "" and dialog.study_table.item(0, 2).text() == "DOE JANE"
+    with qtbot.waitSignal(dialog.sigSeries, timeout=20000) as series:
+        dialog.study_table.selectRow(0)
+    assert [(s.modality, s.n_images) for s in series.args[0]] == [("CT", 80)]
+    assert dialog.series_table.rowCount() == 1
+
+    dialog.series_table.clearSelection()
+    with qtbot.waitSignal(window.sigVolumeShown, timeout=90000) as shown:
+        dialog.retrieve_button.click()
+    assert shown.args[0].series_uid == series.args[0][0].series_uid
+    assert Path(window.source_paths[0]).is_relative_to(tmp_path / "cache")
+    assert "80 image(s) retrieved" in dialog.status_label.text()
+
+    with qtbot.waitSignal(dialog.sigStudies, timeout=20000):
+        dialog.search_button.click()
+    assert dialog.study_table.item(0, 0).text() == "●"  # now in the local cache
+    shot = os.environ.get("NODEVIEW_SCREENSHOT")
+    if shot:
+        dialog.study_table.selectRow(0)
+        qtbot.waitUntil(lambda: dialog.series_table.rowCount() == 1 and not dialog.runner.busy, timeout=20000)
+        dialog.grab().save(shot)
+    dialog.close()
