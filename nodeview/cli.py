@@ -132,8 +132,7 @@ def _detect_reports(args: argparse.Namespace, model: str) -> int:
                 timings={"load": t_load, "detect": t_detect},
                 progress=status.stage(90, 100),
             )
-            if args.dicom_out:
-                written += _export_dicom(args, [path], volume, result, threshold)
+            dicom = _export_dicom(args, [path], volume, result, threshold) if args.dicom_out else []
         except NodeViewError as exc:
             failed += 1
             status.done(f"FAILED: {exc}")
@@ -147,7 +146,7 @@ def _detect_reports(args: argparse.Namespace, model: str) -> int:
             status.done(f"ok: {shown} finding(s), {pages} page(s) -> {written[0].name}")
             for caveat in result.caveats:
                 print(f"    caution: {caveat}", file=sys.stderr)
-            for p in written:
+            for p in [*written, *dicom]:
                 print(p)
     ok = n - failed - internal
     print(f"{ok} of {n} report(s) written to {args.report_dir}. {RESEARCH_NOTICE}", file=sys.stderr)

@@ -146,19 +146,6 @@ def test_never_overwrites_and_anonymizes(study, tmp_path):
     assert pydicom.dcmread(out.sr_path).StudyInstanceUID == source.study_uid
 
 
-def test_cli_dicom_out(study, tmp_path, capsys):
-    ct, _, _, _ = study
-    out = tmp_path / "dicom"
-    assert main(["detect", str(ct), "--dicom-out", str(out), "--json", str(tmp_path / "f.json")]) == 0
-    names = sorted(p.name for p in out.iterdir())
-    assert [n[-7:] for n in names] == ["SEG.dcm", "_SR.dcm"], names
-    err = capsys.readouterr().err
-    assert "finding(s) in the SR" in err
-    with pytest.raises(SystemExit) as exc:  # argparse: needs --dicom-out
-        main(["detect", str(ct), "--secondary-capture"])
-    assert exc.value.code == 2
-
-
 def test_not_exportable_from_a_research_file(tmp_path):
     import SimpleITK as sitk
 
@@ -185,3 +172,21 @@ def test_real_lidc_export(lidc_dir, lidc_volume, tmp_path):
         assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == lidc_volume.series_uid
     loaded = findings_from_sr(out.sr_path, source.frame_of_reference_uid)
     assert len(loaded.findings) == len(keyed)
+
+
+def test_cli_report_dir_and_dicom_out_per_study(study, tmp_path, capsys):
+    """``detect --report-dir --dicom-out``: each study gets its report and its SR/SEG (the single-study
+    ``detect PATH --dicom-out DIR --json F`` path runs in tests/test_pacs_orthanc.py's round trip)."""
+    ct, _, _, _ = study
+    with pytest.raises(SystemExit) as exc:  # argparse: --secondary-capture needs --dicom-out
+        main(["detect", str(ct), "--secondary-capture"])
+    assert exc.value.code == 2
+    code = main(["detect", str(ct), "--report-dir", str(tmp_path / "r"), "--dicom-out", str(tmp_path / "d"),
+                 "--anonymize"])  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    out = captured.out.split()
+    assert any(p.endswith(".png") for p in out) and any(p.endswith("_SR.dcm") for p in out)
+    assert sorted(p.name[-7:] for p in (tmp_path / "d").iterdir()) == ["SEG.dcm", "_SR.dcm"]
+    assert all(b"PAT-12345" not in p.read_bytes() for p in (tmp_path / "d").iterdir())
+    assert "1 of 1 report(s) written" in captured.err

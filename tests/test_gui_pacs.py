@@ -90,3 +90,21 @@ def test_query_retrieve_open(qtbot, tmp_path, pacs):
         qtbot.waitUntil(lambda: dialog.series_table.rowCount() == 1 and not dialog.runner.busy, timeout=20000)
         dialog.grab().save(shot)
     dialog.close()
+
+
+def test_settings_dialog_validates_and_saves(qtbot, tmp_path):
+    from nodeview.qt.pacs_dialog import PacsSettingsDialog, local_ae
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    dialog = PacsSettingsDialog(settings)
+    qtbot.addWidget(dialog)
+    dialog._add_row("Main PACS", "BAD\\AET", "pacs.local", "4242")
+    dialog._save()
+    assert "not a valid AE title" in dialog.error_label.text() and load_nodes(settings) == []
+    dialog.table.item(0, 1).setText("ORTHANC")
+    dialog.ae_edit.setText("MYVIEW")
+    dialog.port_spin.setValue(11999)
+    dialog._save()
+    assert dialog.result() == dialog.DialogCode.Accepted
+    assert [(n.label, str(n)) for n in load_nodes(settings)] == [("Main PACS", "ORTHANC@pacs.local:4242")]
+    assert (local_ae(settings).ae_title, local_ae(settings).port) == ("MYVIEW", 11999)

@@ -84,6 +84,43 @@ def test_echo_and_clear_errors(orthanc, ports):
             echo(PacsNode("X", "127.0.0.1", silent.getsockname()[1]), local, timeout_s=1.0)
 
 
+def test_cli_echo_exit_codes(orthanc, capsys):
+    assert main(["pacs", "echo", "--node", f"127.0.0.1:{orthanc.dicom_port}:{orthanc.aet}"]) == 0
+    assert capsys.readouterr().out.startswith(f"C-ECHO 127.0.0.1:{orthanc.dicom_port}:{orthanc.aet}: ok")
+    assert main(["pacs", "echo", "--node", f"127.0.0.1:{orthanc.dicom_port}:WRONGAE"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown AE" in err and "\n" not in err
+    assert main(["pacs", "echo", "--node", "not-a-node"]) == 2
+    assert "HOST:PORT:AET" in capsys.readouterr().err
+
+
+def test_node_command_starts_answers_and_stops(tmp_path):
+    """``nodeview node`` as a process: it listens (C-ECHO answers) and exits 0 on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nodeview", "node", "--ae", "CADTEST", "--port", str(port), "--work-dir",
+         str(tmp_path / "q")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert "NodeView CAD node CADTEST on port" in proc.stdout.readline()
+        _wait(lambda: _echo_ok(PacsNode("CADTEST", "127.0.0.1", port)), 30, "the node to answer C-ECHO")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def _echo_ok(node):
+    try:
+        return echo(node, LocalAE("NODEVIEW", 0), timeout_s=2) > 0
+    except Exception:
+        return False
+
+
 def test_round_trip(orthanc, ports, ct, tmp_path, capsys, caplog):
     caplog.set_level(logging.DEBUG)
     node = f"127.0.0.1:{orthanc.dicom_port}:{orthanc.aet}"
@@ -230,7 +267,9 @@ def test_node_receives_detects_sends_back(orthanc, ports, tmp_path):
         assert "sent to" in by_status["done"].detail
         states = {node.state(k)["status"] for k in node.series_keys()}
         assert states == {"done", "failed"}
-        assert all("NODE-" not in json.dumps(node.state(k)) for k in node.series_keys())  # no patient data on disk state
+        assert all(
+            "NODE-" not in json.dumps(node.state(k)) for k in node.series_keys()
+        )  # no patient data on disk state
     finally:
         node.stop()
 
