@@ -110,7 +110,7 @@ def _retrieve(args: argparse.Namespace) -> int:
 
 
 def _send(args: argparse.Namespace) -> int:
-    from .core.dicom_io import iter_input_files
+    from .core.io.dicom import iter_input_files
     from .core.pacs import send
 
     files = iter_input_files(args.paths)

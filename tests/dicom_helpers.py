@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeview.core.dicom_write import SeriesSpec, write_series
+from nodeview.core.io.dicom_write import SeriesSpec, write_series
 
 from .test_candidates import _chest
 
@@ -29,8 +29,8 @@ def write_chest(out_dir: Path, seed: int = 0, **spec: object) -> Path:
 
 
 def default_detector():  # type: ignore[no-untyped-def]
-    from nodeview.cli import default_model_path
-    from nodeview.core.detector import Detector
+    from nodeview.core.detect.detector import Detector
+    from nodeview.core.detect.models import default_model_path
 
     return Detector(default_model_path())
 

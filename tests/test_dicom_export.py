@@ -13,8 +13,8 @@ from nodeview.cli import main
 from nodeview.core.export import DicomExportExistsError, export_dicom, read_source_series
 from nodeview.core.export import codes as C
 from nodeview.core.export.readback import find_derived_objects, findings_from_sr, labels_from_seg
-from nodeview.core.report import select_findings
-from nodeview.core.study import open_study
+from nodeview.core.io.study import open_study
+from nodeview.core.report.render import select_findings
 
 from .dicom_helpers import IDENTIFYING, dciodvfy_errors, default_detector, write_chest
 

@@ -234,7 +234,7 @@ def _wait(predicate, timeout_s, what):
 
 
 def test_node_receives_detects_sends_back(orthanc, ports, tmp_path):
-    from nodeview.core.dicom_write import SeriesSpec, write_series
+    from nodeview.core.io.dicom_write import SeriesSpec, write_series
 
     local = LocalAE("NODEVIEW", ports["nodeview"])
     good = write_chest(tmp_path / "good", seed=3, patient_id="NODE-1")

@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from .. import RESEARCH_NOTICE
-from ..core.findings import Finding, format_score
-from ..core.report import review_of, select_findings
+from ..core.detect.findings import Finding, format_score
+from ..core.report.render import review_of, select_findings
 
 if TYPE_CHECKING:
     from .main_window import MainWindow

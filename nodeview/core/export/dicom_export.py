@@ -44,12 +44,20 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 
 from ... import __version__
-from ..detector import DetectionResult, ModelInfo
+from ..detect.detector import DetectionResult, ModelInfo
+from ..detect.findings import Finding, _touches_limit, segment_nodule
+from ..detect.lung import LungMask, segment_lungs
 from ..errors import InputError, NodeViewError
-from ..findings import Finding, _touches_limit, segment_nodule
-from ..lung import LungMask, segment_lungs
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
-from ..report import ACCEPTED, REJECTED, UNREVIEWED, contains_patient_data, default_stem, review_of, select_findings
+from ..report.render import (
+    ACCEPTED,
+    REJECTED,
+    UNREVIEWED,
+    contains_patient_data,
+    default_stem,
+    review_of,
+    select_findings,
+)
 from ..volume import Volume
 from . import codes
 from .source import SourceSeries
@@ -106,7 +114,7 @@ def finding_mask(
     volume: Volume, lung: LungMask, finding: Finding
 ) -> tuple[NDArray[np.bool_], tuple[slice, slice, slice]] | None:
     """The nodule segmentation the finding was measured from (the same region-growing loop as
-    :func:`nodeview.core.findings.measure_finding`), as a mask and its box in the volume; None
+    :func:`nodeview.core.detect.findings.measure_finding`), as a mask and its box in the volume; None
     when the finding was not segmented (its sizes are the model's estimate)."""
     if not finding.measured:
         return None
@@ -411,7 +419,7 @@ def export_dicom(
     progress(5, 100)
     pages: list[Any] = []
     if secondary_capture:
-        from ..report import render_report
+        from ..report.render import render_report
 
         pages = render_report(
             volume, result.findings, reviews, result.model, threshold, anonymize=anonymize, created=created,

@@ -2,7 +2,7 @@
 
 :func:`find_derived_objects` looks for SR and SEG files among the paths a study was opened from
 (discovery skips them as non-image objects). :func:`findings_from_sr` turns a TID 1500 measurement
-report - NodeView's or another tool's - into :class:`~nodeview.core.findings.Finding` objects:
+report - NodeView's or another tool's - into :class:`~nodeview.core.detect.findings.Finding` objects:
 every planar measurement group whose region is an SCOORD3D POINT (or any 3D graphic: its centroid)
 in the open series' frame of reference becomes a finding; a volumetric group with the same tracking
 UID adds its volume. Values NodeView writes (long/short axis, diameter, nodule score, probability
@@ -25,9 +25,9 @@ import pydicom
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
-from ..dicom_io import iter_input_files
+from ..detect.findings import Finding
 from ..errors import InputError
-from ..findings import Finding
+from ..io.dicom import iter_input_files
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..volume import Volume
 from . import codes
@@ -262,11 +262,11 @@ def labels_from_seg(
 
 
 def loaded_result(reports: Sequence[LoadedReport]) -> tuple[Any, dict[int, str]]:
-    """The findings of ``reports`` as a :class:`~nodeview.core.detector.DetectionResult` the
+    """The findings of ``reports`` as a :class:`~nodeview.core.detect.detector.DetectionResult` the
     findings panel can show (threshold 0: every loaded finding is listed), numbered 1..n, and their
     review states ``{id: status}``. The "model" is named after the SR's algorithm and says "loaded"."""
-    from ..detector import DetectionResult, ModelInfo
-    from ..patches import PatchSpec
+    from ..detect.detector import DetectionResult, ModelInfo
+    from ..detect.patches import PatchSpec
 
     findings: list[Finding] = []
     reviews: dict[int, str] = {}

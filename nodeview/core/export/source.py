@@ -17,8 +17,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from ..dicom_io import discover
 from ..errors import InputError
+from ..io.dicom import discover
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..volume import Volume
 

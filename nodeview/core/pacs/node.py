@@ -254,17 +254,17 @@ class CadNode:
         return event
 
     def _detect_export_send(self, key: str, folder: Path) -> NodeEvent:
-        from ..detector import Detector
+        from ..detect.detector import Detector
         from ..export import export_dicom, read_source_series
-        from ..study import open_study
+        from ..io.study import open_study
 
         images = folder / "images"
         volume = open_study(images)
         if self._detector is None:
             if self.model is None:
-                from ...resources import resources_dir
+                from ..detect.models import default_model_path
 
-                self.model = str(resources_dir() / "models" / "nodeview-nodule.onnx")
+                self.model = default_model_path()
             self._detector = Detector(self.model)
         result = self._detector.detect(volume, min_score=0.0)
         threshold = self._detector.info.threshold
