@@ -84,10 +84,34 @@ def test_query_retrieve_open(qtbot, tmp_path, pacs):
     with qtbot.waitSignal(dialog.sigStudies, timeout=20000):
         dialog.search_button.click()
     assert dialog.study_table.item(0, 0).text() == "●"  # now in the local cache
+
+    # detect, export with "then send to" the PACS: the SR and SEG arrive there; retrieving the study
+    # again (the cache is behind the PACS now) opens it with the SR's findings loaded, not detected
+    from nodeview.core.pacs import find_series
+    from nodeview.qt.dicom_export_dialog import start_dicom_export
+
+    with qtbot.waitSignal(window.sigDetectionDone, timeout=120000):
+        window.detect()
+    n_shown = len(window.findings_panel.shown())
+    with qtbot.waitSignal(window.sigDicomExported, timeout=60000):
+        assert start_dicom_export(window, str(tmp_path / "export"), False, False, send_to=load_nodes(settings)[0])
+    local = LocalAE("NODEVIEW", port)
+    assert sorted(s.modality for s in find_series(server.node(), study_uid, local)) == ["CT", "SEG", "SR"]
+    with qtbot.waitSignal(dialog.sigStudies, timeout=20000):
+        dialog.search_button.click()
+    dialog.study_table.selectRow(0)
+    qtbot.waitUntil(lambda: dialog.series_table.rowCount() == 3 and not dialog.runner.busy, timeout=20000)
+    dialog.series_table.clearSelection()
+    with qtbot.waitSignal(window.sigFindingsLoaded, timeout=90000) as loaded:
+        dialog.retrieve_button.click()
+    assert len(loaded.args[0][0].findings) == n_shown
+    assert "Loaded, not detected" in window.findings_panel.summary.text()
+    qtbot.waitUntil(lambda: window.readback.labels is not None, timeout=30000)
+
     shot = os.environ.get("NODEVIEW_SCREENSHOT")
     if shot:
         dialog.study_table.selectRow(0)
-        qtbot.waitUntil(lambda: dialog.series_table.rowCount() == 1 and not dialog.runner.busy, timeout=20000)
+        qtbot.waitUntil(lambda: dialog.series_table.rowCount() >= 1 and not dialog.runner.busy, timeout=20000)
         dialog.grab().save(shot)
     dialog.close()
 

@@ -426,8 +426,8 @@ class PacsDialog(QDialog):
         node, local, cache = self.node(), local_ae(self.settings), study_cache(self.settings)
         series_uid = series.series_uid if series is not None else None
         folder = cache.folder(study.study_uid)
-        if series_uid is None and cache.is_cached(study.study_uid):
-            cache.touch(study.study_uid)
+        if series_uid is None and cache.is_current(study.study_uid, study.n_images):
+            cache.touch(study.study_uid)  # the PACS has nothing new for it (e.g. no SR added since)
             self._done("Opened from the local cache")
             self.sigOpenStudy.emit(str(folder))
             return

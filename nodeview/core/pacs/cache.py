@@ -59,6 +59,17 @@ class StudyCache:
         tmp.write_text(json.dumps(doc))
         os.replace(tmp, folder / MARKER)
 
+    def instances(self, study_uid: str) -> int:
+        """How many instances the completed retrieve of this study brought (0: not cached)."""
+        try:
+            return int(json.loads((self.folder(study_uid) / MARKER).read_text()).get("instances", 0))
+        except (OSError, ValueError, TypeError):
+            return 0
+
+    def is_current(self, study_uid: str, n_on_pacs: int | None) -> bool:
+        """Cached, and holding at least as many instances as the PACS now lists (None: unknown)."""
+        return self.is_cached(study_uid) and (n_on_pacs is None or self.instances(study_uid) >= n_on_pacs)
+
     def touch(self, study_uid: str) -> None:
         marker = self.folder(study_uid) / MARKER
         if marker.is_file():
