@@ -296,3 +296,26 @@ def test_node_resumes_an_interrupted_series(orthanc, ports, tmp_path):
     assert node.state(key)["attempts"] == 2
     local = LocalAE("NODEVIEW", ports["nodeview"])
     assert any(s.modality == "SR" for s in find_series(orthanc.node(), str(ds.StudyInstanceUID), local))
+
+
+def test_node_queue_is_bounded(tmp_path):
+    """With max_pending=1, images of a second series are refused (0xA700: the sender retries later)
+    while the first is still receiving; images of the accepted series keep coming in."""
+    from nodeview.core.pacs import send
+
+    first = write_chest(tmp_path / "a", seed=11)
+    second = write_chest(tmp_path / "b", seed=12)
+    port = free_port()
+    node = CadNode(tmp_path / "queue", LocalAE("CADNODE", port), None, settle_s=600, max_pending=1)
+    node.start()
+    try:
+        target = PacsNode("CADNODE", "127.0.0.1", port)
+        files_a = sorted(first.iterdir())
+        assert send(target, files_a[:40], LocalAE("NODEVIEW", 0)).n_sent == 40
+        refused = send(target, sorted(second.iterdir())[:3], LocalAE("NODEVIEW", 0))
+        assert refused.n_sent == 0 and all("0xA700" in line for line in refused.failed)
+        assert send(target, files_a[40:], LocalAE("NODEVIEW", 0)).n_sent == 40
+        [key] = node.series_keys()
+        assert node.state(key)["status"] == "receiving" and len(list((node.series_dir(key) / "images").iterdir())) == 80
+    finally:
+        node.stop()
