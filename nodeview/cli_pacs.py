@@ -98,7 +98,8 @@ def _retrieve(args: argparse.Namespace) -> int:
         timeout_s=args.timeout, progress=progress,
     )  # fmt: skip
     series = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    cache.mark_complete(args.study_uid, series, result.n_received)
+    if result.n_failed == 0:  # a study with missing images is not marked cached (retrieve it again)
+        cache.mark_complete(args.study_uid, series, result.n_received)
     removed = cache.enforce_limit(keep=args.study_uid)
     print(
         f"\r{result.method}: {result.n_received} instance(s) received, {result.n_failed} failed"

@@ -190,3 +190,45 @@ def test_cli_report_dir_and_dicom_out_per_study(study, tmp_path, capsys):
     assert sorted(p.name[-7:] for p in (tmp_path / "d").iterdir()) == ["SEG.dcm", "_SR.dcm"]
     assert all(b"PAT-12345" not in p.read_bytes() for p in (tmp_path / "d").iterdir())
     assert "1 of 1 report(s) written" in captured.err
+
+
+def test_read_back_another_tools_sr(tmp_path):
+    """A TID 1500 SR not written by NodeView: a 3D point with only a diameter becomes a loaded finding
+    with neutral values; a group in another frame of reference and a 2D-only group are skipped."""
+    from pydicom.sr.codedict import codes
+
+    from nodeview.core.io.dicom_write import SeriesSpec, write_series
+
+    files = write_series(np.full((4, 16, 16), -800, np.int16), tmp_path / "ct", SeriesSpec(seed=21))
+    cts = [pydicom.dcmread(f) for f in files]
+    for_uid = cts[0].FrameOfReferenceUID
+
+    def group(n, region, diameter=None):
+        meas = (
+            [hd.sr.Measurement(codes.SCT.Diameter, diameter, hd.sr.CodedConcept("mm", "UCUM", "mm"))]
+            if diameter
+            else []
+        )
+        return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"lesion {n}"),
+            referenced_region=region, finding_type=codes.SCT.Nodule, measurements=meas,
+        )  # fmt: skip
+
+    point = hd.sr.ImageRegion3D(hd.sr.GraphicTypeValues3D.POINT, np.array([[-170.0, -172.0, -298.0]]), for_uid)
+    elsewhere = hd.sr.ImageRegion3D(hd.sr.GraphicTypeValues3D.POINT, np.array([[0.0, 0.0, 0.0]]), "1.2.3.4.5")
+    flat = hd.sr.ImageRegion(hd.sr.GraphicTypeValues.POINT, np.array([[3.0, 4.0]]),
+                             source_image=hd.sr.SourceImageForRegion.from_source_image(cts[0]))  # fmt: skip
+    observer = hd.sr.ObserverContext(codes.DCM.Person, hd.sr.PersonObserverIdentifyingAttributes("Reader^A"))
+    report = hd.sr.MeasurementReport(
+        hd.sr.ObservationContext(observer_person_context=observer), codes.LN.CTUnspecifiedBodyRegion,
+        [group(1, point, 7.5), group(2, elsewhere), group(3, flat)],
+    )  # fmt: skip
+    sr = hd.sr.Comprehensive3DSR(cts, report, hd.UID(), 5, hd.UID(), 1, manufacturer="Other")
+    path = tmp_path / "other_sr.dcm"
+    sr.save_as(path)
+    loaded = findings_from_sr(path, for_uid)
+    assert loaded.skipped == 2 and len(loaded.findings) == 1
+    lf = loaded.findings[0]
+    assert lf.tracking_id == "lesion 1" and lf.review == "unreviewed"
+    assert lf.finding.center_xyz_mm == (-170.0, -172.0, -298.0)
+    assert lf.finding.diameter_mm == 7.5 and lf.finding.type == "unmeasured" and lf.finding.score == 1.0
