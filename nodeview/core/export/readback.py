@@ -9,7 +9,7 @@ UID adds its volume. Values NodeView writes (long/short axis, diameter, nodule s
 of cancer, type, Lung-RADS hint, review status) are read back where present; other reports'
 findings get what they carry, the rest neutral (score 1, malignancy 0, type "unmeasured").
 :func:`labels_from_seg` resamples a SEG that references the open series into a label volume
-(``uint16``, segment numbers) on the volume grid, for an overlay.
+(``uint8``, or ``uint16`` beyond 255 segments: segment numbers) on the volume grid, for an overlay.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ SR_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
 }
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+Labels = NDArray[np.unsignedinteger[Any]]  # segment numbers on the volume grid, 0 = none
 _TAGS = ["Modality", "SOPClassUID", "FrameOfReferenceUID", "ReferencedSeriesSequence"]
 
 
@@ -237,7 +238,7 @@ def sr_references_series(path: str | os.PathLike[str], series_uid: str) -> bool:
 
 def labels_from_seg(
     path: str | os.PathLike[str], volume: Volume, for_uid: str
-) -> tuple[NDArray[np.uint16], dict[int, str]]:
+) -> tuple[Labels, dict[int, str]]:
     """The SEG's segments as a label volume on ``volume``'s grid (frames placed by their
     ImagePositionPatient; a frame not on a volume slice is left out) and ``{segment: label}``."""
     seg = pydicom.dcmread(path)
@@ -248,7 +249,8 @@ def labels_from_seg(
     pixels = np.asarray(seg.pixel_array)
     if pixels.ndim == 2:
         pixels = pixels[None]
-    labels = np.zeros(volume.shape_zyx, dtype=np.uint16)
+    n_segments = len(seg.get("SegmentSequence", []))
+    labels: Labels = np.zeros(volume.shape_zyx, dtype=np.uint8 if n_segments < 256 else np.uint16)
     for n, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
         number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         position = [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]
@@ -290,7 +292,7 @@ def read_back(
     for_uid: str,
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
-) -> tuple[list[LoadedReport], NDArray[np.uint16] | None, list[str]]:
+) -> tuple[list[LoadedReport], Labels | None, list[str]]:
     """Everything under ``paths`` that belongs on the open series: the SRs' findings (in its frame
     of reference), one label volume of the SEGs referencing it, and one line per object that could
     not be used (no patient data in them)."""
@@ -306,7 +308,7 @@ def read_back(
             continue
         if report.findings:
             reports.append(report)
-    labels: NDArray[np.uint16] | None = None
+    labels: Labels | None = None
     for path in found.seg_paths:
         check_cancel(should_stop)
         try:
