@@ -232,3 +232,18 @@ def test_read_back_another_tools_sr(tmp_path):
     assert lf.tracking_id == "lesion 1" and lf.review == "unreviewed"
     assert lf.finding.center_xyz_mm == (-170.0, -172.0, -298.0)
     assert lf.finding.diameter_mm == 7.5 and lf.finding.type == "unmeasured" and lf.finding.score == 1.0
+
+
+def test_no_finding_still_makes_a_valid_report(study, tmp_path):
+    """Nothing at the operating point: an SR that says so (summary: 0 findings at the threshold), no SEG."""
+    ct, volume, result, _ = study
+    source = read_source_series([ct], volume)
+    out = export_dicom(tmp_path, volume, result, {}, 2.0, source)
+    assert out.seg_path is None and out.findings == () and out.paths == [out.sr_path]
+    _check_valid(out.paths)
+    sr = hd.sr.srread(out.sr_path)
+    assert sr.content.get_planar_roi_measurement_groups() == []
+    values = {m.name.value: float(m.value) for g in sr.content.get_image_measurement_groups()  # TID 1501
+              for m in g.get_measurements()}  # fmt: skip
+    assert values[C.FINDING_COUNT.value] == 0 and values[C.OPERATING_THRESHOLD.value] == 2.0
+    assert findings_from_sr(out.sr_path, source.frame_of_reference_uid).findings == ()

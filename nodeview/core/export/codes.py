@@ -35,10 +35,14 @@ NODULE_TYPE = _nv("NV0002", "Nodule type")
 LUNG_RADS = _nv("NV0003", "Lung-RADS v2022 category hint")
 REVIEW = _nv("NV0004", "Review status")
 MEASURED_BY = _nv("NV0005", "Size measured by")
+FINDING_COUNT = _nv("NV0006", "Number of reported findings")
+OPERATING_THRESHOLD = _nv("NV0007", "Operating threshold of the nodule score")
+SUMMARY_FINDING = _nv("NV0008", "Lung nodule detection")
 
 MM = CodedConcept("mm", "UCUM", "millimeter")
 MM3 = CodedConcept("mm3", "UCUM", "cubic millimeter")
 NO_UNITS = CodedConcept("1", "UCUM", "no units")
+FINDINGS_UNIT = CodedConcept("{findings}", "UCUM", "findings")
 
 NODULE_TYPES = {
     name: _nv(f"NV01{k:02d}", name)

@@ -265,6 +265,7 @@ def build_sr(
     exported: Sequence[tuple[ExportedFinding, Finding]],
     model: ModelInfo,
     seg: hd.seg.Segmentation | None,
+    threshold: float,
 ) -> hd.sr.Comprehensive3DSR:
     algo = _algorithm(model)
     name, version = algorithm_name_version(model)
@@ -330,6 +331,20 @@ def build_sr(
                     measurements=[_measurement(codes.VOLUME, f.volume_mm3, codes.MM3, algo)],
                 )
             )
+    # a summary group (TID 1501): how many findings were reported at which threshold; with no finding
+    # it is what says that the detector ran and found none (TID 1500 needs at least one group)
+    groups.append(
+        hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="NodeView summary"),
+            finding_type=codes.SUMMARY_FINDING,
+            algorithm_id=algo,
+            finding_sites=[hd.sr.FindingSite(anatomic_location=codes.LUNG)],
+            measurements=[
+                _measurement(codes.FINDING_COUNT, len(exported), codes.FINDINGS_UNIT, algo),
+                _measurement(codes.OPERATING_THRESHOLD, threshold, codes.NO_UNITS, algo),
+            ],
+        )
+    )
     report = hd.sr.MeasurementReport(
         observation_context=context, procedure_reported=codes.PROCEDURE, imaging_measurements=groups
     )
@@ -455,7 +470,7 @@ def export_dicom(
     try:
         seg = build_seg(source, volume, masks, result.model, datasets) if masks else None
         progress(70, 100)
-        sr = build_sr(datasets, source, exported, result.model, seg)
+        sr = build_sr(datasets, source, exported, result.model, seg, threshold)
         scs = build_secondary_captures(datasets[0], pages) if pages else []
     except (ValueError, TypeError) as exc:
         raise DicomExportError(f"the DICOM objects could not be built: {exc}") from exc
