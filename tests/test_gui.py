@@ -285,15 +285,6 @@ def test_about_mentions_research_use_and_licence(window):
     assert "Research use only" in text and "CC BY 3.0" in text and "LIDC" in text
 
 
-def test_ruler_measures_mm(qtbot, window, tmp_path):
-    syn.plain(tmp_path / "s")
-    _open(qtbot, window, tmp_path / "s")
-    axial = window.viewer.views[ViewKind.AXIAL]
-    axial.ruler_start(QPointF(5.0, 5.0))
-    axial.ruler_update(QPointF(35.0, 45.0))
-    assert axial.ruler_lengths_mm() == pytest.approx([50.0])
-
-
 def test_mip_slab_changes_image(qtbot, window, tmp_path):
     syn.plain(tmp_path / "s", shape=(30, 64, 64))
     _open(qtbot, window, tmp_path / "s")

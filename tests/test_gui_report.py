@@ -56,6 +56,7 @@ def _finish_detection(window):
     c = window.volume.geometry.center_mm()
     findings = tuple(_finding(i, c + np.array([6.0 * i - 12, 0, 0]), 6.0, s) for i, s in ((1, 0.9), (2, 0.8), (3, 0.3)))
     window._pending = "detect"
+    window._task_study = window.study_generation
     window._on_task_finished(DetectionResult(findings, 9, MODEL, {"detect": 0.5}))
 
 
@@ -114,6 +115,7 @@ def test_findings_panel_shows_the_detection_caveats(window):
     assert panel.caveats.isHidden()  # no caveat, no line
     c = window.volume.geometry.center_mm()
     window._pending = "detect"
+    window._task_study = window.study_generation
     caveat = "Slices are 5 mm thick: the detector finds fewer nodules."
     window._on_task_finished(DetectionResult((_finding(1, c, 6.0, 0.9),), 9, MODEL, {}, (caveat,)))
     assert not panel.caveats.isHidden() and panel.caveats.text() == f"Caution: {caveat}"

@@ -160,6 +160,7 @@ def start_dicom_export(
         return done
 
     window._pending = "dicom"
+    window._task_study = window.study_generation  # dropped if another study is shown before it ends
     window._show_busy("Writing DICOM SR and SEG…")
     window.runner.start(work)
     return True

@@ -10,8 +10,8 @@ import html
 import math
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QFont, QKeySequence, QShortcut
+from PySide6.QtCore import QRect, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QKeySequence, QPainter, QPaintEvent, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -19,13 +19,14 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSlider,
+    QStyle,
+    QStyleOptionSlider,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from .. import RESEARCH_NOTICE
 from ..core.detect.findings import format_score
 
 if TYPE_CHECKING:
@@ -33,7 +34,21 @@ if TYPE_CHECKING:
     from ..core.detect.findings import Finding
 
 
-COLUMNS = ["#", "Location", "Diam. (mm)", "Volume (mm³)", "Type", "Nodule score", "Malignancy", "Lung-RADS", "Review"]
+COLUMNS = ["#", "Location", "Diam. (mm)", "Vol. (mm³)", "Type", "Score", "Malig.", "Lung-RADS", "Review"]
+COLUMN_TIPS = [
+    "Finding number (the label of its box)",
+    "Lobe or region",
+    "Equivalent diameter in mm",
+    "Volume in mm³",
+    "Solid, part-solid or ground-glass",
+    "Nodule score (detector confidence)",
+    "Malignancy estimate (0-1)",
+    "Lung-RADS category suggested by size and type",
+    "Your review: pending, accepted (A) or rejected (X)",
+]
+#: columns that sort by number rather than by text
+NUMERIC_COLUMNS = {0, 2, 3, 5, 6}
+FINDING_ROLE = Qt.ItemDataRole.UserRole + 1
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 #: The operating-point slider runs evenly in log-odds over this range (scores 0.0067 to 0.99995):
 #: detection scores crowd near 1, where a linear 0-1 slider would have a handful of steps.
@@ -54,6 +69,53 @@ def slider_position(score: float) -> int:
     p = min(max(score, 1e-9), 1.0 - 1e-9)
     logit = math.log(p / (1.0 - p))
     return round(min(max((logit - lo) / (hi - lo), 0.0), 1.0) * SLIDER_STEPS)
+
+
+class _SortItem(QTableWidgetItem):
+    """A table cell that sorts by its numeric value when it has one."""
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        a, b = self.data(Qt.ItemDataRole.UserRole), other.data(Qt.ItemDataRole.UserRole)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            return a < b
+        return super().__lt__(other)
+
+
+class ThresholdSlider(QSlider):
+    """The operating-point slider with a tick at the model's own threshold."""
+
+    def __init__(self) -> None:
+        super().__init__(Qt.Orientation.Horizontal)
+        self.mark: int | None = None
+
+    def set_mark(self, position: int | None) -> None:
+        self.mark = position
+        self.update()
+
+    def mark_x(self) -> int | None:
+        """Viewport x of the mark (the handle's centre at that position), or None."""
+        if self.mark is None:
+            return None
+        opt = QStyleOptionSlider()
+        self.initStyleOption(opt)
+        groove = self.style().subControlRect(
+            QStyle.ComplexControl.CC_Slider, opt, QStyle.SubControl.SC_SliderGroove, self
+        )
+        handle = self.style().subControlRect(
+            QStyle.ComplexControl.CC_Slider, opt, QStyle.SubControl.SC_SliderHandle, self
+        )
+        span = groove.width() - handle.width()
+        x = QStyle.sliderPositionFromValue(self.minimum(), self.maximum(), self.mark, span)
+        return groove.x() + x + handle.width() // 2
+
+    def paintEvent(self, ev: QPaintEvent) -> None:
+        super().paintEvent(ev)
+        x = self.mark_x()
+        if x is None:
+            return
+        painter = QPainter(self)
+        painter.fillRect(QRect(x - 1, 0, 3, self.height()), QColor(255, 176, 0))
+        painter.end()
 
 
 class FindingsPanel(QWidget):
@@ -78,25 +140,45 @@ class FindingsPanel(QWidget):
         col.addWidget(self.caveats)
         row = QHBoxLayout()
         row.addWidget(QLabel("Operating point"))
-        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider = ThresholdSlider()
         self.slider.setRange(0, SLIDER_STEPS)
         self.slider.setValue(slider_position(0.5))
         self.slider.setToolTip(
-            "Lower: more sensitive, more false positives. Higher: fewer findings. "
-            "The scale is even in log-odds, so the crowded scores near 1 get most of its length."
+            "Lower: more sensitive, more false positives. Higher: fewer findings. The orange mark is "
+            "the model's own threshold. The scale is even in log-odds, so the crowded scores near 1 get "
+            "most of its length."
         )
-        self.slider.valueChanged.connect(lambda v: self.set_threshold(slider_score(v)))
+        self.slider.valueChanged.connect(self._on_slider)
         row.addWidget(self.slider, 1)
         self.threshold_label = QLabel("score ≥ 0.50")
         row.addWidget(self.threshold_label)
+        self.reset_button = QPushButton("Model threshold")
+        self.reset_button.setToolTip("Return the operating point exactly to the model's threshold")
+        self.reset_button.clicked.connect(self.reset_threshold)
+        self.reset_button.setEnabled(False)
+        row.addWidget(self.reset_button)
         col.addLayout(row)
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for c, tip in enumerate(COLUMN_TIPS):
+            header_item = self.table.horizontalHeaderItem(c)
+            if header_item is not None:
+                header_item.setToolTip(tip)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)  # location: takes the rest, elides
+        header.setMinimumSectionSize(30)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(5, Qt.SortOrder.DescendingOrder)
+        self.table.currentCellChanged.connect(lambda r, _c, _pr, _pc: self._focus_row(r))
         self.table.cellClicked.connect(lambda r, _c: self._focus_row(r))
         col.addWidget(self.table, 1)
         buttons = QHBoxLayout()
@@ -110,12 +192,10 @@ class FindingsPanel(QWidget):
         for key, status in (("A", ACCEPTED), ("X", REJECTED)):
             shortcut = QShortcut(QKeySequence(key), self.table)
             shortcut.activated.connect(lambda s=status: self.review_selected(s))
-        notice = QLabel(f"<span style='color:#e74c3c'><b>{RESEARCH_NOTICE}</b></span>")
-        notice.setWordWrap(True)
-        col.addWidget(notice)
 
     # ---- state -------------------------------------------------------------------------------
-    def set_result(self, result: DetectionResult | None) -> None:
+    def set_result(self, result: DetectionResult | None, extra_caveats: tuple[str, ...] = ()) -> None:
+        """Show a detection (None: none, e.g. another study was opened; the summary says so)."""
         self.result = result
         self.status = {f.id: PENDING for f in result.findings} if result else {}
         if result is not None:
@@ -123,7 +203,12 @@ class FindingsPanel(QWidget):
             self.slider.setValue(slider_position(result.model.threshold))
             self.slider.blockSignals(False)
             self.threshold = result.model.threshold
-        caveats = result.caveats if result else ()
+            self.slider.set_mark(slider_position(result.model.threshold))
+        else:
+            self.slider.set_mark(None)
+            self.summary.setText("No detection yet for this study. Press Detect (Ctrl+D).")
+        self.reset_button.setEnabled(result is not None)
+        caveats = (*extra_caveats, *(result.caveats if result else ()))
         self.caveats.setText("\n".join(f"Caution: {c}" for c in caveats))
         self.caveats.setVisible(bool(caveats))
         self._refresh()
@@ -132,13 +217,53 @@ class FindingsPanel(QWidget):
         self.threshold = threshold
         self._refresh()
 
+    def _on_slider(self, position: int) -> None:
+        self.set_threshold(slider_score(position))
+
+    def reset_threshold(self) -> None:
+        """Back to the model's threshold exactly (the slider's steps cannot hit it)."""
+        if self.result is None:
+            return
+        self.slider.blockSignals(True)
+        self.slider.setValue(slider_position(self.result.model.threshold))
+        self.slider.blockSignals(False)
+        self.set_threshold(self.result.model.threshold)
+
+    def select_top(self) -> Finding | None:
+        """Select the finding with the highest score and send the views to it."""
+        shown = self.shown()
+        if not shown:
+            return None
+        top = max(shown, key=lambda f: f.score)
+        self.table.setFocus(Qt.FocusReason.OtherFocusReason)
+        self.select_finding(top.id)
+        return top
+
+    def select_finding(self, finding_id: int) -> None:
+        for row in range(self.table.rowCount()):
+            if self.finding_at(row) is not None and self.finding_at(row).id == finding_id:  # type: ignore[union-attr]
+                self.table.setCurrentCell(row, 0)
+                self.table.selectRow(row)
+                self._focus_row(row)
+                return
+
+    def finding_at(self, row: int) -> Finding | None:
+        """The finding shown in a table row (rows may be sorted by any column)."""
+        item = self.table.item(row, 0)
+        if item is None or self.result is None:
+            return None
+        fid = item.data(FINDING_ROLE)
+        return next((f for f in self.result.findings if f.id == fid), None)
+
     def review_selected(self, status: str) -> None:
         rows = self.table.selectionModel().selectedRows()
         if not rows:
             return
-        finding = self.shown()[rows[0].row()]
+        finding = self.finding_at(rows[0].row())
+        if finding is None:
+            return
         self.status[finding.id] = status
-        self._refresh(keep_row=rows[0].row())
+        self._refresh(keep_id=finding.id)
 
     def review(self, finding_id: int, status: str) -> None:
         self.status[finding_id] = status
@@ -158,25 +283,36 @@ class FindingsPanel(QWidget):
         return [f for f in self.shown() if self.status.get(f.id) == ACCEPTED]
 
     # ---- view --------------------------------------------------------------------------------
-    def _refresh(self, keep_row: int | None = None) -> None:
+    def _refresh(self, keep_id: int | None = None) -> None:
         self.threshold_label.setText(f"score ≥ {format_score(self.threshold)}")
         shown = self.shown()
+        if keep_id is None:
+            current = self.finding_at(self.table.currentRow()) if self.table.currentRow() >= 0 else None
+            keep_id = current.id if current is not None else None
+        sorting = self.table.isSortingEnabled()
+        self.table.setSortingEnabled(False)  # fill, then sort once
+        self.table.blockSignals(True)
         self.table.setRowCount(len(shown))
         for row, f in enumerate(shown):
             status = self.status.get(f.id, PENDING)
-            values = [
-                str(f.id),
-                f.location,
-                f"{f.diameter_mm:.1f}",
-                f"{f.volume_mm3:.0f}",
-                f.type,
-                format_score(f.score),
-                f"{f.malignancy:.2f}",
-                f.lung_rads or "-",
-                status,
+            values: list[tuple[str, object]] = [
+                (str(f.id), f.id),
+                (f.location, None),
+                (f"{f.diameter_mm:.1f}", f.diameter_mm),
+                (f"{f.volume_mm3:.0f}", f.volume_mm3),
+                (f.type, None),
+                (format_score(f.score), f.score),
+                (f"{f.malignancy:.2f}", f.malignancy),
+                (f.lung_rads or "-", None),
+                (status, None),
             ]
-            for c, text in enumerate(values):
-                item = QTableWidgetItem(text)
+            for c, (text, number) in enumerate(values):
+                item = _SortItem(text)
+                item.setToolTip(text)
+                if number is not None:
+                    item.setData(Qt.ItemDataRole.UserRole, float(number))  # type: ignore[arg-type]
+                if c == 0:
+                    item.setData(FINDING_ROLE, f.id)
                 if status == REJECTED:
                     font = QFont()
                     font.setStrikeOut(True)
@@ -185,8 +321,16 @@ class FindingsPanel(QWidget):
                 elif status == ACCEPTED and c == len(values) - 1:
                     item.setForeground(QColor(90, 200, 90))
                 self.table.setItem(row, c, item)
-        if keep_row is not None and keep_row < len(shown):
-            self.table.selectRow(keep_row)
+        self.table.setSortingEnabled(sorting)
+        self._fit_columns()
+        if keep_id is not None:
+            for row in range(self.table.rowCount()):
+                f2 = self.finding_at(row)
+                if f2 is not None and f2.id == keep_id:
+                    self.table.setCurrentCell(row, 0)
+                    self.table.selectRow(row)
+                    break
+        self.table.blockSignals(False)
         if self.result is not None:
             n_acc = len(self.accepted())
             n_rej = sum(1 for f in shown if self.status.get(f.id) == REJECTED)
@@ -204,7 +348,15 @@ class FindingsPanel(QWidget):
                 )
         self.sigVisibleChanged.emit(self.visible())
 
+    def _fit_columns(self) -> None:
+        """Every column but Location sized to its contents; Location stretches and elides."""
+        header = self.table.horizontalHeader()
+        for c in range(self.table.columnCount()):
+            if c != 1:
+                self.table.resizeColumnToContents(c)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+
     def _focus_row(self, row: int) -> None:
-        shown = self.shown()
-        if 0 <= row < len(shown):
-            self.sigFocus.emit(shown[row])
+        finding = self.finding_at(row) if row >= 0 else None
+        if finding is not None:
+            self.sigFocus.emit(finding)

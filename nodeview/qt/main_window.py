@@ -1,4 +1,5 @@
-"""NodeView's main window: opening studies, the three views, window/level, slabs, rulers."""
+"""NodeView's main window: opening studies, the three views, window/level, slabs; the reading
+tools (mouse modes, measurements, cine, key images, tag browser) are installed by :mod:`.reading`."""
 
 from __future__ import annotations
 
@@ -33,10 +34,15 @@ from ..core.volume import Volume
 from ..core.windowing import PRESETS, Window
 from ..resources import demo_attribution, demo_study_dir
 from .findings_panel import FindingsPanel
+from .measurements import ANGLE, DISTANCE, ELLIPSE
+from .planes import SLAB_MODES
+from .reading import install_reading_actions
 from .series_picker import SeriesPicker
 from .start_page import StartPage
+from .study_info import SeriesHeader, read_series_header, study_title
 from .tasks import TaskRunner
 from .viewer import ViewerWidget
+from .widgets import AboutDialog, LoadingOverlay
 
 if TYPE_CHECKING:
     from ..core.detect.detector import Detector
@@ -47,6 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SLAB_CHOICES_MM = (0.0, 5.0, 10.0, 15.0)
+DICOM_PRESET = "DICOM default"
 MAX_RECENT = 10
 
 
@@ -86,6 +93,9 @@ class MainWindow(QMainWindow):
         self.volume: Volume | None = None
         self.source_paths: list[str] = []
         self.auto_pick_default = False  # screenshot mode: never block on the series picker
+        self.detect_on_open = False  # ``nodeview PATH --detect``: detect as soon as the study is shown
+        self._detect_caution = ""
+        self._study_actions: list[QAction] = []
         self.runner = TaskRunner(self)
         self.runner.sigProgress.connect(self._on_progress)
         self.runner.sigFailed.connect(self._on_failed)
@@ -93,6 +103,11 @@ class MainWindow(QMainWindow):
         self.runner.sigFinished.connect(self._on_task_finished)
         self._pending: str | None = None  # "scan", "load", "detect" or "report"
         self._detector: Detector | None = None
+        self.header: SeriesHeader | None = None
+        #: bumped whenever another study is shown; results of work started for an older one are dropped
+        self.study_generation = 0
+        self._task_study: int | None = None  # the study generation the running detect/report belongs to
+        self._opening: list[str] = []  # what the running scan/load is opening (for the cancel message)
 
         self.viewer = ViewerWidget(self)
         self.controller = self.viewer.controller
@@ -117,6 +132,8 @@ class MainWindow(QMainWindow):
         self.stack.addWidget(self.start_page)
         self.stack.addWidget(viewer_page)
         self.setCentralWidget(self.stack)
+        self.loading_overlay = LoadingOverlay(self.stack)
+        self.loading_overlay.sigCancel.connect(self.cancel_work)
 
         self.findings_panel = FindingsPanel(self)
         self.findings_panel.sigVisibleChanged.connect(self.controller.set_findings)
@@ -137,6 +154,7 @@ class MainWindow(QMainWindow):
         self.controller.sigWindowChanged.connect(self._sync_window_widgets)
         self.controller.sigHover.connect(self._on_hover)
         self._refresh_recent()
+        self._update_actions()
 
     # ---- construction ------------------------------------------------------------------------
     def _build_status_bar(self) -> None:
@@ -156,11 +174,17 @@ class MainWindow(QMainWindow):
         notice.setStyleSheet("color: #c0392b; padding-right: 6px;")
         bar.addPermanentWidget(notice)
 
-    def _action(self, text: str, slot, shortcut: str | QKeySequence | None = None, checkable=False) -> QAction:  # type: ignore[no-untyped-def]
+    def _action(  # type: ignore[no-untyped-def]
+        self, text: str, slot, shortcut: str | QKeySequence | None = None, checkable=False, tip: str = ""
+    ) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        plain = text.replace("&", "").rstrip("…")
+        keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        action.setToolTip(f"{tip or plain} ({keys})" if keys else (tip or plain))
+        action.setStatusTip(tip or plain)
         action.setCheckable(checkable)
         action.triggered.connect(slot)
         self.addAction(action)
@@ -174,9 +198,12 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self._action("Open &demo study", self.open_demo))
         self.recent_menu = file_menu.addMenu("&Recent")
         file_menu.addSeparator()
-        self.export_report_action = self._action("Export &report…", self.export_report, "Ctrl+E")
-        self.export_report_action.setEnabled(False)
-        self.export_report_action.setToolTip("PNG report with key images and a JSON sidecar (after Detect)")
+        self.export_report_action = self._action(
+            "Export &report…",
+            self.export_report,
+            "Ctrl+E",
+            tip="PNG report with key images and a JSON sidecar (after Detect)",
+        )
         file_menu.addAction(self.export_report_action)
         self.export_dicom_action = self._action("Export &DICOM (SR, SEG)…", self.export_dicom)
         self.export_dicom_action.setEnabled(False)
@@ -205,25 +232,46 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self._action("Reset zoom (all views)", self._reset_all_zoom, "Shift+R"))
         view_menu.addSeparator()
         for n, name in enumerate(PRESETS, start=1):
-            view_menu.addAction(self._action(f"Window: {name}", lambda _=False, p=name: self.apply_preset(p), str(n)))
+            act = self._action(f"Window: {name}", lambda _=False, p=name: self.apply_preset(p), str(n))
+            view_menu.addAction(act)
+            self._study_actions.append(act)
+        n_presets = len(PRESETS) + 1
+        self.dicom_preset_action = self._action(
+            "Window: DICOM default",
+            lambda: self.apply_preset(DICOM_PRESET),
+            str(n_presets),
+            tip="The window stored in the series' DICOM header (WindowCenter/WindowWidth)",
+        )
+        view_menu.addAction(self.dicom_preset_action)
         view_menu.addSeparator()
         slab_group = QActionGroup(self)
-        self.slab_actions: dict[float, QAction] = {}
-        for mm in SLAB_CHOICES_MM:
-            text = "Thin slice (no MIP)" if mm == 0 else f"Thick-slab MIP {mm:g} mm"
-            act = self._action(text, lambda _=False, v=mm: self.set_slab(v), checkable=True)
-            slab_group.addAction(act)
+        self.slab_actions: dict[tuple[float, str], QAction] = {}
+        for mode in SLAB_MODES:
+            for mm in SLAB_CHOICES_MM:
+                if mm == 0 and mode != SLAB_MODES[0]:
+                    continue
+                text = "Thin slice (no slab)" if mm == 0 else f"Thick slab: {mode} {mm:g} mm"
+                act = self._action(text, lambda _=False, v=mm, m=mode: self.set_slab(v, m), checkable=True)
+                slab_group.addAction(act)
+                view_menu.addAction(act)
+                self._study_actions.append(act)
+                self.slab_actions[(mm, mode)] = act
+        self.slab_actions[(0.0, "MIP")].setChecked(True)
+        for text, slot, key, tip in [
+            ("Cycle slab thickness", self._cycle_slab, "P", "Thin → 5 → 10 → 15 mm slab (keeps MIP or MinIP)"),
+            ("Switch MIP / MinIP", self._toggle_slab_mode, "Shift+P", "Maximum or minimum intensity projection"),
+        ]:
+            act = self._action(text, slot, key, tip=tip)
             view_menu.addAction(act)
-            self.slab_actions[mm] = act
-        self.slab_actions[0.0].setChecked(True)
-        view_menu.addAction(self._action("Cycle MIP slab", self._cycle_slab, "S"))
+            self._study_actions.append(act)
         view_menu.addSeparator()
-        self.ruler_action = self._action("&Ruler (distance in mm)", self._toggle_ruler, "D", checkable=True)
-        view_menu.addAction(self.ruler_action)
-        view_menu.addAction(self._action("Clear rulers", self._clear_rulers, "Shift+D"))
+        self.view_menu = view_menu
+        install_reading_actions(self, view_menu)
 
         detect_menu = menu.addMenu("&Detection")
-        self.detect_action = self._action("&Detect nodules", self.detect, "Ctrl+D")
+        self.detect_action = self._action(
+            "&Detect nodules", self.detect, "Ctrl+D", tip="Find lung nodules in the CT series on screen"
+        )
         detect_menu.addAction(self.detect_action)
         detect_menu.addAction(self._action("Load &model…", self.load_model_dialog))
         self.auto_detect_action = self._action("Detect automatically on open", self._toggle_auto_detect, checkable=True)
@@ -261,13 +309,16 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addWidget(QLabel(" Slab "))
         self.slab_box = QComboBox()
-        self.slab_box.addItems(["thin", *(f"MIP {mm:g} mm" for mm in SLAB_CHOICES_MM[1:])])
-        self.slab_box.activated.connect(lambda i: self.set_slab(SLAB_CHOICES_MM[i]))
+        self.slab_box.setToolTip("Thick slab: MIP shows vessels and nodules, MinIP airways (P, Shift+P)")
+        for mm, mode in self.slab_actions:
+            self.slab_box.addItem("thin" if mm == 0 else f"{mode} {mm:g} mm", (mm, mode))
+        self.slab_box.activated.connect(lambda i: self.set_slab(*self.slab_box.itemData(i)))
         bar.addWidget(self.slab_box)
         bar.addSeparator()
         bar.addAction(self.detect_action)
         bar.addSeparator()
-        bar.addAction(self.ruler_action)
+        for mode in (DISTANCE, ANGLE, ELLIPSE):
+            bar.addAction(self.mode_actions[mode])
         bar.addAction(self.layout_actions[None])
         self._updating_window_widgets = False
         self._sync_window_widgets(self.controller.window)
@@ -292,10 +343,15 @@ class MainWindow(QMainWindow):
         self.open_paths([str(demo_study_dir())])
 
     def open_paths(self, paths: Sequence[str | os.PathLike[str]], series_uid: str | None = None) -> None:
-        """Scan ``paths`` in a worker; then pick a series (dialog if several) and load it."""
+        """Scan ``paths`` in a worker; then pick a series (dialog if several) and load it.
+
+        While it runs, Detect and Export are disabled: they would act on the study still on screen.
+        """
         self.source_paths = [os.fspath(p) for p in paths]
+        self._opening = list(self.source_paths)
         self._requested_series = series_uid
         self._pending = "scan"
+        self._task_study = None
         self._show_busy("Reading headers…")
         items = list(self.source_paths)
         from ..core.io.study import scan
@@ -307,20 +363,35 @@ class MainWindow(QMainWindow):
         self._show_busy(f"Loading {series.n_images} images…")
         from ..core.io.dicom import load_series
 
-        self.runner.start(lambda progress, stop: load_series(series, progress, stop))
+        def work(progress, stop):  # type: ignore[no-untyped-def]
+            volume = load_series(series, progress, stop)
+            return volume, read_series_header(series, volume)
+
+        self.runner.start(work)
 
     def _load_image_file(self, path: str) -> None:
         self._pending = "load"
         self._show_busy("Loading…")
         from ..core.io.sitk import read_image_file
 
-        self.runner.start(lambda progress, stop: read_image_file(path, progress, stop))
+        self.runner.start(lambda progress, stop: (read_image_file(path, progress, stop), None))
+
+    @property
+    def loading(self) -> bool:
+        """True while a study is being opened (headers or pixels)."""
+        return self._pending in ("scan", "load")
 
     def _on_task_finished(self, result: object) -> None:
         from ..core.detect.detector import DetectionResult
         from ..core.io.study import StudySource
 
         stage, self._pending = self._pending, None
+        task_study, self._task_study = self._task_study, None
+        if stage in ("detect", "report", "dicom") and task_study != self.study_generation:
+            # started for a study that is no longer on screen: never show it on this one
+            self._hide_busy()
+            log.info("dropped a %s result of a study no longer shown", stage)
+            return
         if stage == "scan":
             assert isinstance(result, StudySource)
             if result.image_file is not None:
@@ -330,25 +401,28 @@ class MainWindow(QMainWindow):
             series = self._choose_series(result.discovery)
             if series is None:
                 self._hide_busy()
-                self.statusBar().showMessage("Opening cancelled", 4000)
+                self._say_open_cancelled("no series chosen")
                 return
             self.load_series(series)
         elif stage == "load":
-            assert isinstance(result, Volume)
+            assert isinstance(result, tuple)
+            volume, header = result
             self._hide_busy()
-            self.show_volume(result)
+            self.show_volume(volume, header)
         elif stage == "detect":
             assert isinstance(result, DetectionResult)
             self._hide_busy()
-            self.findings_panel.set_result(result)
-            self.export_report_action.setEnabled(True)
-            self.export_dicom_action.setEnabled(True)
+            self.findings_panel.set_result(
+                result, extra_caveats=(self._detect_caution,) if self._detect_caution else ()
+            )
             self.findings_dock.show()
+            self.findings_panel.select_top()
             self.statusBar().showMessage(
                 f"Detection done in {sum(result.timings_s.values()):.1f} s: "
-                f"{len(self.findings_panel.shown())} finding(s) at the operating point. {RESEARCH_NOTICE}",
+                f"{len(self.findings_panel.shown())} finding(s) at the operating point.",
                 10000,
             )
+            self._update_actions()
             self.sigDetectionDone.emit(result)
         elif stage == "report":
             assert isinstance(result, list)
@@ -370,30 +444,64 @@ class MainWindow(QMainWindow):
         picker = SeriesPicker(discovery, default, self)
         return picker.selected_series() if picker.exec() else None
 
-    def show_volume(self, volume: Volume) -> None:
+    def show_volume(self, volume: Volume, header: SeriesHeader | None = None) -> None:
         self.volume = volume
+        self.header = header
+        self.study_generation += 1
         self.findings_panel.set_result(None)
-        self.export_report_action.setEnabled(False)
-        self.export_dicom_action.setEnabled(False)
         self.controller.set_volume(volume)
+        self.controller.set_header(header)
         self.stack.setCurrentIndex(1)
-        desc = volume.description or "(no description)"
-        self.setWindowTitle(f"NodeView {__version__} — {desc} — {volume.modality}")
-        if volume.warnings:
-            items = "".join(f"<li>{html.escape(w)}</li>" for w in volume.warnings)
+        self.setWindowTitle(f"NodeView {__version__} — {study_title(volume, header)}")
+        notes = list(volume.warnings)
+        if not self.is_ct():
+            notes.append(
+                f"This is a {volume.modality} series: the nodule detector is for CT only, so Detect is disabled."
+            )
+        if notes:
+            items = "".join(f"<li>{html.escape(w)}</li>" for w in notes)
             self.banner.setText(f"<b>The loader noticed:</b><ul style='margin:0'>{items}</ul>")
             self.banner.show()
         else:
             self.banner.hide()
+        self._rebuild_presets()
         shape = "×".join(str(v) for v in volume.shape_zyx)
         sp = ", ".join(f"{v:.2f}" for v in volume.spacing_zyx)
         self.statusBar().showMessage(f"Loaded {shape} voxels, spacing z,y,x {sp} mm", 6000)
         self._add_recent(self.source_paths)
+        self._update_actions()
         self.viewer.focus_view(ViewKind.AXIAL)
         self.sigVolumeShown.emit(volume)
         self.readback.start(self.source_paths, volume)  # SR findings and SEG overlays beside the series
-        if self.auto_detect_action.isChecked() and os.path.isfile(self.model_path()):
-            self.detect()
+        if (self.auto_detect_action.isChecked() or self.detect_on_open) and os.path.isfile(self.model_path()):
+            self.detect(force=self.detect_on_open)
+
+    def is_ct(self) -> bool:
+        return self.volume is not None and self.volume.modality in ("CT", "")
+
+    def _update_actions(self) -> None:
+        """Enable what makes sense now: nothing study-bound without a study or while one is opening."""
+        has_study = self.volume is not None and not self.loading
+        ct = has_study and self.is_ct()
+        self.detect_action.setEnabled(ct and self._pending != "detect")
+        if self.volume is not None and not self.is_ct():
+            self.detect_action.setToolTip(f"Detect is for CT series; this one is {self.volume.modality} (Ctrl+D)")
+        elif self.loading:
+            self.detect_action.setToolTip("Wait until the study has opened (Ctrl+D)")
+        else:
+            self.detect_action.setToolTip("Find lung nodules in the CT series on screen (Ctrl+D)")
+        self.export_report_action.setEnabled(has_study and self.findings_panel.result is not None)
+        self.export_dicom_action.setEnabled(has_study and self.findings_panel.result is not None)
+        for action in self.study_actions():
+            action.setEnabled(has_study)
+        self.dicom_preset_action.setEnabled(has_study and DICOM_PRESET in self.presets())
+        for w in (self.preset_box, self.level_box, self.width_box, self.slab_box):
+            w.setEnabled(has_study)
+        self.start_page.setEnabled(not self.loading)
+
+    def study_actions(self) -> list[QAction]:
+        """Actions that act on the study on screen (disabled while none is shown)."""
+        return [a for a in self._study_actions if a is not None]
 
     # ---- detection ---------------------------------------------------------------------------
     def model_path(self) -> str:
@@ -410,11 +518,28 @@ class MainWindow(QMainWindow):
     def _toggle_auto_detect(self, on: bool) -> None:
         self.settings.setValue("auto_detect", bool(on))
 
-    def detect(self) -> None:
-        """Run the detector on the shown volume in a worker (progress and Cancel in the status bar)."""
+    def detect(self, force: bool = False) -> None:
+        """Run the detector on the shown volume in a worker (progress and Cancel in the status bar).
+
+        Refused while another study is opening (it would run on the one still on screen), and on
+        non-CT series unless ``force`` (then with a caution in the findings panel).
+        """
+        if self.loading:
+            self.statusBar().showMessage("A study is opening: Detect waits until it is on screen", 5000)
+            return
         if self.volume is None:
             self.statusBar().showMessage("Open a study first", 4000)
             return
+        if not self.is_ct():
+            if not force:
+                self.statusBar().showMessage(f"Detect is for CT series; this one is {self.volume.modality}", 6000)
+                return
+            self._detect_caution = (
+                f"This is a {self.volume.modality} series. The detector was made for CT in Hounsfield units: "
+                "its findings here mean nothing."
+            )
+        else:
+            self._detect_caution = ""
         path = self.model_path()
         if not os.path.isfile(path):
             self._on_failed(f"No nodule model at {path}. Use Detection › Load model… to choose an ONNX model.")
@@ -431,6 +556,7 @@ class MainWindow(QMainWindow):
             return self._detector.detect(volume, progress, stop, min_score=0.0)
 
         self._pending = "detect"
+        self._task_study = self.study_generation
         self._show_busy("Detecting nodules…")
         self.runner.start(work)
 
@@ -447,6 +573,9 @@ class MainWindow(QMainWindow):
     def export_report(self) -> None:
         """Ask where to write the report (and whether to anonymize), then write it in a worker."""
         result = self.findings_panel.result
+        if self.loading:
+            self.statusBar().showMessage("A study is opening: export waits until it is on screen", 5000)
+            return
         if self.volume is None or result is None:
             self.statusBar().showMessage("Detect nodules first (Ctrl+D)", 4000)
             return
@@ -505,12 +634,16 @@ class MainWindow(QMainWindow):
             )
 
         self._pending = "report"
+        self._task_study = self.study_generation
         self._show_busy("Writing the report…")
         self.runner.start(work)
 
     def export_dicom(self) -> None:
         """File › Export DICOM…: the SR/SEG of the detection on screen (panel threshold and reviews)."""
         result = self.findings_panel.result
+        if self.loading:
+            self.statusBar().showMessage("A study is opening: export waits until it is on screen", 5000)
+            return
         if self.volume is None or result is None:
             self.statusBar().showMessage("Detect nodules first (Ctrl+D)", 4000)
             return
@@ -540,8 +673,11 @@ class MainWindow(QMainWindow):
 
     def _on_failed(self, message: str) -> None:
         stage, self._pending = self._pending, None
+        self._task_study = None
         self._hide_busy()
         self.sigLoadFailed.emit(message)
+        if stage in ("scan", "load") and self.volume is not None:
+            message = f"{message} (still showing {study_title(self.volume, self.header)})"
         if self.isVisible() and not self.auto_pick_default:
             title = {"report": "NodeView could not write the report", "dicom": "NodeView could not export DICOM"}.get(
                 stage or "", "NodeView could not open this"
@@ -550,24 +686,45 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message, 10000)
 
     def _on_cancelled(self) -> None:
-        self._pending = None
+        stage, self._pending = self._pending, None
+        self._task_study = None
         self._hide_busy()
-        self.statusBar().showMessage("Cancelled", 4000)
+        if stage in ("scan", "load"):
+            self._say_open_cancelled("cancelled")
+        else:
+            what = {"detect": "Detection", "report": "Report"}.get(stage or "", "Task")
+            self.statusBar().showMessage(f"{what} cancelled", 6000)
+
+    def _say_open_cancelled(self, why: str) -> None:
+        """A load that stopped says so, and says which study is still on screen."""
+        name = ", ".join(os.path.basename(p.rstrip("/")) or p for p in self._opening) or "the study"
+        still = f" Still showing {study_title(self.volume, self.header)}." if self.volume is not None else ""
+        text = f"Opening {name} was {why}.{still}"
+        self.statusBar().showMessage(text, 10000)
+        if self.volume is not None:
+            self.banner.setText(f"<b>{html.escape(text)}</b>")
+            self.banner.show()
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(done)
+        self.loading_overlay.set_progress(done, total)
 
     def _show_busy(self, text: str) -> None:
         self.statusBar().showMessage(text)
         self.progress.setValue(0)
         self.progress.show()
         self.cancel_button.show()
+        if self.loading:
+            self.loading_overlay.start(text)
+        self._update_actions()
 
     def _hide_busy(self) -> None:
         self.progress.hide()
         self.cancel_button.hide()
+        self.loading_overlay.stop()
         self.statusBar().clearMessage()
+        self._update_actions()
 
     # ---- recent ------------------------------------------------------------------------------
     def _recent(self) -> list[str]:
@@ -611,9 +768,27 @@ class MainWindow(QMainWindow):
             self.open_paths(paths)
 
     # ---- window / level, slab, layout, rulers ------------------------------------------------
+    def presets(self) -> dict[str, Window]:
+        """The window presets: the fixed ones, then the DICOM header's default window when it has one."""
+        out = dict(PRESETS)
+        if self.header is not None and self.header.default_window is not None:
+            out[DICOM_PRESET] = self.header.default_window
+        return out
+
     def apply_preset(self, name: str) -> None:
-        if name in PRESETS:
-            self.controller.set_window(PRESETS[name])
+        presets = self.presets()
+        if name in presets:
+            self.controller.set_window(presets[name])
+
+    def _rebuild_presets(self) -> None:
+        self._updating_window_widgets = True
+        try:
+            self.preset_box.clear()
+            self.preset_box.addItems([*self.presets(), "custom"])
+        finally:
+            self._updating_window_widgets = False
+        self.dicom_preset_action.setEnabled(DICOM_PRESET in self.presets())
+        self._sync_window_widgets(self.controller.window)
 
     def _on_window_entered(self) -> None:
         if self._updating_window_widgets:
@@ -625,20 +800,27 @@ class MainWindow(QMainWindow):
         try:
             self.level_box.setValue(window.center)
             self.width_box.setValue(window.width)
-            name = next((n for n, w in PRESETS.items() if w == window), "custom")
+            name = next((n for n, w in self.presets().items() if w == window), "custom")
             self.preset_box.setCurrentText(name)
         finally:
             self._updating_window_widgets = False
 
-    def set_slab(self, mm: float) -> None:
-        self.controller.set_slab(mm)
-        if mm in self.slab_actions:
-            self.slab_actions[mm].setChecked(True)
-            self.slab_box.setCurrentIndex(SLAB_CHOICES_MM.index(mm))
+    def set_slab(self, mm: float, mode: str | None = None) -> None:
+        mode = mode or self.controller.slab_mode
+        self.controller.set_slab(mm, mode)
+        key = (0.0, "MIP") if mm == 0 else (mm, mode)
+        if key in self.slab_actions:
+            self.slab_actions[key].setChecked(True)
+            self.slab_box.setCurrentIndex(list(self.slab_actions).index(key))
 
     def _cycle_slab(self) -> None:
-        i = SLAB_CHOICES_MM.index(self.controller.slab_mm) if self.controller.slab_mm in SLAB_CHOICES_MM else 0
+        mm = self.controller.slab_mm
+        i = SLAB_CHOICES_MM.index(mm) if mm in SLAB_CHOICES_MM else 0
         self.set_slab(SLAB_CHOICES_MM[(i + 1) % len(SLAB_CHOICES_MM)])
+
+    def _toggle_slab_mode(self) -> None:
+        mode = "MinIP" if self.controller.slab_mode == "MIP" else "MIP"
+        self.set_slab(self.controller.slab_mm or SLAB_CHOICES_MM[1], mode)
 
     def set_layout(self, kind: ViewKind | None) -> None:
         self.viewer.set_layout(kind)
@@ -652,13 +834,6 @@ class MainWindow(QMainWindow):
         for view in self.viewer.views.values():
             view.reset_zoom()
 
-    def _toggle_ruler(self, on: bool) -> None:
-        self.viewer.set_ruler_mode(bool(on))
-
-    def _clear_rulers(self) -> None:
-        for view in self.viewer.views.values():
-            view.clear_rulers()
-
     def _on_hover(self, info: object) -> None:
         if info is None:
             self.hover_label.setText("")
@@ -671,7 +846,6 @@ class MainWindow(QMainWindow):
     # ---- about and closing -------------------------------------------------------------------
     def about_text(self) -> str:
         attribution = html.escape(demo_attribution()).replace("\n", "<br>")
-        card = model_card_text(self.model_path())
         return (
             f"<h3>NodeView {__version__}</h3>"
             "<p>A lung-CT viewer with a research lung-nodule detector.</p>"
@@ -680,11 +854,11 @@ class MainWindow(QMainWindow):
             "<p><b>Demo study:</b> LIDC-IDRI-0002, The Cancer Imaging Archive, licensed "
             "<a href='https://creativecommons.org/licenses/by/3.0/'>CC BY 3.0</a>.</p>"
             f"<p style='font-size:small'>{attribution}</p>"
-            f"<h4>Model card</h4><pre style='font-size:small'>{html.escape(card)}</pre>"
         )
 
     def show_about(self) -> None:
-        QMessageBox.about(self, "About NodeView", self.about_text())
+        dialog = AboutDialog(self.about_text(), model_card_text(self.model_path()), self)
+        dialog.exec()
 
     def closeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
         self.runner.cancel()

@@ -1,16 +1,19 @@
 """One 2D view (axial, coronal or sagittal) of the volume, drawn with pyqtgraph.
 
 Scene coordinates are screen millimetres of :class:`nodeview.core.views.ViewPlane` (u right,
-v down), so zoom and pan never disturb the crosshair or rulers, and distances read in mm.
+v down), so zoom and pan never disturb the crosshair or measurements, and distances read in mm.
 
-Mouse and keys (the conventions of RadiAnt, Weasis and Horos):
-    wheel / arrows / PageUp-PageDown   scroll slices (PageUp/Down: 10 at a time)
-    left click or drag                 move the crosshair (the other views follow)
-    right drag                         window (horizontal) / level (vertical)
+Mouse and keys (the conventions of RadiAnt, Weasis and Horos; the main window sets the mode):
+    wheel / arrows / PageUp-PageDown   scroll slices (PageUp/Down and Shift+arrows: 10 at a time;
+                                       Home/End: first/last). The wheel moves one slice per notch
+                                       (120 units of angle delta), touchpads by pixel distance.
+    left drag, by mouse mode           crosshair (default) | W window/level | Z zoom | T pan |
+                                       S scroll | D distance | N angle | E ellipse ROI;
+                                       Ctrl makes window/level and scroll drags 4x faster
+    right drag                         window (horizontal) / level (vertical), in every mode
     middle drag, Shift+left drag       pan
-    Ctrl+wheel, Ctrl+left drag         zoom
+    Ctrl+wheel, Ctrl+left drag         zoom (Ctrl+left drag in crosshair mode)
     double-click, R                    reset zoom and pan
-    ruler mode (D): left drag          measure a distance in mm
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QKeyEvent, QPainter, QPen
-from PySide6.QtWidgets import QGraphicsRectItem, QWidget
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPainterPath, QPen, QWheelEvent
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QWidget
 
 from ..core.views import ViewKind, ViewPlane, crossing_views
+from .measurements import ANGLE, DISTANCE, ELLIPSE, Measurement, angle_deg, distance_mm
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -34,6 +38,31 @@ VIEW_COLOURS = {
     ViewKind.SAGITTAL: QColor(230, 200, 60),
 }
 BACKGROUND = QColor(0, 0, 0)
+MEASURE_COLOUR = QColor("#00e5ff")
+#: Mouse modes of the left button (keys in the main window: W Z T S D N E, Esc back to crosshair).
+CROSSHAIR, WINDOW, ZOOM, PAN, SCROLL = "crosshair", "window", "zoom", "pan", "scroll"
+MODES = (CROSSHAIR, WINDOW, ZOOM, PAN, SCROLL, DISTANCE, ANGLE, ELLIPSE)
+#: Angle delta of one wheel notch (Qt: 1/8 degree units, 15 degrees a notch) = one slice.
+WHEEL_NOTCH = 120
+#: Touchpad scroll distance (pixelDelta) per slice.
+TOUCHPAD_PX_PER_SLICE = 20
+#: Scroll-mode drag distance per slice in pixels (Ctrl: 4x faster).
+DRAG_PX_PER_SLICE = 6
+INVERTED_LUT = np.arange(255, -1, -1, dtype=np.uint8)
+
+
+def measurement_path(kind: str, points: tuple[tuple[float, float], ...]) -> QPainterPath:
+    path = QPainterPath()
+    if not points:
+        return path
+    if kind == ELLIPSE and len(points) >= 2:
+        (u0, v0), (u1, v1) = points[:2]
+        path.addEllipse(QRectF(min(u0, u1), min(v0, v1), abs(u1 - u0), abs(v1 - v0)))
+        return path
+    path.moveTo(*points[0])
+    for p in points[1:]:
+        path.lineTo(*p)
+    return path
 
 
 class _SliceViewBox(pg.ViewBox):
@@ -44,50 +73,54 @@ class _SliceViewBox(pg.ViewBox):
         self._owner = owner
         self._drag_mode: str | None = None
         self._drag_last: QPointF | None = None
+        self._scroll_px = 0.0
         self.setBackgroundColor(BACKGROUND)
 
     # pyqtgraph calls these with its own event types
     def wheelEvent(self, ev, axis=None):  # type: ignore[no-untyped-def]
+        """Ctrl+wheel zooms (plain wheel scrolling is handled by :meth:`SliceView.wheelEvent`)."""
         delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
         if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
             factor = 1.0015 ** (-delta)
             center = self.mapToView(ev.pos())
             self.scaleBy((factor, factor), center)
-        else:
-            steps = 1 if delta > 0 else -1
-            self._owner.sigScroll.emit(steps)
+            self._owner.sigZoomChanged.emit()
         ev.accept()
 
     def mouseClickEvent(self, ev):  # type: ignore[no-untyped-def]
         if ev.button() == Qt.MouseButton.LeftButton:
+            mode = self._owner.mode
             if ev.double():
                 self._owner.reset_zoom()
-            elif not self._owner.ruler_mode:
+            elif mode == ANGLE:
+                self._owner.angle_click(self.mapSceneToView(ev.scenePos()))
+            elif mode == CROSSHAIR:
                 self._owner.request_cursor(self.mapSceneToView(ev.scenePos()))
             ev.accept()
         else:
             ev.ignore()
 
+    def _start_mode(self, button, mods) -> str | None:  # type: ignore[no-untyped-def]
+        left = button == Qt.MouseButton.LeftButton
+        mode = self._owner.mode
+        if button == Qt.MouseButton.MiddleButton or (left and mods & Qt.KeyboardModifier.ShiftModifier):
+            return PAN
+        if button == Qt.MouseButton.RightButton:
+            return WINDOW
+        if not left:
+            return None
+        if mode == CROSSHAIR:
+            return ZOOM if mods & Qt.KeyboardModifier.ControlModifier else "cursor"
+        return mode
+
     def mouseDragEvent(self, ev, axis=None):  # type: ignore[no-untyped-def]
-        button = ev.button()
         mods = ev.modifiers()
         if ev.isStart():
-            if button == Qt.MouseButton.MiddleButton or (
-                button == Qt.MouseButton.LeftButton and mods & Qt.KeyboardModifier.ShiftModifier
-            ):
-                self._drag_mode = "pan"
-            elif button == Qt.MouseButton.LeftButton and mods & Qt.KeyboardModifier.ControlModifier:
-                self._drag_mode = "zoom"
-            elif button == Qt.MouseButton.RightButton:
-                self._drag_mode = "window"
-            elif button == Qt.MouseButton.LeftButton and self._owner.ruler_mode:
-                self._drag_mode = "ruler"
-                self._owner.ruler_start(self.mapSceneToView(ev.buttonDownScenePos()))
-            elif button == Qt.MouseButton.LeftButton:
-                self._drag_mode = "cursor"
-            else:
-                self._drag_mode = None
+            self._drag_mode = self._start_mode(ev.button(), mods)
             self._drag_last = ev.buttonDownPos()
+            self._scroll_px = 0.0
+            if self._drag_mode in (DISTANCE, ELLIPSE, ANGLE):
+                self._owner.measure_start(self._drag_mode, self.mapSceneToView(ev.buttonDownScenePos()))
         mode = self._drag_mode
         if mode is None:
             ev.ignore()
@@ -97,19 +130,30 @@ class _SliceViewBox(pg.ViewBox):
         last = self._drag_last if self._drag_last is not None else pos
         dx, dy = pos.x() - last.x(), pos.y() - last.y()
         self._drag_last = pos
-        if mode == "pan":
+        fast = 4.0 if mods & Qt.KeyboardModifier.ControlModifier else 1.0
+        if mode == PAN:
             tr = self.mapToView(pos) - self.mapToView(last)
             self.translateBy(x=-tr.x(), y=-tr.y())
-        elif mode == "zoom":
+            self._owner.sigZoomChanged.emit()
+        elif mode == ZOOM:
             factor = 1.01**dy
             self.scaleBy((factor, factor), self.mapToView(ev.buttonDownPos()))
-        elif mode == "window":
-            self._owner.sigWindowDrag.emit(float(dx), float(dy))
-        elif mode == "ruler":
-            self._owner.ruler_update(self.mapSceneToView(ev.scenePos()))
+            self._owner.sigZoomChanged.emit()
+        elif mode == WINDOW:
+            self._owner.sigWindowDrag.emit(float(dx) * fast, float(dy) * fast)
+        elif mode == SCROLL:
+            self._scroll_px += -dy * fast
+            steps = int(self._scroll_px / DRAG_PX_PER_SLICE)
+            if steps:
+                self._scroll_px -= steps * DRAG_PX_PER_SLICE
+                self._owner.sigScroll.emit(steps)
+        elif mode in (DISTANCE, ELLIPSE, ANGLE):
+            self._owner.measure_update(self.mapSceneToView(ev.scenePos()))
         elif mode == "cursor":
             self._owner.request_cursor(self.mapSceneToView(ev.scenePos()))
         if ev.isFinish():
+            if mode in (DISTANCE, ELLIPSE, ANGLE):
+                self._owner.measure_finish(self.mapSceneToView(ev.scenePos()))
             self._drag_mode = None
 
 
@@ -118,20 +162,27 @@ class SliceView(pg.GraphicsView):
 
     sigCursor = Signal(object)  # fractional index (k, j, i), np.ndarray
     sigScroll = Signal(int)  # slices to move (+ towards the top of the slice list)
+    sigScrollTo = Signal(int)  # go to this slice index (Home/End)
     sigWindowDrag = Signal(float, float)  # pixels dragged: dx (width), dy (level)
     sigHover = Signal(object)  # fractional index (k, j, i) or None
     sigActivated = Signal(object)  # this view's ViewKind, on focus
+    sigMeasured = Signal(str, object)  # kind, points ((u, v), ...) in screen mm, on this view's slice
+    sigZoomChanged = Signal()
 
     def __init__(self, kind: ViewKind, parent: QWidget | None = None) -> None:
         super().__init__(parent, background=BACKGROUND)
         self.kind = kind
         self.plane: ViewPlane | None = None
         self.slice_index = 0
-        self.ruler_mode = False
+        self.mode = CROSSHAIR
         self._rect_pending = False
         self._overlay_items: list[tuple[QGraphicsRectItem, pg.TextItem]] = []
-        self._rulers: list[tuple[pg.LineSegmentROI, pg.TextItem]] = []
-        self._active_ruler: tuple[pg.LineSegmentROI, pg.TextItem] | None = None
+        self._measure_items: list[tuple[QGraphicsPathItem, pg.TextItem]] = []
+        self._measure_key: tuple[int, ...] = ()
+        self._measure_kind: str | None = None
+        self._measure_points: list[tuple[float, float]] = []
+        self._wheel_angle = 0
+        self._wheel_px = 0.0
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setObjectName(f"view-{kind.value}")
 
@@ -140,17 +191,31 @@ class SliceView(pg.GraphicsView):
         self.image_item = pg.ImageItem()
         self.image_item.setAutoDownsample(False)
         self.view_box.addItem(self.image_item)
+        self.smooth = False
         # vertical line = the plane of the view whose slicing axis runs along u, horizontal along v
         self.v_line = pg.InfiniteLine(angle=90, movable=False)
         self.h_line = pg.InfiniteLine(angle=0, movable=False)
         for line in (self.v_line, self.h_line):
             line.setZValue(10)
             self.view_box.addItem(line)
+        pen = QPen(MEASURE_COLOUR, 2)
+        pen.setCosmetic(True)
+        self._preview = QGraphicsPathItem()
+        self._preview.setPen(pen)
+        self._preview.setZValue(30)
+        self._preview_text = pg.TextItem("", color=MEASURE_COLOUR, anchor=(0, 1))
+        self._preview_text.setZValue(31)
+        for item in (self._preview, self._preview_text):
+            item.setVisible(False)
+            self.view_box.addItem(item)
 
         # Text drawn in viewport coordinates by drawForeground (no child widgets to composite).
         self.edge_text: dict[str, str] = {"left": "", "right": "", "top": "", "bottom": ""}
         self.info_text = ""
         self.title_text = kind.value.capitalize()
+        self.corner_top_right: list[str] = []
+        self.corner_bottom_right: list[str] = []
+        self.show_corners = True
         self._title_colour = VIEW_COLOURS[kind]
         self._label_font = QFont()
         self._label_font.setPointSize(9)
@@ -167,8 +232,15 @@ class SliceView(pg.GraphicsView):
         u_kind, v_kind = crossing_views(plane.kind)
         self.v_line.setPen(QPen(VIEW_COLOURS[u_kind], 0))
         self.h_line.setPen(QPen(VIEW_COLOURS[v_kind], 0))
-        self.clear_rulers()
+        self.cancel_measure()
+        self.set_measurements([])
         self.reset_zoom()
+        self.viewport().update()
+
+    def set_smooth(self, on: bool) -> None:
+        """Bilinear interpolation of the displayed pixels (reformats of thick slices look blocky without)."""
+        self.smooth = on
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, on)
         self.viewport().update()
 
     def set_image(self, image: np.ndarray, levels: tuple[float, float]) -> None:
@@ -181,24 +253,51 @@ class SliceView(pg.GraphicsView):
     def set_levels(self, levels: tuple[float, float]) -> None:
         self.image_item.setLevels(levels)
 
+    def set_inverted(self, on: bool) -> None:
+        self.image_item.setLookupTable(INVERTED_LUT if on else None)
+
     def set_cursor_display(self, u_mm: float, v_mm: float) -> None:
         self.v_line.setValue(u_mm)
         self.h_line.setValue(v_mm)
+
+    def set_crosshair_visible(self, on: bool) -> None:
+        self.v_line.setVisible(on)
+        self.h_line.setVisible(on)
 
     def set_info(self, text: str) -> None:
         if text != self.info_text:
             self.info_text = text
             self.viewport().update()
 
+    def set_corners(self, top_right: list[str], bottom_right: list[str]) -> None:
+        if top_right != self.corner_top_right or bottom_right != self.corner_bottom_right:
+            self.corner_top_right, self.corner_bottom_right = list(top_right), list(bottom_right)
+            self.viewport().update()
+
+    def set_show_corners(self, on: bool) -> None:
+        self.show_corners = on
+        self.viewport().update()
+
     def reset_zoom(self) -> None:
         if self.plane is None:
             return
         w_mm, h_mm = self.plane.size_mm
         self.view_box.setRange(QRectF(0.0, 0.0, w_mm, h_mm), padding=0.02)
+        self.sigZoomChanged.emit()
+
+    def zoom_factor(self) -> float:
+        """Screen pixels per image pixel along u (1.0 = one image pixel per screen pixel)."""
+        if self.plane is None:
+            return 1.0
+        (x0, x1), _ = self.view_box.viewRange()
+        width_px = max(1, self.view_box.width())
+        return float(width_px / max(1e-9, (x1 - x0) / self.plane.pixel_mm[0]))
 
     # ---- finding overlays ----------------------------------------------------------------------
     def set_overlays(self, boxes: list[tuple[float, float, float, float, QColor, str]]) -> None:
         """Boxes ``(u0, v0, u1, v1, colour, label)`` in screen mm; items are pooled and reused."""
+        if not boxes and not any(r.isVisible() for r, _ in self._overlay_items):
+            return
         while len(self._overlay_items) < len(boxes):
             rect = QGraphicsRectItem()
             rect.setZValue(20)
@@ -227,48 +326,125 @@ class SliceView(pg.GraphicsView):
 
     def zoom_to(self, u_mm: float, v_mm: float, size_mm: float) -> None:
         self.view_box.setRange(QRectF(u_mm - size_mm / 2, v_mm - size_mm / 2, size_mm, size_mm), padding=0)
+        self.sigZoomChanged.emit()
 
-    # ---- rulers ------------------------------------------------------------------------------
-    def set_ruler_mode(self, on: bool) -> None:
-        self.ruler_mode = on
-        self.setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
+    # ---- measurements --------------------------------------------------------------------------
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.cancel_measure()
+        cursor = {
+            CROSSHAIR: Qt.CursorShape.ArrowCursor,
+            WINDOW: Qt.CursorShape.SizeAllCursor,
+            ZOOM: Qt.CursorShape.SizeVerCursor,
+            PAN: Qt.CursorShape.OpenHandCursor,
+            SCROLL: Qt.CursorShape.SizeVerCursor,
+        }.get(mode, Qt.CursorShape.CrossCursor)
+        self.setCursor(cursor)
 
-    def ruler_start(self, p: QPointF) -> None:
-        roi = pg.LineSegmentROI([[p.x(), p.y()], [p.x(), p.y()]], pen=pg.mkPen("#00e5ff", width=2), movable=False)
-        text = pg.TextItem("", color="#00e5ff", anchor=(0, 1))
+    def set_measurements(self, items: list[Measurement]) -> None:
+        """Draw the measurements of the slice on screen (the caller passes only those)."""
+        key = tuple(m.id for m in items)
+        if key == self._measure_key:
+            return
+        self._measure_key = key
+        for path_item, text in self._measure_items:
+            self.view_box.removeItem(path_item)
+            self.view_box.removeItem(text)
+        self._measure_items = []
+        pen = QPen(MEASURE_COLOUR, 2)
+        pen.setCosmetic(True)
         font = QFont()
         font.setPointSize(10)
-        text.setFont(font)
-        self.view_box.addItem(roi)
-        self.view_box.addItem(text)
-        self._active_ruler = (roi, text)
-        self._rulers.append(self._active_ruler)
+        for m in items:
+            path_item = QGraphicsPathItem(measurement_path(m.kind, m.points_mm))
+            path_item.setPen(pen)
+            path_item.setZValue(25)
+            text = pg.TextItem(m.text, color=MEASURE_COLOUR, anchor=(0, 1))
+            text.setFont(font)
+            text.setZValue(26)
+            u, v = m.points_mm[1] if m.kind == ANGLE else max(m.points_mm, key=lambda p: p[0])
+            text.setPos(u, v)
+            self.view_box.addItem(path_item)
+            self.view_box.addItem(text)
+            self._measure_items.append((path_item, text))
 
-    def ruler_update(self, p: QPointF) -> None:
-        if self._active_ruler is None:
+    def measurement_items(self) -> list[tuple[QGraphicsPathItem, pg.TextItem]]:
+        return list(self._measure_items)
+
+    def measure_start(self, kind: str, p: QPointF) -> None:
+        if kind == ANGLE and self._measure_points:
+            return  # the drag continues an angle begun with clicks
+        self._measure_kind = kind
+        self._measure_points = [(p.x(), p.y()), (p.x(), p.y())]
+        self._show_preview()
+
+    def measure_update(self, p: QPointF) -> None:
+        if self._measure_kind is None or not self._measure_points:
             return
-        roi, text = self._active_ruler
-        handles = roi.getHandles()
-        handles[1].setPos(roi.mapFromParent(p))
-        a = roi.mapToParent(handles[0].pos())
-        length = math.hypot(p.x() - a.x(), p.y() - a.y())
-        text.setText(f"{length:.1f} mm")
-        text.setPos(p)
+        self._measure_points[-1] = (p.x(), p.y())
+        self._show_preview()
 
-    def ruler_lengths_mm(self) -> list[float]:
-        out = []
-        for roi, _ in self._rulers:
-            h = roi.getHandles()
-            a, b = roi.mapToParent(h[0].pos()), roi.mapToParent(h[1].pos())
-            out.append(math.hypot(b.x() - a.x(), b.y() - a.y()))
-        return out
+    def measure_finish(self, p: QPointF) -> None:
+        if self._measure_kind is None:
+            return
+        self._measure_points[-1] = (p.x(), p.y())
+        if self._measure_kind == ANGLE and len(self._measure_points) < 3:
+            self._measure_points.append((p.x(), p.y()))  # first arm drawn: click the second arm's end
+            self._show_preview()
+            return
+        self._emit_measure()
 
-    def clear_rulers(self) -> None:
-        for roi, text in self._rulers:
-            self.view_box.removeItem(roi)
-            self.view_box.removeItem(text)
-        self._rulers.clear()
-        self._active_ruler = None
+    def angle_click(self, p: QPointF) -> None:
+        if self._measure_kind != ANGLE or not self._measure_points:
+            self._measure_kind = ANGLE
+            self._measure_points = [(p.x(), p.y()), (p.x(), p.y())]
+        else:
+            self._measure_points[-1] = (p.x(), p.y())
+            if len(self._measure_points) == 3:
+                self._emit_measure()
+                return
+            self._measure_points.append((p.x(), p.y()))
+        self._show_preview()
+
+    def angle_hover(self, p: QPointF) -> None:
+        if self._measure_kind == ANGLE and self._measure_points:
+            self._measure_points[-1] = (p.x(), p.y())
+            self._show_preview()
+
+    def cancel_measure(self) -> None:
+        self._measure_kind = None
+        self._measure_points = []
+        self._preview.setVisible(False)
+        self._preview_text.setVisible(False)
+
+    def _emit_measure(self) -> None:
+        kind, points = self._measure_kind, tuple(self._measure_points)
+        self.cancel_measure()
+        if kind is None:
+            return
+        (u0, v0), (u1, v1) = points[0], points[-1]
+        if kind != ANGLE and math.hypot(u1 - u0, v1 - v0) < 1e-6:
+            return  # a click, not a measurement
+        self.sigMeasured.emit(kind, points)
+
+    def _show_preview(self) -> None:
+        kind, points = self._measure_kind, tuple(self._measure_points)
+        if kind is None:
+            return
+        self._preview.setPath(measurement_path(kind, points))
+        self._preview.setVisible(True)
+        if kind == DISTANCE:
+            text = f"{distance_mm(points):.1f} mm"
+        elif kind == ANGLE and len(points) == 3:
+            text = f"{angle_deg(points):.1f}°"
+        elif kind == ELLIPSE:
+            (u0, v0), (u1, v1) = points[:2]
+            text = f"{math.pi * abs(u1 - u0) * abs(v1 - v0) / 4:.0f} mm²"
+        else:
+            text = ""
+        self._preview_text.setText(text)
+        self._preview_text.setPos(*points[-1])
+        self._preview_text.setVisible(bool(text))
 
     # ---- events out --------------------------------------------------------------------------
     def request_cursor(self, p: QPointF) -> None:
@@ -281,11 +457,32 @@ class SliceView(pg.GraphicsView):
         if self.plane is None:
             return
         p = self.view_box.mapSceneToView(scene_pos)
+        if self.mode == ANGLE:
+            self.angle_hover(p)
         w_mm, h_mm = self.plane.size_mm
         if 0 <= p.x() < w_mm and 0 <= p.y() < h_mm:
             self.sigHover.emit(self.plane.display_to_index(p.x(), p.y(), self.slice_index))
         else:
             self.sigHover.emit(None)
+
+    def wheelEvent(self, ev: QWheelEvent) -> None:
+        """One slice per wheel notch (120 units of angle delta, fractions add up); touchpads by distance."""
+        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            super().wheelEvent(ev)  # zoom, in the view box
+            return
+        steps = 0
+        pixel = ev.pixelDelta().y()
+        if pixel:
+            self._wheel_px += pixel
+            steps = int(self._wheel_px / TOUCHPAD_PX_PER_SLICE)
+            self._wheel_px -= steps * TOUCHPAD_PX_PER_SLICE
+        else:
+            self._wheel_angle += ev.angleDelta().y()
+            steps = int(self._wheel_angle / WHEEL_NOTCH)
+            self._wheel_angle -= steps * WHEEL_NOTCH
+        if steps:
+            self.sigScroll.emit(steps)
+        ev.accept()
 
     def keyPressEvent(self, ev: QKeyEvent) -> None:
         key = ev.key()
@@ -298,7 +495,17 @@ class SliceView(pg.GraphicsView):
             Qt.Key.Key_PageDown: -10,
         }
         if key in steps:
-            self.sigScroll.emit(steps[key])
+            n = steps[key]
+            if ev.modifiers() & Qt.KeyboardModifier.ShiftModifier and abs(n) == 1:
+                n *= 10
+            self.sigScroll.emit(n)
+            ev.accept()
+        elif key in (Qt.Key.Key_Home, Qt.Key.Key_End):
+            last = self.plane.n_slices - 1 if self.plane is not None else 0
+            self.sigScrollTo.emit(0 if key == Qt.Key.Key_Home else last)
+            ev.accept()
+        elif key == Qt.Key.Key_Escape and self._measure_kind is not None:
+            self.cancel_measure()
             ev.accept()
         elif key == Qt.Key.Key_R and not ev.modifiers():
             self.reset_zoom()
@@ -310,33 +517,65 @@ class SliceView(pg.GraphicsView):
         self.sigActivated.emit(self.kind)
         super().focusInEvent(ev)
 
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
-        """Orientation letters, the view's name and the slice line, in viewport pixels.
+    # ---- text in the corners and at the edges ------------------------------------------------
+    def text_layout(self, w: int, h: int) -> dict[str, tuple[QRect, str]]:
+        """Where each text goes (viewport pixels, text rectangles) so that none overlaps another.
 
-        Each text sits on a translucent dark plate so it stays readable over bright tissue.
+        Orientation letters sit at the middle of each edge; the bottom letter moves up above the
+        slice text (and the lower-right corner) when they would meet in a narrow view, the top
+        letter down below the title and the upper-right corner.
         """
+        label, edge = QFontMetrics(self._label_font), QFontMetrics(self._edge_font)
+        out: dict[str, tuple[QRect, str]] = {}
+
+        def rect(m: QFontMetrics, x: int, baseline: int, text: str) -> QRect:
+            return QRect(x - 3, baseline - m.ascent() - 1, m.horizontalAdvance(text) + 6, m.height() + 2)
+
+        line = label.height() + 2
+        out["title"] = (rect(edge, 6, 4 + edge.ascent(), self.title_text), self.title_text)
+        if self.info_text:
+            out["info"] = (rect(label, 6, h - 6, self.info_text), self.info_text)
+        if self.show_corners:
+            for n, text in enumerate(self.corner_top_right):
+                x = w - 6 - label.horizontalAdvance(text)
+                out[f"tr{n}"] = (rect(label, x, 4 + label.ascent() + n * line, text), text)
+            for n, text in enumerate(reversed(self.corner_bottom_right)):
+                x = w - 6 - label.horizontalAdvance(text)
+                out[f"br{n}"] = (rect(label, x, h - 6 - n * line, text), text)
+        others = [r for r, _ in out.values()]
+        e = self.edge_text
+        mid = h // 2 + edge.ascent() // 2
+        if e["left"]:
+            out["left"] = (rect(edge, 6, mid, e["left"]), e["left"])
+        if e["right"]:
+            out["right"] = (rect(edge, w - 6 - edge.horizontalAdvance(e["right"]), mid, e["right"]), e["right"])
+        if e["top"]:
+            r = rect(edge, (w - edge.horizontalAdvance(e["top"])) // 2, 4 + edge.ascent(), e["top"])
+            hits = [o for o in others if o.intersects(r)]
+            if hits:
+                r.moveTop(max(o.bottom() for o in hits) + 2)
+            out["top"] = (r, e["top"])
+        if e["bottom"]:
+            r = rect(edge, (w - edge.horizontalAdvance(e["bottom"])) // 2, h - 6, e["bottom"])
+            hits = [o for o in others if o.intersects(r)]
+            if hits:
+                r.moveBottom(min(o.top() for o in hits) - 2)
+            out["bottom"] = (r, e["bottom"])
+        return out
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        """Orientation letters, the view's name, the slice line and the corner overlays, in viewport
+        pixels. Each text sits on a translucent dark plate so it stays readable over bright tissue."""
         super().drawForeground(painter, rect)
         painter.save()
         painter.resetTransform()
         w, h = self.viewport().width(), self.viewport().height()
-        edge = self.edge_text
-        painter.setFont(self._edge_font)
-        m = painter.fontMetrics()
         light = QColor(232, 232, 232)
-        self._text(painter, 6, h // 2 + m.ascent() // 2, edge["left"], light)
-        self._text(painter, w - 6 - m.horizontalAdvance(edge["right"]), h // 2 + m.ascent() // 2, edge["right"], light)
-        self._text(painter, (w - m.horizontalAdvance(edge["top"])) // 2, 4 + m.ascent(), edge["top"], light)
-        self._text(painter, (w - m.horizontalAdvance(edge["bottom"])) // 2, h - 6, edge["bottom"], light)
-        self._text(painter, 6, 4 + m.ascent(), self.title_text, self._title_colour)
-        painter.setFont(self._label_font)
-        self._text(painter, 6, h - 6, self.info_text, light)
+        plate = QColor(0, 0, 0, 150)
+        for name, (r, text) in self.text_layout(w, h).items():
+            bold = name in ("title", "left", "right", "top", "bottom")
+            painter.setFont(self._edge_font if bold else self._label_font)
+            painter.fillRect(r, plate)
+            painter.setPen(self._title_colour if name == "title" else light)
+            painter.drawText(r.x() + 3, r.y() + 1 + painter.fontMetrics().ascent(), text)
         painter.restore()
-
-    @staticmethod
-    def _text(painter: QPainter, x: int, y: int, text: str, colour: QColor) -> None:
-        if not text:
-            return
-        m = painter.fontMetrics()
-        painter.fillRect(x - 3, y - m.ascent() - 1, m.horizontalAdvance(text) + 6, m.height() + 2, QColor(0, 0, 0, 150))
-        painter.setPen(colour)
-        painter.drawText(x, y, text)

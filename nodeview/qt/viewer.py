@@ -1,16 +1,18 @@
 """Three linked views of one volume, and the controller that is the only writer of their state.
 
-The state is small and plain: the volume, the crosshair (a fractional voxel index), the window and
-the slab thickness. Views emit requests; :class:`ViewerController` updates the state and pushes it
-to every view, one way, so views never talk to each other.
+The state is small and plain: the volume, the crosshair (a fractional voxel index), the window,
+the slab (thickness and MIP/MinIP), display switches (crosshair shown, inverted, corner overlays),
+the measurements and the key images. Views emit requests; :class:`ViewerController` updates the
+state and pushes it to every view, one way, so views never talk to each other.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGridLayout, QWidget
 
@@ -18,10 +20,29 @@ from ..core.detect.findings import format_score
 from ..core.views import ViewKind, ViewPlane, box_on_slice, planes_for, slab_slices
 from ..core.volume import Volume
 from ..core.windowing import DEFAULT_WINDOW, Window
-from .slice_view import SliceView
+from .measurements import ANGLE, DISTANCE, ELLIPSE, Measurement, MeasurementStore, angle_deg, distance_mm, ellipse_stats
+from .planes import PlaneSource
+from .slice_view import CROSSHAIR, SliceView
 
 if TYPE_CHECKING:
     from ..core.detect.findings import Finding
+    from .study_info import SeriesHeader
+
+
+@dataclass(frozen=True)
+class KeyImage:
+    """A slice the reader marked (K) for the report: which view, which slice, how it was windowed."""
+
+    view: ViewKind
+    slice_index: int
+    cursor_zyx: tuple[float, float, float]
+    window: Window
+    slab_mm: float
+    slab_mode: str
+
+    def describe(self) -> str:
+        slab = f", {self.slab_mode} {self.slab_mm:g} mm" if self.slab_mm > 0 else ""
+        return f"{self.view.value} {self.slice_index + 1} (W {self.window.width:g} L {self.window.center:g}{slab})"
 
 
 class ViewerController(QObject):
@@ -31,31 +52,66 @@ class ViewerController(QObject):
     sigWindowChanged = Signal(object)  # Window
     sigHover = Signal(object)  # (index (k, j, i), hu, xyz mm) or None
     sigSlabChanged = Signal(float)
+    sigKeyImagesChanged = Signal()
+    sigCineChanged = Signal(bool)
 
     def __init__(self, views: dict[ViewKind, SliceView]) -> None:
         super().__init__()
         self.views = views
         self.volume: Volume | None = None
+        self.header: SeriesHeader | None = None
         self.planes: dict[ViewKind, ViewPlane] = {}
+        self.source: PlaneSource | None = None
         self.cursor = np.zeros(3)
         self.window: Window = DEFAULT_WINDOW
         self.slab_mm = 0.0
+        self.slab_mode = "MIP"
+        self.crosshair_visible = True
+        self.inverted = False
+        self.show_corners = True
+        self.show_patient = False  # patient name/ID in the corners: only when enabled in the settings
+        self.interpolate = True  # bilinear display of the reformats (coronal, sagittal)
         self.findings: list[Finding] = []  # the ones to draw (already filtered by the caller)
+        self.measurements = MeasurementStore(self)
+        self.measurements.sigChanged.connect(self._refresh_measurements)
+        self.key_images: list[KeyImage] = []
+        self.cine_timer = QTimer(self)
+        self.cine_timer.timeout.connect(self._cine_step)
+        self.cine_kind = ViewKind.AXIAL
+        self.cine_fps = 10.0
         self._stale: set[ViewKind] = set()
         for view in views.values():
             view.sigCursor.connect(self.set_cursor)
             view.sigScroll.connect(lambda steps, v=view: self.scroll(v.kind, steps))
+            view.sigScrollTo.connect(lambda index, v=view: self.scroll_to(v.kind, index))
             view.sigWindowDrag.connect(self._on_window_drag)
             view.sigHover.connect(self._on_hover)
+            view.sigMeasured.connect(lambda kind, pts, v=view: self.add_measurement(v.kind, kind, pts))
+            view.sigZoomChanged.connect(lambda v=view: self._refresh_corners(v.kind))
 
     # ---- state changes -----------------------------------------------------------------------
     def set_volume(self, volume: Volume) -> None:
+        self.stop_cine()
+        if self.source is not None:
+            self.source.close()
         self.volume = volume
+        self.header = None
         self.planes = planes_for(volume.geometry)
+        self.source = PlaneSource(volume.hu_zyx, self.planes)
         self.cursor = (np.asarray(volume.shape_zyx, dtype=np.float64) - 1) / 2.0
+        self.measurements.clear()
+        self.key_images = []
+        self.sigKeyImagesChanged.emit()
         for kind, view in self.views.items():
             view.set_plane(self.planes[kind])
+        self._apply_smooth()
         self._refresh_all()
+
+    def set_header(self, header: SeriesHeader | None) -> None:
+        self.header = header
+        if self.volume is not None:
+            for kind in self.views:
+                self._refresh_corners(kind)
 
     def set_cursor(self, index_zyx: np.ndarray) -> None:
         if self.volume is None:
@@ -83,15 +139,150 @@ class ViewerController(QObject):
         if self.volume is None:
             return
         plane = self.planes[kind]
+        self.scroll_to(kind, round(self.cursor[plane.slice_axis]) + steps)
+
+    def scroll_to(self, kind: ViewKind, index: int) -> None:
+        """Show slice ``index`` (clamped) in view ``kind``; the crosshair follows."""
+        if self.volume is None:
+            return
+        plane = self.planes[kind]
         new = self.cursor.copy()
-        new[plane.slice_axis] = np.clip(round(new[plane.slice_axis]) + steps, 0, plane.n_slices - 1)
+        new[plane.slice_axis] = np.clip(index, 0, plane.n_slices - 1)
         self.set_cursor(new)
 
     def set_window(self, window: Window) -> None:
         self.window = window
         for view in self.views.values():
             view.set_levels(window.levels)
+        if self.volume is not None:
+            for kind in self.views:
+                self._refresh_corners(kind)
         self.sigWindowChanged.emit(window)
+
+    # ---- display switches --------------------------------------------------------------------
+    def set_crosshair_visible(self, on: bool) -> None:
+        self.crosshair_visible = bool(on)
+        for view in self.views.values():
+            view.set_crosshair_visible(self.crosshair_visible)
+
+    def set_inverted(self, on: bool) -> None:
+        self.inverted = bool(on)
+        for view in self.views.values():
+            view.set_inverted(self.inverted)
+
+    def set_show_corners(self, on: bool) -> None:
+        self.show_corners = bool(on)
+        for view in self.views.values():
+            view.set_show_corners(self.show_corners)
+
+    def set_show_patient(self, on: bool) -> None:
+        self.show_patient = bool(on)
+        if self.volume is not None:
+            for kind in self.views:
+                self._refresh_corners(kind)
+
+    def set_interpolate(self, on: bool) -> None:
+        self.interpolate = bool(on)
+        self._apply_smooth()
+
+    def _apply_smooth(self) -> None:
+        for kind, view in self.views.items():
+            view.set_smooth(self.interpolate and kind != ViewKind.AXIAL)
+
+    def set_mode(self, mode: str) -> None:
+        for view in self.views.values():
+            view.set_mode(mode)
+
+    # ---- cine ------------------------------------------------------------------------------
+    def start_cine(self, kind: ViewKind, fps: float | None = None) -> None:
+        if self.volume is None:
+            return
+        self.cine_kind = kind
+        if fps is not None:
+            self.cine_fps = float(fps)
+        self.cine_timer.start(max(1, round(1000.0 / max(self.cine_fps, 0.1))))
+        self.sigCineChanged.emit(True)
+
+    def set_cine_fps(self, fps: float) -> None:
+        self.cine_fps = max(0.5, float(fps))
+        if self.cine_timer.isActive():
+            self.cine_timer.setInterval(max(1, round(1000.0 / self.cine_fps)))
+
+    def stop_cine(self) -> None:
+        if self.cine_timer.isActive():
+            self.cine_timer.stop()
+            self.sigCineChanged.emit(False)
+
+    def _cine_step(self) -> None:
+        if self.volume is None:
+            self.stop_cine()
+            return
+        plane = self.planes[self.cine_kind]
+        index = self.slice_index(self.cine_kind) + 1
+        self.scroll_to(self.cine_kind, 0 if index >= plane.n_slices else index)
+
+    # ---- measurements and key images ---------------------------------------------------------
+    def add_measurement(self, view: ViewKind, kind: str, points: tuple[tuple[float, float], ...]) -> Measurement | None:
+        """A measurement drawn on ``view``'s current slice: compute its value and keep it."""
+        if self.volume is None or self.source is None:
+            return None
+        index = self.slice_index(view)
+        pts = tuple((float(u), float(v)) for u, v in points)
+        if kind == DISTANCE:
+            text = f"{distance_mm(pts):.1f} mm"
+        elif kind == ANGLE:
+            text = f"{angle_deg(pts):.1f}°"
+        elif kind == ELLIPSE:
+            native = self.planes[view].extract(self.volume.hu_zyx, index)
+            mean, sd, area, n = ellipse_stats(pts, self.planes[view], native)
+            text = f"mean {mean:.0f} HU, SD {sd:.0f}, {area:.0f} mm²" if n else f"{area:.0f} mm² (no pixels)"
+        else:
+            raise ValueError(f"unknown measurement {kind!r}")
+        m = Measurement(self.measurements.next_id(), kind, view, index, pts, text)
+        self.measurements.add(m)
+        return m
+
+    def go_to_measurement(self, m: Measurement) -> None:
+        self.scroll_to(m.view, m.slice_index)
+
+    def _refresh_measurements(self) -> None:
+        if self.volume is None:
+            for view in self.views.values():
+                view.set_measurements([])
+            return
+        for kind, view in self.views.items():
+            view.set_measurements(self.measurements.on_slice(kind, self.slice_index(kind)))
+
+    def add_key_image(self, view: ViewKind) -> KeyImage | None:
+        """Mark the slice on screen in ``view`` as a key image (again: unmark it)."""
+        if self.volume is None:
+            return None
+        index = self.slice_index(view)
+        for n, k in enumerate(self.key_images):
+            if k.view == view and k.slice_index == index:
+                del self.key_images[n]
+                self.sigKeyImagesChanged.emit()
+                return None
+        key = KeyImage(
+            view,
+            index,
+            (float(self.cursor[0]), float(self.cursor[1]), float(self.cursor[2])),
+            self.window,
+            self.slab_mm,
+            self.slab_mode,
+        )
+        self.key_images.append(key)
+        self.sigKeyImagesChanged.emit()
+        return key
+
+    def render_key_image(self, key: KeyImage) -> np.ndarray:
+        """The key image's pixels as uint8 grey (its own window and slab), rows = screen down."""
+        assert self.volume is not None and self.source is not None
+        plane = self.planes[key.view]
+        image = self.source.extract(key.view, key.slice_index, slab_slices(plane, key.slab_mm), key.slab_mode)
+        lo, hi = key.window.levels
+        grey = np.clip((image.astype(np.float32) - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
+        return 255 - grey if self.inverted else grey
 
     def set_findings(self, findings: list[Finding]) -> None:
         self.findings = list(findings)
@@ -100,18 +291,27 @@ class ViewerController(QObject):
                 self._refresh_findings(kind)
 
     def focus_finding(self, finding: Finding) -> None:
-        """Centre every view on a finding and zoom to about 4x its size (at least 40 mm)."""
+        """Centre every view on a finding and zoom to about 4x its size (at least 40 mm).
+
+        The centre is that of the nodule's extent (its box), not the detector's peak, which can sit
+        on the margin of a large or irregular nodule.
+        """
         if self.volume is None:
             return
-        self.set_cursor_mm(np.asarray(finding.center_xyz_mm))
+        centre = (np.asarray(finding.bbox_min_xyz_mm, float) + np.asarray(finding.bbox_max_xyz_mm, float)) / 2.0
+        self.set_cursor_mm(centre)
         size = max(40.0, 4.0 * finding.diameter_mm)
         for kind, view in self.views.items():
             u, v, _ = self.planes[kind].index_to_display(self.cursor)
             view.zoom_to(float(u), float(v), size)
 
-    def set_slab(self, slab_mm: float) -> None:
+    def set_slab(self, slab_mm: float, mode: str | None = None) -> None:
+        """Slab thickness (0 = thin) and projection ("MIP" or "MinIP")."""
         self.slab_mm = max(0.0, float(slab_mm))
-        self._refresh_all()
+        if mode is not None:
+            self.slab_mode = mode
+        if self.volume is not None:
+            self._refresh_all()
         self.sigSlabChanged.emit(self.slab_mm)
 
     # ---- derived -----------------------------------------------------------------------------
@@ -136,14 +336,16 @@ class ViewerController(QObject):
         for kind in self.views:
             self._refresh_image(kind)
             self._refresh_overlay(kind)
+            self._refresh_corners(kind)
 
     def _refresh_image(self, kind: ViewKind) -> None:
-        assert self.volume is not None
+        assert self.volume is not None and self.source is not None
         plane, view = self.planes[kind], self.views[kind]
         index = self.slice_index(kind)
         slab = slab_slices(plane, self.slab_mm)
         view.slice_index = index
-        view.set_image(plane.extract(self.volume.hu_zyx, index, slab), self.window.levels)
+        view.set_image(self.source.extract(kind, index, slab, self.slab_mode), self.window.levels)
+        view.set_measurements(self.measurements.on_slice(kind, index))
 
     def _refresh_findings(self, kind: ViewKind) -> None:
         assert self.volume is not None
@@ -166,7 +368,7 @@ class ViewerController(QObject):
         position = self.volume.geometry.index_to_mm(self._slice_centre(kind, index))
         lps_axis = {ViewKind.AXIAL: 2, ViewKind.CORONAL: 1, ViewKind.SAGITTAL: 0}[kind]
         axis_name = "xyz"[lps_axis]
-        slab = f"  MIP {self.slab_mm:g} mm" if self.slab_mm > 0 else ""
+        slab = f"  {self.slab_mode} {self.slab_mm:g} mm" if self.slab_mm > 0 else ""
         interpolated = (
             "  [interpolated slice]"
             if kind == ViewKind.AXIAL and plane.slice_axis == 0 and index in self.volume.interpolated_slices
@@ -176,6 +378,40 @@ class ViewerController(QObject):
             f"{index + 1}/{plane.n_slices}   {axis_name} = {position[lps_axis]:.1f} mm"
             f"   {plane.slice_mm:.2f} mm{slab}{interpolated}"
         )
+        key = any(k.view == kind and k.slice_index == index for k in self.key_images)
+        view.title_text = f"{kind.value.capitalize()}{'  ★ key image' if key else ''}"
+
+    def corner_texts(self, kind: ViewKind) -> tuple[list[str], list[str]]:
+        """The corner overlays of a view: study (top right) and display state (bottom right).
+
+        Patient name and ID appear only when :attr:`show_patient` is on (a setting, off by default).
+        """
+        assert self.volume is not None
+        v, h = self.volume, self.header
+        top: list[str] = []
+        if self.show_patient and h is not None and (h.patient_name or h.patient_id):
+            top.append(" ".join(x for x in (h.patient_name, h.patient_id) if x))
+        if h is not None and h.series_date:
+            top.append(h.series_date)
+        series = v.description.strip()
+        if h is not None and h.series_number:
+            series = f"Se {h.series_number}" + (f" {series}" if series else "")
+        if series:
+            top.append(series)
+        if h is not None and h.kernel:
+            top.append(f"Kernel {h.kernel}")
+        thickness = v.slice_thickness_mm or (h.slice_thickness_mm if h is not None else None)
+        if thickness:
+            top.append(f"Thk {thickness:g} mm")
+        zoom = self.views[kind].zoom_factor()
+        bottom = [f"W {self.window.width:.0f}  L {self.window.center:.0f}", f"Zoom {zoom:.2f}×"]
+        return top, bottom
+
+    def _refresh_corners(self, kind: ViewKind) -> None:
+        if self.volume is None:
+            return
+        top, bottom = self.corner_texts(kind)
+        self.views[kind].set_corners(top, bottom)
 
     def _slice_centre(self, kind: ViewKind, index: int) -> np.ndarray:
         centre = self.cursor.copy()
@@ -245,9 +481,13 @@ class ViewerWidget(QWidget):
     def toggle_maximise(self, kind: ViewKind) -> None:
         self.set_layout(None if self.maximised == kind else kind)
 
-    def set_ruler_mode(self, on: bool) -> None:
-        for view in self.views.values():
-            view.set_ruler_mode(on)
+    def set_mode(self, mode: str) -> None:
+        """The left button's mouse mode in every view (see :mod:`.slice_view`)."""
+        self.controller.set_mode(mode)
+
+    @property
+    def mode(self) -> str:
+        return self.views[ViewKind.AXIAL].mode if self.views else CROSSHAIR
 
     def active_kind(self) -> ViewKind:
         for kind, view in self.views.items():
