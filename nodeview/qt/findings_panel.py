@@ -49,6 +49,7 @@ COLUMN_TIPS = [
 #: columns that sort by number rather than by text
 NUMERIC_COLUMNS = {0, 2, 3, 5, 6}
 FINDING_ROLE = Qt.ItemDataRole.UserRole + 1
+MIN_COLUMN_PX = 28
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 #: The operating-point slider runs evenly in log-odds over this range (scores 0.0067 to 0.99995):
 #: detection scores crowd near 1, where a linear 0-1 slider would have a handful of steps.
@@ -173,8 +174,8 @@ class FindingsPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)  # location: takes the rest, elides
-        header.setMinimumSectionSize(30)
+        header.setTextElideMode(Qt.TextElideMode.ElideRight)
+        header.setMinimumSectionSize(MIN_COLUMN_PX)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(5, Qt.SortOrder.DescendingOrder)
@@ -349,12 +350,27 @@ class FindingsPanel(QWidget):
         self.sigVisibleChanged.emit(self.visible())
 
     def _fit_columns(self) -> None:
-        """Every column but Location sized to its contents; Location stretches and elides."""
+        """Fit every column into the table's width: contents' widths when they fit (Location takes
+        what is left), otherwise all narrowed in proportion, texts and headers elided (full text
+        in the tooltips). Never a horizontal scroll bar."""
         header = self.table.horizontalHeader()
-        for c in range(self.table.columnCount()):
-            if c != 1:
-                self.table.resizeColumnToContents(c)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        n = self.table.columnCount()
+        wanted = [max(self.table.sizeHintForColumn(c), header.sectionSizeHint(c)) for c in range(n)]
+        avail = max(self.table.viewport().width(), 1)
+        total = sum(wanted)
+        if total <= avail:
+            widths = list(wanted)
+            widths[1] += avail - total
+        else:
+            scale = avail / total
+            widths = [max(MIN_COLUMN_PX, int(w * scale)) for w in wanted]
+            widths[1] = max(MIN_COLUMN_PX, widths[1] - (sum(widths) - avail))
+        for c, w in enumerate(widths):
+            header.resizeSection(c, w)
+
+    def resizeEvent(self, ev) -> None:  # type: ignore[no-untyped-def]
+        super().resizeEvent(ev)
+        self._fit_columns()
 
     def _focus_row(self, row: int) -> None:
         finding = self.finding_at(row) if row >= 0 else None

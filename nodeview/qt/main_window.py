@@ -415,7 +415,9 @@ class MainWindow(QMainWindow):
             self.findings_panel.set_result(
                 result, extra_caveats=(self._detect_caution,) if self._detect_caution else ()
             )
-            self.findings_dock.show()
+            if not self.findings_dock.isVisible():
+                self.findings_dock.show()
+                self.resizeDocks([self.findings_dock], [min(700, self.width() // 3)], Qt.Orientation.Horizontal)
             self.findings_panel.select_top()
             self.statusBar().showMessage(
                 f"Detection done in {sum(result.timings_s.values()):.1f} s: "

@@ -535,13 +535,18 @@ class SliceView(pg.GraphicsView):
         out["title"] = (rect(edge, 6, 4 + edge.ascent(), self.title_text), self.title_text)
         if self.info_text:
             out["info"] = (rect(label, 6, h - 6, self.info_text), self.info_text)
-        if self.show_corners:
+        if self.show_corners:  # corner lines that would cover the title or the slice text are left out
+            fixed = [r for r, _ in out.values()]
             for n, text in enumerate(self.corner_top_right):
                 x = w - 6 - label.horizontalAdvance(text)
-                out[f"tr{n}"] = (rect(label, x, 4 + label.ascent() + n * line, text), text)
+                r = rect(label, x, 4 + label.ascent() + n * line, text)
+                if not any(r.intersects(f) for f in fixed):
+                    out[f"tr{n}"] = (r, text)
             for n, text in enumerate(reversed(self.corner_bottom_right)):
                 x = w - 6 - label.horizontalAdvance(text)
-                out[f"br{n}"] = (rect(label, x, h - 6 - n * line, text), text)
+                r = rect(label, x, h - 6 - n * line, text)
+                if not any(r.intersects(f) for f in fixed):
+                    out[f"br{n}"] = (r, text)
         others = [r for r, _ in out.values()]
         e = self.edge_text
         mid = h // 2 + edge.ascent() // 2
@@ -551,14 +556,18 @@ class SliceView(pg.GraphicsView):
             out["right"] = (rect(edge, w - 6 - edge.horizontalAdvance(e["right"]), mid, e["right"]), e["right"])
         if e["top"]:
             r = rect(edge, (w - edge.horizontalAdvance(e["top"])) // 2, 4 + edge.ascent(), e["top"])
-            hits = [o for o in others if o.intersects(r)]
-            if hits:
+            for _ in range(len(others)):  # step below whatever it meets, until it meets nothing
+                hits = [o for o in others if o.intersects(r)]
+                if not hits:
+                    break
                 r.moveTop(max(o.bottom() for o in hits) + 2)
             out["top"] = (r, e["top"])
         if e["bottom"]:
             r = rect(edge, (w - edge.horizontalAdvance(e["bottom"])) // 2, h - 6, e["bottom"])
-            hits = [o for o in others if o.intersects(r)]
-            if hits:
+            for _ in range(len(others)):
+                hits = [o for o in others if o.intersects(r)]
+                if not hits:
+                    break
                 r.moveBottom(min(o.top() for o in hits) - 2)
             out["bottom"] = (r, e["bottom"])
         return out
