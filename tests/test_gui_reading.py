@@ -98,14 +98,16 @@ def _drag(view, a_mm, b_mm, button=Qt.MouseButton.LeftButton, mods=Qt.KeyboardMo
     QTest.mousePress(vp, button, mods, pa)
     for t in np.linspace(0, 1, steps)[1:]:
         p = QPointF(pa.x() + (pb.x() - pa.x()) * t, pa.y() + (pb.y() - pa.y()) * t)
-        QApplication.sendEvent(vp, QMouseEvent(QEvent.Type.MouseMove, p, vp.mapToGlobal(p), Qt.MouseButton.NoButton,
-                                               button, mods))
+        QApplication.sendEvent(
+            vp, QMouseEvent(QEvent.Type.MouseMove, p, vp.mapToGlobal(p), Qt.MouseButton.NoButton, button, mods)
+        )
     QTest.mouseRelease(vp, button, mods, pb)
 
 
 def _click(view, p_mm):
-    QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                     QPoint(*_device_point(view, *p_mm)))
+    QTest.mouseClick(
+        view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(*_device_point(view, *p_mm))
+    )
 
 
 def _key(window, key, mods=Qt.KeyboardModifier.NoModifier, target=None):
@@ -372,8 +374,16 @@ def test_findings_table_fits_sorts_follows_arrows_and_clears(qtbot, window, stud
 def _wheel(view, angle_y=0, pixel_y=0):
     vp = view.viewport()
     pos = QPointF(vp.width() / 2, vp.height() / 2)
-    ev = QWheelEvent(pos, vp.mapToGlobal(pos), QPoint(0, pixel_y), QPoint(0, angle_y), Qt.MouseButton.NoButton,
-                     Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    ev = QWheelEvent(
+        pos,
+        vp.mapToGlobal(pos),
+        QPoint(0, pixel_y),
+        QPoint(0, angle_y),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(vp, ev)
 
 
