@@ -19,8 +19,12 @@ def run_gui(
     slab_mm: float | None = None,
     size: tuple[int, int] | None = None,
     timeout_s: float = 120.0,
+    detect: bool = False,
 ) -> int:
     """Run the main window. With ``screenshot``, open PATH, render, save the window as PNG and exit.
+
+    With ``detect``, run the nodule detector as soon as the study is shown; a screenshot then waits
+    for the findings (boxes and table) before it is taken.
 
     Returns the process exit code: 0 success, 2 when PATH cannot be opened in screenshot mode.
     """
@@ -42,6 +46,7 @@ def run_gui(
         app.setWindowIcon(QIcon(str(icon)))
     apply_dark_style(app)
     window = MainWindow()
+    window.detect_on_open = detect
     if size:
         window.resize(*size)
     exit_code = [0]
@@ -79,7 +84,8 @@ def run_gui(
             exit_code[0] = 1
             app.quit()
 
-        window.sigVolumeShown.connect(save)
+        window.sigVolumeShown.connect(lambda _v: None if detect else save())
+        window.sigDetectionDone.connect(lambda _r: save())
         window.sigLoadFailed.connect(failed)
         QTimer.singleShot(int(timeout_s * 1000), timed_out)
     window.show()

@@ -475,8 +475,10 @@ class MainWindow(QMainWindow):
         self.viewer.focus_view(ViewKind.AXIAL)
         self.sigVolumeShown.emit(volume)
         self.readback.start(self.source_paths, volume)  # SR findings and SEG overlays beside the series
-        if (self.auto_detect_action.isChecked() or self.detect_on_open) and os.path.isfile(self.model_path()):
-            self.detect(force=self.detect_on_open)
+        if self.detect_on_open:
+            self.detect(force=True)  # asked for on the command line: run (with a caution on non-CT)
+        elif self.auto_detect_action.isChecked() and self.is_ct() and os.path.isfile(self.model_path()):
+            self.detect()
 
     def is_ct(self) -> bool:
         return self.volume is not None and self.volume.modality in ("CT", "")
