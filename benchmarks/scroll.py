@@ -10,7 +10,13 @@ frame in a ~512 x 512 px view that carries 10 overlay items (detection-like boxe
 * ``nodeview``  - a :class:`nodeview.qt.viewer.ViewerWidget` holding a synthetic 300 x 512 x 512
   int16 volume (``controller.set_volume``), maximised to one view (``set_layout(kind)``) and sized
   so that view's viewport is 512 x 512 px; a step is ``controller.scroll(kind, +-1)`` (which
-  extracts the plane with ``ViewPlane.extract``, sets the image, the crosshair and the info text).
+  extracts the plane with ``PlaneSource.extract``, sets the image, the crosshair and the info text).
+  The sagittal view reads NodeView's cached copy of the volume in display order (built in a
+  background thread when the volume is set; the script waits for it and prints its size and build
+  time). The coronal and sagittal views draw interpolated (bilinear, ``SmoothPixmapTransform``) as in
+  the app; ``--ref-smooth`` gives the reference the same interpolation (the same picture), otherwise
+  it draws nearest-neighbour (plain pyqtgraph). ``--slice-mm`` sets the slice spacing (1.0; the
+  reformats of 2.5 mm slices are where interpolation shows).
 
 Both are followed by the same synchronous frame, by default ``QApplication.processEvents()``: the
 item's ``update()`` only schedules work, and processing the posted events runs the scene's dirty
@@ -66,6 +72,7 @@ LEVELS = (-1350.0, 150.0)  # lung window: centre -600, width 1500
 N_OVERLAYS = 10
 VIEW_PX = 512
 SPACING_ZYX = (1.0, 0.7, 0.7)
+TARGET_RATIO = 1.2  # issue 24: NodeView <= 1.2x the reference in every view
 
 
 # ------------------------------------------------------------------------------------------------
@@ -97,6 +104,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="overlay boxes: QGraphicsRectItem (default) or pg.RectROI; each with a pg.TextItem",
     )
     parser.add_argument("--no-bare", action="store_true", help="skip the bare ImageItem (no overlays) floor case")
+    parser.add_argument("--slice-mm", type=float, default=SPACING_ZYX[0], help="slice spacing in mm (1.0)")
+    parser.add_argument(
+        "--ref-smooth",
+        action="store_true",
+        help="the coronal/sagittal references also draw bilinear (SmoothPixmapTransform), as NodeView does",
+    )
     parser.add_argument("--views", default="axial,coronal,sagittal", help="NodeView views to measure")
     parser.add_argument(
         "--profile",
@@ -143,6 +156,18 @@ def make_volume(n_slices: int, size: int, seed: int = 0) -> np.ndarray:
         img += rng.integers(-40, 41, size=(size, size), dtype=np.int16)
         vol[k] = img
     return vol
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MiB (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def step_deltas(steps: int) -> list[int]:
@@ -213,11 +238,14 @@ def make_reference(
     how: str,
     n_items: int = N_OVERLAYS,
     name: str = "",
+    smooth: bool = False,
 ) -> Case:
     import pyqtgraph as pg
     from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QPainter
 
     view = pg.GraphicsView(background="k")
+    view.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
     vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
     view.setCentralItem(vb)
     img = pg.ImageItem()
@@ -246,6 +274,9 @@ def make_nodeview(kind_name: str, volume, how: str) -> Case:  # type: ignore[no-
     kind = ViewKind(kind_name)
     widget = ViewerWidget()
     widget.controller.set_volume(volume)
+    source = widget.controller.source
+    if source is not None and not source.wait(120):
+        print("WARNING: the plane cache was not built within 120 s")
     widget.set_layout(kind)
     view = widget.views[kind]
     w_mm, h_mm = widget.controller.planes[kind].size_mm
@@ -373,7 +404,7 @@ def breakdown(
     """ms per step in NodeView's parts (and the reference's), timed by wrappers, not by the profiler."""
     import pyqtgraph as pg
 
-    from nodeview.core.views import ViewPlane
+    from nodeview.qt.planes import PlaneSource
     from nodeview.qt.slice_view import SliceView
     from nodeview.qt.viewer import ViewerController
 
@@ -396,7 +427,7 @@ def breakdown(
     parts = [  # (class, method or None for a row computed here, label)
         (None, "step", "step (the call before the frame)"),
         (ViewerController, "_refresh_image", "  _refresh_image (the scrolled view)"),
-        (ViewPlane, "extract", "    ViewPlane.extract"),
+        (PlaneSource, "extract", "    PlaneSource.extract (cached or ViewPlane.extract)"),
         (SliceView, "set_image", "    SliceView.set_image (ImageItem.setImage)"),
         (ViewerController, "_refresh_overlay", "  _refresh_overlay (x3 views, 2 of them hidden)"),
         (SliceView, "set_cursor_display", "    set_cursor_display (x3, crosshair lines)"),
@@ -492,11 +523,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     t0 = time.perf_counter()
     hu = make_volume(args.slices, args.size)
-    geometry = Geometry(shape_zyx=hu.shape, spacing_zyx=SPACING_ZYX, origin_xyz=(0.0, 0.0, 0.0))
+    spacing = (args.slice_mm, *SPACING_ZYX[1:])
+    geometry = Geometry(shape_zyx=hu.shape, spacing_zyx=spacing, origin_xyz=(0.0, 0.0, 0.0))
     volume = Volume(hu_zyx=hu, geometry=geometry, description="synthetic scroll benchmark")
     planes = planes_for(geometry)
     print(
-        f"Synthetic volume {hu.shape} int16, spacing {SPACING_ZYX} mm (z, y, x), "
+        f"Synthetic volume {hu.shape} int16, spacing {spacing} mm (z, y, x), "
         f"{hu.nbytes / 1e6:.0f} MB, made in {time.perf_counter() - t0:.1f} s"
     )
 
@@ -515,8 +547,15 @@ def main(argv: list[str] | None = None) -> int:
             ref_planes = {i: hu[i] for i in range(max(0, lo), min(plane.n_slices, hi + 1))}  # views of the array
         else:  # precompute exactly the images NodeView shows (contiguous int16)
             ref_planes = {i: plane.extract(hu, i) for i in range(max(0, lo), min(plane.n_slices, hi + 1))}
-        ref = make_reference(k, ref_planes, mid, plane.size_mm, args.overlay)
+        ref = make_reference(k, ref_planes, mid, plane.size_mm, args.overlay, smooth=args.ref_smooth and k != "axial")
+        rss0 = rss_mb()
         nv = make_nodeview(k, volume, args.overlay)
+        src = nv.window.controller.source
+        if src is not None and src.cache_bytes:
+            print(
+                f"NodeView {k}: plane cache {src.cache_bytes / 2**20:.0f} MiB (one copy of the volume), built in "
+                f"{src.build_seconds or 0:.2f} s in the background; process RSS +{rss_mb() - rss0:.0f} MiB"
+            )
         for c in (ref, nv):
             c.window.show()
             fit_viewport(c, app)
@@ -586,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             fps = c.paints / c.timed_steps if c.timed_steps else float("nan")
             ratio = med / statistics.median(ref.total_ms)
             is_nv = c is nv
-            verdict = ("PASS" if med <= TARGET_MS else "MISS") if is_nv else "(reference)"
+            verdict = ("PASS" if ratio <= TARGET_RATIO else "MISS") if is_nv else "(reference)"
             print(
                 f"{c.name:<22} {shape:>8} {med:9.2f} {pct(c.total_ms, 95):7.2f} {statistics.fmean(c.total_ms):7.2f} "
                 f"{statistics.median(c.update_ms):7.2f} {statistics.median(c.frame_ms):7.2f} {fps:11.2f} "
@@ -595,15 +634,15 @@ def main(argv: list[str] | None = None) -> int:
             if is_nv:
                 verdicts.append((c, med, pct(c.total_ms, 95), ratio))
     print(
-        f"\nTargets (NodeView, median ms per step <= {TARGET_MS:g} ms; a bare ImageItem's floor is about "
-        f"{FLOOR_NOTE_MS:g} ms):"
+        f"\nTargets (NodeView, median <= {TARGET_RATIO:g}x the reference of the same view; also shown: <= "
+        f"{TARGET_MS:g} ms; a bare ImageItem's floor is about {FLOOR_NOTE_MS:g} ms):"
     )
     bare_med = statistics.median(bare.total_ms) if bare is not None else None
     for c, med, p95, ratio in verdicts:
         vs_bare = f", {med / bare_med:.2f}x bare" if bare_med else ""
         print(
             f"  {c.name:<20}: {med:.2f} ms median (p95 {p95:.2f} ms), {ratio:.2f}x reference{vs_bare}  "
-            f"{'PASS' if med <= TARGET_MS else 'MISS'}"
+            f"ratio {'PASS' if ratio <= TARGET_RATIO else 'MISS'}, {TARGET_MS:g} ms {'PASS' if med <= TARGET_MS else 'MISS'}"
         )
 
     if args.profile:

@@ -524,3 +524,31 @@ def test_cine_plays_and_stops(qtbot, window, studies):
     qtbot.waitUntil(lambda: ctl.slice_index(ViewKind.AXIAL) != k, timeout=3000)
     _key(window, Qt.Key.Key_C)
     assert not ctl.cine_timer.isActive() and not window.cine_action.isChecked()
+
+
+def test_key_images_are_saved_with_the_report(qtbot, window, studies, tmp_path):
+    from PIL import Image
+
+    _open(qtbot, window, studies["b"])
+    _fake_detection(window)
+    ctl = window.controller
+    _key(window, Qt.Key.Key_K)
+    window.viewer.views[ViewKind.CORONAL].setFocus()
+    QTest.keyClick(window.viewer.views[ViewKind.CORONAL], Qt.Key.Key_K)
+    assert [k.view for k in ctl.key_images] == [ViewKind.AXIAL, ViewKind.CORONAL]
+    assert window.measure_panel.keys.count() == 2
+    with qtbot.waitSignal(window.sigReportWritten, timeout=30000) as blocker:
+        window.save_report(str(tmp_path / "out"), "case-b", anonymize=True)
+    names = [p.name for p in blocker.args[0]]
+    assert names[0] == "case-b.png" and names[-1] == "case-b.json"
+    assert "case-b-key1.png" in names and "case-b-key2.png" in names
+    key1 = tmp_path / "out" / "case-b-key1.png"
+    with Image.open(key1) as im:
+        grey = np.asarray(im)
+    shown = ctl.render_key_image(ctl.key_images[0])
+    scale = grey.shape[1] // shown.shape[1]
+    sampled = grey[scale // 2 : shown.shape[0] * scale : scale, scale // 2 :: scale].astype(int)
+    diff = np.abs(sampled - shown.astype(int))
+    assert np.median(diff) <= 1 and np.percentile(diff, 90) <= 10  # the slice, enlarged (bilinear)
+    assert b"MUSTERMANN" not in key1.read_bytes() and b"PAT-12345" not in key1.read_bytes()
+    assert "2 key image(s)" in window.statusBar().currentMessage()

@@ -429,8 +429,12 @@ class MainWindow(QMainWindow):
         elif stage == "report":
             assert isinstance(result, list)
             self._hide_busy()
-            pages = len(result) - 1
-            self.statusBar().showMessage(f"Report saved: {result[0]} ({pages} page(s) and {result[-1].name})", 15000)
+            n_keys = sum(1 for p in result if "-key" in p.name)
+            pages = len(result) - 1 - n_keys
+            keys = f", {n_keys} key image(s)" if n_keys else ""
+            self.statusBar().showMessage(
+                f"Report saved: {result[0]} ({pages} page(s){keys} and {result[-1].name})", 15000
+            )
             self.sigReportWritten.emit(result)
         elif stage == "dicom":
             self._hide_busy()
@@ -621,9 +625,12 @@ class MainWindow(QMainWindow):
             return
         reviews, threshold = self.report_reviews(), self.findings_panel.threshold
         timings = dict(result.timings_s)
+        keys = [(k.describe(), self.controller.render_key_image(k)) for k in self.controller.key_images]
 
         def work(progress, stop):  # type: ignore[no-untyped-def]
-            return write_report(
+            from .reading import write_key_images
+
+            paths = write_report(
                 folder,
                 volume,
                 result,
@@ -636,6 +643,7 @@ class MainWindow(QMainWindow):
                 progress=progress,
                 should_stop=stop,
             )
+            return [*paths[:-1], *write_key_images(folder, stem, keys), paths[-1]]
 
         self._pending = "report"
         self._task_study = self.study_generation

@@ -22,8 +22,11 @@ the other viewers.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
@@ -45,6 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .. import RESEARCH_NOTICE
 from .measurements import ANGLE, DISTANCE, ELLIPSE
 from .slice_view import CROSSHAIR, PAN, SCROLL, WINDOW, ZOOM
 from .study_info import IDENTIFYING_KEYWORDS, read_tags
@@ -318,3 +322,27 @@ class MeasurementPanel(QWidget):
             k = ctl.key_images[n]
             ctl.set_window(k.window)
             ctl.scroll_to(k.view, k.slice_index)
+
+
+def write_key_images(folder: str | os.PathLike[str], stem: str, keys: list[tuple[str, np.ndarray]]) -> list[Path]:
+    """Write each key image as ``STEM-key1.png``, ... beside the report (replacing older ones of the
+    same name), with a caption naming the view, slice and window, and the research-use notice.
+    No patient data: the caption is made from the view state only."""
+    from PIL import Image, ImageDraw
+
+    out: list[Path] = []
+    for n, (caption, grey) in enumerate(keys, start=1):
+        h, w = grey.shape
+        scale = max(1, 512 // max(h, w))
+        image = Image.fromarray(np.ascontiguousarray(grey), mode="L").resize((w * scale, h * scale), Image.Resampling.BILINEAR)
+        canvas = Image.new("L", (image.width, image.height + 36), 0)
+        canvas.paste(image, (0, 0))
+        draw = ImageDraw.Draw(canvas)
+        draw.text((4, image.height + 3), f"Key image {n}: {caption}", fill=255)
+        draw.text((4, image.height + 19), RESEARCH_NOTICE, fill=200)
+        path = Path(folder) / f"{stem}-key{n}.png"
+        tmp = path.with_name(path.name + ".part")
+        canvas.save(tmp, format="PNG")
+        os.replace(tmp, path)
+        out.append(path)
+    return out
