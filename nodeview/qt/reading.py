@@ -334,7 +334,9 @@ def write_key_images(folder: str | os.PathLike[str], stem: str, keys: list[tuple
     for n, (caption, grey) in enumerate(keys, start=1):
         h, w = grey.shape
         scale = max(1, 512 // max(h, w))
-        image = Image.fromarray(np.ascontiguousarray(grey), mode="L").resize((w * scale, h * scale), Image.Resampling.BILINEAR)
+        image = Image.fromarray(np.ascontiguousarray(grey), mode="L").resize(
+            (w * scale, h * scale), Image.Resampling.BILINEAR
+        )
         canvas = Image.new("L", (image.width, image.height + 36), 0)
         canvas.paste(image, (0, 0))
         draw = ImageDraw.Draw(canvas)
