@@ -94,6 +94,7 @@ def _open(qtbot, window, path, timeout=30000):
 
 def _drag(view, a_mm, b_mm, button=Qt.MouseButton.LeftButton, mods=Qt.KeyboardModifier.NoModifier, steps=8):
     vp = view.viewport()
+    QApplication.processEvents()  # deliver pending repaints and hover updates first, as a hand would
     pa, pb = QPoint(*_device_point(view, *a_mm)), QPoint(*_device_point(view, *b_mm))
     QTest.mousePress(vp, button, mods, pa)
     for t in np.linspace(0, 1, steps)[1:]:

@@ -23,7 +23,18 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPainterPath, QPen, QWheelEvent
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QKeyEvent,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QWidget
 
 from ..core.views import ViewKind, ViewPlane, crossing_views
@@ -49,6 +60,22 @@ TOUCHPAD_PX_PER_SLICE = 20
 #: Scroll-mode drag distance per slice in pixels (Ctrl: 4x faster).
 DRAG_PX_PER_SLICE = 6
 INVERTED_LUT = np.arange(255, -1, -1, dtype=np.uint8)
+
+
+class OpaqueImageItem(pg.ImageItem):
+    """An ImageItem whose rendered grey image is declared opaque (``Format_RGB32``).
+
+    pyqtgraph renders levels and lookup tables into ``Format_ARGB32`` with alpha 255 everywhere.
+    Qt draws that format through a premultiplying path: scaled with bilinear filtering it costs
+    about 2.6 ms for a 512 x 300 image here, the same pixels declared ``RGB32`` (same bytes, no copy)
+    0.3 ms, and 0.09 ms against 0.17 ms without filtering.
+    """
+
+    def render(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super().render(*args, **kwargs)
+        q = self.qimage
+        if q is not None and q.format() == QImage.Format.Format_ARGB32:
+            q.reinterpretAsFormat(QImage.Format.Format_RGB32)
 
 
 def measurement_path(kind: str, points: tuple[tuple[float, float], ...]) -> QPainterPath:
@@ -188,7 +215,7 @@ class SliceView(pg.GraphicsView):
 
         self.view_box = _SliceViewBox(self)
         self.setCentralItem(self.view_box)
-        self.image_item = pg.ImageItem()
+        self.image_item = OpaqueImageItem()
         self.image_item.setAutoDownsample(False)
         self.view_box.addItem(self.image_item)
         self.smooth = False
@@ -222,6 +249,7 @@ class SliceView(pg.GraphicsView):
         self._edge_font = QFont(self._label_font)
         self._edge_font.setBold(True)
         self._edge_font.setPointSize(11)
+        self._text_cache: dict[tuple[str, bool, int], QPixmap] = {}  # (text, bold, rgb) -> plate with text
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     # ---- state in ----------------------------------------------------------------------------
@@ -574,17 +602,33 @@ class SliceView(pg.GraphicsView):
 
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
         """Orientation letters, the view's name, the slice line and the corner overlays, in viewport
-        pixels. Each text sits on a translucent dark plate so it stays readable over bright tissue."""
+        pixels. Each text sits on a translucent dark plate so it stays readable over bright tissue.
+
+        Each text is rendered once into a small pixmap and reused (laying out text costs more than
+        drawing a pixmap; only the slice line changes while scrolling).
+        """
         super().drawForeground(painter, rect)
         painter.save()
         painter.resetTransform()
         w, h = self.viewport().width(), self.viewport().height()
-        light = QColor(232, 232, 232)
-        plate = QColor(0, 0, 0, 150)
         for name, (r, text) in self.text_layout(w, h).items():
             bold = name in ("title", "left", "right", "top", "bottom")
-            painter.setFont(self._edge_font if bold else self._label_font)
-            painter.fillRect(r, plate)
-            painter.setPen(self._title_colour if name == "title" else light)
-            painter.drawText(r.x() + 3, r.y() + 1 + painter.fontMetrics().ascent(), text)
+            colour = self._title_colour if name == "title" else QColor(232, 232, 232)
+            painter.drawPixmap(r.topLeft(), self._text_pixmap(text, bold, colour, r.width(), r.height()))
         painter.restore()
+
+    def _text_pixmap(self, text: str, bold: bool, colour: QColor, w: int, h: int) -> QPixmap:
+        key = (text, bold, colour.rgb())
+        pix = self._text_cache.get(key)
+        if pix is None or pix.width() != w or pix.height() != h:
+            if len(self._text_cache) > 256:
+                self._text_cache.clear()
+            pix = QPixmap(w, h)
+            pix.fill(QColor(0, 0, 0, 150))
+            p = QPainter(pix)
+            p.setFont(self._edge_font if bold else self._label_font)
+            p.setPen(colour)
+            p.drawText(3, 1 + p.fontMetrics().ascent(), text)
+            p.end()
+            self._text_cache[key] = pix
+        return pix
