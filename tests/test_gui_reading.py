@@ -553,3 +553,48 @@ def test_key_images_are_saved_with_the_report(qtbot, window, studies, tmp_path):
     assert np.median(diff) <= 1 and np.percentile(diff, 90) <= 10  # the slice, enlarged (bilinear)
     assert b"MUSTERMANN" not in key1.read_bytes() and b"PAT-12345" not in key1.read_bytes()
     assert "2 key image(s)" in window.statusBar().currentMessage()
+
+
+def test_series_strip_click_and_drop_open_the_other_series(qtbot, window, tmp_path):
+    from PySide6.QtCore import QByteArray, QMimeData
+    from PySide6.QtGui import QDropEvent
+
+    from nodeview.qt.series_strip import MIME_SERIES
+
+    folder = tmp_path / "study"
+    hu = _block_volume()
+    _write(folder, hu, series_description="thin", series_number=2, file_names="uid", seed=21)
+    _write(
+        folder,
+        hu[::2].copy(),
+        spacing_zyx=(4.0, 1.0, 1.0),
+        series_description="thick",
+        series_number=3,
+        file_names="uid",
+        seed=22,
+    )
+    first = _open(qtbot, window, folder)
+    strip = window.series_strip
+    assert window.series_dock.isVisible() and strip.count() == 2
+    qtbot.waitUntil(strip.thumbnails_done, timeout=10000)
+    other = next(s for s in strip.series.values() if s.series_uid != first.series_uid)
+    row = next(n for n in range(strip.count()) if strip.item(n).data(Qt.ItemDataRole.UserRole) == other.key)
+    with qtbot.waitSignal(window.sigVolumeShown, timeout=30000) as blocker:
+        strip.itemClicked.emit(strip.item(row))
+    assert blocker.args[0].series_uid == other.series_uid and other.description in window.windowTitle()
+    assert strip.count() == 2 and strip.item(row).isSelected()
+    # drag the first one back into the axial view
+    back = next(s for s in strip.series.values() if s.series_uid == first.series_uid)
+    mime = QMimeData()
+    mime.setData(MIME_SERIES, QByteArray(back.key.encode()))
+    axial = window.viewer.views[ViewKind.AXIAL]
+    pos = QPointF(axial.mapTo(window, axial.rect().center()))
+    event = QDropEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.sigVolumeShown, timeout=30000) as blocker:
+        window.dropEvent(event)
+    assert blocker.args[0].series_uid == first.series_uid
+
+
+def test_single_series_study_has_no_strip(qtbot, window, studies):
+    _open(qtbot, window, studies["a"])
+    assert not window.series_dock.isVisible() and window.series_strip.count() == 0

@@ -103,3 +103,43 @@ def test_real_screenshot_of_lidc_in_lung_window(tmp_path, lidc_volume):
     anterior_mid = axial[25:48, 40:56].mean()
     posterior_lungs = axial[48:70, 15:35].mean()
     assert anterior_mid > posterior_lungs + 40
+
+
+def _load_rgb(path) -> np.ndarray:
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(path)).convertToFormat(QImage.Format.Format_RGB888)
+    w, h = image.width(), image.height()
+    buf = np.frombuffer(image.constBits(), dtype=np.uint8, count=image.bytesPerLine() * h)
+    return buf.reshape(h, image.bytesPerLine())[:, : w * 3].reshape(h, w, 3).copy()
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a real X server: run under xvfb-run")
+def test_quick_start_screenshot_shows_the_findings(tmp_path):
+    """``nodeview DEMO --detect --screenshot``: the picture a new user sees first has the detector's
+    boxes in the views and the findings table beside them (issue 24)."""
+    from .conftest import DEMO_DIR, need
+
+    demo = need(DEMO_DIR)
+    out = tmp_path / "quick.png"
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    env["QT_QPA_PLATFORM"] = "xcb"
+    env["NODEVIEW_SETTINGS_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "nodeview", str(demo), "--detect", "--screenshot", str(out), "--size", "1800x800"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    shot = _load_rgb(out)
+    h, w, _ = shot.shape
+    # the findings dock on the right: a table with a selected (blue) row
+    right = shot[:, int(w * 0.62) :]
+    r, g, b = (right[..., c].astype(int) for c in range(3))
+    blue = (b > 120) & (r < 80) & (g > 70) & (g < 130) & (b - r > 70)  # the selected row (the top finding)
+    assert blue.sum() > 2000, f"no selected row in a findings table ({int(blue.sum())} px)"
+    # the views: saturated box colours (the malignancy scale runs green-yellow-red), in all three views
+    views = shot[int(h * 0.08) : int(h * 0.9), : int(w * 0.6)]
+    r, g, b = (views[..., c].astype(int) for c in range(3))
+    saturated = (np.maximum(r, g) > 180) & (b < 90) & (np.abs(r - g) + np.maximum(r, g) - b > 150)
+    thirds = np.array_split(saturated, 3, axis=1)
+    assert all(t.sum() > 150 for t in thirds), [int(t.sum()) for t in thirds]

@@ -38,6 +38,7 @@ from .measurements import ANGLE, DISTANCE, ELLIPSE
 from .planes import SLAB_MODES
 from .reading import install_reading_actions
 from .series_picker import SeriesPicker
+from .series_strip import MIME_SERIES, SeriesStrip, series_label
 from .start_page import StartPage
 from .study_info import SeriesHeader, read_series_header, study_title
 from .tasks import TaskRunner
@@ -96,6 +97,10 @@ class MainWindow(QMainWindow):
         self.detect_on_open = False  # ``nodeview PATH --detect``: detect as soon as the study is shown
         self._detect_caution = ""
         self._study_actions: list[QAction] = []
+        self.discovery: Discovery | None = None  # what the last scan found (the series strip lists it)
+        self.current_series: SeriesInfo | None = None
+        self._strip_discovery: Discovery | None = None
+        self._loading_series: SeriesInfo | None = None
         self.runner = TaskRunner(self)
         self.runner.sigProgress.connect(self._on_progress)
         self.runner.sigFailed.connect(self._on_failed)
@@ -144,6 +149,16 @@ class MainWindow(QMainWindow):
         self.findings_dock.setMinimumWidth(560)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.findings_dock)
         self.findings_dock.hide()
+        self.series_strip = SeriesStrip(self)
+        self.series_strip.sigOpenSeries.connect(self.open_series)
+        self.series_dock = QDockWidget("Series", self)
+        self.series_dock.setObjectName("series-dock")
+        self.series_dock.setWidget(self.series_strip)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.series_dock)
+        self.series_dock.hide()
+        for view in self.viewer.views.values():  # drops (files, series thumbnails) go to the window
+            view.setAcceptDrops(False)
+            view.viewport().setAcceptDrops(False)
 
         from .dicom_readback import ReadBack
 
@@ -359,6 +374,7 @@ class MainWindow(QMainWindow):
         self.runner.start(lambda progress, stop: scan(items, progress, stop))
 
     def load_series(self, series: SeriesInfo) -> None:
+        self._loading_series = series
         self._pending = "load"
         self._show_busy(f"Loading {series.n_images} images…")
         from ..core.io.dicom import load_series
@@ -374,6 +390,8 @@ class MainWindow(QMainWindow):
         self._show_busy("Loading…")
         from ..core.io.sitk import read_image_file
 
+        self.discovery = None
+        self._loading_series = None
         self.runner.start(lambda progress, stop: (read_image_file(path, progress, stop), None))
 
     @property
@@ -398,6 +416,7 @@ class MainWindow(QMainWindow):
                 self._load_image_file(result.image_file)
                 return
             assert result.discovery is not None
+            self.discovery = result.discovery
             series = self._choose_series(result.discovery)
             if series is None:
                 self._hide_busy()
@@ -471,6 +490,7 @@ class MainWindow(QMainWindow):
         else:
             self.banner.hide()
         self._rebuild_presets()
+        self._update_series_strip()
         shape = "×".join(str(v) for v in volume.shape_zyx)
         sp = ", ".join(f"{v:.2f}" for v in volume.spacing_zyx)
         self.statusBar().showMessage(f"Loaded {shape} voxels, spacing z,y,x {sp} mm", 6000)
@@ -483,6 +503,21 @@ class MainWindow(QMainWindow):
             self.detect(force=True)  # asked for on the command line: run (with a caution on non-CT)
         elif self.auto_detect_action.isChecked() and self.is_ct() and os.path.isfile(self.model_path()):
             self.detect()
+
+    def _update_series_strip(self) -> None:
+        """List the study's series when it has several (a thumbnail each); hide the strip otherwise."""
+        self.current_series, self._loading_series = self._loading_series, None
+        d = self.discovery
+        several = d is not None and sum(not s.is_localizer for s in d.series) > 1
+        key = self.current_series.key if self.current_series is not None else None
+        if several and d is not self._strip_discovery:
+            self.series_strip.set_discovery(d, key)
+            self._strip_discovery = d
+        elif not several:
+            self.series_strip.set_discovery(None)
+            self._strip_discovery = None
+        self.series_strip.mark_current(key)
+        self.series_dock.setVisible(several)
 
     def is_ct(self) -> bool:
         return self.volume is not None and self.volume.modality in ("CT", "")
@@ -768,16 +803,34 @@ class MainWindow(QMainWindow):
 
     # ---- drag and drop -----------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+        mime = event.mimeData()
+        if mime.hasFormat(MIME_SERIES) or (mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())):
             event.acceptProposedAction()
         else:
             event.ignore()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        mime = event.mimeData()
+        if mime.hasFormat(MIME_SERIES):  # a thumbnail of the series strip dropped into a view
+            series = self.series_strip.series.get(bytes(mime.data(MIME_SERIES).data()).decode())
+            if series is not None:
+                event.acceptProposedAction()
+                self.open_series(series)
+            return
+        paths = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
         if paths:
             event.acceptProposedAction()
             self.open_paths(paths)
+
+    def open_series(self, series: SeriesInfo) -> None:
+        """Open another series of the study already scanned (series strip: click or drop)."""
+        if self.loading:
+            self.statusBar().showMessage("A study is opening: wait or cancel it first", 5000)
+            return
+        if self.volume is not None and series.series_uid == self.volume.series_uid and self.current_series is series:
+            return
+        self._opening = [series_label(series).replace("\n", " ")]
+        self.load_series(series)
 
     # ---- window / level, slab, layout, rulers ------------------------------------------------
     def presets(self) -> dict[str, Window]:
