@@ -348,6 +348,24 @@ class PaintCounter:
                 seconds["TextItem.paint"] = seconds.get("TextItem.paint", 0.0) + clock() - t0
 
         pg.ImageItem.paint = paint
+        try:  # NodeView's image item draws itself (see nodeview.qt.slice_view.OpaqueImageItem)
+            from nodeview.qt.slice_view import OpaqueImageItem
+
+            opaque_paint = OpaqueImageItem.paint
+
+            def paint_opaque(item, *args):  # type: ignore[no-untyped-def]
+                counts[id(item)] = counts.get(id(item), 0) + 1
+                if not timed:
+                    return opaque_paint(item, *args)
+                t0 = clock()
+                try:
+                    return opaque_paint(item, *args)
+                finally:
+                    seconds["ImageItem.paint"] = seconds.get("ImageItem.paint", 0.0) + clock() - t0
+
+            OpaqueImageItem.paint = paint_opaque
+        except ImportError:
+            pass
         if timed:
             pg.TextItem.paint = paint_text
 
