@@ -13,10 +13,11 @@ frame in a ~512 x 512 px view that carries 10 overlay items (detection-like boxe
   extracts the plane with ``PlaneSource.extract``, sets the image, the crosshair and the info text).
   The sagittal view reads NodeView's cached copy of the volume in display order (built in a
   background thread when the volume is set; the script waits for it and prints its size and build
-  time). The coronal and sagittal views draw interpolated (bilinear, ``SmoothPixmapTransform``) as in
-  the app; ``--ref-smooth`` gives the reference the same interpolation (the same picture), otherwise
-  it draws nearest-neighbour (plain pyqtgraph). ``--slice-mm`` sets the slice spacing (1.0; the
-  reformats of 2.5 mm slices are where interpolation shows).
+  time). The coronal and sagittal views are interpolated between slices as in the app (rows made by
+  linear interpolation up to square pixels: 300 -> 429 rows at the default spacing); the reference
+  shows NodeView's native-resolution planes (plain pyqtgraph), or with ``--ref-smooth`` the
+  interpolated planes precomputed (the same picture). ``--slice-mm`` sets the slice spacing (1.0;
+  the reformats of 2.5 mm slices are where interpolation shows most).
 
 Both are followed by the same synchronous frame, by default ``QApplication.processEvents()``: the
 item's ``update()`` only schedules work, and processing the posted events runs the scene's dirty
@@ -108,7 +109,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ref-smooth",
         action="store_true",
-        help="the coronal/sagittal references also draw bilinear (SmoothPixmapTransform), as NodeView does",
+        help="the coronal/sagittal references show NodeView's interpolated planes, precomputed",
     )
     parser.add_argument("--views", default="axial,coronal,sagittal", help="NodeView views to measure")
     parser.add_argument(
@@ -238,14 +239,11 @@ def make_reference(
     how: str,
     n_items: int = N_OVERLAYS,
     name: str = "",
-    smooth: bool = False,
 ) -> Case:
     import pyqtgraph as pg
     from PySide6.QtCore import QRectF
-    from PySide6.QtGui import QPainter
 
     view = pg.GraphicsView(background="k")
-    view.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
     vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
     view.setCentralItem(vb)
     img = pg.ImageItem()
@@ -348,24 +346,6 @@ class PaintCounter:
                 seconds["TextItem.paint"] = seconds.get("TextItem.paint", 0.0) + clock() - t0
 
         pg.ImageItem.paint = paint
-        try:  # NodeView's image item draws itself (see nodeview.qt.slice_view.OpaqueImageItem)
-            from nodeview.qt.slice_view import OpaqueImageItem
-
-            opaque_paint = OpaqueImageItem.paint
-
-            def paint_opaque(item, *args):  # type: ignore[no-untyped-def]
-                counts[id(item)] = counts.get(id(item), 0) + 1
-                if not timed:
-                    return opaque_paint(item, *args)
-                t0 = clock()
-                try:
-                    return opaque_paint(item, *args)
-                finally:
-                    seconds["ImageItem.paint"] = seconds.get("ImageItem.paint", 0.0) + clock() - t0
-
-            OpaqueImageItem.paint = paint_opaque
-        except ImportError:
-            pass
         if timed:
             pg.TextItem.paint = paint_text
 
@@ -526,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     from nodeview.core.views import ViewKind, planes_for
     from nodeview.core.volume import Volume
     from nodeview.qt import viewer  # noqa: F401  (import first: sets pyqtgraph's global options the way the app does)
+    from nodeview.qt.planes import RowInterpolator
 
     # ImageItem reads imageAxisOrder when it is created: every item here must be made after this point,
     # or a 'col-major' reference would transpose (and slow down) every frame.
@@ -565,7 +546,10 @@ def main(argv: list[str] | None = None) -> int:
             ref_planes = {i: hu[i] for i in range(max(0, lo), min(plane.n_slices, hi + 1))}  # views of the array
         else:  # precompute exactly the images NodeView shows (contiguous int16)
             ref_planes = {i: plane.extract(hu, i) for i in range(max(0, lo), min(plane.n_slices, hi + 1))}
-        ref = make_reference(k, ref_planes, mid, plane.size_mm, args.overlay, smooth=args.ref_smooth and k != "axial")
+        interp = RowInterpolator.for_plane(plane) if args.ref_smooth else None
+        if interp is not None:  # the same interpolated picture as NodeView, precomputed
+            ref_planes = {i: interp(p) for i, p in ref_planes.items()}
+        ref = make_reference(k, ref_planes, mid, plane.size_mm, args.overlay)
         rss0 = rss_mb()
         nv = make_nodeview(k, volume, args.overlay)
         src = nv.window.controller.source
