@@ -313,7 +313,7 @@ def build_gui_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slab", type=float, metavar="MM", help="thick-slab MIP thickness in mm (5, 10, 15)")
     parser.add_argument("--size", metavar="WxH", help="window size in pixels, e.g. 1600x900")
     parser.add_argument(
-        "--detect", action="store_true", help="detect nodules as soon as the study is open (--screenshot waits for them)"
+        "--detect", action="store_true", help="detect nodules once the study is open (--screenshot waits for them)"
     )
     return parser
 

@@ -20,8 +20,8 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QLabel
 
 from nodeview import RESEARCH_NOTICE
-from nodeview.core.detector import DetectionResult
-from nodeview.core.dicom_write import SeriesSpec, write_series
+from nodeview.core.detect.detector import DetectionResult
+from nodeview.core.io.dicom_write import SeriesSpec, write_series
 from nodeview.core.views import ViewKind
 from nodeview.qt.findings_panel import slider_position
 from nodeview.qt.main_window import MainWindow
@@ -129,7 +129,7 @@ def _fake_detection(window, scores=(0.9, 0.8, 0.3, 0.95)):
 
 # ---- 1. never the wrong study -------------------------------------------------------------------
 def test_ctrl_d_while_the_next_study_opens_does_not_detect_on_the_previous(qtbot, window, studies, monkeypatch):
-    import nodeview.core.study as study
+    import nodeview.core.io.study as study
 
     _open(qtbot, window, studies["a"])
     assert window.detect_action.isEnabled()
@@ -160,7 +160,7 @@ def test_ctrl_d_while_the_next_study_opens_does_not_detect_on_the_previous(qtbot
 
 
 def test_cancelled_open_says_so_and_names_the_study_still_shown(qtbot, window, studies, monkeypatch):
-    import nodeview.core.study as study
+    import nodeview.core.io.study as study
 
     _open(qtbot, window, studies["a"])
     real_scan, release = study.scan, threading.Event()

@@ -97,7 +97,11 @@ def install_reading_actions(window: MainWindow, menu: QMenu) -> None:
         "Corner overlays", "O", "Study date, series, kernel, slice thickness, W/L and zoom", ctl.set_show_corners, True
     )
     window.interpolate_action = toggle(
-        "Interpolate reformats", "", "Coronal and sagittal views linearly interpolated between slices", ctl.set_interpolate, True
+        "Interpolate reformats",
+        "",
+        "Coronal and sagittal views linearly interpolated between slices",
+        ctl.set_interpolate,
+        True,
     )
     show_patient = bool(window.settings.value("overlay_patient", False, type=bool))
     ctl.set_show_patient(show_patient)

@@ -17,7 +17,7 @@ from PySide6.QtGui import QDrag, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QWidget
 
 if TYPE_CHECKING:
-    from ..core.dicom_io import Discovery, SeriesInfo
+    from ..core.io.dicom import Discovery, SeriesInfo
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..core.windowing import Window
 
 if TYPE_CHECKING:
-    from ..core.dicom_io import SeriesInfo
+    from ..core.io.dicom import SeriesInfo
     from ..core.volume import Volume
 
 log = logging.getLogger(__name__)
