@@ -103,6 +103,7 @@ def _drag(view, a_mm, b_mm, button=Qt.MouseButton.LeftButton, mods=Qt.KeyboardMo
             vp, QMouseEvent(QEvent.Type.MouseMove, p, vp.mapToGlobal(p), Qt.MouseButton.NoButton, button, mods)
         )
     QTest.mouseRelease(vp, button, mods, pb)
+    QApplication.processEvents()
 
 
 def _click(view, p_mm):

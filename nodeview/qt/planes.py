@@ -135,13 +135,19 @@ class RowInterpolator:
         self.w = np.round((pos - self.lo) * 256).astype(np.int32)[:, None]
 
     @classmethod
-    def for_plane(cls, plane: ViewPlane) -> RowInterpolator | None:
+    def for_plane(cls, plane: ViewPlane, max_rows: int | None = None) -> RowInterpolator | None:
+        """The interpolator of a plane (None: rows close enough); ``max_rows``: the screen rows the
+        image covers (more rows than that are not seen). Row counts are rounded up to a multiple of
+        32 so that small zoom changes reuse the interpolator."""
         pu, pv = plane.pixel_mm
         h = plane.size_px[1]
         if h < 2 or pv <= cls.min_ratio * pu:
             return None
-        out = int(round(h * min(pv / pu, cls.max_factor)))
-        return cls(h, out) if out > h else None
+        out = h * min(pv / pu, cls.max_factor)
+        if max_rows is not None:
+            out = min(out, max(max_rows, 1))
+        out = min(int(np.ceil(out / 32.0) * 32), int(round(h * cls.max_factor)))
+        return cls(h, out) if out > h * 1.05 else None
 
     def __call__(self, image: NDArray[np.int16]) -> NDArray[np.int16]:
         if image.shape[0] != self.n_rows:

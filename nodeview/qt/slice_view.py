@@ -309,6 +309,14 @@ class SliceView(pg.GraphicsView):
         self.view_box.setRange(QRectF(0.0, 0.0, w_mm, h_mm), padding=0.02)
         self.sigZoomChanged.emit()
 
+    def screen_rows(self) -> int | None:
+        """Screen pixels the plane's full height spans at the current zoom (None before a plane)."""
+        if self.plane is None:
+            return None
+        _, (y0, y1) = self.view_box.viewRange()
+        height_px = max(1.0, float(self.view_box.height()))
+        return int(np.ceil(self.plane.size_mm[1] * height_px / max(1e-9, y1 - y0)))
+
     def zoom_factor(self) -> float:
         """Screen pixels per image pixel along u (1.0 = one image pixel per screen pixel)."""
         if self.plane is None:
