@@ -110,7 +110,6 @@ class _SliceViewBox(pg.ViewBox):
             factor = 1.0015 ** (-delta)
             center = self.mapToView(ev.pos())
             self.scaleBy((factor, factor), center)
-            self._owner.sigZoomChanged.emit()
         ev.accept()
 
     def mouseClickEvent(self, ev):  # type: ignore[no-untyped-def]
@@ -160,11 +159,9 @@ class _SliceViewBox(pg.ViewBox):
         if mode == PAN:
             tr = self.mapToView(pos) - self.mapToView(last)
             self.translateBy(x=-tr.x(), y=-tr.y())
-            self._owner.sigZoomChanged.emit()
         elif mode == ZOOM:
             factor = 1.01**dy
             self.scaleBy((factor, factor), self.mapToView(ev.buttonDownPos()))
-            self._owner.sigZoomChanged.emit()
         elif mode == WINDOW:
             self._owner.sigWindowDrag.emit(float(dx) * fast, float(dy) * fast)
         elif mode == SCROLL:
@@ -214,6 +211,8 @@ class SliceView(pg.GraphicsView):
 
         self.view_box = _SliceViewBox(self)
         self.setCentralItem(self.view_box)
+        # zoom, pan, resize and layout changes all change the range: corners and interpolation follow
+        self.view_box.sigRangeChanged.connect(lambda *_: self.sigZoomChanged.emit())
         self.image_item = OpaqueImageItem()
         self.image_item.setAutoDownsample(False)
         self.view_box.addItem(self.image_item)
@@ -307,7 +306,6 @@ class SliceView(pg.GraphicsView):
             return
         w_mm, h_mm = self.plane.size_mm
         self.view_box.setRange(QRectF(0.0, 0.0, w_mm, h_mm), padding=0.02)
-        self.sigZoomChanged.emit()
 
     def screen_rows(self) -> int | None:
         """Screen pixels the plane's full height spans at the current zoom (None before a plane)."""
@@ -358,7 +356,6 @@ class SliceView(pg.GraphicsView):
 
     def zoom_to(self, u_mm: float, v_mm: float, size_mm: float) -> None:
         self.view_box.setRange(QRectF(u_mm - size_mm / 2, v_mm - size_mm / 2, size_mm, size_mm), padding=0)
-        self.sigZoomChanged.emit()
 
     # ---- measurements --------------------------------------------------------------------------
     def set_mode(self, mode: str) -> None:
