@@ -151,6 +151,8 @@ def test_ctrl_d_while_the_next_study_opens_does_not_detect_on_the_previous(qtbot
     window.detect_action.trigger()
     window.detect()
     assert not window.detect_action.isEnabled() and not window.export_report_action.isEnabled()
+    assert not window.export_dicom_action.isEnabled()
+    window.export_dicom()  # File › Export DICOM… refuses too
     assert window._pending == "scan"  # B's load was not cancelled by a detection on A
     assert window.loading_overlay.isVisible() and not window.start_page.isEnabled()
     release.set()
