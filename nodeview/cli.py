@@ -55,8 +55,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from .core.detect.detector import Detector, ModelError, findings_json
+    from .core.detect.detector import Detector, ModelError
     from .core.detect.models import default_model_path
+    from .core.followup.findings_doc import findings_document
     from .core.io.study import open_study
 
     model = args.model or default_model_path()
@@ -64,6 +65,10 @@ def _detect(args: argparse.Namespace) -> int:
         raise ModelError(
             f"no model at {model}: pass --model FILE.onnx (train one with training/, see training/README.md)"
         )
+    if args.prior or args.prior_json:
+        from .cli_followup import detect_with_prior
+
+        return detect_with_prior(args, model)
     if args.report_dir:
         return _detect_reports(args, model)
     t0 = time.perf_counter()
@@ -74,7 +79,7 @@ def _detect(args: argparse.Namespace) -> int:
     result = detector.detect(volume, min_score=0.0)
     t_detect = time.perf_counter() - t1
     threshold = detector.info.threshold if args.min_score is None else args.min_score
-    doc = findings_json(result, volume, threshold, args.anonymize, {"load": t_load, "detect": t_detect})
+    doc = findings_document(result, volume, threshold, args.anonymize, {"load": t_load, "detect": t_detect})
     if args.dicom_out:
         _export_dicom(args, args.paths, volume, result, threshold)
     text = json.dumps(doc, indent=2)
@@ -259,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect.add_argument("paths", nargs="+", metavar="PATH", help="DICOM folder or files, or a .mhd/.nii/.nrrd file")
     detect.add_argument("--model", metavar="M", help="ONNX model (default: the bundled model)")
-    detect.add_argument("--json", metavar="OUT", help="write the nodeview.findings/1 JSON to OUT")
+    detect.add_argument("--json", metavar="OUT", help="write the nodeview.findings/2 JSON to OUT")
     detect.add_argument(
         "--min-score",
         type=float,
@@ -289,6 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --dicom-out: the PNG report pages as DICOM Secondary Capture images too",
     )
+        "--prior",
+        metavar="PRIOR",
+        help="compare with this prior study (DICOM folder or image file): registered on the lungs, findings "
+        "matched; each finding gets change, prior and vdt_days, prior-only findings are listed as resolved",
+    )
+    detect.add_argument(
+        "--prior-json",
+        metavar="PRIOR.json",
+        help="the prior's findings (nodeview.findings/1 or /2) instead of detecting on the prior; without "
+        "--prior the findings are matched in scanner coordinates, without registration",
+    )
+    detect.add_argument("--prior-date", metavar="YYYY-MM-DD", help="the prior's study date when its files lack one")
     detect.set_defaults(func=_detect)
     from .cli_pacs import add_commands
 
@@ -330,6 +347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--overwrite only applies to --report-dir")
         if args.secondary_capture and not args.dicom_out:
             parser.error("--secondary-capture only applies to --dicom-out")
+        if (args.prior or args.prior_json) and args.report_dir and len(args.paths) != 1:
+            parser.error("--prior with --report-dir compares one study: give one PATH")
+        if args.prior_date and not (args.prior or args.prior_json):
+            parser.error("--prior-date needs --prior or --prior-json")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         if not is_sub:

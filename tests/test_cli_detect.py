@@ -30,8 +30,8 @@ def test_detect_json_schema(study, tmp_path, capsys):
     out = tmp_path / "f.json"
     assert main(["detect", str(ct), "--model", str(model), "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "nodeview.findings/1"
-    assert set(doc["study"]) == {"series_uid", "modality", "shape_zyx", "spacing_zyx_mm", "patient_id"}
+    assert doc["schema"] == "nodeview.findings/2"
+    assert set(doc["study"]) == {"series_uid", "modality", "shape_zyx", "spacing_zyx_mm", "patient_id", "study_date"}
     assert doc["study"]["patient_id"] == "PAT-12345"
     assert doc["model"]["name"] == GOOD_META["name"] and doc["threshold"] == 0.5
     assert set(doc["timings_s"]) == {"load", "detect"}

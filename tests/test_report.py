@@ -282,7 +282,7 @@ def test_png_chunks_and_json_sidecar(study, tmp_path):
     assert chunks["model-sha256"] == MODEL.sha256 and "not a diagnosis" in chunks["Disclaimer"]
     assert datetime.fromisoformat(chunks["Creation Time"]) == CREATED
     doc = json.loads(paths[-1].read_text())
-    assert doc["schema"] == "nodeview.findings/1" and doc["threshold"] == 0.5
+    assert doc["schema"] == "nodeview.findings/2" and doc["threshold"] == 0.5
     assert {f["id"]: f["review"] for f in doc["findings"]} == {1: "accepted", 2: "rejected", 3: "unreviewed"}
     assert {"center_xyz_mm", "diameter_mm", "lung_rads", "measurement"} <= set(doc["findings"][0])
     assert doc["report"]["pages"] == [paths[0].name] and doc["timings_s"] == {"load": 1.0, "detect": 2.5}

@@ -198,10 +198,12 @@ def compare_studies(
     prior_findings: Sequence[Finding],
     *,
     prior_candidates: Sequence[Finding] = (),
+    prior_date: str | None = None,
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
 ) -> Comparison:
-    """Register ``prior`` to ``current`` (:func:`.registration.register`) and compare the findings."""
+    """Register ``prior`` to ``current`` (:func:`.registration.register`) and compare the findings.
+    ``prior_date`` replaces the prior's study date (e.g. an anonymized prior without one)."""
     reg = register(current, prior, progress, should_stop)
     caveats = []
     if reg.surface_after_mm is not None and reg.surface_after_mm > SURFACE_WARN_MM:
@@ -214,7 +216,7 @@ def compare_studies(
         prior_findings,
         reg,
         current.patient.study_date,
-        prior.patient.study_date,
+        prior_date or prior.patient.study_date,
         prior_candidates=prior_candidates,
         prior_series_uid=prior.series_uid,
         source="images",

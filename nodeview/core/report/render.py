@@ -64,9 +64,12 @@ from scipy import ndimage
 
 from ... import __version__
 from ...resources import resources_dir
-from ..detect.detector import DetectionResult, ModelInfo, findings_json
+from ..detect.detector import DetectionResult, ModelInfo
 from ..detect.findings import Finding, format_score
 from ..errors import InputError, NodeViewError
+from ..followup.compare import Comparison, suggestion_for
+from ..followup.findings_doc import findings_document
+from ..followup.impression import build_impression
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..views import ViewKind, ViewPlane, box_on_slice
 from ..volume import Volume
@@ -416,6 +419,7 @@ class _Context:
     n_candidates: int | None
     reviews: Mapping[int, str]
     caveats: tuple[str, ...] = ()
+    comparison: Comparison | None = None
 
     def patient_fields(self) -> list[tuple[str, str]]:
         p = self.volume.patient
@@ -461,6 +465,7 @@ def render_report(
     caveats: Sequence[str] = (),
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
+    comparison: Comparison | None = None,
 ) -> list[ReportPage]:
     """Render the report's pages (see the module docstring for what they contain).
 
@@ -474,8 +479,13 @@ def render_report(
         created: creation time shown on every page.
         n_candidates: number of candidates the detector scored, shown when given.
         caveats: the detection's warnings (``DetectionResult.caveats``), printed under the findings.
+        comparison: the comparison with a prior study (:mod:`.followup.compare`): the impression
+            then carries the comparison line, and a table gives each finding's prior size, change
+            and VDT, and the resolved prior findings.
     """
-    ctx = _Context(volume, model, threshold, anonymize, created, n_candidates, reviews, tuple(caveats))
+    if comparison is not None:
+        caveats = (*caveats, *comparison.caveats)
+    ctx = _Context(volume, model, threshold, anonymize, created, n_candidates, reviews, tuple(caveats), comparison)
     keyed, rejected = select_findings(findings, reviews, threshold)
     total_steps = 2 + len(keyed)
     progress(0, total_steps)
@@ -762,6 +772,8 @@ def _draw_summary(
             for f in rejected
         ]
         ty = _draw_table(canvas, tx, ty + 2, rej_cols, rej_rows, size=16) + 14
+    ty = _draw_comparison(canvas, ctx, keyed, tx, ty, table_w)
+    ty = _draw_impression(canvas, ctx, keyed, tx, ty, table_w)
     notes = [
         "Diameter: mean of long and short axis (mm) on the axial slice with the largest cross-section; "
         "* = the model's estimate (not segmented).",
@@ -770,8 +782,82 @@ def _draw_summary(
         "Box and ring colour: malignancy score, green (0) - yellow (0.5) - red (1). Scores are not probabilities "
         "of disease for this patient.",
     ]
+    if ctx.comparison is not None:
+        notes.append(
+            "Change per Lung-RADS v2022: growing = mean diameter up by more than 1.5 mm; VDT = volume doubling "
+            "time from the segmented volumes and the study dates (negative: halving time)."
+        )
     ty = _paragraph(canvas, tx, ty, notes, table_w, 15, _MUTED)
     return max(left_bottom, ty) + 10, overview_box
+
+
+def _vdt_text(days: float | None) -> str:
+    return "-" if days is None else f"{days:,.0f}"
+
+
+def _draw_comparison(canvas: _Canvas, ctx: _Context, keyed: Sequence[Finding], x: int, y: int, width: int) -> int:
+    """The comparison table: each reported finding's prior size, change and VDT; resolved prior findings."""
+    cmp = ctx.comparison
+    if cmp is None:
+        return y
+    reg = cmp.registration
+    quality = ""
+    if reg.surface_after_mm is not None:
+        quality = f" Lungs within {reg.surface_after_mm:.1f} mm after registration ({reg.method})."
+    elif cmp.source != "images":
+        quality = " Matched without registration (no prior images)."
+    y = _paragraph(canvas, x, y + 4, [f"Comparison. {cmp.comparison_line()}{quality}"], width, 18, _ACCENT, bold=True)
+    columns = [
+        ("#", 44, "r"),
+        ("Change", 130, "l"),
+        ("Prior|#", 70, "r"),
+        ("Prior|diam. (mm)", 120, "r"),
+        ("Now|diam. (mm)", 120, "r"),
+        ("Prior vol.|(mm³)", 120, "r"),
+        ("VDT|(days)", 100, "r"),
+        ("Lung-RADS|v2022", 120, "c"),
+    ]
+    spare = (width - sum(w for _, w, _ in columns)) // (len(columns) - 1)
+    columns = [columns[0]] + [(t, w + spare, a) for t, w, a in columns[1:]]
+    rows: list[tuple[Sequence[str], Sequence[RGB]]] = []
+    for f in keyed:
+        change = cmp.changes.get(f.id)
+        prior = change.prior if change is not None else None
+        suggestion = suggestion_for(f, cmp)
+        word = change.change if change is not None else "-"
+        if change is not None and change.prior_below_threshold:
+            word += " (prior < thr.)"
+        cells = [
+            str(f.id),
+            word,
+            str(prior.id) if prior is not None else "-",
+            f"{prior.diameter_mm:.1f}" if prior is not None else "-",
+            f"{f.diameter_mm:.1f}",
+            _volume_text(prior.volume_mm3) if prior is not None else "-",
+            _vdt_text(change.vdt_days if change is not None else None),
+            suggestion.category if suggestion is not None else "-",
+        ]
+        ink = _WARN_INK if word.startswith(("growing", "new")) else _INK
+        rows.append((cells, [ink if c == 1 else _INK for c in range(len(cells))]))
+    for p in cmp.resolved:
+        rows.append(
+            (
+                ["-", "resolved", str(p.id), f"{p.diameter_mm:.1f}", "-", _volume_text(p.volume_mm3), "-", "-"],
+                [_MUTED] * 8,
+            )
+        )
+    if rows:
+        y = _draw_table(canvas, x, y + 2, columns, rows, size=16) + 14
+    return y
+
+
+def _draw_impression(canvas: _Canvas, ctx: _Context, keyed: Sequence[Finding], x: int, y: int, width: int) -> int:
+    """The impression: suggested Lung-RADS category, its driving nodule, management, comparison line."""
+    lines = build_impression(keyed, ctx.comparison).lines()
+    canvas.text((x + 14, y + 10), "Impression (suggested; the reader may override)", 19, _ACCENT, bold=True)
+    end = _paragraph(canvas, x + 14, y + 40, lines, width - 28, 17, _INK)
+    canvas.rect((x, y, x + width, end + 6), outline=_ACCENT, width=2)  # a frame drawn after: text stays
+    return end + 20
 
 
 def _paragraph(
@@ -892,6 +978,13 @@ def _draw_key_row(canvas: _Canvas, ctx: _Context, f: Finding, y: int) -> tuple[i
         ("Lung-RADS hint", f.lung_rads or "-"),
         ("Centre LPS mm", ", ".join(f"{v:.1f}" for v in f.center_xyz_mm)),
     ]
+    if ctx.comparison is not None:
+        change = ctx.comparison.changes.get(f.id)
+        if change is not None and change.prior is not None:
+            vdt = f", VDT {_vdt_text(change.vdt_days)} d" if change.vdt_days is not None else ""
+            details.append(("Prior", f"{change.prior.diameter_mm:.1f} mm, {change.change}{vdt}"))
+        elif change is not None:
+            details.append(("Prior", change.change))
     dy = top + 62
     for label, value in details:
         canvas.text((x, dy), label, 16, _MUTED)
@@ -1037,9 +1130,12 @@ def report_json(
     timings: Mapping[str, float],
     created: datetime,
     page_names: Sequence[str],
+    comparison: Comparison | None = None,
 ) -> dict[str, Any]:
-    """The ``nodeview.findings/1`` sidecar, with each finding's ``review`` and a ``report`` block."""
-    doc = findings_json(result, volume, threshold, anonymize, dict(timings))
+    """The ``nodeview.findings/2`` sidecar (:mod:`.followup.findings_doc`), with each finding's
+    ``review`` and a ``report`` block; the impression leaves out findings the reader rejected."""
+    rejected = [fid for fid, status in reviews.items() if status == REJECTED]
+    doc = findings_document(result, volume, threshold, anonymize, dict(timings), comparison, rejected)
     for item in doc["findings"]:
         item["review"] = review_of(reviews, int(item["id"]))
     doc["report"] = {
@@ -1066,6 +1162,7 @@ def write_report(
     created: datetime | None = None,
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
+    comparison: Comparison | None = None,
 ) -> list[Path]:
     """Render and write ``STEM.png`` (``STEM-p2.png``, ...) and ``STEM.json`` into ``out_dir``.
 
@@ -1080,6 +1177,7 @@ def write_report(
             :class:`ReportExistsError` and nothing is written.
         timings: seconds per stage, for the JSON.
         created: creation time (default: now, local time zone).
+        comparison: the comparison with a prior study, for the impression and the comparison table.
 
     Returns:
         The paths written: the pages in order, then the JSON.
@@ -1107,6 +1205,7 @@ def write_report(
         caveats=result.caveats,
         progress=scaled,
         should_stop=should_stop,
+        comparison=comparison,
     )
     targets = report_paths(folder, stem, len(pages))
     stale = [p for p in existing_report_files(folder, stem) if p not in targets]
@@ -1116,7 +1215,15 @@ def write_report(
         raise ReportExistsError(f"a report already exists in {folder}: {names} (choose overwrite to replace it)")
     check_cancel(should_stop)
     doc = report_json(
-        result, volume, reviews, threshold, anonymize, timings or {}, created, [p.name for p in targets[:-1]]
+        result,
+        volume,
+        reviews,
+        threshold,
+        anonymize,
+        timings or {},
+        created,
+        [p.name for p in targets[:-1]],
+        comparison,
     )
     try:
         folder.mkdir(parents=True, exist_ok=True)
