@@ -981,8 +981,8 @@ def _draw_key_row(canvas: _Canvas, ctx: _Context, f: Finding, y: int) -> tuple[i
     if ctx.comparison is not None:
         change = ctx.comparison.changes.get(f.id)
         if change is not None and change.prior is not None:
-            vdt = f", VDT {_vdt_text(change.vdt_days)} d" if change.vdt_days is not None else ""
-            details.append(("Prior", f"{change.prior.diameter_mm:.1f} mm, {change.change}{vdt}"))
+            details.append(("Prior", f"{change.prior.diameter_mm:.1f} mm, {change.change}"))
+            details.append(("VDT", f"{_vdt_text(change.vdt_days)} days" if change.vdt_days is not None else "-"))
         elif change is not None:
             details.append(("Prior", change.change))
     dy = top + 62

@@ -1,0 +1,221 @@
+"""Follow-up output: nodeview.findings/2 (and reading /1), ``detect --prior``, and the report's impression."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+
+from nodeview.cli import main
+from nodeview.core import report as R
+from nodeview.core.detector import DetectionResult, ModelInfo
+from nodeview.core.dicom_write import SeriesSpec, write_series
+from nodeview.core.errors import InputError
+from nodeview.core.findings import Finding
+from nodeview.core.followup.compare import compare_findings
+from nodeview.core.followup.findings_doc import SCHEMA, read_findings, upgrade
+from nodeview.core.followup.registration import Registration
+from nodeview.core.geometry import Geometry
+from nodeview.core.patches import PatchSpec
+from nodeview.core.volume import PatientInfo, Volume
+
+from .followup_pairs import cached_pair
+from .test_candidates import _chest
+from .test_detector import make_model
+
+MODEL = ModelInfo("m.onnx", "test-model", "1", "cd" * 32,
+                  PatchSpec.from_metadata({"patch_size": "64", "patch_spacing_mm": "0.75", "hu_window": "-1000,400"}),
+                  0.5, {})
+
+
+def _finding(fid, xyz, d, score=0.9, kind="solid"):
+    c = tuple(float(a) for a in xyz)
+    return Finding(fid, c, d, tuple(a - d / 2 for a in c), tuple(a + d / 2 for a in c), score, 0.3, kind,
+                   math.pi / 6 * d**3, d, d, "4A", "left", "upper", d)
+
+
+V1_DOC = {
+    "schema": "nodeview.findings/1",
+    "study": {"series_uid": "1.2.3", "modality": "CT", "shape_zyx": [10, 10, 10], "spacing_zyx_mm": [1, 1, 1]},
+    "model": {"name": "m", "version": "1", "sha256": "x"},
+    "threshold": 0.5,
+    "research_use_only": "Research use only. Not a medical device. Not a diagnosis.",
+    "caveats": [],
+    "findings": [
+        {"id": 1, "center_xyz_mm": [1.0, 2.0, 3.0], "diameter_mm": 9.0, "bbox_xyz_mm": [[-3.5, -2.5, -1.5], [5.5, 6.5, 7.5]],
+         "score": 0.9, "malignancy": 0.2, "type": "solid", "volume_mm3": 381.7, "long_axis_mm": 10.0,
+         "short_axis_mm": 8.0, "lung_rads": "4A", "side": "left", "zone": "upper", "measurement": "segmentation"},
+        {"id": 2, "center_xyz_mm": [40.0, 2.0, 3.0], "diameter_mm": 5.0, "bbox_xyz_mm": [[37.5, -0.5, 0.5], [42.5, 4.5, 5.5]],
+         "score": 0.3, "malignancy": 0.1, "type": "solid", "volume_mm3": 65.4, "long_axis_mm": 5.0,
+         "short_axis_mm": 5.0, "lung_rads": "2", "side": "left", "zone": "upper", "measurement": "segmentation"},
+    ],
+    "timings_s": {},
+}
+
+
+# ---- the document --------------------------------------------------------------------------------
+def test_upgrade_from_v1_keeps_every_v1_key_and_adds_the_v2_ones():
+    doc = upgrade(V1_DOC)
+    assert doc["schema"] == SCHEMA and V1_DOC["schema"] == "nodeview.findings/1"  # the input is not modified
+    assert doc["study"]["study_date"] is None and doc["comparison"] is None and doc["resolved"] == []
+    first = doc["findings"][0]
+    for key, value in V1_DOC["findings"][0].items():
+        assert first[key] == value
+    assert first["change"] is None and first["prior"] is None and first["vdt_days"] is None
+    assert first["lung_rads_v2022"]["category"] == "4A"  # solid 9 mm at baseline
+    assert doc["impression"]["lung_rads_v2022"] == "4A" and doc["impression"]["comparison"].startswith("No prior")
+    assert upgrade(doc) == doc
+
+
+def test_read_findings_v1_and_bad_files(tmp_path):
+    path = tmp_path / "prior.json"
+    path.write_text(json.dumps(V1_DOC))
+    read = read_findings(path)
+    assert [f.id for f in read.findings] == [1] and [f.id for f in read.below_threshold] == [2]
+    assert read.findings[0].volume_mm3 == pytest.approx(381.7) and read.study_date is None
+    bad = tmp_path / "bad.json"
+    for text in ("{not json", json.dumps({"schema": "other/1"}), "[1, 2]",
+                 json.dumps({**V1_DOC, "findings": [{"id": 1}]})):
+        bad.write_text(text)
+        with pytest.raises(InputError):
+            read_findings(bad)
+    with pytest.raises(InputError, match="does not exist"):
+        read_findings(tmp_path / "missing.json")
+
+
+# ---- the command line ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("followup-cli")
+    hu, g, _, _, _ = _chest(0)
+    write_series(hu, root / "ct", SeriesSpec(spacing_zyx=tuple(g.spacing_zyx), origin_xyz=tuple(g.origin_xyz),
+                                            patient_id="PAT-1", patient_name="DOE^JANE", study_date="20260301"))
+    return root / "ct", make_model(root / "m.onnx")
+
+
+def test_prior_json_v1_of_the_same_study_is_all_stable(small_study, tmp_path, capsys):
+    ct, model = small_study
+    first = tmp_path / "first.json"
+    assert main(["detect", str(ct), "--model", str(model), "--json", str(first)]) == 0
+    doc = json.loads(first.read_text())
+    assert doc["schema"] == SCHEMA and doc["comparison"] is None and doc["findings"]
+    assert all(f["change"] is None and f["vdt_days"] is None for f in doc["findings"])
+    # make it a /1 file from last year, as an older NodeView wrote it
+    v1 = {k: v for k, v in doc.items() if k not in ("comparison", "resolved", "impression")}
+    v1["schema"] = "nodeview.findings/1"
+    v1["study"] = {k: v for k, v in doc["study"].items() if k != "study_date"}
+    v1["findings"] = [{k: v for k, v in f.items() if k in V1_DOC["findings"][0]} for f in doc["findings"]]
+    prior = tmp_path / "prior-v1.json"
+    prior.write_text(json.dumps(v1))
+    out = tmp_path / "out.json"
+    capsys.readouterr()
+    assert main(["detect", str(ct), "--model", str(model), "--prior-json", str(prior), "--prior-date", "2025-03-01",
+                 "--json", str(out)]) == 0
+    doc2 = json.loads(out.read_text())
+    assert {f["change"] for f in doc2["findings"]} == {"stable"} and doc2["resolved"] == []
+    bad = [(f["id"], f["prior"]) for f in doc2["findings"] if f["prior"]["id"] != f["id"] or f["prior"]["distance_mm"] > 0.011]
+    assert not bad
+    assert doc2["comparison"]["source"] == "findings json" and doc2["comparison"]["interval_days"] == 365
+    assert doc2["impression"]["comparison"] == "Compared with CT of 2025-03-01."
+    err = capsys.readouterr().err
+    assert "without registration" in err and "Compared with CT of 2025-03-01" in err
+
+
+@pytest.mark.parametrize("args", [["--prior-date", "2025-01-01"], ["--prior-json", "x.json", "--prior-date", "soon"]])
+def test_bad_prior_arguments_exit_2(small_study, args, capsys, tmp_path):
+    ct, model = small_study
+    with pytest.raises(SystemExit) if args[0] == "--prior-date" else _no_raise():
+        rc = main(["detect", str(ct), "--model", str(model), *args])
+        assert rc == 2
+    assert capsys.readouterr().err.strip()
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.slow
+def test_detect_with_prior_on_the_synthetic_pair_matches_the_truth(tmp_path, capsys):
+    """The bundled model on both studies of the pair, registration, matching: changes as made."""
+    from nodeview.cli import default_model_path
+
+    pair = cached_pair("fine")
+    for name, vol in (("prior", pair.prior), ("current", pair.current)):
+        g = vol.geometry
+        write_series(vol.hu_zyx, tmp_path / name, SeriesSpec(
+            spacing_zyx=tuple(g.spacing_zyx), origin_xyz=tuple(g.origin_xyz), patient_id="PAIR-1",
+            patient_name="PAIR^TEST", study_date=vol.patient.study_date, seed=1 if name == "prior" else 2))
+    prior_json = tmp_path / "prior.json"
+    assert main(["detect", str(tmp_path / "prior"), "--json", str(prior_json)]) == 0
+    out = tmp_path / "out.json"
+    assert main(["detect", str(tmp_path / "current"), "--prior", str(tmp_path / "prior"), "--prior-json",
+                 str(prior_json), "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["comparison"]["source"] == "images" and doc["comparison"]["interval_days"] == 368
+    assert doc["comparison"]["registration"]["lung_surface_distance_mm"]["after"] < 2.0
+    truth_current = [t for t in pair.nodules if t.current_xyz is not None]
+    for t in truth_current:
+        near = [f for f in doc["findings"] if np.linalg.norm(np.subtract(f["center_xyz_mm"], t.current_xyz)) < 5]
+        assert len(near) == 1, f"{t.name} not found by the detector"
+        f = near[0]
+        assert f["change"] == t.change, t.name
+        if t.prior_xyz is not None:
+            assert np.linalg.norm(np.subtract(f["prior"]["center_xyz_mm"], t.prior_xyz)) < 5
+        if t.change == "growing":
+            assert f["vdt_days"] == pytest.approx(t.vdt_days, rel=0.4)
+            assert f["lung_rads_v2022"]["category"] == "4B"  # solid growing >= 8 mm
+    resolved = [t for t in pair.nodules if t.change == "resolved"]
+    assert len(doc["resolved"]) == 1
+    assert np.linalg.norm(np.subtract(doc["resolved"][0]["center_xyz_mm"], resolved[0].prior_xyz)) < 5
+    assert doc["impression"]["lung_rads_v2022"] == "4B"
+    assert doc["impression"]["comparison"] == "Compared with CT of 2025-03-02."
+
+
+# ---- the report ----------------------------------------------------------------------------------
+def test_report_impression_and_comparison(tmp_path):
+    shape = (40, 96, 96)
+    g = Geometry(shape, (2.0, 1.0, 1.0), (-48.0, -48.0, -40.0))
+    hu = np.full(shape, -850, dtype=np.int16)
+    volume = Volume(hu, g, description="chest", patient=PatientInfo(name="A^B", patient_id="P1", study_date="20260302"))
+    current = [_finding(1, (10, 0, 0), 9.0), _finding(2, (-20, 10, 5), 6.5), _finding(3, (0, -20, -10), 5.0)]
+    prior = [_finding(11, (10, 0, 0), 6.0), _finding(13, (0, -20, -10), 5.0), _finding(14, (-30, -30, 0), 7.0)]
+    cmp = compare_findings(current, prior, Registration.identity("identity (test)"), "20260302", "20250302")
+    result = DetectionResult(tuple(current), 30, MODEL, {"detect": 1.0})
+    paths = R.write_report(tmp_path, volume, result, {3: R.REJECTED}, 0.5, comparison=cmp,
+                           created=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    pages = R.render_report(volume, result.findings, {3: R.REJECTED}, MODEL, 0.5, anonymize=False,
+                            created=datetime(2026, 3, 2, 9, 0, tzinfo=UTC), comparison=cmp)
+    text = " ".join(pages[0].texts)
+    assert "Impression (suggested; the reader may override)" in text
+    assert "Lung-RADS v2022 (suggested): 4B, driven by nodule #1 (solid growing >= 8 mm)" in text
+    assert "Compared with CT of 2025-03-02." in text and "Management: Diagnostic chest CT" in text
+    assert "growing" in text and "resolved" in text and "new" in text
+    vdt = 365 * math.log(2) / math.log((9.0 / 6.0) ** 3)
+    assert f"{vdt:,.0f}" in text
+    rows = [" ".join(p.texts) for p in pages]
+    assert any("6.0 mm, growing" in r and f"{vdt:,.0f} days" in r for r in rows)
+    doc = json.loads(paths[-1].read_text())
+    assert doc["schema"] == SCHEMA and doc["impression"]["driving_finding"] == 1
+    assert [r["id"] for r in doc["resolved"]] == [14]
+    by_id = {f["id"]: f for f in doc["findings"]}
+    assert by_id[1]["change"] == "growing" and by_id[1]["prior"]["id"] == 11
+    assert by_id[1]["vdt_days"] == pytest.approx(vdt, abs=0.1) and by_id[2]["change"] == "new"
+    assert by_id[3]["review"] == "rejected"
+
+
+def test_report_without_prior_says_baseline():
+    shape = (20, 64, 64)
+    volume = Volume(np.full(shape, -850, dtype=np.int16), Geometry(shape, (2.0, 1.0, 1.0), (0.0, 0.0, 0.0)))
+    pages = R.render_report(volume, [_finding(1, (30, 30, 20), 7.0)], {}, MODEL, 0.5, anonymize=True,
+                            created=datetime(2026, 3, 2, tzinfo=UTC))
+    text = " ".join(pages[0].texts)
+    assert "No prior CT for comparison (baseline)." in text and "(suggested): 3" in text
