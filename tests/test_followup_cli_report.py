@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,6 +149,8 @@ def test_detect_with_prior_on_the_synthetic_pair_matches_the_truth(tmp_path, cap
     """The bundled model on both studies of the pair, registration, matching: changes as made."""
     from nodeview.cli import default_model_path
 
+    if not Path(default_model_path()).is_file():
+        pytest.skip("the bundled model is not in this checkout")
     pair = cached_pair("fine")
     for name, vol in (("prior", pair.prior), ("current", pair.current)):
         g = vol.geometry
