@@ -332,6 +332,9 @@ def build_gui_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--detect", action="store_true", help="detect nodules once the study is open (--screenshot waits for them)"
     )
+    parser.add_argument(
+        "--prior", metavar="PRIOR", help="open PRIOR as the prior study of PATH: registered and shown side by side"
+    )
     return parser
 
 
@@ -374,7 +377,10 @@ def _gui(args: argparse.Namespace) -> int:
 
     from .qt.app import run_gui
 
-    for p in args.paths:
+    if args.prior and not args.paths:
+        print("nodeview: --prior needs the current study's PATH", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for p in [*args.paths, *([args.prior] if args.prior else [])]:
         if not os.path.exists(p):
             print(f"nodeview: {p} does not exist", file=sys.stderr)
             return EXIT_BAD_INPUT
@@ -390,4 +396,5 @@ def _gui(args: argparse.Namespace) -> int:
         slab_mm=args.slab,
         size=size,
         detect=args.detect,
+        prior=args.prior,
     )

@@ -20,6 +20,7 @@ def run_gui(
     size: tuple[int, int] | None = None,
     timeout_s: float = 120.0,
     detect: bool = False,
+    prior: str | None = None,
 ) -> int:
     """Run the main window. With ``screenshot``, open PATH, render, save the window as PNG and exit.
 
@@ -27,6 +28,8 @@ def run_gui(
     for the findings (boxes and table) before it is taken.
 
     Returns the process exit code: 0 success, 2 when PATH cannot be opened in screenshot mode.
+    With ``prior``, that study is opened as the prior of PATH once PATH is shown (registered beside
+    it); a screenshot then waits for the registration.
     """
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -84,10 +87,21 @@ def run_gui(
             exit_code[0] = 1
             app.quit()
 
-        window.sigVolumeShown.connect(lambda _v: None if detect else save())
-        window.sigDetectionDone.connect(lambda _r: save())
+        if prior:
+            window.prior_dock.panel.sigRegistered.connect(save)
+            window.prior_dock.panel.sigFailed.connect(failed)
+        else:
+            window.sigVolumeShown.connect(lambda _v: None if detect else save())
+            window.sigDetectionDone.connect(lambda _r: save())
         window.sigLoadFailed.connect(failed)
         QTimer.singleShot(int(timeout_s * 1000), timed_out)
+    if prior:
+
+        def open_prior_once(_volume: object) -> None:
+            window.sigVolumeShown.disconnect(open_prior_once)
+            window.open_prior(prior)
+
+        window.sigVolumeShown.connect(open_prior_once)
     window.show()
     prewarm = None if screenshot else start_prewarm()
     if paths:

@@ -159,6 +159,10 @@ class MainWindow(QMainWindow):
         for view in self.viewer.views.values():  # drops (files, series thumbnails) go to the window
             view.setAcceptDrops(False)
             view.viewport().setAcceptDrops(False)
+        from .prior_view import PriorDock
+
+        self.prior_dock = PriorDock(self, self.controller, self.viewer.views[ViewKind.AXIAL])
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.prior_dock)
 
         from .dicom_readback import ReadBack
 
@@ -211,6 +215,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self._action("Open &folder…", self.open_folder_dialog, QKeySequence.StandardKey.Open))
         file_menu.addAction(self._action("Open f&ile…", self.open_file_dialog, "Ctrl+Shift+O"))
         file_menu.addAction(self._action("Open &demo study", self.open_demo))
+        file_menu.addAction(self._action("Open &prior…", self.open_prior_dialog))
         self.recent_menu = file_menu.addMenu("&Recent")
         file_menu.addSeparator()
         self.export_report_action = self._action(
@@ -473,6 +478,7 @@ class MainWindow(QMainWindow):
         self.volume = volume
         self.header = header
         self.study_generation += 1
+        self.prior_dock.panel.clear()  # a prior belongs to the study it was registered to
         self.findings_panel.set_result(None)
         self.controller.set_volume(volume)
         self.controller.set_header(header)
@@ -545,6 +551,23 @@ class MainWindow(QMainWindow):
     def study_actions(self) -> list[QAction]:
         """Actions that act on the study on screen (disabled while none is shown)."""
         return [a for a in self._study_actions if a is not None]
+
+    # ---- prior study (follow-up) ---------------------------------------------------------------
+    def open_prior_dialog(self) -> None:
+        if self.volume is None:
+            self.statusBar().showMessage("Open the current study first", 4000)
+            return
+        self.prior_dock.open_dialog(self.volume, self._last_dir())
+        if self.prior_dock.isVisible():
+            self.set_layout(ViewKind.AXIAL)
+
+    def open_prior(self, path: str) -> None:
+        """Open ``path`` as the prior of the study on screen: registered in a worker, shown beside it."""
+        if self.volume is None:
+            self.statusBar().showMessage("Open the current study first", 4000)
+            return
+        self.set_layout(ViewKind.AXIAL)
+        self.prior_dock.open(path, self.volume)
 
     # ---- detection ---------------------------------------------------------------------------
     def model_path(self) -> str:
@@ -927,5 +950,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
         self.runner.cancel()
+        self.prior_dock.panel.runner.cancel()
         self.runner.wait(5.0)
+        self.prior_dock.panel.runner.wait(5.0)
         super().closeEvent(event)

@@ -1,0 +1,349 @@
+"""The prior study beside the current one: opened and registered in a worker, shown resliced
+through the registration, synchronised with the current axial view, with a manual nudge.
+
+How it stays in step
+    The prior is shown on the current study's axial plane (:func:`nodeview.core.followup.reslice.reslice`),
+    so both views use the same screen millimetres: the crosshair, the slice, zoom and pan are copied
+    from the current axial view, and window/level from the viewer's controller. Scrolling or clicking
+    in the prior view moves the current study's cursor (the controller stays the only writer of the
+    viewer state). The prior's own findings, when known, are drawn mapped into the current study.
+
+Registration quality and nudge
+    The panel shows the mean lung-surface distance before and after registration. If the prior is
+    off, the spin boxes (mm, LPS x/y/z) or Shift+arrow keys in the prior view (1 mm; Shift+PageUp/
+    PageDown along z) move it; the quality is re-measured at once.
+
+The prior belongs to the current study on screen: opening another current study drops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QColor, QKeyEvent
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.views import ViewKind, ViewPlane
+from .slice_view import SliceView
+from .tasks import TaskRunner
+
+if TYPE_CHECKING:
+    from ..core.findings import Finding
+    from ..core.followup.registration import Registration
+    from ..core.volume import Volume
+    from .viewer import ViewerController
+
+log = logging.getLogger(__name__)
+NUDGE_STEP_MM = 1.0
+PRIOR_BOX = QColor(80, 170, 255)
+
+
+class PriorSliceView(SliceView):
+    """An axial view of the prior; Shift+arrows nudge instead of scrolling."""
+
+    sigNudge = Signal(float, float, float)  # mm, LPS x y z
+
+    def keyPressEvent(self, ev: QKeyEvent) -> None:
+        if ev.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            step = {
+                Qt.Key.Key_Left: (-NUDGE_STEP_MM, 0.0, 0.0),
+                Qt.Key.Key_Right: (NUDGE_STEP_MM, 0.0, 0.0),
+                Qt.Key.Key_Up: (0.0, -NUDGE_STEP_MM, 0.0),
+                Qt.Key.Key_Down: (0.0, NUDGE_STEP_MM, 0.0),
+                Qt.Key.Key_PageUp: (0.0, 0.0, NUDGE_STEP_MM),
+                Qt.Key.Key_PageDown: (0.0, 0.0, -NUDGE_STEP_MM),
+            }.get(Qt.Key(ev.key()))
+            if step is not None:
+                self.sigNudge.emit(*step)
+                ev.accept()
+                return
+        super().keyPressEvent(ev)
+
+
+class PriorPanel(QWidget):
+    """Prior view, registration status and quality, nudge boxes."""
+
+    sigRegistered = Signal(object)  # Registration
+    sigFailed = Signal(str)
+
+    def __init__(self, controller: ViewerController, current_view: SliceView, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.current_view = current_view
+        self.prior: Volume | None = None
+        self.current: Volume | None = None
+        self.registration: Registration | None = None
+        self.prior_findings: list[Finding] = []
+        self.prior_path = ""
+        self._plane: ViewPlane | None = None
+        self._syncing = False
+        self.runner = TaskRunner(self)
+        self.runner.sigProgress.connect(self._on_progress)
+        self.runner.sigFinished.connect(self._on_finished)
+        self.runner.sigFailed.connect(self._on_failed)
+        self.runner.sigCancelled.connect(lambda: self._set_status("Cancelled"))
+
+        self.view = PriorSliceView(ViewKind.AXIAL, self)
+        self.view.setObjectName("view-prior")
+        self.view.title_text = "Prior (axial)"
+        self.title = QLabel("No prior opened (File › Open prior…)")
+        self.title.setWordWrap(True)
+        self.quality = QLabel("")
+        self.quality.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.runner.cancel)
+        self.nudge_boxes: list[QDoubleSpinBox] = []
+        nudge_row = QHBoxLayout()
+        nudge_row.addWidget(QLabel("Nudge (mm)"))
+        for axis in "xyz":
+            box = QDoubleSpinBox()
+            box.setRange(-50.0, 50.0)
+            box.setSingleStep(0.5)
+            box.setDecimals(1)
+            box.setPrefix(f"{axis} ")
+            box.setToolTip(f"Move the prior along patient {axis} (LPS mm); Shift+arrows in the prior view")
+            box.valueChanged.connect(self._on_nudge_boxes)
+            nudge_row.addWidget(box)
+            self.nudge_boxes.append(box)
+        reset = QPushButton("Reset")
+        reset.clicked.connect(lambda: self.set_nudge((0.0, 0.0, 0.0)))
+        nudge_row.addWidget(reset)
+        col = QVBoxLayout(self)
+        col.setContentsMargins(4, 4, 4, 4)
+        col.addWidget(self.title)
+        col.addWidget(self.view, 1)
+        col.addWidget(self.quality)
+        col.addLayout(nudge_row)
+        busy = QHBoxLayout()
+        busy.addWidget(self.progress, 1)
+        busy.addWidget(self.cancel_button)
+        col.addLayout(busy)
+        self._show_busy(False)
+        self._enable_nudge(False)
+
+        self.view.sigScroll.connect(lambda steps: self.controller.scroll(ViewKind.AXIAL, steps))
+        self.view.sigCursor.connect(self.controller.set_cursor)
+        self.view.sigWindowDrag.connect(lambda dx, dy: current_view.sigWindowDrag.emit(dx, dy))
+        self.view.sigNudge.connect(self.nudge_by)
+        self.controller.sigCursorChanged.connect(lambda _c: self.refresh())
+        self.controller.sigWindowChanged.connect(lambda w: self.view.set_levels(w.levels))
+        current_view.view_box.sigRangeChanged.connect(self._copy_range_from_current)
+        self.view.view_box.sigRangeChanged.connect(self._copy_range_to_current)
+
+    # ---- opening and registering ---------------------------------------------------------------
+    def open_prior(self, path: str, current: Volume) -> None:
+        """Load ``path`` and register it to ``current`` in a worker (progress and Cancel here)."""
+        from ..core.followup.registration import register
+        from ..core.study import open_study
+
+        self.clear()
+        self.current = current
+        self.prior_path = path
+        self.title.setText(f"Prior: {os.path.basename(path.rstrip('/')) or path} — loading and registering…")
+        self._show_busy(True)
+
+        def work(progress, stop):  # type: ignore[no-untyped-def]
+            prior = open_study([path], progress=lambda d, n: progress(d * 30 // max(n, 1), 100), should_stop=stop)
+            reg = register(current, prior, lambda d, n: progress(30 + d * 70 // max(n, 1), 100), stop)
+            return current, prior, reg
+
+        self.runner.start(work)
+
+    def set_prior(self, current: Volume, prior: Volume, registration: Registration) -> None:
+        """Show an already registered prior (also what the worker's result goes through)."""
+        self.current, self.prior, self.registration = current, prior, registration
+        self._plane = ViewPlane.for_geometry(current.geometry, ViewKind.AXIAL)
+        self.view.set_plane(self._plane)
+        date = prior.patient.study_date
+        shown = f"{date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) == 8 else "date unknown"
+        self.title.setText(f"Prior CT of {shown}: {prior.description or 'series'} — {registration.method}")
+        with (
+            QSignalBlocker(self.nudge_boxes[0]),
+            QSignalBlocker(self.nudge_boxes[1]),
+            QSignalBlocker(self.nudge_boxes[2]),
+        ):
+            for box, v in zip(self.nudge_boxes, registration.nudge_mm, strict=True):
+                box.setValue(v)
+        self._enable_nudge(True)
+        self._show_quality()
+        self.view.set_levels(self.controller.window.levels)
+        self.refresh(force=True)
+        self._copy_range_from_current()
+
+    def clear(self) -> None:
+        """Forget the prior (another current study was opened)."""
+        self.runner.cancel()
+        self.prior = self.registration = None
+        self.prior_findings = []
+        self._plane = None
+        self.view.image_item.clear()
+        self.view.set_overlays([])
+        self.title.setText("No prior opened (File › Open prior…)")
+        self.quality.setText("")
+        self._enable_nudge(False)
+        self._show_busy(False)
+
+    def set_prior_findings(self, findings: list[Finding]) -> None:
+        self.prior_findings = list(findings)
+        self.refresh(force=True)
+
+    def _on_finished(self, result: object) -> None:
+        current, prior, reg = result  # type: ignore[misc]
+        self._show_busy(False)
+        if self.controller.volume is not current:  # the study on screen changed meanwhile: drop it
+            self._set_status("The current study changed; open the prior again")
+            return
+        self.set_prior(current, prior, reg)
+        self.sigRegistered.emit(reg)
+
+    def _on_failed(self, message: str) -> None:
+        self._show_busy(False)
+        self.title.setText(f"The prior could not be opened or registered: {message}")
+        self.sigFailed.emit(message)
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(done)
+
+    def _show_busy(self, on: bool) -> None:
+        self.progress.setVisible(on)
+        self.cancel_button.setVisible(on)
+        if on:
+            self.progress.setValue(0)
+
+    def _set_status(self, text: str) -> None:
+        self._show_busy(False)
+        self.title.setText(text)
+
+    # ---- nudge --------------------------------------------------------------------------------
+    def _enable_nudge(self, on: bool) -> None:
+        for box in self.nudge_boxes:
+            box.setEnabled(on)
+
+    def nudge(self) -> tuple[float, float, float]:
+        return (self.nudge_boxes[0].value(), self.nudge_boxes[1].value(), self.nudge_boxes[2].value())
+
+    def set_nudge(self, offset: tuple[float, float, float]) -> None:
+        for box, v in zip(self.nudge_boxes, offset, strict=True):
+            with QSignalBlocker(box):
+                box.setValue(float(v))
+        self._on_nudge_boxes()
+
+    def nudge_by(self, dx: float, dy: float, dz: float) -> None:
+        x, y, z = self.nudge()
+        self.set_nudge((x + dx, y + dy, z + dz))
+
+    def _on_nudge_boxes(self, _value: float = 0.0) -> None:
+        if self.registration is None:
+            return
+        self.registration = self.registration.nudged(self.nudge())
+        self._show_quality()
+        self.refresh(force=True)
+        self.sigRegistered.emit(self.registration)
+
+    def _show_quality(self) -> None:
+        reg = self.registration
+        if reg is None:
+            return
+        if reg.surface_after_mm is None:
+            self.quality.setText(f"Registration: {reg.method}")
+            return
+        before = f" (lung centres only: {reg.surface_before_mm:.1f} mm)" if reg.surface_before_mm is not None else ""
+        warn = "  — check the match, nudge if needed" if reg.surface_after_mm > 4.0 else ""
+        self.quality.setText(
+            f"Registration quality: lung surfaces {reg.surface_after_mm:.1f} mm apart on average{before}{warn}"
+        )
+
+    # ---- display ------------------------------------------------------------------------------
+    def refresh(self, force: bool = False) -> None:
+        """Reslice the prior at the current axial slice and copy the crosshair."""
+        if self.prior is None or self.registration is None or self.current is None or self._plane is None:
+            return
+        if self.controller.volume is not self.current:
+            return
+        from ..core.followup.reslice import reslice
+
+        k = self.controller.slice_index(ViewKind.AXIAL)
+        if force or k != self.view.slice_index or self.view.image_item.image is None:
+            image = reslice(self.prior, self.current.geometry, self.registration.current_to_prior, self._plane, k)
+            self.view.slice_index = k
+            self.view.set_image(image, self.controller.window.levels)
+        u, v, _ = self._plane.index_to_display(self.controller.cursor)
+        self.view.set_cursor_display(float(u), float(v))
+        self._draw_prior_findings(k)
+        self.view.set_info(f"current slice {k + 1}/{self._plane.n_slices}   prior resliced through the registration")
+
+    def _draw_prior_findings(self, k: int) -> None:
+        if not self.prior_findings or self.registration is None or self.current is None or self._plane is None:
+            self.view.set_overlays([])
+            return
+        g = self.current.geometry
+        boxes = []
+        for f in self.prior_findings:
+            centre = self.registration.to_current([f.center_xyz_mm])[0]
+            idx = g.mm_to_index(centre)
+            r = f.diameter_mm / 2.0
+            if abs((idx[0] - k) * g.spacing_zyx[0]) > r:
+                continue
+            u, v, _ = self._plane.index_to_display(idx)
+            boxes.append((float(u) - r, float(v) - r, float(u) + r, float(v) + r, PRIOR_BOX, f"P{f.id}"))
+        self.view.set_overlays(boxes)
+
+    def _copy_range_from_current(self, *_args: object) -> None:
+        if self._syncing or self._plane is None:
+            return
+        self._syncing = True
+        try:
+            self.view.view_box.setRange(rect=self.current_view.view_box.viewRect(), padding=0)
+        finally:
+            self._syncing = False
+
+    def _copy_range_to_current(self, *_args: object) -> None:
+        if self._syncing or self._plane is None:
+            return
+        self._syncing = True
+        try:
+            self.current_view.view_box.setRange(rect=self.view.view_box.viewRect(), padding=0)
+        finally:
+            self._syncing = False
+
+
+class PriorDock(QDockWidget):
+    """The dock that holds the :class:`PriorPanel` (hidden until a prior is opened)."""
+
+    def __init__(self, window: QWidget, controller: ViewerController, current_view: SliceView) -> None:
+        super().__init__("Prior study", window)
+        self.setObjectName("prior-dock")
+        self.panel = PriorPanel(controller, current_view, self)
+        self.setWidget(self.panel)
+        self.setMinimumWidth(520)
+        self.hide()
+
+    def open_dialog(self, current: Volume | None, start_dir: str) -> None:
+        if current is None:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Open prior study (DICOM folder)", start_dir)
+        if folder:
+            self.open(folder, current)
+
+    def open(self, path: str, current: Volume) -> None:
+        self.show()
+        self.panel.open_prior(path, current)
+
+
+__all__ = ["PriorDock", "PriorPanel", "PriorSliceView"]
