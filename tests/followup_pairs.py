@@ -183,3 +183,44 @@ def make_pair(
 def registration_error_mm(found: NDArray[np.float64], truth: NDArray[np.float64], points_xyz: NDArray[np.float64]) -> NDArray[np.float64]:
     """Distance (mm) between where two current->prior matrices send each point."""
     return np.asarray(np.linalg.norm(apply(found, points_xyz) - apply(truth, points_xyz), axis=-1))
+
+
+def grow_nodule(volume: Volume, centre_xyz: tuple[float, float, float], radius_mm: float,
+                scale: float) -> NDArray[np.float32]:
+    """The volume's HU with the nodule around ``centre_xyz`` magnified by ``scale`` about its centre
+    (linear; volume x ``scale**3``): inside ``radius_mm * scale`` each voxel takes the larger of its
+    own HU and the HU found at ``centre + (p - centre) / scale``; the nodule's margin comes along."""
+    g = volume.geometry
+    hu = volume.hu_zyx.astype(np.float32)
+    reach = radius_mm * scale
+    c_idx = g.mm_to_index(centre_xyz)
+    half = np.ceil(reach / g.spacing_zyx).astype(int) + 1
+    lo = np.maximum(np.floor(c_idx).astype(int) - half, 0)
+    hi = np.minimum(np.ceil(c_idx).astype(int) + half + 1, g.shape_zyx)
+    idx = np.indices(tuple(hi - lo), dtype=np.float64).reshape(3, -1).T + lo
+    p = g.index_to_mm(idx)
+    d = np.linalg.norm(p - np.asarray(centre_xyz), axis=1)
+    inside = d <= reach
+    src = g.mm_to_index(np.asarray(centre_xyz) + (p[inside] - np.asarray(centre_xyz)) / scale)
+    values = ndimage.map_coordinates(hu, src.T, order=1, mode="nearest")
+    box = hu[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].reshape(-1)
+    box[inside] = np.maximum(box[inside], values)
+    hu[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = box.reshape(tuple(hi - lo))
+    return hu
+
+
+def moved_copy(volume: Volume, current_to_prior: NDArray[np.float64], hu: NDArray[np.float32] | None = None,
+               study_date: str = "", noise_sd: float = 8.0, seed: int = 0) -> Volume:
+    """A current study made from ``volume`` (or its HU ``hu``): resampled through the known transform
+    (the patient moved), with fresh noise (resampling smooths the original's)."""
+    g = volume.geometry
+    moved = resample_through(volume.hu_zyx.astype(np.float32) if hu is None else hu, g, current_to_prior, -1024.0)
+    moved += _noise(g.shape_zyx, noise_sd, seed)
+    from dataclasses import replace
+
+    return replace(
+        volume,
+        hu_zyx=np.clip(np.rint(moved), -1024, 3071).astype(np.int16),
+        series_uid=volume.series_uid + ".9",
+        patient=replace(volume.patient, study_date=study_date or volume.patient.study_date),
+    )

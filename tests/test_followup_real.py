@@ -1,0 +1,58 @@
+"""A real prior/current pair from LIDC-IDRI-0002: the scan is the prior; the current is a copy with
+the patient shifted and rotated (a known rigid transform) and the reader-marked nodule grown.
+Skipped when the shared data are absent."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nodeview.core.findings import measure_finding
+from nodeview.core.followup.compare import compare_findings
+from nodeview.core.followup.registration import apply, register, rigid_matrix
+from nodeview.core.lung import segment_lungs
+
+from .followup_pairs import grow_nodule, moved_copy, registration_error_mm
+
+#: the nodule as two LIDC readers marked it (``LIDC-IDRI-0002-readers.csv``, mean of both), mm
+NODULE_XYZ = (59.8, 71.7, -103.2)
+NODULE_RADIUS_MM = 17.0
+SCALE = 1.12  # linear: volume x 1.405
+DAYS = 182
+
+
+@pytest.fixture(scope="module")
+def real_pair(lidc_volume):
+    prior = lidc_volume
+    matrix = rigid_matrix((2.5, -2.0, 4.0), (9.0, -12.0, 14.0), prior.geometry.center_mm())  # current -> prior
+    grown = grow_nodule(prior, NODULE_XYZ, NODULE_RADIUS_MM, SCALE)
+    current = moved_copy(prior, matrix, grown, study_date="20000701", seed=5)  # 182 days after 2000-01-01
+    return prior, current, matrix
+
+
+@pytest.mark.slow
+def test_real_pair_registration_error_at_the_nodule_and_growth(real_pair):
+    prior, current, truth = real_pair
+    reg = register(current, prior)
+    nodule_current = apply(np.linalg.inv(truth), np.asarray([NODULE_XYZ]))
+    # the nodule, and lung points 4 cm around it
+    points = np.vstack([nodule_current, nodule_current + [[40, 0, 0], [0, 40, 0], [0, 0, 40], [-40, 0, 0]]])
+    error = registration_error_mm(reg.current_to_prior, truth, points)
+    print(f"real pair: registration error {np.round(error, 2)} mm (nodule first); lung surface "
+          f"{reg.surface_before_mm:.2f} -> {reg.surface_after_mm:.2f} mm in {reg.seconds:.1f} s")
+    assert error[0] <= 2.0 and error.max() <= 2.5
+
+    lung_p = segment_lungs(prior.hu_zyx, prior.geometry)
+    lung_c = segment_lungs(current.hu_zyx, current.geometry)
+    before = measure_finding(prior, lung_p, NODULE_XYZ, 33.0, 1.0, 0.5, finding_id=1)
+    after = measure_finding(current, lung_c, tuple(nodule_current[0]), 33.0 * SCALE, 1.0, 0.5, finding_id=1)
+    cmp = compare_findings([after], [before], reg, current.patient.study_date, prior.patient.study_date)
+    change = cmp.changes[1]
+    truth_vdt = DAYS * math.log(2) / math.log(SCALE**3)
+    print(f"real pair: diameter {before.diameter_mm:.1f} -> {after.diameter_mm:.1f} mm, volume "
+          f"{before.volume_mm3:.0f} -> {after.volume_mm3:.0f} mm3, VDT {change.vdt_days:.0f} d (truth {truth_vdt:.0f} d)")
+    assert cmp.interval_days == DAYS
+    assert change.change == "growing" and change.prior is not None and change.distance_mm < 3.0
+    assert change.vdt_days == pytest.approx(truth_vdt, rel=0.35)
