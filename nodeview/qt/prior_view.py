@@ -22,7 +22,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QRectF, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QColor, QKeyEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -305,22 +305,36 @@ class PriorPanel(QWidget):
         self.view.set_overlays(boxes)
 
     def _copy_range_from_current(self, *_args: object) -> None:
+        self._sync_range(self.current_view, self.view)
+
+    def _copy_range_to_current(self, *_args: object) -> None:
+        self._sync_range(self.view, self.current_view)
+
+    def _sync_range(self, src: SliceView, dst: SliceView) -> None:
+        """Give ``dst`` the centre and the millimetres per pixel of ``src`` (not its rectangle: the
+        views differ in shape, and copying rectangles between aspect-locked views grows them)."""
         if self._syncing or self._plane is None:
+            return
+        rect = src.view_box.viewRect()
+        width_px = max(src.view_box.width(), 1.0)
+        mm_per_px = rect.width() / width_px
+        w, h = dst.view_box.width() * mm_per_px, dst.view_box.height() * mm_per_px
+        if w <= 0 or h <= 0:
+            return
+        target = QRectF(rect.center().x() - w / 2, rect.center().y() - h / 2, w, h)
+        now = dst.view_box.viewRect()
+        tol = 1e-3 * max(w, h)
+        if all(abs(a - b) < tol for a, b in zip(_edges(now), _edges(target), strict=True)):
             return
         self._syncing = True
         try:
-            self.view.view_box.setRange(rect=self.current_view.view_box.viewRect(), padding=0)
+            dst.view_box.setRange(rect=target, padding=0)
         finally:
             self._syncing = False
 
-    def _copy_range_to_current(self, *_args: object) -> None:
-        if self._syncing or self._plane is None:
-            return
-        self._syncing = True
-        try:
-            self.current_view.view_box.setRange(rect=self.view.view_box.viewRect(), padding=0)
-        finally:
-            self._syncing = False
+
+def _edges(r: QRectF) -> tuple[float, float, float, float]:
+    return (r.left(), r.top(), r.right(), r.bottom())
 
 
 class PriorDock(QDockWidget):
