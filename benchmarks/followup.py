@@ -5,7 +5,7 @@ the prior, and the current = the prior resampled through a known rigid transform
 the patient lay differently) with fresh noise. Both are written as DICOM series, then, in the same
 run:
 
-* reference: loading both series with ``nodeview.core.study.open_study`` (what opening them costs);
+* reference: loading both series with ``nodeview.core.io.study.open_study`` (what opening them costs);
 * measured:  ``nodeview.core.followup.registration.register`` (lungs, rigid + affine) and
   ``compare_findings`` (Hungarian matching, growth, VDT) for the findings measured at the nodules.
 
@@ -36,12 +36,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from nodeview.core.dicom_write import SeriesSpec, write_series  # noqa: E402
-from nodeview.core.findings import measure_finding  # noqa: E402
+from nodeview.core.detect.findings import measure_finding  # noqa: E402
+from nodeview.core.detect.lung import segment_lungs  # noqa: E402
 from nodeview.core.followup.compare import compare_findings  # noqa: E402
 from nodeview.core.followup.registration import apply, register, rigid_matrix  # noqa: E402
-from nodeview.core.lung import segment_lungs  # noqa: E402
-from nodeview.core.study import open_study  # noqa: E402
+from nodeview.core.io.dicom_write import SeriesSpec, write_series  # noqa: E402
+from nodeview.core.io.study import open_study  # noqa: E402
 
 TARGET_S = 10.0
 
@@ -49,7 +49,7 @@ TARGET_S = 10.0
 def _resample(hu: np.ndarray, volume, matrix: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
     import SimpleITK as sitk
 
-    from nodeview.core.sitk_io import volume_to_sitk
+    from nodeview.core.io.sitk import volume_to_sitk
 
     image = volume_to_sitk(volume)
     image = sitk.Cast(image, sitk.sitkFloat32)

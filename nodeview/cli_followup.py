@@ -31,12 +31,12 @@ def run_detection_with_prior(
 ) -> tuple[Any, Any, Any, float, Any, dict[str, float]]:
     """Detect on the current study and compare with the prior. Returns (volume, result, comparison,
     threshold, detector, timings)."""
-    from .core.detector import Detector
+    from .core.detect.detector import Detector
     from .core.followup.compare import compare_findings, compare_studies
     from .core.followup.findings_doc import read_findings
     from .core.followup.growth import parse_study_date
     from .core.followup.registration import Registration
-    from .core.study import open_study
+    from .core.io.study import open_study
 
     if args.prior_date and parse_study_date(args.prior_date) is None:
         raise InputError(f"--prior-date {args.prior_date!r} is not a date (YYYY-MM-DD)")
@@ -90,7 +90,7 @@ def detect_with_prior(args: argparse.Namespace, model: str) -> int:
 
     volume, result, comparison, threshold, _, timings = run_detection_with_prior(args, model)
     if args.report_dir:
-        from .core.report import write_report
+        from .core.report.render import write_report
 
         written = write_report(
             args.report_dir,

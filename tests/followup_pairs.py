@@ -19,9 +19,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from nodeview.core.detect.lung import segment_lungs
 from nodeview.core.followup.registration import apply, rigid_matrix
 from nodeview.core.geometry import Geometry
-from nodeview.core.lung import segment_lungs
 from nodeview.core.volume import PatientInfo, Volume
 
 PRIOR_DATE, CURRENT_DATE = "20250302", "20260305"  # 368 days apart

@@ -13,16 +13,16 @@ import pytest
 pytest.importorskip("onnx")
 
 from nodeview.cli import main
-from nodeview.core import report as R
-from nodeview.core.detector import DetectionResult, ModelInfo
-from nodeview.core.dicom_write import SeriesSpec, write_series
+from nodeview.core.detect.detector import DetectionResult, ModelInfo
+from nodeview.core.detect.findings import Finding
+from nodeview.core.detect.patches import PatchSpec
 from nodeview.core.errors import InputError
-from nodeview.core.findings import Finding
 from nodeview.core.followup.compare import compare_findings
 from nodeview.core.followup.findings_doc import SCHEMA, read_findings, upgrade
 from nodeview.core.followup.registration import Registration
 from nodeview.core.geometry import Geometry
-from nodeview.core.patches import PatchSpec
+from nodeview.core.io.dicom_write import SeriesSpec, write_series
+from nodeview.core.report import render as R
 from nodeview.core.volume import PatientInfo, Volume
 
 from .followup_pairs import cached_pair
@@ -147,7 +147,7 @@ class _no_raise:
 @pytest.mark.slow
 def test_detect_with_prior_on_the_synthetic_pair_matches_the_truth(tmp_path, capsys):
     """The bundled model on both studies of the pair, registration, matching: changes as made."""
-    from nodeview.cli import default_model_path
+    from nodeview.core.detect.models import default_model_path
 
     if not Path(default_model_path()).is_file():
         pytest.skip("the bundled model is not in this checkout")

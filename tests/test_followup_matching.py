@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from nodeview.core.detect.findings import Finding, measure_finding
+from nodeview.core.detect.lung import segment_lungs
 from nodeview.core.errors import Cancelled
-from nodeview.core.findings import Finding, measure_finding
 from nodeview.core.followup.compare import compare_findings, compare_studies, suggestion_for
 from nodeview.core.followup.growth import (
     classify_change,
@@ -18,7 +19,6 @@ from nodeview.core.followup.growth import (
 )
 from nodeview.core.followup.matching import gate_mm, match_findings
 from nodeview.core.followup.registration import Registration, register, rigid_matrix, translation
-from nodeview.core.lung import segment_lungs
 
 from .followup_pairs import INTERVAL_DAYS, cached_pair, registration_error_mm
 

@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from nodeview.core.findings import measure_finding
+from nodeview.core.detect.findings import measure_finding
+from nodeview.core.detect.lung import segment_lungs
 from nodeview.core.followup.compare import compare_findings
 from nodeview.core.followup.registration import apply, register, rigid_matrix
-from nodeview.core.lung import segment_lungs
 
 from .followup_pairs import grow_nodule, moved_copy, registration_error_mm
 

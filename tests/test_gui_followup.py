@@ -20,7 +20,7 @@ from .followup_pairs import cached_pair
 def pair_files(tmp_path_factory):
     import SimpleITK as sitk
 
-    from nodeview.core.sitk_io import volume_to_sitk
+    from nodeview.core.io.sitk import volume_to_sitk
 
     pair = cached_pair("coarse")
     root = tmp_path_factory.mktemp("prior")

@@ -41,7 +41,7 @@ from .slice_view import SliceView
 from .tasks import TaskRunner
 
 if TYPE_CHECKING:
-    from ..core.findings import Finding
+    from ..core.detect.findings import Finding
     from ..core.followup.registration import Registration
     from ..core.volume import Volume
     from .viewer import ViewerController
@@ -149,7 +149,7 @@ class PriorPanel(QWidget):
     def open_prior(self, path: str, current: Volume) -> None:
         """Load ``path`` and register it to ``current`` in a worker (progress and Cancel here)."""
         from ..core.followup.registration import register
-        from ..core.study import open_study
+        from ..core.io.study import open_study
 
         self.clear()
         self.current = current

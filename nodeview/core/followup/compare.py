@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..findings import Finding
+from ..detect.findings import Finding
 from ..progress import ProgressFn, StopFn, never_stop, no_progress
 from ..volume import Volume
 from .growth import classify_change, interval_days, iso_date, volume_doubling_time_days

@@ -46,9 +46,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..detector import DetectionResult, findings_json
+from ..detect.detector import DetectionResult, findings_json
+from ..detect.findings import Finding
 from ..errors import InputError
-from ..findings import Finding
 from ..volume import Volume
 from .compare import Comparison, solid_diameter_mm, suggestion_for
 from .growth import iso_date

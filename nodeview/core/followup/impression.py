@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..findings import Finding
+from ..detect.findings import Finding
 from .compare import Comparison, suggestion_for
 from .fleischner import FleischnerNodule, FleischnerSuggestion, fleischner
 from .lungrads import MANAGEMENT, category_rank

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..findings import Finding
+from ..detect.findings import Finding
 from .registration import Registration
 
 GATE_MIN_MM = 8.0

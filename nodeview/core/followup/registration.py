@@ -8,7 +8,7 @@ Convention
 
 Method
     1. Both volumes are block-averaged to about :data:`TARGET_SPACING_MM` (integer factors per
-       axis) and their lungs segmented there with :func:`nodeview.core.lung.segment_lungs`.
+       axis) and their lungs segmented there with :func:`nodeview.core.detect.lung.segment_lungs`.
     2. Start: the translation that aligns the two lung masks' centres of mass.
     3. Rigid (Euler 3D), then affine (12 parameters, started from the rigid result): mean squares
        of HU clipped to [-1000, 200], sampled in the current lungs dilated by 10 mm (so the lung
@@ -40,9 +40,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
+from ..detect.lung import segment_lungs
 from ..errors import InputError
 from ..geometry import Geometry
-from ..lung import segment_lungs
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..volume import Volume
 
