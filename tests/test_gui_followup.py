@@ -18,14 +18,15 @@ from .followup_pairs import cached_pair
 
 @pytest.fixture(scope="module")
 def pair_files(tmp_path_factory):
-    import SimpleITK as sitk
-
-    from nodeview.core.io.sitk import volume_to_sitk
+    from nodeview.core.io.dicom_write import SeriesSpec, write_series
 
     pair = cached_pair("coarse")
     root = tmp_path_factory.mktemp("prior")
-    sitk.WriteImage(volume_to_sitk(pair.prior), str(root / "prior.mha"))
-    return pair, root / "prior.mha"
+    g = pair.prior.geometry
+    write_series(pair.prior.hu_zyx, root / "prior", SeriesSpec(
+        spacing_zyx=tuple(g.spacing_zyx), origin_xyz=tuple(g.origin_xyz), patient_id="PAIR-1",
+        patient_name="PAIR^TEST", study_date=pair.prior.patient.study_date))
+    return pair, root / "prior"
 
 
 @pytest.fixture
@@ -121,3 +122,48 @@ def test_bad_prior_fails_with_a_message(qtbot, window, pair_files, tmp_path):
     window.open_prior(str(tmp_path))
     qtbot.waitUntil(lambda: bool(failed), timeout=60_000)
     assert "could not be opened" in window.prior_dock.panel.title.text()
+
+
+def test_compare_findings_and_report_with_the_comparison(qtbot, window, pair_files, tmp_path):
+    """Detect (a small real ONNX model), compare with the prior through the registration, export."""
+    import json
+
+    pytest.importorskip("onnx")
+    from .test_detector import make_model
+
+    pair, prior_path = pair_files
+    window.settings.setValue("model_path", str(make_model(tmp_path / "m.onnx")))
+    window.show_volume(pair.current)
+    panel = window.prior_dock.panel
+    window.open_prior(str(prior_path))
+    qtbot.waitUntil(lambda: panel.registration is not None, timeout=180_000)
+    assert not panel.compare_button.isEnabled()  # nothing detected yet
+    with qtbot.waitSignal(window.sigDetectionDone, timeout=120_000):
+        window.detect()
+    qtbot.waitUntil(panel.compare_button.isEnabled, timeout=10_000)
+    with qtbot.waitSignal(panel.sigCompared, timeout=180_000):
+        qtbot.mouseClick(panel.compare_button, Qt.MouseButton.LeftButton)
+    cmp = panel.comparison
+    result = window.findings_panel.result
+    assert cmp is not None and panel.comparison_for(result) is cmp
+    shown = [f for f in result.findings if f.score >= window.findings_panel.threshold]
+    assert set(cmp.changes) == {f.id for f in shown}
+    assert panel.changes.text().startswith("Compared with CT of 2025-03-02.")
+    assert len(panel.changes.text().splitlines()) <= 13
+    # the same model on the same anatomy: most findings are found again where the registration puts them
+    matched = [c for c in cmp.changes.values() if c.prior is not None]
+    assert matched and all(c.distance_mm <= 8.0 + 0.75 * 40 for c in matched)
+    # a nudge re-matches at once
+    before = {k: c.distance_mm for k, c in cmp.changes.items() if c.prior is not None}
+    panel.set_nudge((3.0, 0.0, 0.0))
+    assert panel.comparison is not cmp and panel.comparison.registration.nudge_mm == (3.0, 0.0, 0.0)
+    assert any(panel.comparison.changes[k].distance_mm != d for k, d in before.items()
+               if panel.comparison.changes[k].prior is not None)
+    panel.set_nudge((0.0, 0.0, 0.0))
+    # the report of this detection carries the comparison
+    with qtbot.waitSignal(window.sigReportWritten, timeout=120_000) as written:
+        window.save_report(str(tmp_path / "reports"), "followup-report", anonymize=True)
+    doc = json.loads(written.args[0][-1].read_text())
+    assert doc["comparison"]["prior_study_date"] == "2025-03-02"
+    assert doc["impression"]["comparison"] == "Compared with CT of 2025-03-02."
+    assert {f["id"] for f in doc["findings"]} == set(cmp.changes)

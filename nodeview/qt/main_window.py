@@ -162,6 +162,7 @@ class MainWindow(QMainWindow):
         from .prior_view import PriorDock
 
         self.prior_dock = PriorDock(self, self.controller, self.viewer.views[ViewKind.AXIAL])
+        self.prior_dock.panel.detector_provider = self._shared_detector
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.prior_dock)
 
         from .dicom_readback import ReadBack
@@ -449,6 +450,7 @@ class MainWindow(QMainWindow):
                 10000,
             )
             self._update_actions()
+            self.prior_dock.panel.set_current_result(result, self.findings_panel.threshold)
             self.sigDetectionDone.emit(result)
         elif stage == "report":
             assert isinstance(result, list)
@@ -569,6 +571,15 @@ class MainWindow(QMainWindow):
         self.set_layout(ViewKind.AXIAL)
         self.prior_dock.open(path, self.volume)
 
+    def _shared_detector(self) -> Detector:
+        """The detector of the current model (made on first use; also runs on the prior, in its worker)."""
+        path = self.model_path()
+        if self._detector is None or self._detector.info.path != path:
+            from ..core.detect.detector import Detector
+
+            self._detector = Detector(path)
+        return self._detector
+
     # ---- detection ---------------------------------------------------------------------------
     def model_path(self) -> str:
         from ..core.detect.models import default_model_path
@@ -684,6 +695,7 @@ class MainWindow(QMainWindow):
         reviews, threshold = self.report_reviews(), self.findings_panel.threshold
         timings = dict(result.timings_s)
         keys = [(k.describe(), self.controller.render_key_image(k)) for k in self.controller.key_images]
+        comparison = self.prior_dock.panel.comparison_for(result)
 
         def work(progress, stop):  # type: ignore[no-untyped-def]
             from .reading import write_key_images
@@ -700,6 +712,7 @@ class MainWindow(QMainWindow):
                 timings=timings,
                 progress=progress,
                 should_stop=stop,
+                comparison=comparison,
             )
             return [*paths[:-1], *write_key_images(folder, stem, keys), paths[-1]]
 

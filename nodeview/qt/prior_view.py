@@ -13,6 +13,13 @@ Registration quality and nudge
     off, the spin boxes (mm, LPS x/y/z) or Shift+arrow keys in the prior view (1 mm; Shift+PageUp/
     PageDown along z) move it; the quality is re-measured at once.
 
+Findings
+    After Detect on the current study, "Compare findings" detects on the prior (same model, in the
+    worker) and matches the findings through the registration
+    (:func:`nodeview.core.followup.compare.compare_findings`): the panel lists each finding's change,
+    prior size and VDT, the prior's findings are drawn (blue, "P#") in the prior view, and the report
+    exported for this detection carries the comparison. A nudge re-matches at once.
+
 The prior belongs to the current study on screen: opening another current study drops it.
 """
 
@@ -41,13 +48,18 @@ from .slice_view import SliceView
 from .tasks import TaskRunner
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..core.detect.detector import DetectionResult, Detector
     from ..core.detect.findings import Finding
+    from ..core.followup.compare import Comparison
     from ..core.followup.registration import Registration
     from ..core.volume import Volume
     from .viewer import ViewerController
 
 log = logging.getLogger(__name__)
 NUDGE_STEP_MM = 1.0
+MAX_CHANGE_LINES = 12
 PRIOR_BOX = QColor(80, 170, 255)
 
 
@@ -78,6 +90,7 @@ class PriorPanel(QWidget):
 
     sigRegistered = Signal(object)  # Registration
     sigFailed = Signal(str)
+    sigCompared = Signal(object)  # Comparison
 
     def __init__(self, controller: ViewerController, current_view: SliceView, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -88,6 +101,12 @@ class PriorPanel(QWidget):
         self.registration: Registration | None = None
         self.prior_findings: list[Finding] = []
         self.prior_path = ""
+        self.comparison: Comparison | None = None
+        self.current_result: DetectionResult | None = None
+        self.current_threshold = 0.5
+        self._prior_candidates: list[Finding] = []
+        #: gives the detector to run on the prior (called in the worker); set by the main window
+        self.detector_provider: Callable[[], Detector] | None = None
         self._plane: ViewPlane | None = None
         self._syncing = False
         self.runner = TaskRunner(self)
@@ -120,6 +139,13 @@ class PriorPanel(QWidget):
             box.valueChanged.connect(self._on_nudge_boxes)
             nudge_row.addWidget(box)
             self.nudge_boxes.append(box)
+        self.compare_button = QPushButton("Compare findings")
+        self.compare_button.setToolTip("Detect on the prior and match its findings to the current ones (after Detect)")
+        self.compare_button.clicked.connect(self.compare)
+        self.compare_button.setEnabled(False)
+        self.changes = QLabel("")
+        self.changes.setWordWrap(True)
+        self.changes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         reset = QPushButton("Reset")
         reset.clicked.connect(lambda: self.set_nudge((0.0, 0.0, 0.0)))
         nudge_row.addWidget(reset)
@@ -129,6 +155,8 @@ class PriorPanel(QWidget):
         col.addWidget(self.view, 1)
         col.addWidget(self.quality)
         col.addLayout(nudge_row)
+        col.addWidget(self.compare_button)
+        col.addWidget(self.changes)
         busy = QHBoxLayout()
         busy.addWidget(self.progress, 1)
         busy.addWidget(self.cancel_button)
@@ -180,6 +208,7 @@ class PriorPanel(QWidget):
             for box, v in zip(self.nudge_boxes, registration.nudge_mm, strict=True):
                 box.setValue(v)
         self._enable_nudge(True)
+        self._update_compare_button()
         self._show_quality()
         self.view.set_levels(self.controller.window.levels)
         self.refresh(force=True)
@@ -190,6 +219,10 @@ class PriorPanel(QWidget):
         self.runner.cancel()
         self.prior = self.registration = None
         self.prior_findings = []
+        self.comparison = None
+        self._prior_candidates = []
+        self.changes.setText("")
+        self.compare_button.setEnabled(False)
         self._plane = None
         self.view.image_item.clear()
         self.view.set_overlays([])
@@ -203,6 +236,9 @@ class PriorPanel(QWidget):
         self.refresh(force=True)
 
     def _on_finished(self, result: object) -> None:
+        if isinstance(result, tuple) and len(result) == 4:
+            self._on_compared(*result)
+            return
         current, prior, reg = result  # type: ignore[misc]
         self._show_busy(False)
         if self.controller.volume is not current:  # the study on screen changed meanwhile: drop it
@@ -211,8 +247,112 @@ class PriorPanel(QWidget):
         self.set_prior(current, prior, reg)
         self.sigRegistered.emit(reg)
 
+    # ---- findings -----------------------------------------------------------------------------
+    def set_current_result(self, result: DetectionResult | None, threshold: float) -> None:
+        """The current study's detection (after Detect); a comparison made for another one is dropped."""
+        if result is not self.current_result:
+            self.comparison = None
+            self.changes.setText("")
+        self.current_result, self.current_threshold = result, threshold
+        self._update_compare_button()
+
+    def _update_compare_button(self) -> None:
+        self.compare_button.setEnabled(
+            self.registration is not None and self.current_result is not None and not self.runner.busy
+        )
+
+    def comparison_for(self, result: DetectionResult | None) -> Comparison | None:
+        """The comparison made for ``result`` (None when there is none for it)."""
+        return self.comparison if result is not None and result is self.current_result else None
+
+    def compare(self) -> None:
+        """Detect on the prior in the worker, then match (progress and Cancel in the panel)."""
+        if self.prior is None or self.registration is None or self.current_result is None or self.current is None:
+            return
+        if self.detector_provider is None:
+            return
+        from ..core.followup.compare import compare_findings
+
+        provider, prior, current = self.detector_provider, self.prior, self.current
+        result, threshold, registration = self.current_result, self.current_threshold, self.registration
+        reported = [f for f in result.findings if f.score >= threshold]
+
+        def work(progress, stop):  # type: ignore[no-untyped-def]
+            prior_result = provider().detect(prior, progress, stop, min_score=0.0)
+            prior_reported = [f for f in prior_result.findings if f.score >= threshold]
+            below = [f for f in prior_result.findings if 0.5 * threshold <= f.score < threshold]
+            comparison = compare_findings(
+                reported,
+                prior_reported,
+                registration,
+                current.patient.study_date,
+                prior.patient.study_date,
+                prior_candidates=below,
+                prior_series_uid=prior.series_uid,
+            )
+            return result, comparison, prior_reported, below
+
+        self.changes.setText("Detecting on the prior…")
+        self._show_busy(True)
+        self.compare_button.setEnabled(False)
+        self.runner.start(work)
+
+    def _on_compared(
+        self, result: DetectionResult, comparison: Comparison, prior: list[Finding], below: list[Finding]
+    ) -> None:
+        self._show_busy(False)
+        if result is not self.current_result or self.registration is None:
+            self._update_compare_button()
+            return  # another detection or prior meanwhile: this comparison is not for what is on screen
+        if self.registration is not comparison.registration:  # nudged meanwhile: match again
+            comparison = self._rematch(comparison, prior, below)
+        self._prior_candidates = below
+        self.comparison = comparison
+        self.set_prior_findings(prior)
+        self._show_changes()
+        self._update_compare_button()
+        self.sigCompared.emit(comparison)
+
+    def _rematch(self, old: Comparison, prior: list[Finding], below: list[Finding]) -> Comparison:
+        from ..core.followup.compare import compare_findings
+
+        assert self.current_result is not None and self.registration is not None
+        reported = [f for f in self.current_result.findings if f.score >= self.current_threshold]
+        return compare_findings(
+            reported,
+            prior,
+            self.registration,
+            old.current_date,
+            old.prior_date,
+            prior_candidates=below,
+            prior_series_uid=old.prior_series_uid,
+        )
+
+    def _show_changes(self) -> None:
+        cmp = self.comparison
+        if cmp is None:
+            self.changes.setText("")
+            return
+        lines = [cmp.comparison_line()]
+        for fid in sorted(cmp.changes):
+            c = cmp.changes[fid]
+            if c.prior is None:
+                lines.append(f"#{fid}: {c.change}")
+                continue
+            vdt = f", VDT {c.vdt_days:,.0f} d" if c.vdt_days is not None else ""
+            lines.append(f"#{fid}: {c.change} (prior P{c.prior.id} {c.prior.diameter_mm:.1f} mm{vdt})")
+        lines.extend(f"P{f.id}: resolved ({f.diameter_mm:.1f} mm)" for f in cmp.resolved)
+        if len(lines) > MAX_CHANGE_LINES + 1:
+            more = len(lines) - MAX_CHANGE_LINES
+            lines = [*lines[:MAX_CHANGE_LINES], f"… and {more} more (all of them in the report)"]
+        self.changes.setText("\n".join(lines))
+
     def _on_failed(self, message: str) -> None:
         self._show_busy(False)
+        self._update_compare_button()
+        if self.registration is not None:  # the comparison failed, not the prior
+            self.changes.setText(f"The comparison failed: {message}")
+            return
         self.title.setText(f"The prior could not be opened or registered: {message}")
         self.sigFailed.emit(message)
 
@@ -252,6 +392,10 @@ class PriorPanel(QWidget):
         if self.registration is None:
             return
         self.registration = self.registration.nudged(self.nudge())
+        if self.comparison is not None:
+            self.comparison = self._rematch(self.comparison, self.prior_findings, self._prior_candidates)
+            self._show_changes()
+            self.sigCompared.emit(self.comparison)
         self._show_quality()
         self.refresh(force=True)
         self.sigRegistered.emit(self.registration)
