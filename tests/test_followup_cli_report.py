@@ -222,3 +222,24 @@ def test_report_without_prior_says_baseline():
                             created=datetime(2026, 3, 2, tzinfo=UTC))
     text = " ".join(pages[0].texts)
     assert "No prior CT for comparison (baseline)." in text and "(suggested): 3" in text
+
+
+def test_prior_images_with_report_dir_and_same_day(small_study, tmp_path, capsys):
+    """--prior with images and --report-dir: registered (here the study with itself), report written."""
+    ct, model = small_study
+    out = tmp_path / "reports"
+    assert main(["detect", str(ct), "--model", str(model), "--prior", str(ct), "--report-dir", str(out)]) == 0
+    doc = json.loads(next(out.glob("*.json")).read_text())
+    assert doc["comparison"]["source"] == "images" and doc["comparison"]["interval_days"] == 0
+    assert {f["change"] for f in doc["findings"]} == {"stable"} and doc["resolved"] == []
+    assert all(f["vdt_days"] is None for f in doc["findings"])
+    assert doc["comparison"]["registration"]["lung_surface_distance_mm"]["after"] < 1.5
+    err = capsys.readouterr().err
+    assert "not older than the current one" in err
+
+
+def test_gui_prior_arguments_are_checked_before_qt(tmp_path, capsys):
+    assert main(["--prior", str(tmp_path)]) == 2
+    assert "needs the current study" in capsys.readouterr().err
+    assert main([str(tmp_path), "--prior", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
