@@ -163,6 +163,12 @@ class MainWindow(QMainWindow):
 
         self.prior_dock = PriorDock(self, self.controller, self.viewer.views[ViewKind.AXIAL])
         self.prior_dock.panel.detector_provider = self._shared_detector
+        # the prior comparison follows the reported findings when the threshold changes
+        self.findings_panel.sigVisibleChanged.connect(
+            lambda _shown: self.prior_dock.panel.set_current_result(
+                self.findings_panel.result, self.findings_panel.threshold
+            )
+        )
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.prior_dock)
 
         from .dicom_readback import ReadBack
@@ -695,7 +701,7 @@ class MainWindow(QMainWindow):
         reviews, threshold = self.report_reviews(), self.findings_panel.threshold
         timings = dict(result.timings_s)
         keys = [(k.describe(), self.controller.render_key_image(k)) for k in self.controller.key_images]
-        comparison = self.prior_dock.panel.comparison_for(result)
+        comparison = self.prior_dock.panel.comparison_for(result, threshold)
 
         def work(progress, stop):  # type: ignore[no-untyped-def]
             from .reading import write_key_images

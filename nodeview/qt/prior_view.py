@@ -250,9 +250,10 @@ class PriorPanel(QWidget):
     # ---- findings -----------------------------------------------------------------------------
     def set_current_result(self, result: DetectionResult | None, threshold: float) -> None:
         """The current study's detection (after Detect); a comparison made for another one is dropped."""
-        if result is not self.current_result:
-            self.comparison = None
+        if result is not self.current_result or abs(threshold - self.current_threshold) > 1e-12:
+            self.comparison = None  # made for other reported findings
             self.changes.setText("")
+            self.set_prior_findings([])
         self.current_result, self.current_threshold = result, threshold
         self._update_compare_button()
 
@@ -261,9 +262,14 @@ class PriorPanel(QWidget):
             self.registration is not None and self.current_result is not None and not self.runner.busy
         )
 
-    def comparison_for(self, result: DetectionResult | None) -> Comparison | None:
-        """The comparison made for ``result`` (None when there is none for it)."""
-        return self.comparison if result is not None and result is self.current_result else None
+    def comparison_for(self, result: DetectionResult | None, threshold: float | None = None) -> Comparison | None:
+        """The comparison made for ``result`` at ``threshold`` (None when there is none for them: the
+        reported findings changed with the threshold)."""
+        if result is None or result is not self.current_result:
+            return None
+        if threshold is not None and abs(threshold - self.current_threshold) > 1e-12:
+            return None
+        return self.comparison
 
     def compare(self) -> None:
         """Detect on the prior in the worker, then match (progress and Cancel in the panel)."""

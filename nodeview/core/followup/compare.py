@@ -120,9 +120,9 @@ def suggestion_for(f: Finding, comparison: Comparison | None) -> LungRadsSuggest
     if f.type not in ("solid", "part-solid", "ground-glass", "calcified"):
         return None
     status, months = "baseline", None
-    if comparison is not None:
-        change = comparison.changes.get(f.id)
-        status = change.change if change is not None else "new"
+    change = comparison.changes.get(f.id) if comparison is not None else None
+    if comparison is not None and change is not None:  # a finding the comparison did not cover: baseline rules
+        status = change.change
         months = comparison.interval_months
     return lung_rads(f.type, f.diameter_mm, solid_diameter_mm(f), status, interval_months=months)
 
