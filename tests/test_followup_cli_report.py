@@ -243,3 +243,17 @@ def test_gui_prior_arguments_are_checked_before_qt(tmp_path, capsys):
     assert "needs the current study" in capsys.readouterr().err
     assert main([str(tmp_path), "--prior", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_prior_without_lungs_is_bad_input(small_study, tmp_path, capsys):
+    """A prior that is not a chest CT cannot be registered on the lungs: one line, exit 2."""
+    import SimpleITK as sitk
+
+    water = sitk.GetImageFromArray(np.zeros((24, 64, 64), dtype=np.int16))
+    water.SetSpacing((1.0, 1.0, 2.0))
+    sitk.WriteImage(water, str(tmp_path / "water.mha"))
+    ct, model = small_study
+    capsys.readouterr()
+    assert main(["detect", str(ct), "--model", str(model), "--prior", str(tmp_path / "water.mha")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nodeview:") and "no lungs" in err and "\n" not in err
