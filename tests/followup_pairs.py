@@ -224,3 +224,52 @@ def moved_copy(volume: Volume, current_to_prior: NDArray[np.float64], hu: NDArra
         series_uid=volume.series_uid + ".9",
         patient=replace(volume.patient, study_date=study_date or volume.patient.study_date),
     )
+
+
+def transplant(hu: NDArray[np.float32], geometry: Geometry, image_path: str, mask_path: str,
+               centre_xyz: tuple[float, float, float], scale: float = 1.0) -> NDArray[np.float32]:
+    """Blend a real nodule crop (``lidc-nodules``: HU image and mask, NIfTI) into ``hu`` (in place)
+    with its mask centroid at ``centre_xyz``, magnified by ``scale``: through the mask with a soft
+    (linearly interpolated) edge, ``max(bg, bg + a * (nodule - bg))`` so the nodule replaces lung."""
+    import SimpleITK as sitk
+
+    from nodeview.core.io.sitk import geometry_from_sitk
+
+    img, msk = sitk.ReadImage(image_path), sitk.ReadImage(mask_path)
+    crop_g = geometry_from_sitk(img)
+    crop = sitk.GetArrayFromImage(img).astype(np.float32)
+    mask = (sitk.GetArrayFromImage(msk) > 0).astype(np.float32)
+    centroid = crop_g.index_to_mm(np.argwhere(mask > 0).mean(axis=0))
+    reach = 0.5 * float(np.max(crop_g.extent_zyx_mm)) * scale + 2.0
+    c_idx = geometry.mm_to_index(centre_xyz)
+    half = np.ceil(reach / geometry.spacing_zyx).astype(int)
+    lo = np.maximum(np.floor(c_idx).astype(int) - half, 0)
+    hi = np.minimum(np.ceil(c_idx).astype(int) + half + 1, geometry.shape_zyx)
+    idx = np.indices(tuple(hi - lo), dtype=np.float64).reshape(3, -1).T + lo
+    p = geometry.index_to_mm(idx)
+    src = crop_g.mm_to_index(centroid + (p - np.asarray(centre_xyz)) / scale)
+    alpha = ndimage.map_coordinates(mask, src.T, order=1, mode="constant", cval=0.0)
+    values = ndimage.map_coordinates(crop, src.T, order=1, mode="nearest")
+    box = hu[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    bg = box.reshape(-1)
+    new = np.maximum(bg, bg + alpha * (values - bg))
+    hu[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = new.reshape(box.shape)
+    return hu
+
+
+def deep_lung_point(volume: Volume, avoid_xyz: tuple[float, float, float], min_depth_mm: float = 20.0,
+                    min_distance_mm: float = 60.0) -> tuple[float, float, float]:
+    """A point deep in the lungs (>= ``min_depth_mm`` from the lung boundary), clear of vessels
+    for 8 mm, at least ``min_distance_mm`` from ``avoid_xyz``: where a transplanted nodule goes."""
+    g = volume.geometry
+    lung = segment_lungs(volume.hu_zyx, g)
+    depth = ndimage.distance_transform_edt(lung.full_resolution(g.shape_zyx), sampling=g.spacing_zyx)
+    half = np.ceil(8.0 / g.spacing_zyx).astype(int)
+    for c in np.argwhere(depth >= min_depth_mm)[::97]:
+        p = g.index_to_mm(c.astype(np.float64))
+        if np.linalg.norm(p - np.asarray(avoid_xyz)) < min_distance_mm:
+            continue
+        lo, hi = c - half, c + half + 1
+        if np.mean(volume.hu_zyx[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] > -500) < 0.02:
+            return (float(p[0]), float(p[1]), float(p[2]))
+    raise RuntimeError("no room for a transplanted nodule")
