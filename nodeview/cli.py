@@ -1,5 +1,7 @@
 """Command-line interface: ``nodeview [PATH...] [--screenshot OUT.png]``, ``nodeview info PATH [--json]``,
 ``nodeview detect PATH... [--json OUT | --report-dir DIR [--overwrite]] [--anonymize] [--dicom-out DIR]``,
+``nodeview detect CURRENT --prior PRIOR | --prior-json PRIOR.json [--prior-date D] [...]`` (follow-up:
+:mod:`nodeview.cli_followup`), ``nodeview CURRENT --prior PRIOR`` (the GUI with the prior beside),
 ``nodeview pacs echo|query|series|retrieve|send|cache ...`` and ``nodeview node ...`` (see :mod:`.cli_pacs`).
 
 Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal error.
