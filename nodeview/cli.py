@@ -296,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --dicom-out: the PNG report pages as DICOM Secondary Capture images too",
     )
+    detect.add_argument(
         "--prior",
         metavar="PRIOR",
         help="compare with this prior study (DICOM folder or image file): registered on the lungs, findings "

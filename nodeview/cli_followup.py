@@ -89,6 +89,10 @@ def detect_with_prior(args: argparse.Namespace, model: str) -> int:
     from .core.followup.findings_doc import findings_document
 
     volume, result, comparison, threshold, _, timings = run_detection_with_prior(args, model)
+    if getattr(args, "dicom_out", None):  # the SR/SEG of the current study (they do not carry the comparison yet)
+        from .cli import _export_dicom
+
+        _export_dicom(args, args.paths, volume, result, threshold)
     if args.report_dir:
         from .core.report.render import write_report
 
