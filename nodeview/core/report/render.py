@@ -1,4 +1,4 @@
-"""Annotated PNG reports of a detection, with a ``nodeview.findings/1`` JSON sidecar (Qt-free).
+"""Annotated PNG reports of a detection, with a ``nodeview.findings/2`` JSON sidecar (Qt-free).
 
 What a report contains
     Page 1: a header (patient name, ID, birth date, study date, series; or "anonymized"; model
