@@ -91,7 +91,7 @@ T2=$(date +%s.%N)
 APPDIR=dist/nodeview
 [ -x "$APPDIR/nodeview" ] || fail "PyInstaller produced no $APPDIR/nodeview"
 for mod in torch dask distributed pyarrow; do  # server/training libraries never ride along
-  [ -e "$APPDIR/_internal/$mod" ] && fail "the frozen app bundles $mod"
+  if [ -e "$APPDIR/_internal/$mod" ]; then fail "the frozen app bundles $mod"; fi
 done
 
 # --- Python's own libraries carry their symbol tables when Python was built from source (pyenv:
