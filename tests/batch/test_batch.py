@@ -233,3 +233,14 @@ def test_dask_batch_kill_resume_retry_and_parity_with_detect(tmp_path, monkeypat
         assert f.pop("review") == "unreviewed"
     assert got["findings"] == expected["findings"] and len(expected["findings"]) > 0
     assert got["model"] == expected["model"] and got["threshold"] == expected["threshold"]
+
+
+def test_importing_the_package_loads_neither_dask_nor_qt_nor_torch():
+    code = (
+        "import sys, nodeview.batch, nodeview.batch.worker\n"
+        "bad = [m for m in ('distributed', 'dask', 'PySide6', 'pyqtgraph', 'torch') if m in sys.modules]\n"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -131,13 +131,13 @@ def test_reranker_two_processes_and_one_process_equivalence(tmp_path, monkeypatc
     again = tr.train(args_for(tmp_path / "two", 60, resume=True), toy_cubes(112, 0), tmp_path / "two")
     assert all(torch.equal(state["model"][k], v) for k, v in again.state_dict().items())  # 1-process resume
     # N = 1 under a process group: the plain run's weights
-    plain = tr.train(args_for(tmp_path / "plain", 20), toy_cubes(112, 0), tmp_path / "plain")
+    plain = tr.train(args_for(tmp_path / "plain", 40), toy_cubes(112, 0), tmp_path / "plain")
     for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
                        "MASTER_PORT": str(_free_port())}.items():
         monkeypatch.setenv(key, value)
     dist = distributed.setup("cpu", threads=torch.get_num_threads())
     try:
-        one = tr.train(args_for(tmp_path / "one", 20), toy_cubes(112, 0), tmp_path / "one", dist)
+        one = tr.train(args_for(tmp_path / "one", 40), toy_cubes(112, 0), tmp_path / "one", dist)
     finally:
         dist.close()
     assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), one.state_dict().values(), strict=True))
