@@ -180,7 +180,8 @@ def _export_dicom(
 def _batch(args: argparse.Namespace) -> int:
     """Archive-scale detection on Dask (:mod:`nodeview.batch`). Exit 0 when every study has its
     outputs, 2 when a study failed (listed in DIR/summary.csv with its reason)."""
-    from .core.detector import ModelError
+    from .core.detect.detector import ModelError
+    from .core.detect.models import default_model_path
 
     try:
         import distributed  # noqa: F401

@@ -178,7 +178,7 @@ def _client_for(opts: BatchOptions, log_stream: TextIO) -> tuple[Any, Any, int]:
 
 def _model_id(model: str) -> tuple[str, float]:
     """Load the model once here (a bad model stops the batch before any study): its id and threshold."""
-    from ..core.detector import Detector
+    from ..core.detect.detector import Detector
 
     info = Detector(model, threads=1).info
     rr = f"+{info.reranker.name}:{info.reranker.version}" if info.reranker is not None else ""

@@ -1,7 +1,7 @@
 """What a batch has to do: the studies under a folder tree or in a list file (no Dask, no Qt).
 
 A *study* here is one image series (the batch's unit of work, one output folder each): every
-CT series that core discovery (:func:`nodeview.core.dicom_io.discover`) finds under the input,
+CT series that core discovery (:func:`nodeview.core.io.dicom.discover`) finds under the input,
 localizers and non-CT series left out, or one research-format volume file (.mhd, .nii, .nrrd).
 
 Content key
@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.dicom_io import SeriesInfo, discover
 from ..core.errors import NodeViewError
-from ..core.sitk_io import sitk_format_of
+from ..core.io.dicom import SeriesInfo, discover
+from ..core.io.sitk import sitk_format_of
 
 LIST_SUFFIXES = (".txt", ".list", ".lst")
 #: Default voxel budget: a 1,024-slice 512 x 512 scan. Larger series are refused before loading.

@@ -5,7 +5,7 @@ study's output folder, and returns its summary row. It never raises for a bad st
 becomes a ``failed`` row with a one-line reason, so one broken study cannot stop the batch (only
 the loss of the worker process itself reaches Dask, which then reruns the study elsewhere).
 
-One :class:`~nodeview.core.detector.Detector` (one onnxruntime session) per worker process and
+One :class:`~nodeview.core.detect.detector.Detector` (one onnxruntime session) per worker process and
 model, kept in a module-level cache (:func:`detector_for`); the Dask worker plugin preloads it.
 
 Outputs: ``OUT/<date>_<description>_<key12>/`` holding the PNG report page(s) and the
@@ -64,7 +64,7 @@ class WorkerOptions:
 
 def detector_for(model: str, threads: int) -> Any:
     """The worker's detector for ``model`` (created once per process and thread count)."""
-    from ..core.detector import Detector
+    from ..core.detect.detector import Detector
 
     with _detectors_lock:
         key = (model, threads)
@@ -104,7 +104,7 @@ def folder_name(stem: str, key: str) -> str:
 
 
 def _open(task: StudyTask) -> Any:
-    from ..core.study import open_study, scan
+    from ..core.io.study import open_study, scan
 
     if not task.series:
         return open_study(list(task.files))
@@ -118,7 +118,7 @@ def _open(task: StudyTask) -> Any:
             break
     else:
         series = discovery.default_series()
-    from ..core.dicom_io import load_series
+    from ..core.io.dicom import load_series
 
     return load_series(series)
 
@@ -159,7 +159,7 @@ def _place(staging: Path, final: Path, key: str) -> None:
 
 def process_study(task: StudyTask, opts: WorkerOptions) -> dict[str, Any]:
     """Detect, report and write one study; the summary row (status ``ok`` or ``failed``)."""
-    from ..core.report import default_stem, write_report
+    from ..core.report.render import default_stem, write_report
 
     _trace(task.key)
     t0 = time.perf_counter()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pydicom
 
-from nodeview.core.dicom_write import SeriesSpec, write_series
+from nodeview.core.io.dicom_write import SeriesSpec, write_series
 
 from ..synthetic_series import plain
 from ..test_candidates import _chest

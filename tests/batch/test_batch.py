@@ -20,7 +20,7 @@ from nodeview.batch.plan import plan, read_list_file, series_key
 from nodeview.batch.worker import MARKER, WorkerOptions, process_study, top_category
 from nodeview.cli import DEFAULT_MAX_VOXELS as CLI_MAX_VOXELS
 from nodeview.cli import main as cli_main
-from nodeview.core.dicom_io import discover
+from nodeview.core.io.dicom import discover
 
 from ..synthetic_series import plain, with_localizer
 from .studies import archive, write_broken
