@@ -10,7 +10,8 @@ model, kept in a module-level cache (:func:`detector_for`); the Dask worker plug
 
 Outputs: ``OUT/<date>_<description>_<key12>/`` holding the PNG report page(s) and the
 ``nodeview.findings/1`` JSON (:func:`nodeview.core.report.write_report`, the files
-``nodeview detect --report-dir`` writes), DICOM SR/SEG when :mod:`nodeview.core.export` exists,
+``nodeview detect --report-dir`` writes), DICOM SR/SEG when :mod:`nodeview.core.export` exists
+(detected at run time; :func:`_export_dicom`),
 and ``.nodeview-batch.json`` (the study's key: the folder is the batch's own). The folder is
 built under ``OUT/.partial/`` and renamed into place, so a study's folder is complete or absent.
 A folder of that name that is not this study's batch output is never touched (the study fails).
@@ -123,20 +124,21 @@ def _open(task: StudyTask) -> Any:
     return load_series(series)
 
 
-def _export_dicom(folder: Path, volume: Any, result: Any, threshold: float, anonymize: bool) -> list[str]:
-    """DICOM SR/SEG through :mod:`nodeview.core.export` when that module exists (issue 23).
-
-    Uses its ``write_study_outputs(folder, volume, result, threshold, anonymize=...)`` when it has
-    one; returns the names written ([] when the module or the function is absent).
-    """
-    if importlib.util.find_spec("nodeview.core.export") is None:
-        return []
+def _export_dicom(
+    folder: Path, task: StudyTask, volume: Any, result: Any, threshold: float, anonymize: bool
+) -> tuple[list[str], list[str]]:
+    """DICOM SR (TID 1500) and SEG through :mod:`nodeview.core.export` (issue 23) when it is installed:
+    its ``read_source_series`` and ``export_dicom``. Returns (file names written, notes); nothing
+    when the module is absent or the study is not a DICOM series."""
+    if importlib.util.find_spec("nodeview.core.export") is None or volume.source_format != "dicom":
+        return [], []
     module = importlib.import_module("nodeview.core.export")
-    writer = getattr(module, "write_study_outputs", None)
-    if writer is None:
-        return []
-    written = writer(folder, volume, result, threshold, anonymize=anonymize)
-    return [Path(p).name for p in written or []]
+    export, read_source = getattr(module, "export_dicom", None), getattr(module, "read_source_series", None)
+    if export is None or read_source is None:
+        return [], []
+    source = read_source(list(task.files), volume)
+    done = export(folder, volume, result, {}, threshold, source, anonymize=anonymize)
+    return [p.name for p in done.paths], list(getattr(done, "notes", ()))
 
 
 def _place(staging: Path, final: Path, key: str) -> None:
@@ -207,9 +209,11 @@ def process_study(task: StudyTask, opts: WorkerOptions) -> dict[str, Any]:
             anonymize=opts.anonymize,
             timings={"load": t_load, "detect": t_detect},
         )
+        dicom: list[str] = []
         if opts.export_dicom:
             try:
-                _export_dicom(staging, volume, result, threshold, opts.anonymize)
+                dicom, notes = _export_dicom(staging, task, volume, result, threshold, opts.anonymize)
+                row["reason"] = "; ".join(notes)
             except Exception as exc:  # the report stands; say why the DICOM objects are missing
                 row["reason"] = f"no DICOM SR/SEG: {_one_line(exc)}"
         (staging / MARKER).write_text(json.dumps({"key": task.key, "model_sha256": opts.model_sha256}) + "\n")
@@ -224,6 +228,7 @@ def process_study(task: StudyTask, opts: WorkerOptions) -> dict[str, Any]:
             suggested_category=top_category([f.lung_rads for f in shown]),
             output=final.name,
             report=f"{stem}.json",
+            dicom=dicom,
         )
     except BaseException as exc:
         if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: not the study's fault

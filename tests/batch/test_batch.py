@@ -244,3 +244,17 @@ def test_importing_the_package_loads_neither_dask_nor_qt_nor_torch():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_model
+def test_dicom_sr_and_seg_beside_the_report_when_the_export_module_exists(tmp_path):
+    pytest.importorskip("nodeview.core.export")  # issue 23; detected at run time
+    from .studies import write_chest
+
+    write_chest(tmp_path / "in" / "c", seed=0)
+    task = plan(tmp_path / "in").tasks[0]
+    row = process_study(task, WorkerOptions(model=MODEL, out_dir=str(tmp_path / "out"), model_sha256="m"))
+    assert row["status"] == "ok" and not row["reason"].startswith("no DICOM"), row
+    names = row["dicom"]
+    assert any(n.endswith("_SR.dcm") for n in names) and any(n.endswith("_SEG.dcm") for n in names)
+    assert all((tmp_path / "out" / row["output"] / n).is_file() for n in names)
