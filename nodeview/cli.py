@@ -3,6 +3,7 @@
 ``nodeview detect CURRENT --prior PRIOR | --prior-json PRIOR.json [--prior-date D] [...]`` (follow-up:
 :mod:`nodeview.cli_followup`), ``nodeview CURRENT --prior PRIOR`` (the GUI with the prior beside),
 ``nodeview pacs echo|query|series|retrieve|send|cache ...`` and ``nodeview node ...`` (see :mod:`.cli_pacs`).
+``nodeview batch ROOT_OR_LIST --out DIR [--workers N | --scheduler tcp://HOST:8786]`` (extra ``batch``).
 
 Exit codes: 0 success, 2 bad input (one line on stderr), 1 internal error.
 """
@@ -183,6 +184,42 @@ def _export_dicom(
     return done.paths
 
 
+def _batch(args: argparse.Namespace) -> int:
+    """Archive-scale detection on Dask (:mod:`nodeview.batch`). Exit 0 when every study has its
+    outputs, 2 when a study failed (listed in DIR/summary.csv with its reason)."""
+    from .core.detect.detector import ModelError
+    from .core.detect.models import default_model_path
+
+    try:
+        import distributed  # noqa: F401
+
+        from .batch import BatchOptions, run_batch
+    except ImportError as exc:  # the desktop installer leaves Dask and nodeview.batch out
+        raise NodeViewError(BATCH_EXTRA_MESSAGE) from exc
+    if not args.verbose:  # Dask logs every worker start and stop at INFO
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    model = args.model or default_model_path()
+    if not os.path.isfile(model):
+        raise ModelError(f"no model at {model}: pass --model FILE.onnx")
+    opts = BatchOptions(
+        source=args.source,
+        out_dir=args.out,
+        model=model,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        retry_failed=args.retry_failed,
+        anonymize=args.anonymize,
+        min_score=args.min_score,
+        max_voxels=args.max_voxels,
+        memory_limit=args.memory_limit,
+        threads=args.threads,
+        dashboard=args.dashboard,
+    )
+    result = run_batch(opts)
+    print(f"{result.ok} of {len(result.rows)} studies ok. {RESEARCH_NOTICE}", file=sys.stderr)
+    return EXIT_OK if result.failed == 0 else EXIT_BAD_INPUT
+
+
 class _StudyProgress:
     """``[k/n] PATH ... 42%`` on one stderr line (percentages only on a terminal), then the outcome."""
 
@@ -313,10 +350,52 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_pacs import add_commands
 
     add_commands(sub)  # pacs echo|query|series|retrieve|send|cache, node
+    _add_batch_parser(sub)
     return parser
 
 
-SUBCOMMANDS = ("info", "detect", "pacs", "node")
+BATCH_EXTRA_MESSAGE = (
+    "nodeview batch needs the optional 'batch' extra (Dask distributed): pip install 'nodeview[batch]'"
+)
+#: = nodeview.batch.plan.DEFAULT_MAX_VOXELS (not imported here: the desktop build has no nodeview.batch)
+DEFAULT_MAX_VOXELS = 1024 * 512 * 512
+
+
+def _add_batch_parser(sub: Any) -> None:
+    batch = sub.add_parser(
+        "batch",
+        help="detect nodules in every CT series under a folder tree or list file, on Dask (extra 'batch')",
+        description="Every CT series under ROOT (or each path listed in a .txt/.list file, one a line) is a study: "
+        "its PNG report and findings JSON go to a folder of its own in --out, and DIR/summary.csv lists every study. "
+        "Resumable: DIR/manifest.jsonl records finished studies by content, and a rerun skips them. Runs on a local "
+        "Dask cluster (--workers N) or an existing one (--scheduler). Needs: pip install 'nodeview[batch]'. "
+        f"{RESEARCH_NOTICE}",
+    )
+    batch.add_argument("source", metavar="ROOT_OR_LIST", help="folder tree, DICOM/volume file, or a .txt list of paths")
+    batch.add_argument("--out", required=True, metavar="DIR", help="output folder (created; never inside the input)")
+    engine = batch.add_mutually_exclusive_group()
+    engine.add_argument("--workers", type=int, metavar="N", help="start a local cluster of N worker processes")
+    engine.add_argument("--scheduler", metavar="tcp://HOST:8786", help="use a running Dask cluster")
+    batch.add_argument("--retry-failed", action="store_true", help="rerun the studies the manifest lists as failed")
+    batch.add_argument("--model", metavar="M", help="ONNX model (default: the bundled model)")
+    batch.add_argument("--anonymize", action="store_true", help="no patient data, source paths or UIDs in the outputs")
+    batch.add_argument("--min-score", type=float, metavar="S", help="report findings with score >= S")
+    batch.add_argument(
+        "--max-voxels",
+        type=int,
+        default=DEFAULT_MAX_VOXELS,
+        metavar="V",
+        help=f"refuse series larger than this many voxels (default {DEFAULT_MAX_VOXELS}: 1024 x 512 x 512)",
+    )
+    batch.add_argument(
+        "--memory-limit", default="auto", metavar="BYTES", help="per local worker, e.g. 4GB (default: memory / N)"
+    )
+    batch.add_argument("--threads", type=int, default=0, metavar="T", help="threads per study (default: cores / N)")
+    batch.add_argument("--dashboard", action="store_true", help="serve the Dask dashboard of a local cluster (:8787)")
+    batch.set_defaults(func=_batch)
+
+
+SUBCOMMANDS = ("info", "detect", "pacs", "node", "batch")
 
 
 def build_gui_parser() -> argparse.ArgumentParser:

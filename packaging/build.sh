@@ -67,6 +67,7 @@ else
   build/venv/bin/python -m pip install -q --no-deps --force-reinstall . >/dev/null  # this checkout's code
 fi
 if build/venv/bin/python -c "import torch" 2>/dev/null; then fail "torch is installed in build/venv: the app must not bundle it"; fi
+if build/venv/bin/python -c "import distributed" 2>/dev/null; then fail "Dask is installed in build/venv: the app must not bundle it"; fi
 VERSION=$(build/venv/bin/python -c "import nodeview; print(nodeview.__version__)")
 
 # --- staged resources: the model (as the default model's name), its card, fonts, icons, demo
@@ -89,6 +90,9 @@ NODEVIEW_STAGE="$STAGE" build/venv/bin/pyinstaller --noconfirm --log-level WARN 
 T2=$(date +%s.%N)
 APPDIR=dist/nodeview
 [ -x "$APPDIR/nodeview" ] || fail "PyInstaller produced no $APPDIR/nodeview"
+for mod in torch dask distributed pyarrow; do  # server/training libraries never ride along
+  if [ -e "$APPDIR/_internal/$mod" ]; then fail "the frozen app bundles $mod"; fi
+done
 
 # --- Python's own libraries carry their symbol tables when Python was built from source (pyenv:
 # ~20 MB). Strip only those: the wheels' libraries are patchelf-ed by auditwheel, and strip breaks

@@ -3,7 +3,7 @@
 # Tests that need a real X server run inside xvfb-run; the rest use Qt's offscreen platform.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh dev,train  # train: torch 2.14.1 + torchvision 0.29.1 for the training tests
+bash scripts/bootstrap.sh dev,train,batch  # train: torch + torchvision for the training tests; batch: dask
 echo "== ruff";  .venv/bin/ruff check --output-format concise .
 echo "== mypy (strict on nodeview/core)";  .venv/bin/mypy
 echo "== pytest"

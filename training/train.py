@@ -13,7 +13,9 @@ label scales with it), HU jitter and noise, per batch.
 
 Checkpoints (``<out>/checkpoint.pt``, every epoch): ``{"model", "optimizer", "lr_scheduler",
 "args", "epoch", "history", "rng"}``; ``--resume`` continues from one. Training stops with an
-error on a non-finite loss. CPU by default; CUDA when available. Research use only.
+error on a non-finite loss. CPU by default; CUDA when available. Several processes or machines:
+``torchrun --nproc_per_node N -m training.train ...`` (DistributedDataParallel, see
+``training/distributed.py``). Research use only.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
 from .annotations import ScanRecord, read_records_csv
 from .dataset import POSITIVE_ROTATIONS, UNKNOWN, PatchSet, load_or_mine, near_nodule
 from .model import STAGES, NoduleNet, build_model
@@ -294,29 +297,43 @@ def split_records(records: list[ScanRecord], fraction: float, seed: int) -> tupl
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
+    dist = distributed.setup(args.device, args.threads)  # torchrun: one of N processes
+    try:
+        return _main(args, dist)
+    finally:
+        dist.close()
+
+
+def _main(args: argparse.Namespace, dist: distributed.Dist) -> dict[str, Any]:
     seed_everything(args.seed)
+    dist.check_batch(args.batch_size)
+    if not dist.is_main:
+        args.quiet = True  # one progress bar: rank 0's
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(
+    device = dist.device or torch.device(
         "cuda"
         if args.device == "auto" and torch.cuda.is_available()
         else ("cpu" if args.device == "auto" else args.device)
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "args.json").write_text(json.dumps(vars(args), indent=2, default=str))  # read by model_card.py
+    if dist.is_main:
+        (out / "args.json").write_text(json.dumps(vars(args), indent=2, default=str))  # read by model_card.py
     records = [r for path in args.data for r in read_records_csv(path)]
     if args.val_data:
         train_records = records
         val_records = [r for path in args.val_data for r in read_records_csv(path)]
     else:
         train_records, val_records = split_records(records, args.val_fraction, args.seed)
-    train_set, train_summary = load_patch_set(train_records, args, "train")
-    val_set, val_summary = load_patch_set(val_records, args, "validation") if val_records else (None, [])
+    with dist.main_first():  # rank 0 mines into the cache, the others read it
+        train_set, train_summary = load_patch_set(train_records, args, "train")
+        val_set, val_summary = load_patch_set(val_records, args, "validation") if val_records else (None, [])
     ambiguous = near_nodule(train_set, train_records, args.ignore_near_mm)
     data_summary = _data_summary(train_set, train_summary, val_set, val_summary)
     data_summary["train"]["negatives_left_out_near_nodules"] = int(ambiguous.sum())
-    (out / "data_summary.json").write_text(json.dumps(data_summary, indent=2))
+    if dist.is_main:
+        (out / "data_summary.json").write_text(json.dumps(data_summary, indent=2))
 
     model: NoduleNet = build_model(args.weights).to(device)
     if args.freeze != "none":
@@ -336,7 +353,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         thick = {r.scan_id for r in train_records if slice_thickness_mm(r) > THIN_SLICE_MAX_MM}
         scan_w = thick_slice_weights(train_set, thick, args.thick_slice_weight)
         data_summary["train"]["thick_slice_scans"] = len(thick)
-        (out / "data_summary.json").write_text(json.dumps(data_summary, indent=2))
+        if dist.is_main:
+            (out / "data_summary.json").write_text(json.dumps(data_summary, indent=2))
     pos_p = _draw_probabilities(pos_p, scan_w, pos)
     neg_p = _draw_probabilities(None, scan_w, neg)
     steps = args.steps_per_epoch or max(1, math.ceil(len(train_set) / args.batch_size))
@@ -358,20 +376,26 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         scheduler.load_state_dict(ckpt["lr_scheduler"])
         start_epoch = int(ckpt["epoch"]) + 1
         history = list(ckpt.get("history", []))
-    gen = torch.Generator().manual_seed(args.seed + 7919 * start_epoch)
+    # every rank draws the same global batches (rng); augmentation draws are per rank (rank 0: the plain run's)
+    gen = torch.Generator().manual_seed(args.seed + 7919 * start_epoch + 104729 * dist.rank)
     rng = np.random.default_rng(args.seed + 7919 * start_epoch)
+    ddp = dist.wrap(model)
 
     for epoch in range(start_epoch, args.epochs):
         if args.unfreeze_epoch and epoch >= args.unfreeze_epoch:
+            frozen = any(not p.requires_grad for p in model.parameters())
             model.freeze_up_to(None)
+            if frozen:
+                ddp = dist.wrap(model)  # DDP syncs only the parameters that required grad when it was made
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         correct = seen = 0
         n_pos = max(1, round(args.batch_size * args.positive_fraction))
         n_hard = round((args.batch_size - n_pos) * args.hard_negative_fraction) if args.focal_gamma <= 0 else 0
         hard = mine_hard_negatives(model, train_set, neg, args, rng, device) if n_hard > 0 else neg
+        hard = dist.broadcast_array(hard) if n_hard > 0 else hard  # rank 0's (BatchNorm statistics differ)
         hard_p = _draw_probabilities(None, scan_w, hard)
-        model.train()
+        ddp.train()
         for _step in _progress(range(steps), f"epoch {epoch + 1}/{args.epochs}", args.quiet):
             if args.focal_gamma > 0:
                 idx = rng.integers(0, len(train_set), args.batch_size)
@@ -383,11 +407,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     rng.choice(neg, n_easy, p=neg_p),
                 ]
                 idx = np.concatenate(draws)
+            idx = dist.shard(idx)
             x, nodule, malignant, diameter = _batch(train_set, idx, device)
             if not args.no_augment:
                 x, diameter = augment(x.cpu(), diameter.cpu(), gen)
                 x, diameter = x.to(device), diameter.to(device)
-            outputs = model(x)
+            outputs = ddp(x)
             parts = losses(outputs, nodule, malignant, diameter, args.focal_gamma)
             if not torch.isfinite(parts["loss"]):
                 raise SystemExit(f"non-finite loss at epoch {epoch + 1}: {float(parts['loss'])}; stopping")
@@ -399,6 +424,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             correct += int(((torch.sigmoid(outputs[0].detach()) >= 0.5).long() == nodule).sum())
             seen += len(idx)
+        if dist.enabled:  # the epoch's means over every rank's samples
+            names = sorted(sums)
+            totals = dist.sum([sums[k] for k in names] + [correct, seen])
+            sums = {k: v / dist.world for k, v in zip(names, totals, strict=False)}
+            correct, seen = int(totals[-2]), int(totals[-1])
         record = {
             "epoch": epoch + 1,
             "lr": scheduler.get_last_lr()[0],
@@ -406,9 +436,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "train_acc": correct / max(seen, 1),
             **{f"train_{k}": v / steps for k, v in sums.items()},
         }
-        if val_set is not None and len(val_set):
+        if val_set is not None and len(val_set) and dist.is_main:
             record.update(validate(model, val_set, device, args))
         history.append(record)
+        if not dist.is_main:
+            continue
         ckpt = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -422,6 +454,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         tmp.replace(out / "checkpoint.pt")
         (out / "history.json").write_text(json.dumps(history, indent=2))
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}), flush=True)
+    dist.barrier()
+    if not dist.is_main:
+        return {"history": history, "data": data_summary, "out": str(out)}
     try:
         from .plots import plot_history
 

@@ -29,7 +29,9 @@ Steps (each cached in ``--out``; ``--resume`` continues training from ``checkpoi
 5. **Export**: ``nodeview-reranker.onnx`` with metadata (cube geometry, the chosen parameters, the
    threshold, the sha256 of the nodule model they were chosen with) and a torch parity check.
 
-Seeded; CPU by default, CUDA when present. Research use only.
+Seeded; CPU by default, CUDA when present. Several processes: ``torchrun --nproc_per_node N -m
+training.train_reranker ...`` trains with DistributedDataParallel (``training/distributed.py``);
+rank 0 then calibrates, tests and exports. Research use only.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from nodeview.core.detect.reranker import (
 )
 from nodeview.core.io.study import open_study
 
+from . import distributed
 from .annotations import ScanRecord, read_records_csv
 from .metrics import (
     cpm,
@@ -369,10 +372,15 @@ def score_cubes(net: nn.Module, cubes: np.ndarray, device: str, batch: int = 512
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def train(args: argparse.Namespace, data: dict[str, np.ndarray], out: Path) -> nn.Module:
+def train(
+    args: argparse.Namespace, data: dict[str, np.ndarray], out: Path, dist: distributed.Dist | None = None
+) -> nn.Module:
+    """``dist`` (torchrun): every rank draws the same global batch and trains on its slice."""
+    dist = dist or distributed.Dist()
+    dist.check_batch(args.batch_size)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed + 104729 * dist.rank)  # rank 0: the plain run's
     light = bool(getattr(args, "light_context", False))
     net = make_net(args.width, int(data["cubes"].shape[1]), light).to(args.device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -386,20 +394,25 @@ def train(args: argparse.Namespace, data: dict[str, np.ndarray], out: Path) -> n
         sched.load_state_dict(state["lr_scheduler"])
         start, history = state["step"], state["history"]
         rng.bit_generator.state = state["rng"]
-        gen.set_state(state["torch_rng"])
+        if dist.is_main:
+            gen.set_state(state["torch_rng"])
+        else:
+            gen.manual_seed(args.seed + 104729 * dist.rank + int(start))
+    ddp = dist.wrap(net)
     pos, neg, weight = nodule_weights(data)
     half = args.batch_size // 2
     running = float("nan")
     bar = None
-    if not args.no_progress:
+    if not args.no_progress and dist.is_main:
         from tqdm import tqdm
 
         bar = tqdm(total=args.steps, initial=start, file=sys.stderr)
     for step in range(start, args.steps):
         rows = np.concatenate([rng.choice(pos, half, p=weight), rng.choice(neg, args.batch_size - half)])
+        rows = dist.shard(rows)
         x = augment(torch.from_numpy(data["cubes"][rows].astype(np.float32)), gen).to(args.device)
         y = torch.from_numpy((data["label"][rows] >= 0).astype(np.float32)).to(args.device)
-        loss = F.binary_cross_entropy_with_logits(net(x), y)
+        loss = F.binary_cross_entropy_with_logits(ddp(x), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {step}")
         opt.zero_grad()
@@ -412,7 +425,7 @@ def train(args: argparse.Namespace, data: dict[str, np.ndarray], out: Path) -> n
             bar.set_postfix(loss=f"{running:.4f}")
         if (step + 1) % max(1, min(100, args.steps // 10)) == 0 or step + 1 == args.steps:
             history.append({"step": step + 1, "loss": running, "batch_loss": loss.item()})
-        if (step + 1) % 500 == 0 or step + 1 == args.steps:
+        if dist.is_main and ((step + 1) % 500 == 0 or step + 1 == args.steps):
             torch.save(
                 {
                     "model": net.state_dict(),
@@ -428,7 +441,8 @@ def train(args: argparse.Namespace, data: dict[str, np.ndarray], out: Path) -> n
             )
     if bar is not None:
         bar.close()
-    (out / "history.json").write_text(json.dumps(history))
+    if dist.is_main:
+        (out / "history.json").write_text(json.dumps(history))
     return net
 
 
@@ -695,6 +709,16 @@ def export(
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
+    dist = distributed.setup(args.device)
+    try:
+        return _main(args, dist)
+    finally:
+        dist.close()
+
+
+def _main(args: argparse.Namespace, dist: distributed.Dist) -> dict[str, Any]:
+    if dist.device is not None:
+        args.device = str(dist.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -702,8 +726,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     val_recs = read_records_csv(args.val_data)[:: args.every]
     quiet = args.no_progress
     spec = cube_spec(args)
-    data = build_split(train_recs, out / "cubes-train.npz", args.top_k, True, args.seed, quiet, spec)
-    net = train(args, data, out)
+    with dist.main_first():  # rank 0 extracts the cubes into the cache, the others read them
+        data = build_split(
+            train_recs, out / "cubes-train.npz", args.top_k, True, args.seed, quiet or not dist.is_main, spec
+        )
+    net = train(args, data, out, dist)
+    dist.barrier()
+    if not dist.is_main:  # rank 0 calibrates, tests and exports
+        return {}
     del data
     det = Detector(args.model, reranker=None)
     rank_weight = det.info.rank_weight

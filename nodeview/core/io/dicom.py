@@ -94,6 +94,7 @@ class FrameRef:
     series_uid: str
     is_localizer: bool = False
     position_known: bool = True
+    sop_instance_uid: str = ""  # identifies the image (batch detection keys its manifest by it)
 
 
 @dataclass(frozen=True)
@@ -408,6 +409,7 @@ _T_MODALITY, _T_SERIES_UID, _T_IMAGE_TYPE = 0x00080060, 0x0020000E, 0x00080008
 _T_IPP, _T_IOP, _T_SPACING, _T_IMAGER_SPACING = 0x00200032, 0x00200037, 0x00280030, 0x00181164
 _T_THICKNESS, _T_SLOPE, _T_INTERCEPT, _T_INSTANCE = 0x00180050, 0x00281053, 0x00281052, 0x00200013
 _T_FRAMES, _T_PHOTOMETRIC, _T_SPACING_BETWEEN = 0x00280008, 0x00280004, 0x00180088
+_T_SOP_UID = 0x00080018
 
 
 def _series_meta(ds: Any, series_uid: str, modality: str) -> dict[str, Any]:
@@ -461,6 +463,7 @@ def _frames_from_header(
     series_uid = _raw_text(ds, _T_SERIES_UID) or f"no-uid:{path.parent}"
     common = known.get(series_uid) or _series_meta(ds, series_uid, modality)
     instance = _raw_int(ds, _T_INSTANCE)
+    sop_uid = _raw_text(ds, _T_SOP_UID) or ""
     frames: list[FrameRef] = []
     for f in range(n_frames):
         enhanced = n_frames > 1 or "SharedFunctionalGroupsSequence" in ds
@@ -517,6 +520,7 @@ def _frames_from_header(
                 series_uid=series_uid,
                 is_localizer=is_localizer,
                 position_known=position_known,
+                sop_instance_uid=sop_uid,
             )
         )
     return frames, common
