@@ -1,6 +1,7 @@
 """``nodeview pacs echo|query|series|retrieve|send|cache`` and ``nodeview node`` (issue 23).
 
-A PACS is given as ``--node HOST:PORT:AET`` (or ``AET@HOST:PORT``); NodeView's own AE title and
+A PACS is given as ``--node HOST:PORT:AET`` (or ``AET@HOST:PORT``), or as a DICOMweb service
+``--url http://HOST:PORT/dicom-web`` (QIDO-RS query, WADO-RS retrieve, STOW-RS send); NodeView's own AE title and
 storage port as ``--ae`` / ``--port`` (the port is used by C-MOVE and by the node). Errors are one
 line on stderr with exit code 2 (see :mod:`nodeview.cli`). Query results go to stdout (they are what
 was asked for); logs never carry patient data.
@@ -27,16 +28,19 @@ def _local(args: argparse.Namespace) -> Any:
 
 
 def _node(args: argparse.Namespace) -> Any:
-    from .core.pacs import PacsNode
+    from .core.pacs import DicomWebNode, PacsNode
 
+    if getattr(args, "url", None):
+        return DicomWebNode(args.url)
     return PacsNode.parse(args.node)
 
 
 def _echo(args: argparse.Namespace) -> int:
     from .core.pacs import echo
 
-    seconds = echo(_node(args), _local(args), args.timeout)
-    print(f"C-ECHO {args.node}: ok ({1000 * seconds:.0f} ms)")
+    node = _node(args)
+    seconds = echo(node, _local(args), args.timeout)
+    print(f"{'QIDO-RS' if args.url else 'C-ECHO'} {node if args.url else args.node}: ok ({1000 * seconds:.0f} ms)")
     return EXIT_OK
 
 
@@ -118,7 +122,7 @@ def _send(args: argparse.Namespace) -> int:
     result = send(_node(args), files, _local(args), args.timeout)
     for line in result.failed:
         print(f"nodeview: not sent: {line}", file=sys.stderr)
-    print(f"{result.n_sent} of {len(files)} object(s) sent to {args.node}", file=sys.stderr)
+    print(f"{result.n_sent} of {len(files)} object(s) sent to {args.url or args.node}", file=sys.stderr)
     return EXIT_OK if not result.failed else EXIT_BAD_INPUT
 
 
@@ -166,7 +170,9 @@ def _run_node(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser, node: bool = True) -> None:
     if node:
-        p.add_argument("--node", required=True, metavar="HOST:PORT:AET", help="the PACS (or AET@HOST:PORT)")
+        where = p.add_mutually_exclusive_group(required=True)
+        where.add_argument("--node", metavar="HOST:PORT:AET", help="the PACS (or AET@HOST:PORT)")
+        where.add_argument("--url", metavar="URL", help="a DICOMweb PACS instead, e.g. http://pacs:8042/dicom-web")
     p.add_argument("--ae", default="NODEVIEW", metavar="AET", help="NodeView's AE title (default NODEVIEW)")
     p.add_argument("--port", type=int, default=11112, help="NodeView's storage port, for C-MOVE (default 11112)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="connection timeout (default 10 s)")
@@ -198,11 +204,11 @@ def add_commands(sub: Any) -> None:
     _common(p)
     p.add_argument("study_uid", metavar="STUDY_UID")
     p.add_argument("--series", metavar="UID", help="only this series")
-    p.add_argument("--method", choices=["auto", "get", "move"], default="auto",
-                   help="C-GET, C-MOVE to --ae/--port, or auto: C-GET then C-MOVE (default)")  # fmt: skip
+    p.add_argument("--method", choices=["auto", "get", "move", "wado"], default="auto",
+                   help="C-GET, C-MOVE to --ae/--port, or auto: C-GET then C-MOVE (default); --url: WADO")  # fmt: skip
     p.add_argument("--cache-limit-gb", type=float, default=20.0, help="cache size limit (default 20 GB)")
     p.set_defaults(func=_retrieve)
-    p = verbs.add_parser("send", help="C-STORE files (e.g. the SR and SEG of detect --dicom-out)")
+    p = verbs.add_parser("send", help="C-STORE (--url: STOW-RS) files (e.g. the SR and SEG of detect --dicom-out)")
     _common(p)
     p.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
     p.set_defaults(func=_send)

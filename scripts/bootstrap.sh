@@ -16,6 +16,7 @@ APT_PACKAGES=(
   libxcb-shape0 libxcb-randr0 libxcb-xkb1 libxkbcommon0 libxkbcommon-x11-0
   libgl1 libegl1 libglib2.0-0 libdbus-1-3 libfontconfig1 fontconfig fonts-dejavu-core
   orthanc dicom3tools  # a real PACS for the networking tests; dciodvfy validates the DICOM objects we write
+  orthanc-dicomweb  # Orthanc's DICOMweb plugin: the QIDO/WADO/STOW-RS tests talk to it
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

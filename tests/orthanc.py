@@ -1,6 +1,8 @@
 """A real Orthanc PACS for the networking tests (issue 23): started by a fixture on 127.0.0.1 with a
 generated configuration, free ports and temporary storage; stopped by its pid. Skips (with the
-reason) only when the Orthanc binary is absent; ``scripts/bootstrap.sh`` installs it."""
+reason) only when the Orthanc binary is absent; ``scripts/bootstrap.sh`` installs it. When the DICOMweb
+plugin (Debian ``orthanc-dicomweb``) is installed it is loaded too, under ``/dicom-web/``
+(:attr:`Orthanc.dicomweb_url`); the DICOMweb tests skip, saying so, when it is not."""
 
 from __future__ import annotations
 
@@ -20,6 +22,15 @@ from typing import Any
 import pytest
 
 ORTHANC_AET = "ORTHANCTEST"
+#: where Debian's orthanc-dicomweb puts the plugin (``dpkg -L orthanc-dicomweb``)
+DICOMWEB_PLUGINS = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so",)
+
+
+def dicomweb_plugin() -> str | None:
+    """The DICOMweb plugin's path, or None when orthanc-dicomweb is not installed."""
+    found = [p for p in DICOMWEB_PLUGINS if os.path.isfile(p)]
+    found += sorted(str(p) for p in Path("/usr/lib/orthanc").glob("libOrthancDicomWeb.so*"))  # other layouts
+    return found[0] if found else None
 
 
 def free_port() -> int:
@@ -35,6 +46,12 @@ class Orthanc:
     aet: str
     process: subprocess.Popen[bytes]
     log: Path
+    dicomweb: bool = False
+
+    @property
+    def dicomweb_url(self) -> str | None:
+        """The DICOMweb base URL (QIDO/WADO/STOW-RS), or None without the plugin."""
+        return f"http://127.0.0.1:{self.http_port}/dicom-web" if self.dicomweb else None
 
     def rest(self, path: str, body: Any = None, method: str | None = None) -> Any:
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
@@ -55,6 +72,7 @@ def start_orthanc(root: Path, modalities: dict[str, list[Any]]) -> Orthanc:
         pytest.skip("the Orthanc binary is not installed (Debian package orthanc; scripts/bootstrap.sh installs it)")
     dicom_port, http_port = free_port(), free_port()
     root.mkdir(parents=True, exist_ok=True)
+    plugin = dicomweb_plugin()
     config = {
         "Name": "nodeview-test",
         "StorageDirectory": str(root / "storage"),
@@ -75,7 +93,8 @@ def start_orthanc(root: Path, modalities: dict[str, list[Any]]) -> Orthanc:
         "DicomAssociationCloseDelay": 0,
         "StableAge": 1,
         "SyncStorageArea": False,  # temporary storage: no fsync per instance (stores 80 images faster)
-        "Plugins": [],
+        "Plugins": [plugin] if plugin else [],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         "ConcurrentJobs": 2,
         "HttpTimeout": 30,
         "LimitFindResults": 0,
@@ -86,7 +105,7 @@ def start_orthanc(root: Path, modalities: dict[str, list[Any]]) -> Orthanc:
     log = root / "orthanc.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([exe, str(cfg)], stdout=fh, stderr=subprocess.STDOUT, cwd=root)
-    server = Orthanc(dicom_port, http_port, ORTHANC_AET, proc, log)
+    server = Orthanc(dicom_port, http_port, ORTHANC_AET, proc, log, dicomweb=plugin is not None)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:

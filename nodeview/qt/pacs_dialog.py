@@ -47,9 +47,10 @@ MODALITIES = ("any", "CT", "MR", "SR", "SEG", "OT")
 
 # ---- settings ------------------------------------------------------------------------------------
 def load_nodes(settings: QSettings) -> list[Any]:
-    """The PACS nodes saved in the settings (bad entries are dropped)."""
+    """The PACS nodes saved in the settings: DIMSE (AE title, host, port) or DICOMweb (a URL); bad
+    entries are dropped."""
     from ..core.errors import InputError
-    from ..core.pacs import PacsNode
+    from ..core.pacs import DicomWebNode, PacsNode
 
     try:
         items = json.loads(str(settings.value("pacs/nodes", "[]") or "[]"))
@@ -58,6 +59,9 @@ def load_nodes(settings: QSettings) -> list[Any]:
     nodes = []
     for it in items if isinstance(items, list) else []:
         try:
+            if it.get("url"):
+                nodes.append(DicomWebNode(str(it["url"]), str(it.get("name", ""))))
+                continue
             nodes.append(PacsNode(str(it["ae_title"]), str(it["host"]), int(it["port"]), str(it.get("name", ""))))
         except (KeyError, TypeError, ValueError, InputError):
             continue
@@ -67,8 +71,14 @@ def load_nodes(settings: QSettings) -> list[Any]:
 def save_nodes(settings: QSettings, nodes: list[Any]) -> None:
     settings.setValue(
         "pacs/nodes",
-        json.dumps([{"name": n.name, "ae_title": n.ae_title, "host": n.host, "port": n.port} for n in nodes]),
+        json.dumps([_node_doc(n) for n in nodes]),
     )
+
+
+def _node_doc(n: Any) -> dict[str, Any]:
+    if hasattr(n, "url"):  # DICOMweb
+        return {"name": n.name, "url": n.url}
+    return {"name": n.name, "ae_title": n.ae_title, "host": n.host, "port": n.port}
 
 
 def local_ae(settings: QSettings) -> Any:
@@ -86,7 +96,8 @@ def study_cache(settings: QSettings) -> Any:
 
 
 class PacsSettingsDialog(QDialog):
-    """PACS nodes (name, AE title, host, port), NodeView's AE title and port, the cache."""
+    """PACS nodes (name, AE title, host, port; or name and DICOMweb URL), NodeView's AE title and port,
+    the cache."""
 
     def __init__(self, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -94,11 +105,14 @@ class PacsSettingsDialog(QDialog):
         self.settings = settings
         col = QVBoxLayout(self)
         col.addWidget(QLabel("<b>PACS nodes</b>"))
-        self.table = QTableWidget(0, 4, self)
-        self.table.setHorizontalHeaderLabels(["Name", "AE title", "Host", "Port"])
+        self.table = QTableWidget(0, 5, self)
+        self.table.setHorizontalHeaderLabels(["Name", "AE title", "Host", "Port", "or DICOMweb URL"])
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         for n in load_nodes(settings):
-            self._add_row(n.name, n.ae_title, n.host, str(n.port))
+            if hasattr(n, "url"):
+                self._add_row(n.name, "", "", "", n.url)
+            else:
+                self._add_row(n.name, n.ae_title, n.host, str(n.port), "")
         col.addWidget(self.table)
         row = QHBoxLayout()
         add = QPushButton("Add")
@@ -141,14 +155,17 @@ class PacsSettingsDialog(QDialog):
             self.table.setItem(r, c, QTableWidgetItem(v))
 
     def nodes(self) -> list[Any]:
-        from ..core.pacs import PacsNode
+        from ..core.pacs import DicomWebNode, PacsNode
 
-        out = []
+        out: list[Any] = []
         for r in range(self.table.rowCount()):
-            cells = [(self.table.item(r, c).text() if self.table.item(r, c) else "").strip() for c in range(4)]
+            cells = [(self.table.item(r, c).text() if self.table.item(r, c) else "").strip() for c in range(5)]
             if not any(cells):
                 continue
-            name, aet, host, port = cells
+            name, aet, host, port, url = cells
+            if url:  # a DICOMweb node: the URL is all it needs
+                out.append(DicomWebNode(url, name))
+                continue
             if not port.isdigit():
                 raise ValueError(f"row {r + 1}: the port must be a number")
             out.append(PacsNode(aet, host, int(port), name))
@@ -202,7 +219,8 @@ class PacsDialog(QDialog):
         self.node_combo = QComboBox()
         self.node_combo.setMinimumWidth(280)
         top.addWidget(self.node_combo, 1)
-        self.test_button = QPushButton("Test (C-ECHO)")
+        self.test_button = QPushButton("Test")
+        self.test_button.setToolTip("C-ECHO (a QIDO-RS query for a DICOMweb node)")
         self.test_button.clicked.connect(self.test_node)
         top.addWidget(self.test_button)
         settings_button = QPushButton("Settings…")
@@ -349,7 +367,8 @@ class PacsDialog(QDialog):
         node, local = self.node(), local_ae(self.settings)
 
         def show(seconds: Any) -> None:
-            line = f"C-ECHO {node.label}: ok ({1000 * float(seconds):.0f} ms)"
+            kind = "QIDO-RS" if hasattr(node, "url") else "C-ECHO"
+            line = f"{kind} {node.label}: ok ({1000 * float(seconds):.0f} ms)"
             self._done(line)
             self.sigEcho.emit(line)
 

@@ -1,8 +1,10 @@
-"""DICOM networking (issue 23): echo, query, retrieve, send, the study cache and the CAD node (Qt-free)."""
+"""DICOM networking (issue 23): echo, query, retrieve, send (DIMSE, or DICOMweb for a :class:`DicomWebNode`),
+the study cache and the CAD node (Qt-free)."""
 
 from __future__ import annotations
 
 from .cache import StudyCache, default_cache_dir
+from .dicomweb import DicomWebNode
 from .net import (
     DATE_PRESETS,
     AssociationRejectedError,
@@ -28,6 +30,7 @@ __all__ = [
     "DATE_PRESETS",
     "AssociationRejectedError",
     "ConnectionRefusedPacsError",
+    "DicomWebNode",
     "LocalAE",
     "PacsError",
     "PacsNode",

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -44,6 +44,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from ..errors import Cancelled, InputError, NodeViewError
 from ..progress import ProgressFn, StopFn, never_stop, no_progress
+
+if TYPE_CHECKING:
+    from .dicomweb import DicomWebNode
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +228,12 @@ def _rejection(node: PacsNode, assoc: Any) -> str:
     return f"{node.label}: association rejected ({diagnostic.lower() or 'rejected'}): {why}"
 
 
-def echo(node: PacsNode, local: LocalAE = LocalAE(), timeout_s: float = 10.0) -> float:
-    """C-ECHO; the round-trip time in seconds, or a :class:`PacsError`."""
+def echo(node: PacsNode | DicomWebNode, local: LocalAE = LocalAE(), timeout_s: float = 10.0) -> float:
+    """C-ECHO (a QIDO-RS search for a DICOMweb node); the round-trip time in seconds, or a :class:`PacsError`."""
+    if not isinstance(node, PacsNode):
+        from . import dicomweb
+
+        return dicomweb.echo(node, timeout_s)
     t0 = time.perf_counter()
     with associate(node, local, [(Verification, None)], timeout_s) as assoc:
         status = assoc.send_c_echo()
@@ -329,9 +336,13 @@ def _find(node: PacsNode, local: LocalAE, identifier: Dataset, timeout_s: float)
 
 
 def find_studies(
-    node: PacsNode, query: StudyQuery, local: LocalAE = LocalAE(), timeout_s: float = 10.0
+    node: PacsNode | DicomWebNode, query: StudyQuery, local: LocalAE = LocalAE(), timeout_s: float = 10.0
 ) -> list[StudyRow]:
-    """Studies matching ``query``, newest first."""
+    """Studies matching ``query``, newest first (C-FIND; QIDO-RS for a DICOMweb node)."""
+    if not isinstance(node, PacsNode):
+        from . import dicomweb
+
+        return dicomweb.find_studies(node, query, timeout_s)
     ds = Dataset()
     ds.QueryRetrieveLevel = "STUDY"
     ds.PatientName = query.patient_name
@@ -368,8 +379,14 @@ def _multi(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
 
 
-def find_series(node: PacsNode, study_uid: str, local: LocalAE = LocalAE(), timeout_s: float = 10.0) -> list[SeriesRow]:
-    """The series of one study, by series number."""
+def find_series(
+    node: PacsNode | DicomWebNode, study_uid: str, local: LocalAE = LocalAE(), timeout_s: float = 10.0
+) -> list[SeriesRow]:
+    """The series of one study, by series number (C-FIND; QIDO-RS for a DICOMweb node)."""
+    if not isinstance(node, PacsNode):
+        from . import dicomweb
+
+        return dicomweb.find_series(node, study_uid, timeout_s)
     ds = Dataset()
     ds.QueryRetrieveLevel = "SERIES"
     ds.StudyInstanceUID = study_uid
@@ -492,7 +509,7 @@ def _drive(
 
 
 def retrieve(
-    node: PacsNode,
+    node: PacsNode | DicomWebNode,
     study_uid: str,
     folder: str | os.PathLike[str],
     local: LocalAE = LocalAE(),
@@ -506,8 +523,15 @@ def retrieve(
 
     Args:
         method: "get" (C-GET), "move" (C-MOVE to NodeView's own storage SCP on ``local.port``) or
-            "auto" (C-GET; C-MOVE when the PACS refuses C-GET).
+            "auto" (C-GET; C-MOVE when the PACS refuses C-GET). A DICOMweb node retrieves with
+            WADO-RS ("auto" or "wado").
     """
+    if not isinstance(node, PacsNode):
+        from . import dicomweb
+
+        if method not in ("auto", "wado"):
+            raise InputError(f"{node.label} is a DICOMweb node: it retrieves with WADO-RS, not {method!r}")
+        return dicomweb.retrieve(node, study_uid, folder, series_uid, timeout_s, progress, should_stop)
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
     if method in ("get", "auto"):
@@ -596,14 +620,19 @@ class SendResult:
 
 
 def send(
-    node: PacsNode,
+    node: PacsNode | DicomWebNode,
     paths: Sequence[str | os.PathLike[str]],
     local: LocalAE = LocalAE(),
     timeout_s: float = 10.0,
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
 ) -> SendResult:
-    """C-STORE each file (one association for all); files the PACS refuses are listed, not fatal."""
+    """C-STORE each file (one association for all; STOW-RS for a DICOMweb node); files the PACS
+    refuses are listed, not fatal."""
+    if not isinstance(node, PacsNode):
+        from . import dicomweb
+
+        return dicomweb.send(node, paths, timeout_s, progress, should_stop)
     files = [Path(p) for p in paths]
     headers = []
     for p in files:
