@@ -103,7 +103,11 @@ def _client(node: DicomWebNode, timeout_s: float, read_s: float | None = None) -
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     # (connect, read) timeouts: a silent host fails after timeout_s; a slow answer gets some more
-    return DICOMwebClient(node.url, session=session, timeout=(timeout_s, read_s or max(timeout_s, 30.0)))
+    client = DICOMwebClient(node.url, session=session, timeout=(timeout_s, read_s or max(timeout_s, 30.0)))
+    # no silent retries: dicomweb-client retries every failed request (refused ones too) 5 times with
+    # exponential back-off, 30 s before "connection refused" is said; the reader retries instead
+    client.set_http_retry_params(retry=False)
+    return client
 
 
 @contextlib.contextmanager
