@@ -311,14 +311,54 @@ def test_overwrite_protection_and_no_temporary_files(study, tmp_path):
 
 def test_failed_write_leaves_no_temporary_file_and_no_report(study, tmp_path, monkeypatch):
     volume, _ = study
+    real_fsync, calls = R.os.fsync, []
 
-    def full_disk(src, dst):
-        raise OSError(28, "No space left on device")
+    def full_disk(fd):  # the first page is written, the second hits a full disk
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_fsync(fd)
 
-    monkeypatch.setattr(R.os, "replace", full_disk)
+    monkeypatch.setattr(R.os, "fsync", full_disk)
     with pytest.raises(R.ReportWriteError, match="No space left"):
-        R.write_report(tmp_path, volume, _result(study, 1), {}, 0.5)
+        R.write_report(tmp_path, volume, _result(study, 12), {}, 0.5)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_claimed_at_the_rename_rolls_back_a_half_set(study, tmp_path, monkeypatch):
+    """Another run claims the JSON name after the early check: this run removes its pages again."""
+    import nodeview.core.outputs as O
+
+    volume, _ = study
+    real_claim = O._claim
+
+    def racing_claim(tmp, final):
+        if final.suffix == ".json":
+            final.write_text("{}")  # the other run got there first
+        return real_claim(tmp, final)
+
+    monkeypatch.setattr(O, "_claim", racing_claim)
+    with pytest.raises(R.ReportExistsError, match="already exists"):
+        R.write_report(tmp_path, volume, _result(study, 12), {}, 0.5)
+    assert [p.name for p in tmp_path.iterdir()] == [R.default_stem(volume) + ".json"]  # only the other run's
+
+
+def test_pages_left_by_a_killed_run_do_not_block_a_rerun(study, tmp_path):
+    import os
+    import time
+
+    volume, _ = study
+    stem = R.default_stem(volume)
+    orphan = tmp_path / f"{stem}.png"
+    orphan.write_bytes(b"half")
+    hidden_tmp = tmp_path / f".{stem}.json.nodeview-tmp-999999-0123abcd"  # a killed run's temporary file
+    hidden_tmp.write_bytes(b"x")
+    with pytest.raises(R.ReportExistsError):  # too fresh: maybe another run is writing it right now
+        R.write_report(tmp_path, volume, _result(study, 1), {}, 0.5)
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    written = R.write_report(tmp_path, volume, _result(study, 1), {}, 0.5)
+    assert sorted(tmp_path.iterdir()) == sorted(written) and orphan.read_bytes() != b"half"
 
 
 def test_fonts_are_bundled_truetype(monkeypatch, tmp_path):

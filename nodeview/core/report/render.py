@@ -34,9 +34,11 @@ Privacy
     study date stays, so the report can be matched to its study.
 
 Files
-    ``STEM.png``, ``STEM-p2.png``, ... and ``STEM.json``, written atomically (temporary file in
-    the same folder, fsync, rename). Existing files are never replaced unless ``overwrite``;
-    all targets are checked before any is written.
+    ``STEM.png``, ``STEM-p2.png``, ... and ``STEM.json``, written as one set by
+    :func:`.outputs.write_file_set`: every file complete under a hidden temporary name first, then
+    each name claimed with an exclusive link (never replacing a file unless ``overwrite``), the
+    JSON sidecar last; a failed claim removes the names already claimed. The folder and the names
+    are checked before rendering (:func:`check_report_target`) and again at the claim.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import json
 import math
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,6 +73,8 @@ from ..errors import InputError, NodeViewError
 from ..followup.compare import Comparison, suggestion_for
 from ..followup.findings_doc import findings_document
 from ..followup.impression import build_impression
+from ..outputs import OutputExistsError, OutputWriteError, check_writable_folder, write_file_set
+from ..privacy import contains_patient_text, identifying_tokens
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..views import ViewKind, ViewPlane, box_on_slice
 from ..volume import Volume
@@ -113,7 +118,7 @@ _REVIEW_INK = {ACCEPTED: (20, 120, 50), UNREVIEWED: (150, 95, 0), REJECTED: (140
 RGB = tuple[int, int, int]
 
 
-class ReportExistsError(InputError):
+class ReportExistsError(OutputExistsError):
     """A report file already exists and ``overwrite`` was not given."""
 
 
@@ -178,19 +183,12 @@ def select_findings(
 
 
 def _identifying_tokens(volume: Volume) -> list[str]:
-    """Patient strings and their parts (name components, formatted dates), lower case, >= 3 chars."""
-    tokens: set[str] = set()
-    for value in volume.patient.identifying_strings():
-        tokens.add(value)
-        tokens.update(re.split(r"[\^=\s,]+", value))
-        tokens.add(_format_date(value))
-    tokens.add(_format_name(volume.patient.name))
-    return sorted({t.strip().lower() for t in tokens if len(t.strip()) >= 3}, key=len, reverse=True)
+    """Patient strings and their parts (:func:`.privacy.identifying_tokens`)."""
+    return identifying_tokens(volume.patient)
 
 
 def contains_patient_data(text: str, volume: Volume) -> bool:
-    low = text.lower()
-    return any(token in low for token in _identifying_tokens(volume))
+    return contains_patient_text(text, volume.patient)
 
 
 def default_stem(volume: Volume) -> str:
@@ -1121,6 +1119,34 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+#: Report files without their JSON sidecar older than this are the remains of an interrupted run.
+INCOMPLETE_REPORT_AGE_S = 60.0
+
+
+def check_report_target(out_dir: str | os.PathLike[str], stem: str, overwrite: bool = False) -> None:
+    """Before any work: raise unless a report ``stem`` can be written into ``out_dir``.
+
+    Raises :class:`ReportExistsError` when a report with this stem exists and ``overwrite`` is
+    False, :class:`~.outputs.OutputPathError` when the folder is not writable. Pages left without
+    their JSON sidecar by a run that was killed (the sidecar is claimed last) for more than
+    :data:`INCOMPLETE_REPORT_AGE_S` seconds are removed, so they do not block a rerun.
+    """
+    folder = Path(out_dir)
+    check_writable_folder(folder, "report")
+    existing = existing_report_files(folder, stem)
+    sidecar = folder / f"{stem}.json"
+    if existing and sidecar not in existing:
+        now = time.time()
+        if all(now - p.stat().st_mtime > INCOMPLETE_REPORT_AGE_S for p in existing if p.exists()):
+            for p in existing:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            existing = []
+    if existing and not overwrite:
+        names = ", ".join(p.name for p in existing[:3]) + (" …" if len(existing) > 3 else "")
+        raise ReportExistsError(f"a report already exists in {folder}: {names} (choose overwrite to replace it)")
+
+
 def report_json(
     result: DetectionResult,
     volume: Volume,
@@ -1189,6 +1215,7 @@ def write_report(
     if anonymize and contains_patient_data(stem, volume):
         raise InputError("the report name contains patient data; choose another name for an anonymized report")
     folder = Path(out_dir)
+    check_report_target(folder, stem, overwrite)
 
     def scaled(done: int, total: int) -> None:
         progress(90 * done // max(total, 1), 100)
@@ -1209,10 +1236,6 @@ def write_report(
     )
     targets = report_paths(folder, stem, len(pages))
     stale = [p for p in existing_report_files(folder, stem) if p not in targets]
-    existing = [p for p in targets if p.exists()] + stale
-    if existing and not overwrite:
-        names = ", ".join(p.name for p in existing[:3]) + (" …" if len(existing) > 3 else "")
-        raise ReportExistsError(f"a report already exists in {folder}: {names} (choose overwrite to replace it)")
     check_cancel(should_stop)
     doc = report_json(
         result,
@@ -1225,16 +1248,19 @@ def write_report(
         [p.name for p in targets[:-1]],
         comparison,
     )
+    items = [(path, encode_png(page, result.model, created)) for page, path in zip(pages, targets, strict=False)]
+    progress(95, 100)
+    items.append((targets[-1], (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode("utf-8")))
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, (page, path) in enumerate(zip(pages, targets, strict=False)):
-            atomic_write(path, encode_png(page, result.model, created))
-            progress(90 + 9 * (n + 1) // len(pages), 100)
-        atomic_write(targets[-1], (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+        # claimed as one set: all files complete under temporary names, then every name claimed
+        # (never replacing one unless overwrite); a failure removes what this call claimed
+        write_file_set(items, overwrite=overwrite, what="report")
         for path in stale:
             path.unlink()
-    except OSError as exc:
-        raise ReportWriteError(f"cannot write the report to {folder}: {exc.strerror or exc}") from exc
+    except OutputExistsError as exc:
+        raise ReportExistsError(f"a report already exists in {folder}: {exc} (choose overwrite to replace it)") from exc
+    except (OutputWriteError, OSError) as exc:
+        raise ReportWriteError(f"cannot write the report to {folder}: {getattr(exc, 'strerror', None) or exc}") from exc
     progress(100, 100)
     return targets
 
@@ -1250,6 +1276,7 @@ __all__ = [
     "ReportExistsError",
     "ReportPage",
     "ReportWriteError",
+    "check_report_target",
     "contains_patient_data",
     "default_stem",
     "existing_report_files",
