@@ -22,8 +22,11 @@ ever opened for reading.
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import os
+import stat
 import struct
 import warnings
 from collections import defaultdict
@@ -64,6 +67,48 @@ THIN_SLICE_MM = 2.5
 #: Fewer slices than this get a "too few slices" warning.
 MIN_VOLUME_SLICES = 10
 _TILT_TOLERANCE_DEG = 0.5
+
+# Sanity limits, checked from the headers before anything is allocated. A value outside them is
+# a damaged or hostile header, never a scan: the image (or the series) is refused with a message.
+#: Frames one file may claim.
+MAX_FRAMES_PER_FILE = 20_000
+#: Rows and Columns of a usable image.
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 2, 16_384
+#: Plausible PixelSpacing (mm).
+PIXEL_SPACING_RANGE_MM = (1e-3, 100.0)
+#: ImagePositionPatient coordinates beyond this (mm, 100 m) are damage, not a position.
+MAX_ABS_POSITION_MM = 1e5
+#: Plausible |RescaleSlope| and |RescaleIntercept|.
+SLOPE_RANGE = (1e-6, 1e4)
+MAX_ABS_INTERCEPT = 1e6
+#: A gap along the slice normal is filled by interpolation only up to this many steps and mm;
+#: a larger gap splits the series into parts (never interpolated into anatomy).
+MAX_GAP_STEPS, MAX_GAP_MM = 4.0, 20.0
+#: Row and column direction cosines further than this from perpendicular are refused.
+_ORTHOGONALITY_TOLERANCE = 0.01
+#: Default voxel budget of one volume (int16: 2 GB); ``NODEVIEW_MAX_VOXELS`` changes it.
+DEFAULT_MAX_VOXELS = 1_000_000_000
+
+
+def max_voxels() -> int:
+    """The voxel budget of one volume: ``NODEVIEW_MAX_VOXELS`` or :data:`DEFAULT_MAX_VOXELS`."""
+    try:
+        value = int(float(os.environ.get("NODEVIEW_MAX_VOXELS", DEFAULT_MAX_VOXELS)))
+    except ValueError:
+        return DEFAULT_MAX_VOXELS
+    return value if value > 0 else DEFAULT_MAX_VOXELS
+
+
+def budget_error(n_slices: int, rows: int, columns: int) -> str | None:
+    """A message when a volume of this size exceeds :func:`max_voxels`, else None."""
+    voxels = n_slices * rows * columns
+    limit = max_voxels()
+    if voxels <= limit:
+        return None
+    return (
+        f"this series would need {n_slices} x {rows} x {columns} voxels ({voxels * 2 / 2**30:.1f} GiB), more than "
+        f"NodeView's limit of {limit:,} voxels (set NODEVIEW_MAX_VOXELS to change it)"
+    )
 _SPACING_TOLERANCE = 0.05  # relative: steps within 5 % of the median step count as regular
 
 
@@ -95,6 +140,9 @@ class FrameRef:
     is_localizer: bool = False
     position_known: bool = True
     sop_instance_uid: str = ""  # identifies the image (batch detection keys its manifest by it)
+    frame_of_reference: str = ""
+    #: why this image cannot be used (an implausible header value), None when it can
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,19 +259,76 @@ def _count_reasons(skipped: Iterable[SkippedFile]) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------
 def iter_input_files(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Expand files and folders (recursively, hidden entries skipped) into a sorted file list."""
+    return collect_input_files(paths)[0]
+
+
+def collect_input_files(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> tuple[list[Path], list[SkippedFile]]:
+    """Regular files under ``paths`` (sorted), and what was skipped: FIFOs, sockets, device files,
+    broken or looping links found inside folders are never opened, only counted.
+
+    Raises:
+        UnreadableFileError: a path given directly does not exist or is not a file or folder.
+    """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out: list[Path] = []
+    skipped: list[SkippedFile] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            reason = "is a broken symbolic link" if os.path.islink(p) else "does not exist"
+            raise UnreadableFileError(f"{p} {reason}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnreadableFileError(f"{p} is a symbolic link loop") from None
+            raise UnreadableFileError(f"{p} cannot be read ({exc.strerror or exc})") from None
+        if stat.S_ISDIR(st.st_mode):
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                out.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
-        elif p.is_file():
+                for name in sorted(files):
+                    if name.startswith("."):
+                        continue
+                    path = Path(root) / name
+                    kind = _special_kind(path)
+                    if kind is None:
+                        out.append(path)
+                    else:
+                        skipped.append(SkippedFile(str(path), kind))
+        elif stat.S_ISREG(st.st_mode):
             out.append(p)
         else:
-            raise UnreadableFileError(f"{p} does not exist")
-    return out
+            raise UnreadableFileError(f"{p} is {_kind_of_mode(st.st_mode)}, not a file or folder")
+    return out, skipped
+
+
+def _kind_of_mode(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file"
+    return "not a regular file"
+
+
+def _special_kind(path: Path) -> str | None:
+    """None for a regular file (links followed), else why it is skipped without being opened."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if os.path.islink(path):
+            return "broken symbolic link"
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return "link to a folder (not followed)"
+    return f"{_kind_of_mode(st.st_mode).removeprefix('a ')}, not a file"
 
 
 def discover(
@@ -241,22 +346,28 @@ def discover(
     Returns:
         A :class:`Discovery`; raises :class:`NoImagesError` when no image was found.
     """
-    files = iter_input_files(paths)
+    files, special = collect_input_files(paths)
     frames: list[FrameRef] = []
     meta: dict[str, dict[str, Any]] = {}
-    skipped: list[SkippedFile] = []
+    skipped: list[SkippedFile] = list(special)
     for n, path in enumerate(files):
         check_cancel(should_stop)
         try:
-            ds, offset = _read_header(path)
-            file_frames, series_meta = _frames_from_header(path, ds, offset, meta)
+            ds, offset, size = _read_header(path)
+            try:
+                file_frames, series_meta = _frames_from_header(path, ds, offset, meta, size)
+            except _Skip:
+                raise
+            except Exception as exc:  # values of the wrong type or shape in a damaged header
+                log.debug("damaged header in %s", path.name, exc_info=True)
+                raise _Skip("damaged header") from exc
         except _Skip as skip:
             skipped.append(SkippedFile(str(path), skip.reason))
         else:
             frames.extend(file_frames)
             meta.setdefault(series_meta["group_uid"], series_meta)
         progress(n + 1, len(files))
-    discovery = Discovery(tuple(_group_series(frames, meta)), len(files), tuple(skipped))
+    discovery = Discovery(tuple(_group_series(frames, meta)), len(files) + len(special), tuple(skipped))
     if not discovery.series:
         raise NoImagesError(discovery.no_images_message())
     return discovery
@@ -268,10 +379,28 @@ class _Skip(Exception):
         self.reason = reason
 
 
-def _read_header(path: Path) -> tuple[Any, int | None]:
-    """Header-only read; returns the dataset and the file offset of the PixelData element."""
+def _read_header(path: Path) -> tuple[Any, int | None, int]:
+    """Header-only read; returns the dataset, the file offset of the PixelData element and the file size.
+
+    The file is opened non-blocking and checked to be a regular file before anything is read, so
+    a FIFO or a device that replaced a file after the folder was listed cannot block discovery.
+    """
     try:
-        with open(path, "rb") as fp, warnings.catch_warnings():
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _Skip(f"cannot be read ({exc.strerror or exc})") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _Skip(f"{_kind_of_mode(st.st_mode).removeprefix('a ')}, not a file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        fp = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        with fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             head = fp.read(132)
             fp.seek(0)
@@ -287,7 +416,7 @@ def _read_header(path: Path) -> tuple[Any, int | None]:
         raise _Skip(f"cannot be read ({exc.strerror or exc})") from exc
     except Exception as exc:  # pydicom raises many types on garbage input
         raise _Skip("not a DICOM file or a damaged header") from exc
-    return ds, offset
+    return ds, offset, int(st.st_size)
 
 
 def _read_headless(fp: BinaryIO, head: bytes) -> Any:
@@ -432,19 +561,30 @@ def _series_meta(ds: Any, series_uid: str, modality: str) -> dict[str, Any]:
     }
 
 
+_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+_T_FRAME_OF_REFERENCE = 0x00200052
+
+
 def _frames_from_header(
-    path: Path, ds: Any, offset: int | None, known: dict[str, dict[str, Any]]
+    path: Path, ds: Any, offset: int | None, known: dict[str, dict[str, Any]], file_size: int | None = None
 ) -> tuple[list[FrameRef], dict[str, Any]]:
-    """The frames of one file; ``known`` maps series UIDs already seen to their metadata."""
+    """The frames of one file; ``known`` maps series UIDs already seen to their metadata.
+
+    Sizes and frame counts are checked against :data:`MAX_FRAMES_PER_FILE`, :data:`MAX_IMAGE_SIZE`
+    and the file size before any per-frame work; implausible geometry or rescale values mark the
+    frame with a ``problem`` (the series leaves it out, or is refused when every frame has one).
+    """
     file_meta = getattr(ds, "file_meta", None)
     modality = (_raw_text(ds, _T_MODALITY) or "").upper()
     if modality in _NON_IMAGE_MODALITIES:
         raise _Skip(f"not an image ({modality} object)")
     if "DirectoryRecordSequence" in ds or _raw_text(file_meta, 0x00020002) == _DICOMDIR_SOP_CLASS:
         raise _Skip("DICOMDIR index (images are read from the folders)")
-    rows, cols = _get(ds, "Rows"), _get(ds, "Columns")
+    rows, cols = _int_or_none(_get(ds, "Rows")), _int_or_none(_get(ds, "Columns"))
     if not rows or not cols:
         raise _Skip("no image in the file")
+    if not (MIN_IMAGE_SIZE <= rows <= MAX_IMAGE_SIZE and MIN_IMAGE_SIZE <= cols <= MAX_IMAGE_SIZE):
+        raise _Skip(f"implausible image size ({rows} x {cols} pixels)")
     samples = int(_get(ds, "SamplesPerPixel", 1))
     photometric = (_raw_text(ds, _T_PHOTOMETRIC) or "MONOCHROME2").upper()
     if samples != 1 or not photometric.startswith("MONOCHROME"):
@@ -455,42 +595,82 @@ def _frames_from_header(
     frames_text = _raw_text(ds, _T_FRAMES)
     try:
         n_frames = int(float(frames_text)) if frames_text else 1
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise _Skip("damaged header (NumberOfFrames)") from exc
     n_frames = max(n_frames, 1)
     syntax = _raw_text(file_meta, 0x00020010) or "1.2.840.10008.1.2"
+    if n_frames > MAX_FRAMES_PER_FILE:
+        raise _Skip(f"implausible NumberOfFrames ({n_frames})")
+    if n_frames > 1 and file_size is not None and offset is not None:
+        available = file_size - offset
+        needed = n_frames * rows * cols * (bits_allocated // 8) if syntax in _UNCOMPRESSED else n_frames * 8
+        if needed > available + 16:
+            raise _Skip(f"claims {n_frames} frames but holds only {max(available, 0)} bytes of pixel data")
     is_localizer = "LOCALIZER" in (_raw_text(ds, _T_IMAGE_TYPE) or "").upper()
     series_uid = _raw_text(ds, _T_SERIES_UID) or f"no-uid:{path.parent}"
     common = known.get(series_uid) or _series_meta(ds, series_uid, modality)
     instance = _raw_int(ds, _T_INSTANCE)
     sop_uid = _raw_text(ds, _T_SOP_UID) or ""
+    frame_of_reference = _raw_text(ds, _T_FRAME_OF_REFERENCE) or ""
+    enhanced = n_frames > 1 or "SharedFunctionalGroupsSequence" in ds
     frames: list[FrameRef] = []
     for f in range(n_frames):
-        enhanced = n_frames > 1 or "SharedFunctionalGroupsSequence" in ds
-        pos = _floats(_functional(ds, f, "PlanePositionSequence", "ImagePositionPatient"), 3) if enhanced else None
-        ori = (
-            _floats(_functional(ds, f, "PlaneOrientationSequence", "ImageOrientationPatient"), 6) if enhanced else None
-        )
-        spacing = _floats(_functional(ds, f, "PixelMeasuresSequence", "PixelSpacing"), 2) if enhanced else None
+        problems: list[str] = []
+        pos_value = _functional(ds, f, "PlanePositionSequence", "ImagePositionPatient") if enhanced else None
+        ori_value = _functional(ds, f, "PlaneOrientationSequence", "ImageOrientationPatient") if enhanced else None
+        spacing_value = _functional(ds, f, "PixelMeasuresSequence", "PixelSpacing") if enhanced else None
         thick = _functional(ds, f, "PixelMeasuresSequence", "SliceThickness") if enhanced else None
-        slope = _functional(ds, f, "PixelValueTransformationSequence", "RescaleSlope") if enhanced else None
-        intercept = _functional(ds, f, "PixelValueTransformationSequence", "RescaleIntercept") if enhanced else None
-        pos = pos or _raw_floats(ds, _T_IPP, 3)
-        ori = ori or _raw_floats(ds, _T_IOP, 6)
-        spacing = spacing or _raw_floats(ds, _T_SPACING, 2) or _raw_floats(ds, _T_IMAGER_SPACING, 2)
+        slope_value = _functional(ds, f, "PixelValueTransformationSequence", "RescaleSlope") if enhanced else None
+        intercept_value = (
+            _functional(ds, f, "PixelValueTransformationSequence", "RescaleIntercept") if enhanced else None
+        )
+        per_frame_position = pos_value is not None
+        pos_present, pos = _vector(pos_value if pos_value is not None else _raw_text(ds, _T_IPP), 3)
+        _, ori = _vector(ori_value if ori_value is not None else _raw_text(ds, _T_IOP), 6)
+        spacing_present, spacing = _vector(
+            spacing_value
+            if spacing_value is not None
+            else (_raw_text(ds, _T_SPACING) or _raw_text(ds, _T_IMAGER_SPACING)),
+            2,
+        )
         thick = thick if thick is not None else _raw_float(ds, _T_THICKNESS)
-        slope = slope if slope is not None else _raw_float(ds, _T_SLOPE)
-        intercept = intercept if intercept is not None else _raw_float(ds, _T_INTERCEPT)
+        slope_present, slope = _scalar(slope_value if slope_value is not None else _raw_text(ds, _T_SLOPE))
+        intercept_present, intercept = _scalar(
+            intercept_value if intercept_value is not None else _raw_text(ds, _T_INTERCEPT)
+        )
+        if pos is not None and max(abs(v) for v in pos) > MAX_ABS_POSITION_MM:
+            pos = None
         position_known = pos is not None
-        if ori is None or np.linalg.norm(np.cross(ori[:3], ori[3:])) < 0.5:
+        if pos_present and pos is None:
+            common["invalid_position"] = True
+        ori = _checked_orientation(ori, common, problems)
+        if ori is None:
             ori = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
             common["missing_orientation"] = True
+        if spacing is not None and not all(
+            PIXEL_SPACING_RANGE_MM[0] <= v <= PIXEL_SPACING_RANGE_MM[1] for v in spacing
+        ):
+            problems.append(f"PixelSpacing {spacing[0]:g} x {spacing[1]:g} mm is not plausible")
+            spacing = (1.0, 1.0)
+        elif spacing is None and spacing_present:
+            problems.append("PixelSpacing is not a pair of numbers")
+            spacing = (1.0, 1.0)
+        if slope_present and (slope is None or not SLOPE_RANGE[0] <= abs(slope) <= SLOPE_RANGE[1]):
+            problems.append(
+                "RescaleSlope is not a number" if slope is None else f"RescaleSlope {slope:g} is not usable"
+            )
+        if intercept_present and (intercept is None or abs(intercept) > MAX_ABS_INTERCEPT):
+            problems.append(
+                "RescaleIntercept is not a number"
+                if intercept is None
+                else f"RescaleIntercept {intercept:g} is not usable"
+            )
         if pos is None:
             # No position at all: stack by instance/frame number. Said loudly in the warnings.
             step = _float_or(thick, 1.0)
             number = instance or 0
             pos = tuple(float(v) for v in np.asarray(slice_normal(ori)) * step * (number + f))
-        elif n_frames > 1 and _functional(ds, f, "PlanePositionSequence", "ImagePositionPatient") is None:
+        elif n_frames > 1 and not per_frame_position:
             # Classic multi-frame without per-frame positions: frames are equally spaced.
             step = _float_or(_raw_float(ds, _T_SPACING_BETWEEN), _float_or(thick, 1.0))
             pos = tuple(float(v) for v in np.asarray(pos) + np.asarray(slice_normal(ori)) * step * f)
@@ -509,8 +689,8 @@ def _frames_from_header(
                 columns=int(cols),
                 pixel_spacing=(float(spacing[0]), float(spacing[1])),
                 slice_thickness=_float_or(thick, None),
-                slope=_float_or(slope, 1.0) or 1.0,
-                intercept=_float_or(intercept, 0.0) or 0.0,
+                slope=slope if slope is not None and not problems else 1.0,
+                intercept=intercept if intercept is not None and not problems else 0.0,
                 instance_number=instance,
                 transfer_syntax=syntax,
                 bits_allocated=bits_allocated,
@@ -521,9 +701,68 @@ def _frames_from_header(
                 is_localizer=is_localizer,
                 position_known=position_known,
                 sop_instance_uid=sop_uid,
+                frame_of_reference=frame_of_reference,
+                problem="; ".join(problems) or None,
             )
         )
     return frames, common
+
+
+def _text_of(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        text = value.decode("latin-1")
+    elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        text = "\\".join(str(v) for v in value)
+    else:
+        text = str(value)
+    text = text.strip(" \x00")
+    return text or None
+
+
+def _vector(value: Any, n: int) -> tuple[bool, tuple[float, ...] | None]:
+    """``(present, values)``: values None when the element is absent or not ``n`` finite numbers."""
+    text = _text_of(value)
+    if text is None:
+        return False, None
+    try:
+        out = tuple(float(v) for v in text.split("\\"))
+    except (ValueError, OverflowError):
+        return True, None
+    if len(out) != n or not all(math.isfinite(v) for v in out):
+        return True, None
+    return True, out
+
+
+def _scalar(value: Any) -> tuple[bool, float | None]:
+    present, values = _vector(value, 1)
+    return present, (values[0] if values else None)
+
+
+def _checked_orientation(
+    ori: tuple[float, ...] | None, common: dict[str, Any], problems: list[str]
+) -> tuple[float, ...] | None:
+    """Unit, perpendicular row and column cosines; None when absent or degenerate (axial is then
+    assumed); non-unit vectors are normalised (and said), non-perpendicular ones are a problem."""
+    if ori is None:
+        return None
+    row, col = np.asarray(ori[:3], dtype=np.float64), np.asarray(ori[3:], dtype=np.float64)
+    n_row, n_col = float(np.linalg.norm(row)), float(np.linalg.norm(col))
+    if n_row < 0.1 or n_col < 0.1:
+        return None
+    if abs(n_row - 1.0) > 0.01 or abs(n_col - 1.0) > 0.01:
+        common["nonunit_orientation"] = (n_row, n_col)
+    row, col = row / n_row, col / n_col
+    cos = float(abs(row @ col))
+    if cos > 0.5:  # nearly parallel: no usable orientation at all
+        return None
+    if cos > _ORTHOGONALITY_TOLERANCE:
+        angle = float(np.degrees(np.arccos(min(1.0, cos))))
+        problems.append(
+            f"ImageOrientationPatient row and column directions are {angle:.1f} degrees apart, not perpendicular"
+        )
+    return tuple(float(v) for v in (*row, *col))
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -552,28 +791,50 @@ def _group_series(frames: list[FrameRef], meta: dict[str, dict[str, Any]]) -> It
             fr.rows,
             fr.columns,
             tuple(round(v, 3) for v in fr.pixel_spacing),
+            fr.frame_of_reference,
         )
         groups[key].append(fr)
-    parts_per_uid: dict[str, int] = defaultdict(int)
-    for key in groups:
-        parts_per_uid[key[0]] += 1
-    seen_parts: dict[str, int] = defaultdict(int)
+    # Each group: leave out images that cannot be used, then split at gaps too large to interpolate.
+    parts: list[tuple[tuple[Any, ...], list[FrameRef], list[str]]] = []
     for key, members in sorted(groups.items(), key=lambda kv: (kv[0][0], -len(kv[1]))):
+        kept, notes = _usable_frames(members)
+        runs = _split_at_gaps(kept)
+        for run in runs:
+            run_notes = list(notes)
+            if len(runs) > 1:
+                run_notes.append(
+                    f"The slices are interrupted by a gap too large to interpolate (more than {MAX_GAP_STEPS:g} "
+                    f"slice steps or {MAX_GAP_MM:g} mm): the series was split there into {len(runs)} parts."
+                )
+            parts.append((key, run, run_notes))
+    parts_per_uid: dict[str, int] = defaultdict(int)
+    for_per_uid: dict[str, set[str]] = defaultdict(set)
+    for key, _, _ in parts:
+        parts_per_uid[key[0]] += 1
+        for_per_uid[key[0]].add(key[6])
+    seen_parts: dict[str, int] = defaultdict(int)
+    for key, members, extra in parts:
         uid = key[0]
         m = meta[uid]
         seen_parts[uid] += 1
         notes: list[str] = []
         if parts_per_uid[uid] > 1:
+            what = "image orientations, sizes or pixel spacings"
+            if len(for_per_uid[uid]) > 1:
+                what = "frames of reference (FrameOfReferenceUID), " + what
             notes.append(
-                f"This series mixes image orientations, sizes or pixel spacings; it was split into "
+                f"This series mixes {what} or has large gaps; it was split into "
                 f"{parts_per_uid[uid]} parts (this is part {seen_parts[uid]})."
             )
+        notes.extend(extra)
         notes.extend(_header_warnings(m, members))
         plan = plan_stack(members)
         notes.extend(plan.warnings)
         first = members[0]
         thick_values = [f.slice_thickness for f in members if f.slice_thickness is not None]
-        is_localizer = first.is_localizer or _looks_like_localizer(first, members, groups, uid)
+        is_localizer = first.is_localizer or _looks_like_localizer(
+            first, members, [p[1] for p in parts if p[0][0] == uid]
+        )
         syntaxes = tuple(sorted({f.transfer_syntax for f in members}))
         yield SeriesInfo(
             key=f"{uid}#{seen_parts[uid]}" if parts_per_uid[uid] > 1 else uid,
@@ -596,14 +857,63 @@ def _group_series(frames: list[FrameRef], meta: dict[str, dict[str, Any]]) -> It
         )
 
 
-def _looks_like_localizer(
-    first: FrameRef, members: list[FrameRef], groups: dict[tuple[Any, ...], list[FrameRef]], uid: str
-) -> bool:
+def _usable_frames(members: list[FrameRef]) -> tuple[list[FrameRef], list[str]]:
+    """Leave out images with an implausible header value, and images without a valid position when
+    others have one (a guessed position would invent a tilt or a gap). When every image has a
+    problem, all are kept and the plan refuses the series with the first problem."""
+    notes: list[str] = []
+    usable = [f for f in members if f.problem is None]
+    if not usable:
+        return members, notes
+    if len(usable) < len(members):
+        bad = [f for f in members if f.problem is not None]
+        notes.append(
+            f"{len(bad)} image(s) were left out because of implausible header values "
+            f"({bad[0].problem}, file {os.path.basename(bad[0].path)})."
+        )
+    positioned = [f for f in usable if f.position_known]
+    if positioned and len(positioned) < len(usable):
+        notes.append(
+            f"{len(usable) - len(positioned)} image(s) have no valid ImagePositionPatient (missing, not a number or "
+            f"absurd) and were left out rather than placed by guess."
+        )
+        usable = positioned
+    return usable, notes
+
+
+def _split_at_gaps(members: list[FrameRef]) -> list[list[FrameRef]]:
+    """Runs of frames separated by gaps along the normal too large to interpolate."""
+    if len(members) < 3 or not all(f.position_known for f in members):
+        return [members]
+    normal = slice_normal(members[0].orientation)
+    t = np.asarray([f.position_xyz for f in members], dtype=np.float64) @ normal
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
+    steps = np.diff(ts)
+    positive = steps[steps > 0.01]
+    if len(positive) == 0:
+        return [members]
+    step = float(np.median(positive))
+    limit = max(min(MAX_GAP_STEPS * step, MAX_GAP_MM), 1.5 * step)
+    cuts = [i + 1 for i, d in enumerate(steps) if d > limit]
+    if not cuts:
+        return [members]
+    runs: list[list[FrameRef]] = []
+    for lo, hi in zip([0, *cuts], [*cuts, len(members)], strict=True):
+        runs.append([members[int(i)] for i in order[lo:hi]])
+    return runs
+
+
+def _looks_like_localizer(first: FrameRef, members: list[FrameRef], siblings: list[list[FrameRef]]) -> bool:
     """A lone image whose series also holds a larger stack of another orientation (a scout)."""
     if len(members) > 2:
         return False
-    others = [g for k, g in groups.items() if k[0] == uid and g is not members]
-    return any(len(g) > 2 * len(members) for g in others)
+    return any(
+        len(g) > 2 * len(members)
+        and (g[0].orientation, g[0].rows, g[0].columns) != (first.orientation, first.rows, first.columns)
+        for g in siblings
+        if g is not members
+    )
 
 
 def _header_warnings(m: dict[str, Any], members: list[FrameRef]) -> list[str]:
@@ -616,7 +926,13 @@ def _header_warnings(m: dict[str, Any], members: list[FrameRef]) -> list[str]:
             f"Modality is {modality}, not CT: values are not Hounsfield units and nodule detection does not apply."
         )
     if m.get("missing_orientation"):
-        out.append("Some images have no ImageOrientationPatient; axial orientation was assumed.")
+        out.append("Some images have no valid ImageOrientationPatient; axial orientation was assumed.")
+    if m.get("nonunit_orientation"):
+        n_row, n_col = m["nonunit_orientation"]
+        out.append(
+            f"ImageOrientationPatient is not made of unit vectors (lengths {n_row:.3g} and {n_col:.3g}); "
+            "they were normalised."
+        )
     if m.get("missing_spacing"):
         out.append("Some images have no PixelSpacing; 1 mm pixels were assumed, so distances are not reliable.")
     if not all(f.position_known for f in members):
@@ -684,7 +1000,10 @@ def plan_stack(frames: Sequence[FrameRef]) -> StackPlan:
     if len(unique) == 1:
         step = float(thickness or 1.0)
         notes.append("Only 1 image: a single slice, not a volume; 3D views and detection are limited.")
-        return StackPlan(tuple(unique), (0.0,), step, 1, True, 0.0, tuple(notes))
+        error = _frames_error(frames) or budget_error(1, frames[0].rows, frames[0].columns)
+        if error:
+            notes.append(error[0].upper() + error[1:] + ".")
+        return StackPlan(tuple(unique), (0.0,), step, 1, True, 0.0, tuple(notes), error)
     if len(unique) < MIN_VOLUME_SLICES:
         notes.append(f"Only {len(unique)} slices: too few for reliable 3D views and nodule detection.")
 
@@ -727,7 +1046,17 @@ def plan_stack(frames: Sequence[FrameRef]) -> StackPlan:
             f"Gantry tilt of {tilt:.1f} degrees: each slice was shifted in-plane (linear interpolation) "
             "onto an orthogonal grid, so the volume keeps its true anatomy."
         )
-    return StackPlan(tuple(unique), tuple(float(v) for v in tu), step, n_slices, regular, tilt, tuple(notes))
+    error = _frames_error(frames) or budget_error(n_slices, frames[0].rows, frames[0].columns)
+    if error:
+        notes.append(error[0].upper() + error[1:] + ".")
+    return StackPlan(tuple(unique), tuple(float(v) for v in tu), step, n_slices, regular, tilt, tuple(notes), error)
+
+
+def _frames_error(frames: Sequence[FrameRef]) -> str | None:
+    """Why the series is refused when none of its images can be used, else None."""
+    if all(f.problem for f in frames):
+        return f"the images of this series cannot be used: {frames[0].problem}"
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -794,12 +1123,15 @@ def load_series(
             if failures:  # the plan's warnings already describe gaps present in the headers
                 notes.append("The left-out images were filled by linear interpolation; do not measure there.")
             stack, interpolated = _regularise(stack, t, step)
-    geometry = Geometry(
-        shape_zyx=(stack.shape[0], stack.shape[1], stack.shape[2]),
-        spacing_zyx=np.array([step, spacing_y, spacing_x]),
-        origin_xyz=positions[0],
-        direction=direction,
-    )
+    try:
+        geometry = Geometry(
+            shape_zyx=(stack.shape[0], stack.shape[1], stack.shape[2]),
+            spacing_zyx=np.array([step, spacing_y, spacing_x]),
+            origin_xyz=positions[0],
+            direction=direction,
+        )
+    except ValueError as exc:
+        raise GeometryError(f"the images do not form a valid volume ({exc})") from exc
     return Volume(
         hu_zyx=stack,
         geometry=geometry,
@@ -951,6 +1283,11 @@ class _Decoder:
             buf = fp.read(frame_bytes)
         if len(buf) < frame_bytes or length < expected:
             raise UnreadableFileError(f"file {os.path.basename(fr.path)} is truncated (pixel data incomplete)")
+        if length >= 2 * expected and length % expected <= 1:  # trailing padding is fine, twice the data is not
+            raise UnreadableFileError(
+                f"file {os.path.basename(fr.path)} holds {length // expected} times the pixel bytes its header "
+                f"describes (BitsAllocated {fr.bits_allocated} does not match the data)"
+            )
         signed = fr.pixel_representation == 1
         dtype = {8: ("<i1" if signed else "<u1"), 16: ("<i2" if signed else "<u2")}[fr.bits_allocated]
         raw = np.frombuffer(buf, dtype=dtype).reshape(fr.rows, fr.columns)
