@@ -67,50 +67,9 @@ THIN_SLICE_MM = 2.5
 #: Fewer slices than this get a "too few slices" warning.
 MIN_VOLUME_SLICES = 10
 _TILT_TOLERANCE_DEG = 0.5
-
-# Sanity limits, checked from the headers before anything is allocated. A value outside them is
-# a damaged or hostile header, never a scan: the image (or the series) is refused with a message.
-#: Frames one file may claim.
-MAX_FRAMES_PER_FILE = 20_000
-#: Rows and Columns of a usable image.
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 2, 16_384
-#: Plausible PixelSpacing (mm).
-PIXEL_SPACING_RANGE_MM = (1e-3, 100.0)
-#: ImagePositionPatient coordinates beyond this (mm, 100 m) are damage, not a position.
-MAX_ABS_POSITION_MM = 1e5
-#: Plausible |RescaleSlope| and |RescaleIntercept|.
-SLOPE_RANGE = (1e-6, 1e4)
-MAX_ABS_INTERCEPT = 1e6
-#: A gap along the slice normal is filled by interpolation only up to this many steps and mm;
-#: a larger gap splits the series into parts (never interpolated into anatomy).
-MAX_GAP_STEPS, MAX_GAP_MM = 4.0, 20.0
 #: Row and column direction cosines further than this from perpendicular are refused.
 _ORTHOGONALITY_TOLERANCE = 0.01
-#: Default voxel budget of one volume (int16: 2 GB); ``NODEVIEW_MAX_VOXELS`` changes it.
-DEFAULT_MAX_VOXELS = 1_000_000_000
-
-
-def max_voxels() -> int:
-    """The voxel budget of one volume: ``NODEVIEW_MAX_VOXELS`` or :data:`DEFAULT_MAX_VOXELS`."""
-    try:
-        value = int(float(os.environ.get("NODEVIEW_MAX_VOXELS", DEFAULT_MAX_VOXELS)))
-    except ValueError:
-        return DEFAULT_MAX_VOXELS
-    return value if value > 0 else DEFAULT_MAX_VOXELS
-
-
-def budget_error(n_slices: int, rows: int, columns: int) -> str | None:
-    """A message when a volume of this size exceeds :func:`max_voxels`, else None."""
-    voxels = n_slices * rows * columns
-    limit = max_voxels()
-    if voxels <= limit:
-        return None
-    return (
-        f"this series would need {n_slices} x {rows} x {columns} voxels ({voxels * 2 / 2**30:.1f} GiB), more than "
-        f"NodeView's limit of {limit:,} voxels (set NODEVIEW_MAX_VOXELS to change it)"
-    )
 _SPACING_TOLERANCE = 0.05  # relative: steps within 5 % of the median step count as regular
-
 
 # ------------------------------------------------------------------------------------------------
 # Data describing what discovery found
@@ -797,21 +756,24 @@ def _group_series(frames: list[FrameRef], meta: dict[str, dict[str, Any]]) -> It
     # Each group: leave out images that cannot be used, then split at gaps too large to interpolate.
     parts: list[tuple[tuple[Any, ...], list[FrameRef], list[str]]] = []
     for key, members in sorted(groups.items(), key=lambda kv: (kv[0][0], -len(kv[1]))):
-        kept, notes = _usable_frames(members)
+        kept, left_out = _usable_frames(members)
         runs = _split_at_gaps(kept)
         for run in runs:
-            run_notes = list(notes)
+            run_notes = list(left_out)
             if len(runs) > 1:
                 run_notes.append(
-                    f"The slices are interrupted by a gap too large to interpolate (more than {MAX_GAP_STEPS:g} "
-                    f"slice steps or {MAX_GAP_MM:g} mm): the series was split there into {len(runs)} parts."
+                    f"The slices are interrupted by a gap of more than {MAX_GAP_STEPS:g} slice steps or "
+                    f"{MAX_GAP_MM:g} mm: such gaps are never interpolated."
                 )
             parts.append((key, run, run_notes))
     parts_per_uid: dict[str, int] = defaultdict(int)
     for_per_uid: dict[str, set[str]] = defaultdict(set)
+    groups_per_uid: dict[str, int] = defaultdict(int)
     for key, _, _ in parts:
         parts_per_uid[key[0]] += 1
         for_per_uid[key[0]].add(key[6])
+    for key in groups:
+        groups_per_uid[key[0]] += 1
     seen_parts: dict[str, int] = defaultdict(int)
     for key, members, extra in parts:
         uid = key[0]
@@ -822,9 +784,9 @@ def _group_series(frames: list[FrameRef], meta: dict[str, dict[str, Any]]) -> It
             what = "image orientations, sizes or pixel spacings"
             if len(for_per_uid[uid]) > 1:
                 what = "frames of reference (FrameOfReferenceUID), " + what
+            why = f"mixes {what}" if groups_per_uid[uid] > 1 else "has gaps too large to interpolate"
             notes.append(
-                f"This series mixes {what} or has large gaps; it was split into "
-                f"{parts_per_uid[uid]} parts (this is part {seen_parts[uid]})."
+                f"This series {why}; it was split into {parts_per_uid[uid]} parts (this is part {seen_parts[uid]})."
             )
         notes.extend(extra)
         notes.extend(_header_warnings(m, members))
@@ -1000,10 +962,10 @@ def plan_stack(frames: Sequence[FrameRef]) -> StackPlan:
     if len(unique) == 1:
         step = float(thickness or 1.0)
         notes.append("Only 1 image: a single slice, not a volume; 3D views and detection are limited.")
-        error = _frames_error(frames) or budget_error(1, frames[0].rows, frames[0].columns)
-        if error:
-            notes.append(error[0].upper() + error[1:] + ".")
-        return StackPlan(tuple(unique), (0.0,), step, 1, True, 0.0, tuple(notes), error)
+        refusal = _frames_error(frames) or budget_error(1, frames[0].rows, frames[0].columns)
+        if refusal:
+            notes.append(refusal[0].upper() + refusal[1:] + ".")
+        return StackPlan(tuple(unique), (0.0,), step, 1, True, 0.0, tuple(notes), refusal)
     if len(unique) < MIN_VOLUME_SLICES:
         notes.append(f"Only {len(unique)} slices: too few for reliable 3D views and nodule detection.")
 
@@ -1046,10 +1008,10 @@ def plan_stack(frames: Sequence[FrameRef]) -> StackPlan:
             f"Gantry tilt of {tilt:.1f} degrees: each slice was shifted in-plane (linear interpolation) "
             "onto an orthogonal grid, so the volume keeps its true anatomy."
         )
-    error = _frames_error(frames) or budget_error(n_slices, frames[0].rows, frames[0].columns)
-    if error:
-        notes.append(error[0].upper() + error[1:] + ".")
-    return StackPlan(tuple(unique), tuple(float(v) for v in tu), step, n_slices, regular, tilt, tuple(notes), error)
+    refusal = _frames_error(frames) or budget_error(n_slices, frames[0].rows, frames[0].columns)
+    if refusal:
+        notes.append(refusal[0].upper() + refusal[1:] + ".")
+    return StackPlan(tuple(unique), tuple(float(v) for v in tu), step, n_slices, regular, tilt, tuple(notes), refusal)
 
 
 def _frames_error(frames: Sequence[FrameRef]) -> str | None:
