@@ -22,6 +22,7 @@ from typing import Any
 
 from . import RESEARCH_NOTICE, __version__
 from .core.errors import NodeViewError
+from .core.outputs import check_output_path, input_identities, write_file_set
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 log = logging.getLogger("nodeview")
@@ -50,8 +51,7 @@ def _info(args: argparse.Namespace) -> int:
             report["default"] = volume.summary()
     report["seconds"] = round(time.perf_counter() - t0, 3)
     if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        sys.stdout.write(_strict_json(report) + "\n")
     else:
         _print_info(report)
     return EXIT_OK
@@ -74,6 +74,9 @@ def _detect(args: argparse.Namespace) -> int:
         return detect_with_prior(args, model)
     if args.report_dir:
         return _detect_reports(args, model)
+    out: Path | None = None
+    if args.json:  # refused before any work: an input file, an existing file (without --overwrite), no folder
+        out = check_output_path(args.json, input_identities(args.paths), args.overwrite, "--json output")
     t0 = time.perf_counter()
     volume = open_study(args.paths, series_uid=args.series)
     t_load = time.perf_counter() - t0
@@ -85,13 +88,9 @@ def _detect(args: argparse.Namespace) -> int:
     doc = findings_document(result, volume, threshold, args.anonymize, {"load": t_load, "detect": t_detect})
     if args.dicom_out:
         _export_dicom(args, args.paths, volume, result, threshold)
-    text = json.dumps(doc, indent=2)
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(out)
+    text = _strict_json(doc)
+    if out is not None:
+        write_file_set([(out, (text + "\n").encode("utf-8"))], overwrite=args.overwrite, what="--json output")
     else:
         print(text)
     shown = doc["findings"]
@@ -105,6 +104,18 @@ def _detect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _strict_json(doc: object) -> str:
+    """JSON text; a value that is not a finite number is an error, never ``NaN``/``Infinity``."""
+    from .core.detector import ModelError
+
+    try:
+        return json.dumps(doc, indent=2, allow_nan=False)
+    except ValueError as exc:
+        raise ModelError(
+            f"the results hold a value that is not a finite number ({exc}): wrong or broken model"
+        ) from exc
+
+
 def _detect_reports(args: argparse.Namespace, model: str) -> int:
     """One report per PATH (each PATH is a study); a failed study does not stop the others.
 
@@ -116,6 +127,7 @@ def _detect_reports(args: argparse.Namespace, model: str) -> int:
     from .core.io.study import open_study
     from .core.report.render import write_report
 
+    check_writable_folder(Path(args.report_dir), "report")  # before any work
     detector = Detector(model)  # a bad model stops the run before any study
     n = len(args.paths)
     failed = internal = 0
@@ -125,6 +137,8 @@ def _detect_reports(args: argparse.Namespace, model: str) -> int:
             t0 = time.perf_counter()
             volume = open_study([path], series_uid=args.series, progress=status.stage(0, 20))
             t_load = time.perf_counter() - t0
+            check_report_target(args.report_dir, default_stem(volume), args.overwrite)  # before detection
+            check_detectable(volume)
             t1 = time.perf_counter()
             result = detector.detect(volume, progress=status.stage(20, 90), min_score=0.0)
             t_detect = time.perf_counter() - t1
@@ -288,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="list the series at PATH and the geometry of the default one")
+    _add_verbose(info)
     info.add_argument("paths", nargs="+", metavar="PATH", help="DICOM folder or files, or a .mhd/.nii/.nrrd file")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.add_argument("--series", metavar="UID", help="describe this series instead of the default")
@@ -301,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         "JSON sidecar) per study; a study that fails is reported and skipped, and the exit code is 2 at the "
         f"end. {RESEARCH_NOTICE}",
     )
+    _add_verbose(detect)
     detect.add_argument("paths", nargs="+", metavar="PATH", help="DICOM folder or files, or a .mhd/.nii/.nrrd file")
     detect.add_argument("--model", metavar="M", help="ONNX model (default: the bundled model)")
     detect.add_argument("--json", metavar="OUT", help="write the nodeview.findings/2 JSON to OUT")
@@ -321,7 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write a PNG report and a JSON sidecar per study (each PATH is one study) into DIR",
     )
-    detect.add_argument("--overwrite", action="store_true", help="with --report-dir: replace existing reports")
+    detect.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --json file or existing reports (input files are never replaced)",
+    )
     detect.add_argument(
         "--dicom-out",
         metavar="DIR",
@@ -398,6 +418,13 @@ def _add_batch_parser(sub: Any) -> None:
 SUBCOMMANDS = ("info", "detect", "pacs", "node", "batch")
 
 
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``-v`` after the subcommand too (``nodeview info -v PATH``); before it works as well."""
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress to stderr"
+    )
+
+
 def build_gui_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nodeview",
@@ -417,19 +444,21 @@ def build_gui_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--prior", metavar="PRIOR", help="open PRIOR as the prior study of PATH: registered and shown side by side"
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --screenshot file")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    is_sub = bool(argv) and argv[0] in SUBCOMMANDS
+    first = next((a for a in argv if not a.startswith("-")), None)
+    is_sub = first in SUBCOMMANDS and all(a in ("-v", "--verbose") for a in argv[: argv.index(first)])
     parser = build_parser() if is_sub else build_gui_parser()
     args = parser.parse_args(argv)
     if is_sub and args.command == "detect":
         if args.report_dir and args.json:
             parser.error("--json and --report-dir do not go together: --report-dir writes a JSON sidecar per report")
-        if args.overwrite and not args.report_dir:
-            parser.error("--overwrite only applies to --report-dir")
+        if args.overwrite and not (args.report_dir or args.json):
+            parser.error("--overwrite applies to --json OUT or --report-dir DIR")
         if args.secondary_capture and not args.dicom_out:
             parser.error("--secondary-capture only applies to --dicom-out")
         if (args.prior or args.prior_json) and args.report_dir and len(args.paths) != 1:
@@ -437,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.prior_date and not (args.prior or args.prior_json):
             parser.error("--prior-date needs --prior or --prior-json")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    _setup_logging(args.verbose)
+    previous_term = _exit_on_sigterm()
     try:
         if not is_sub:
             return _gui(args)
@@ -446,17 +477,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+    except RecursionError as exc:  # a pathological input nested too deep for the parser
+        print(f"nodeview: the input is nested too deeply to read ({type(exc).__name__})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print("nodeview: not enough memory for this input (see NODEVIEW_MAX_VOXELS)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as exc:  # an internal error: say so in one line, details with --verbose
         log.debug("internal error", exc_info=True)
         print(f"nodeview: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         if args.verbose:
             raise
         return EXIT_INTERNAL
+    finally:
+        _restore_sigterm(previous_term)
+
+
+def _setup_logging(verbose: bool) -> None:
+    """INFO to stderr with ``-v``, else WARNING; library warnings (pydicom's "Invalid value for VR
+    UI", ...) go through logging and show only with ``-v``."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.captureWarnings(True)
+    quiet = logging.INFO if verbose else logging.ERROR
+    for name in ("py.warnings", "pydicom"):
+        logging.getLogger(name).setLevel(quiet)
+
+
+def _exit_on_sigterm() -> Any:
+    """A SIGTERM unwinds like Ctrl+C (temporary files removed, half-written sets rolled back)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _gui(args: argparse.Namespace) -> int:
-    import os
-
+    from .core.dicom_io import collect_input_files
     from .qt.app import run_gui
 
     if args.prior and not args.paths:
@@ -466,6 +535,9 @@ def _gui(args: argparse.Namespace) -> int:
         if not os.path.exists(p):
             print(f"nodeview: {p} does not exist", file=sys.stderr)
             return EXIT_BAD_INPUT
+    collect_input_files(args.paths)  # a missing path, a FIFO or a device: one line, exit 2
+    if args.screenshot:  # never onto an input file; an existing file only with --overwrite
+        check_output_path(args.screenshot, input_identities(args.paths), args.overwrite, "screenshot")
     size = None
     if args.size:
         w, _, h = args.size.lower().partition("x")
@@ -473,6 +545,7 @@ def _gui(args: argparse.Namespace) -> int:
     return run_gui(
         args.paths,
         screenshot=args.screenshot,
+        overwrite=args.overwrite,
         series_uid=args.series,
         window_preset=args.window,
         slab_mm=args.slab,

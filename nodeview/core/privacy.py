@@ -51,4 +51,22 @@ def redact(text: str, patient: PatientInfo) -> str:
     return REDACTED if contains_patient_text(text, patient) else text
 
 
-__all__ = ["REDACTED", "contains_patient_text", "format_date", "format_name", "identifying_tokens", "redact"]
+def scrub(text: str, patient: PatientInfo) -> str:
+    """``text`` with every identifying string (or part of one) replaced by ``[redacted]``: for
+    messages worth keeping, such as a loader warning that names a file."""
+    if not contains_patient_text(text, patient):
+        return text
+    for token in identifying_tokens(patient):  # longest first
+        text = re.sub(re.escape(token), "[redacted]", text, flags=re.IGNORECASE)
+    return text
+
+
+__all__ = [
+    "REDACTED",
+    "contains_patient_text",
+    "format_date",
+    "format_name",
+    "identifying_tokens",
+    "redact",
+    "scrub",
+]

@@ -81,16 +81,19 @@ class Volume:
         return int(self.hu_zyx[k, j, i])
 
     def summary(self) -> dict[str, object]:
-        """Non-identifying description, safe to log or print."""
+        """Non-identifying description, safe to log or print: a description or warning that
+        contains patient data is redacted (:mod:`.privacy`)."""
+        from .privacy import redact, scrub
+
         return {
             "series_uid": self.series_uid,
             "modality": self.modality,
-            "description": self.description,
+            "description": redact(self.description, self.patient),
             "patient_position": self.patient_position,
             "source_format": self.source_format,
             "slice_thickness_mm": self.slice_thickness_mm,
             **self.geometry.to_dict(),
             "hu_range": [int(self.hu_zyx.min()), int(self.hu_zyx.max())] if self.hu_zyx.size else None,
             "interpolated_slices": list(self.interpolated_slices),
-            "warnings": list(self.warnings),
+            "warnings": [scrub(w, self.patient) for w in self.warnings],
         }

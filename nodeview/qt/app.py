@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ log = logging.getLogger(__name__)
 def run_gui(
     paths: Sequence[str],
     screenshot: str | None = None,
+    overwrite: bool = False,
     series_uid: str | None = None,
     window_preset: str | None = None,
     slab_mm: float | None = None,
@@ -30,6 +30,9 @@ def run_gui(
     Returns the process exit code: 0 success, 2 when PATH cannot be opened in screenshot mode.
     With ``prior``, that study is opened as the prior of PATH once PATH is shown (registered beside
     it); a screenshot then waits for the registration.
+    Returns the process exit code: 0 success, 2 when PATH cannot be opened in screenshot mode or
+    the screenshot cannot be written. The screenshot is written by :func:`~..core.outputs.write_file_set`:
+    an existing file is replaced only with ``overwrite``, atomically.
     """
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -66,15 +69,7 @@ def run_gui(
             QTimer.singleShot(300, finish)
 
         def finish() -> None:
-            image = window.grab()
-            os.makedirs(os.path.dirname(os.path.abspath(screenshot)), exist_ok=True)
-            tmp = screenshot + ".part.png"
-            ok = image.save(tmp, "PNG")
-            if ok:
-                os.replace(tmp, screenshot)
-            else:
-                print(f"nodeview: could not write {screenshot}", file=sys.stderr)
-                exit_code[0] = 1
+            _save_screenshot(window.grab(), screenshot, overwrite, exit_code)
             app.quit()
 
         def failed(message: str) -> None:
@@ -107,13 +102,38 @@ def run_gui(
     if paths:
         window.open_paths(list(paths), series_uid=series_uid)
     elif screenshot:
-        QTimer.singleShot(300, lambda: (window.grab().save(screenshot, "PNG"), app.quit()))
+        QTimer.singleShot(300, lambda: (_save_screenshot(window.grab(), screenshot, overwrite, exit_code), app.quit()))
     app.exec()
     window.runner.cancel()
     window.runner.wait(5.0)
     if prewarm is not None:
         prewarm.join(10.0)  # never leave an import half done at interpreter exit
     return exit_code[0] if screenshot else 0
+
+
+def _save_screenshot(pixmap: object, path: str, overwrite: bool, exit_code: list[int]) -> None:
+    """Encode the grabbed window as PNG and write it without ever replacing a file unasked."""
+    from pathlib import Path
+
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+    from ..core.errors import NodeViewError
+    from ..core.outputs import write_file_set
+
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    ok = pixmap.save(buffer, "PNG")  # type: ignore[attr-defined]
+    buffer.close()
+    if not ok:
+        print(f"nodeview: could not encode the screenshot {path}", file=sys.stderr)
+        exit_code[0] = 1
+        return
+    try:
+        write_file_set([(Path(path), bytes(data.data()))], overwrite=overwrite, what="screenshot")
+    except NodeViewError as exc:
+        print(f"nodeview: {exc}", file=sys.stderr)
+        exit_code[0] = 2
 
 
 def start_prewarm() -> threading.Thread:

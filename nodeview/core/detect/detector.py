@@ -54,6 +54,10 @@ class ModelError(NodeViewError):
     """The model file is missing, unreadable, or not a NodeView nodule model."""
 
 
+class UnsuitableVolumeError(InputError):
+    """The volume loaded, but it is not a CT the detector can read (too small, odd spacing)."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     path: str
@@ -98,14 +102,17 @@ def slice_group(thickness_mm: float) -> str:
 
 
 def detection_caveats(volume: Volume, model: ModelInfo) -> tuple[str, ...]:
-    """Warnings for the reader about this scan: slices thicker than :data:`THIN_SLICE_MAX_MM`.
+    """Warnings for the reader about this scan: the loader's warnings (interpolated slices, assumed
+    orientation, left-out images, ...; patient data scrubbed), then slices thicker than
+    :data:`THIN_SLICE_MAX_MM`.
 
     The CPM of both slice groups is quoted when the model's ``metrics_test`` metadata has them
     (``cpm_by_slice`` from ``training/evaluate.py``).
     """
+    loader = tuple(scrub(w, volume.patient) for w in volume.warnings)  # every loader warning travels along
     thickness = float(volume.slice_thickness_mm or volume.spacing_zyx[0])
     if slice_group(thickness) == SLICE_GROUPS[0]:
-        return ()
+        return loader
     text = (
         f"Slices are {thickness:g} mm thick: the detector finds fewer nodules on slices thicker than "
         f"{THIN_SLICE_MAX_MM:g} mm, small ones above all"
@@ -119,7 +126,7 @@ def detection_caveats(volume: Volume, model: ModelInfo) -> tuple[str, ...]:
         text += f" (test CPM {float(thick):.2f}, against {float(thin):.2f} on thinner slices)"
     except (ValueError, KeyError, TypeError, AttributeError):
         pass
-    return (text + ". Use a thin-slice series if the study has one.",)
+    return (*loader, text + ". Use a thin-slice series if the study has one.")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -230,7 +237,9 @@ class Detector:
             for name, values in zip(OUTPUT_NAMES, results, strict=True):
                 out[name].append(np.asarray(values, dtype=np.float32).reshape(-1))
             progress(min(start + BATCH_SIZE, n), n)
-        return {k: (np.concatenate(v) if v else np.zeros(0, np.float32)) for k, v in out.items()}
+        scores = {k: (np.concatenate(v) if v else np.zeros(0, np.float32)) for k, v in out.items()}
+        check_model_outputs(scores, Path(self.info.path).name if hasattr(self, "info") else "the model")
+        return scores
 
     def detect(
         self,
@@ -255,6 +264,7 @@ class Detector:
         Progress runs over 100 steps: lungs 0-15, proposals 15-40, re-ranking and patches 40-50,
         inference 50-90, measurements 90-100.
         """
+        check_detectable(volume)
         with self._lock:
             timings: dict[str, float] = {}
             t = time.perf_counter()
@@ -288,6 +298,8 @@ class Detector:
                     if should_stop():
                         raise Cancelled() from exc
                     raise ModelError(f"the re-ranker failed on this study ({type(exc).__name__}: {exc})") from exc
+                if not np.all(np.isfinite(logits)):
+                    raise ModelError("the re-ranker gave values that are not finite: wrong or broken model")
                 keep = rerank_order([c.rank_score for c in candidates], logits, rr.rerank_weight, rr.keep)
                 candidates = [candidates[i] for i in keep]
                 cube_logit = logits[keep]
@@ -343,6 +355,65 @@ class Detector:
             )
 
 
+#: Largest nodule diameter (mm) a model may output.
+MAX_DIAMETER_MM = 300.0
+
+
+def check_model_outputs(scores: dict[str, NDArray[np.float32]], name: str) -> None:
+    """Raise :class:`ModelError` unless the probabilities are in 0..1 and the diameters finite,
+    non-negative and below :data:`MAX_DIAMETER_MM` (a wrong or broken model, never a finding)."""
+    tolerance = 1e-4
+    for key in ("nodule_prob", "malignancy_prob"):
+        values = scores.get(key)
+        if values is None or values.size == 0:
+            continue
+        if not np.all(np.isfinite(values)) or values.min() < -tolerance or values.max() > 1.0 + tolerance:
+            raise ModelError(
+                f"{name} gave {key} values outside 0..1 or not finite (range {_range_text(values)}): "
+                "wrong or broken model"
+            )
+        np.clip(values, 0.0, 1.0, out=values)
+    diam = scores.get("diameter_mm")
+    if diam is not None and diam.size and (
+        not np.all(np.isfinite(diam)) or diam.min() < 0.0 or diam.max() > MAX_DIAMETER_MM
+    ):
+        raise ModelError(
+            f"{name} gave diameters outside 0..{MAX_DIAMETER_MM:g} mm or not finite (range {_range_text(diam)}): "
+            "wrong or broken model"
+        )
+
+
+def _range_text(values: NDArray[np.float32]) -> str:
+    finite = values[np.isfinite(values)]
+    text = f"{float(finite.min()):g}..{float(finite.max()):g}" if finite.size else "none finite"
+    return text + (f", {values.size - finite.size} not finite" if finite.size < values.size else "")
+
+
+#: Smallest in-plane image size (pixels) and the spacing range (mm) detection works on.
+MIN_DETECT_SIZE = 32
+DETECT_PIXEL_MM = (0.2, 5.0)
+DETECT_MAX_STEP_MM = 20.0
+
+
+def check_detectable(volume: Volume) -> None:
+    """Raise :class:`UnsuitableVolumeError` when the volume is not a CT the detector can read:
+    images smaller than :data:`MIN_DETECT_SIZE` pixels, pixels outside :data:`DETECT_PIXEL_MM`,
+    slices further apart than :data:`DETECT_MAX_STEP_MM`."""
+    nz, ny, nx = volume.shape_zyx
+    dz, dy, dx = (float(v) for v in volume.spacing_zyx)
+    if min(ny, nx) < MIN_DETECT_SIZE:
+        raise UnsuitableVolumeError(
+            f"images of {ny} x {nx} pixels are too small for nodule detection (at least {MIN_DETECT_SIZE})"
+        )
+    lo, hi = DETECT_PIXEL_MM
+    if not (lo <= dy <= hi and lo <= dx <= hi):
+        raise UnsuitableVolumeError(
+            f"pixels of {dy:g} x {dx:g} mm are outside the {lo:g}-{hi:g} mm nodule detection works on"
+        )
+    if nz > 1 and dz > DETECT_MAX_STEP_MM:
+        raise UnsuitableVolumeError(f"slices {dz:g} mm apart are too far apart for nodule detection")
+
+
 def nms_3d(candidates: list[Candidate], scores: dict[str, NDArray[np.float32]]) -> list[MergedFinding]:
     """The findings after merging each lesion's candidates (:func:`.candidates.merge_findings`),
     best first by ``scores["score"]``, the finding score, or the model's ``nodule_prob`` when that
@@ -384,6 +455,9 @@ __all__ = [
     "Detector",
     "ModelError",
     "ModelInfo",
+    "UnsuitableVolumeError",
+    "check_detectable",
+    "check_model_outputs",
     "detection_caveats",
     "findings_json",
     "nms_3d",

@@ -146,11 +146,12 @@ class SeriesInfo:
         return (self.plan.n_slices, self.rows, self.columns)
 
     def to_dict(self) -> dict[str, object]:
-        """Non-identifying summary (safe to print or log)."""
+        """Non-identifying summary (safe to print or log): a description or warning containing
+        patient data is redacted as in the report (:mod:`.privacy`)."""
         return {
             "series_uid": self.series_uid,
             "modality": self.modality or "unknown",
-            "description": self.description,
+            "description": redact(self.description, self.patient),
             "series_number": self.series_number,
             "localizer": self.is_localizer,
             "images": self.n_images,
@@ -159,7 +160,7 @@ class SeriesInfo:
             "slice_thickness_mm": self.slice_thickness_mm,
             "patient_position": self.patient_position,
             "transfer_syntaxes": [_syntax_name(ts) for ts in self.transfer_syntaxes],
-            "warnings": list(self.warnings),
+            "warnings": [scrub(w, self.patient) for w in self.warnings],
         }
 
 
