@@ -183,6 +183,6 @@ def test_missing_mhd_data_file_is_clear(tmp_path):
                                     "ElementDataFile = x.raw\n")
     from nodeview.core.errors import UnreadableFileError
 
-    with pytest.raises(UnreadableFileError, match="could not be read|data file x.raw of x.mhd is missing"):
+    with pytest.raises(UnreadableFileError, match=r"could not be read|data file x\.raw of x\.mhd is missing"):
         open_study(tmp_path / "x.mhd")
     shutil.rmtree(tmp_path)
