@@ -715,7 +715,7 @@ def _checked_orientation(
         common["nonunit_orientation"] = (n_row, n_col)
     row, col = row / n_row, col / n_col
     cos = float(abs(row @ col))
-    if cos > 0.5:  # nearly parallel: no usable orientation at all
+    if cos > 0.95:  # (nearly) parallel: no usable orientation at all
         return None
     if cos > _ORTHOGONALITY_TOLERANCE:
         angle = float(np.degrees(np.arccos(min(1.0, cos))))
@@ -742,6 +742,7 @@ def _float_or(value: Any, default: float | None) -> Any:
 
 def _group_series(frames: list[FrameRef], meta: dict[str, dict[str, Any]]) -> Iterator[SeriesInfo]:
     groups: dict[tuple[Any, ...], list[FrameRef]] = defaultdict(list)
+    damaged: list[tuple[tuple[Any, ...], FrameRef]] = []
     for fr in frames:
         uid = fr.series_uid
         key = (
@@ -753,7 +754,15 @@ def _group_series(frames: list[FrameRef], meta: dict[str, dict[str, Any]]) -> It
             tuple(round(v, 3) for v in fr.pixel_spacing),
             fr.frame_of_reference,
         )
-        groups[key].append(fr)
+        if fr.problem is None:
+            groups[key].append(fr)
+        else:
+            damaged.append((key, fr))
+    for key, fr in damaged:
+        # an image with an implausible value joins the largest group of its series (which leaves it
+        # out and says so) rather than forming a part of its own
+        siblings = [k for k in groups if k[0] == key[0] and k[3:5] == key[3:5] and k[6] == key[6]]
+        groups[max(siblings, key=lambda k: len(groups[k])) if siblings else key].append(fr)
     # Each group: leave out images that cannot be used, then split at gaps too large to interpolate.
     parts: list[tuple[tuple[Any, ...], list[FrameRef], list[str]]] = []
     for key, members in sorted(groups.items(), key=lambda kv: (kv[0][0], -len(kv[1]))):
@@ -863,7 +872,8 @@ def _split_at_gaps(members: list[FrameRef]) -> list[list[FrameRef]]:
         return [members]
     runs: list[list[FrameRef]] = []
     for lo, hi in zip([0, *cuts], [*cuts, len(members)], strict=True):
-        runs.append([members[int(i)] for i in order[lo:hi]])
+        # each run again: its own median step may be smaller, making a gap it kept too large
+        runs.extend(_split_at_gaps([members[int(i)] for i in order[lo:hi]]))
     return runs
 
 
