@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -498,9 +499,30 @@ def _setup_logging(verbose: bool) -> None:
     UI", ...) go through logging and show only with ``-v``."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logging.captureWarnings(True)
-    quiet = logging.INFO if verbose else logging.ERROR
-    for name in ("py.warnings", "pydicom"):
-        logging.getLogger(name).setLevel(quiet)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_LibraryFilter(verbose))
+
+
+class _LibraryFilter(logging.Filter):
+    """Library messages (pydicom, Python warnings): hidden below ERROR without ``-v``; always with
+    quoted values replaced by ``<value>``, because they quote raw header bytes, which can hold
+    patient data. pydicom resets its logger's level when imported, so this filters at the handler."""
+
+    _LIBRARIES = ("pydicom", "py.warnings")
+    _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._LIBRARIES):
+            return True
+        if not self.verbose and record.levelno < logging.ERROR:
+            return False
+        record.msg = self._QUOTED.sub("<value>", record.getMessage())[:300]
+        record.args = None
+        return True
 
 
 def _exit_on_sigterm() -> Any:

@@ -517,5 +517,8 @@ def test_batch_reports_say_the_thick_slice_caution(dicom_studies, fast_detect, t
     assert main(args) == 0
     err = capsys.readouterr().err
     assert err.count("caution: Slices are 5 mm thick") == 1  # the 2 mm study gets none
-    caveats = sorted(len(json.loads(p.read_text())["caveats"]) for p in (tmp_path / "out").glob("*.json"))
-    assert caveats == [0, 1]  # and in the sidecars: none for the 2 mm study, one for the 5 mm one
+    docs = [json.loads(p.read_text())["caveats"] for p in (tmp_path / "out").glob("*.json")]
+    thick = sorted(sum("mm thick" in c for c in caveats) for caveats in docs)
+    assert thick == [0, 1]  # and in the sidecars: none for the 2 mm study, one for the 5 mm one
+    # the loader's own warning (8 slices are too few) travels with the 5 mm study too
+    assert sum(any("Only 8 slices" in c for c in caveats) for caveats in docs) == 1

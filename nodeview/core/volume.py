@@ -20,6 +20,9 @@ class PatientInfo:
     accession_number: str = ""
     study_date: str = ""
     study_description: str = ""
+    #: identifying values of other files found with this series (another spelling, a damaged
+    #: header): redaction covers them too
+    other_identifiers: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return "PatientInfo(<redacted>)"
@@ -28,7 +31,8 @@ class PatientInfo:
 
     def identifying_strings(self) -> tuple[str, ...]:
         """Every non-empty identifying value, for anonymization checks."""
-        return tuple(v for v in (self.name, self.patient_id, self.birth_date, self.accession_number) if v)
+        own = (self.name, self.patient_id, self.birth_date, self.accession_number)
+        return tuple(dict.fromkeys(v for v in (*own, *self.other_identifiers) if v))
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,9 +91,9 @@ class Volume:
 
         return {
             "series_uid": self.series_uid,
-            "modality": self.modality,
+            "modality": redact(self.modality, self.patient),
             "description": redact(self.description, self.patient),
-            "patient_position": self.patient_position,
+            "patient_position": redact(self.patient_position, self.patient),
             "source_format": self.source_format,
             "slice_thickness_mm": self.slice_thickness_mm,
             **self.geometry.to_dict(),

@@ -148,6 +148,7 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> Bases:
         synthetic=corpus.build_synthetic(root / "synthetic"),
         real=corpus.build_real(root / "real"),
         model=corpus.build_model(root / "model.onnx"),
+        chest=corpus.build_chest(root / "chest"),
     )
 
 
@@ -181,14 +182,13 @@ def _strict_json(text: str) -> object:
     return json.loads(text, parse_constant=refuse)
 
 
-def _files_under(paths: list[Path]) -> list[Path]:
+def _files_under(paths: list[Path], inputs: list[Path]) -> list[Path]:
+    """Files written under ``paths`` (the inputs themselves excluded: they hold the patient data)."""
     out = []
     for p in paths:
-        if p.is_file():
-            out.append(p)
-        elif p.is_dir():
-            out.extend(q for q in p.rglob("*") if q.is_file() and not q.is_symlink() and "home" not in q.parts)
-    return out
+        candidates = [p] if p.is_file() else list(p.rglob("*")) if p.is_dir() else []
+        out.extend(q for q in candidates if q.is_file() and not q.is_symlink())
+    return [q for q in out if not any(q == i or i in q.parents for i in inputs)]
 
 
 def test_corpus_is_large_and_named_uniquely() -> None:
@@ -230,7 +230,7 @@ def test_fuzz_case(case: Case, bases: Bases, outcomes: dict[str, Outcome]) -> No
             setup.check(run.returncode, run.stdout, run.stderr)
     if setup.parallel > 1:
         assert sorted(r.returncode for r in outcome.runs) == [0] + [2] * (setup.parallel - 1), "exactly one run wins"
-    for path in _files_under(setup.outputs):
+    for path in _files_under(setup.outputs, setup.inputs):
         blob = path.read_bytes().lower() + str(path).lower().encode()
         leaked = [s for s in SECRETS if s.lower().encode() in blob]
         assert not leaked, f"patient data {leaked} in {path}"

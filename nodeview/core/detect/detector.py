@@ -430,7 +430,7 @@ def findings_json(
     """The ``nodeview.findings/1`` document (findings sorted by score)."""
     study: dict[str, Any] = {
         "series_uid": volume.series_uid,
-        "modality": volume.modality,
+        "modality": redact(volume.modality, volume.patient),
         "shape_zyx": list(volume.shape_zyx),
         "spacing_zyx_mm": [round(float(v), 6) for v in volume.spacing_zyx],
     }

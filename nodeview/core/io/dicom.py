@@ -31,7 +31,7 @@ import struct
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -150,7 +150,7 @@ class SeriesInfo:
         patient data is redacted as in the report (:mod:`.privacy`)."""
         return {
             "series_uid": self.series_uid,
-            "modality": self.modality or "unknown",
+            "modality": redact(self.modality, self.patient) or "unknown",
             "description": redact(self.description, self.patient),
             "series_number": self.series_number,
             "localizer": self.is_localizer,
@@ -158,7 +158,7 @@ class SeriesInfo:
             "size_zyx": list(self.shape_zyx),
             "spacing_zyx_mm": [round(v, 4) for v in self.spacing_zyx_mm],
             "slice_thickness_mm": self.slice_thickness_mm,
-            "patient_position": self.patient_position,
+            "patient_position": redact(self.patient_position, self.patient),
             "transfer_syntaxes": [_syntax_name(ts) for ts in self.transfer_syntaxes],
             "warnings": [scrub(w, self.patient) for w in self.warnings],
         }
@@ -309,11 +309,14 @@ def discover(
     files, special = collect_input_files(paths)
     frames: list[FrameRef] = []
     meta: dict[str, dict[str, Any]] = {}
+    identifiers: set[str] = set()  # every file's patient strings: a damaged header must not escape redaction
     skipped: list[SkippedFile] = list(special)
     for n, path in enumerate(files):
         check_cancel(should_stop)
+        ds_for_ids = None
         try:
             ds, offset, size = _read_header(path)
+            ds_for_ids = ds
             try:
                 file_frames, series_meta = _frames_from_header(path, ds, offset, meta, size)
             except _Skip:
@@ -323,14 +326,37 @@ def discover(
                 raise _Skip("damaged header") from exc
         except _Skip as skip:
             skipped.append(SkippedFile(str(path), skip.reason))
+            if ds_for_ids is not None:
+                identifiers.update(_identifiers(ds_for_ids))
         else:
+            identifiers.update(_identifiers(ds))
             frames.extend(file_frames)
             meta.setdefault(series_meta["group_uid"], series_meta)
         progress(n + 1, len(files))
-    discovery = Discovery(tuple(_group_series(frames, meta)), len(files) + len(special), tuple(skipped))
+    series = [_with_identifiers(s, identifiers) for s in _group_series(frames, meta)]
+    discovery = Discovery(tuple(series), len(files) + len(special), tuple(skipped))
     if not discovery.series:
         raise NoImagesError(discovery.no_images_message())
     return discovery
+
+
+_T_PATIENT_IDS = (0x00100010, 0x00100020, 0x00100030, 0x00080050)  # name, ID, birth date, accession
+
+
+def _identifiers(ds: Any) -> set[str]:
+    out = set()
+    for tag in _T_PATIENT_IDS:
+        text = _raw_text(ds, tag)
+        if text and len(text) <= 64:
+            out.add(text)
+    return out
+
+
+def _with_identifiers(series: SeriesInfo, identifiers: set[str]) -> SeriesInfo:
+    others = tuple(sorted(identifiers - set(series.patient.identifying_strings())))
+    if not others:
+        return series
+    return replace(series, patient=replace(series.patient, other_identifiers=others))
 
 
 class _Skip(Exception):
@@ -507,9 +533,9 @@ def _series_meta(ds: Any, series_uid: str, modality: str) -> dict[str, Any]:
         "series_uid": series_uid,
         "group_uid": series_uid,
         "modality": modality,
-        "description": str(_get(ds, "SeriesDescription", "") or _get(ds, "ProtocolName", "") or ""),
+        "description": _clean_text(_get(ds, "SeriesDescription", "") or _get(ds, "ProtocolName", "") or "", 64),
         "series_number": _int_or_none(_get(ds, "SeriesNumber")),
-        "patient_position": str(_get(ds, "PatientPosition", "")),
+        "patient_position": _clean_text(_get(ds, "PatientPosition", ""), 16),
         "patient": PatientInfo(
             name=str(_get(ds, "PatientName", "")),
             patient_id=str(_get(ds, "PatientID", "")),
@@ -525,6 +551,16 @@ _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.
 _T_FRAME_OF_REFERENCE = 0x00200052
 
 
+def _clean_text(value: Any, max_len: int) -> str:
+    """A short free-text header value, or "" when it is damaged: longer than its VR allows or
+    holding control characters (a corrupted length swallows the following elements, patient data
+    included, into the value)."""
+    text = str(value).strip()
+    if len(text) > max_len or any(ord(c) < 32 for c in text):
+        return ""
+    return text
+
+
 def _frames_from_header(
     path: Path, ds: Any, offset: int | None, known: dict[str, dict[str, Any]], file_size: int | None = None
 ) -> tuple[list[FrameRef], dict[str, Any]]:
@@ -535,7 +571,7 @@ def _frames_from_header(
     frame with a ``problem`` (the series leaves it out, or is refused when every frame has one).
     """
     file_meta = getattr(ds, "file_meta", None)
-    modality = (_raw_text(ds, _T_MODALITY) or "").upper()
+    modality = _clean_text(_raw_text(ds, _T_MODALITY) or "", 16).upper()
     if modality in _NON_IMAGE_MODALITIES:
         raise _Skip(f"not an image ({modality} object)")
     if "DirectoryRecordSequence" in ds or _raw_text(file_meta, 0x00020002) == _DICOMDIR_SOP_CLASS:
