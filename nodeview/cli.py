@@ -124,9 +124,10 @@ def _detect_reports(args: argparse.Namespace, model: str) -> int:
     files written on stdout, one per line. Exit 0 when every study has its report, 2 when a study
     failed (bad input, report exists without --overwrite), 1 when one hit an internal error.
     """
-    from .core.detect.detector import Detector
+    from .core.detect.detector import Detector, check_detectable
     from .core.io.study import open_study
-    from .core.report.render import write_report
+    from .core.outputs import check_writable_folder
+    from .core.report.render import check_report_target, default_stem, write_report
 
     check_writable_folder(Path(args.report_dir), "report")  # before any work
     detector = Detector(model)  # a bad model stops the run before any study

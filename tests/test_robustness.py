@@ -14,9 +14,9 @@ import pytest
 
 from nodeview.cli import main
 from nodeview.core import outputs as O
-from nodeview.core.dicom_io import collect_input_files, discover, load_series
 from nodeview.core.errors import NodeViewError, UnreadableFileError
-from nodeview.core.study import open_study
+from nodeview.core.io.dicom import collect_input_files, discover, load_series
+from nodeview.core.io.study import open_study
 
 from . import synthetic_series as S
 from .fuzz.corpus import put_raw
@@ -208,7 +208,7 @@ def test_onnxruntime_telemetry_is_off() -> None:
 
 
 def test_model_outputs_are_range_checked() -> None:
-    from nodeview.core.detector import ModelError, check_model_outputs
+    from nodeview.core.detect.detector import ModelError, check_model_outputs
 
     good = {"nodule_prob": np.array([0.2, 1.0], np.float32), "malignancy_prob": np.array([0.0, 0.5], np.float32),
             "diameter_mm": np.array([3.0, 8.0], np.float32)}
@@ -222,7 +222,7 @@ def test_model_outputs_are_range_checked() -> None:
 
 
 def test_loader_warnings_reach_detection_caveats(series: Path) -> None:
-    from nodeview.core.detector import detection_caveats
+    from nodeview.core.detect.detector import detection_caveats
 
     files = sorted(series.iterdir())
     files[10].unlink()  # a missing slice: interpolated, and said

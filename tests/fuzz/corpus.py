@@ -112,7 +112,7 @@ def build_synthetic(out: Path) -> Path:
 def build_chest(out: Path) -> Path:
     """48 slices of the test chest of ``tests/test_candidates`` (160x160, six nodules): detection
     finds candidates there, so the model runs and its outputs are checked."""
-    from nodeview.core.dicom_write import SeriesSpec, write_series
+    from nodeview.core.io.dicom_write import SeriesSpec, write_series
     from tests.test_candidates import _chest
 
     hu, g, _, _, _ = _chest(0)

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nodeview.core import dicom_io as D
 from nodeview.core import limits as L
 from nodeview.core.errors import NodeViewError
 from nodeview.core.geometry import Geometry
+from nodeview.core.io import dicom as D
 
 from .corpus import put_raw
 

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import Cancelled, NodeViewError
+from ..errors import Cancelled, InputError, NodeViewError
 from ..parallel import map_ordered
+from ..privacy import redact, scrub
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..volume import Volume
 from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, MergedFinding, fuse_scores, merge_findings, propose

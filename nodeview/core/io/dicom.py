@@ -44,6 +44,19 @@ from numpy.typing import NDArray
 
 from ..errors import GeometryError, NoImagesError, UnreadableFileError
 from ..geometry import Geometry, direction_from_orientation, slice_normal
+from ..limits import (
+    MAX_ABS_INTERCEPT,
+    MAX_ABS_POSITION_MM,
+    MAX_FRAMES_PER_FILE,
+    MAX_GAP_MM,
+    MAX_GAP_STEPS,
+    MAX_IMAGE_SIZE,
+    MIN_IMAGE_SIZE,
+    PIXEL_SPACING_RANGE_MM,
+    SLOPE_RANGE,
+    budget_error,
+)
+from ..privacy import redact, scrub
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..volume import PatientInfo, Volume
 from .sitk import read_compressed_dicom

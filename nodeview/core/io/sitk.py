@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import UnreadableFileError, UnsupportedDataError
+from ..errors import GeometryError, UnreadableFileError, UnsupportedDataError
 from ..geometry import Geometry
+from ..limits import MAX_VOXEL_STEP_MM, PIXEL_SPACING_RANGE_MM, budget_error
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..volume import Volume
 
