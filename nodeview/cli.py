@@ -107,7 +107,7 @@ def _detect(args: argparse.Namespace) -> int:
 
 def _strict_json(doc: object) -> str:
     """JSON text; a value that is not a finite number is an error, never ``NaN``/``Infinity``."""
-    from .core.detector import ModelError
+    from .core.detect.detector import ModelError
 
     try:
         return json.dumps(doc, indent=2, allow_nan=False)
@@ -548,7 +548,7 @@ def _restore_sigterm(previous: Any) -> None:
 
 
 def _gui(args: argparse.Namespace) -> int:
-    from .core.dicom_io import collect_input_files
+    from .core.io.dicom import collect_input_files
     from .qt.app import run_gui
 
     if args.prior and not args.paths:
