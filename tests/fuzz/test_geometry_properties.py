@@ -66,8 +66,8 @@ def _dataset(values: dict[str, bytes | None], rows: int, cols: int, frames: byte
     spacing=multi(2),
     slope=multi(1),
     intercept=multi(1),
-    rows=st.integers(0, 70000),
-    cols=st.integers(0, 70000),
+    rows=st.integers(0, 65535),
+    cols=st.integers(0, 65535),
     frames=st.one_of(st.none(), st.integers(-5, 2**31 - 1).map(lambda v: str(v).encode()), number_text.map(str.encode)),
 )
 def test_any_header_values_give_plausible_frames_or_a_skip(ipp, iop, spacing, slope, intercept, rows, cols, frames):
