@@ -467,7 +467,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--prior with --report-dir compares one study: give one PATH")
         if args.prior_date and not (args.prior or args.prior_json):
             parser.error("--prior-date needs --prior or --prior-json")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     _setup_logging(args.verbose)
     previous_term = _exit_on_sigterm()
     try:
@@ -554,11 +553,8 @@ def _gui(args: argparse.Namespace) -> int:
     if args.prior and not args.paths:
         print("nodeview: --prior needs the current study's PATH", file=sys.stderr)
         return EXIT_BAD_INPUT
-    for p in [*args.paths, *([args.prior] if args.prior else [])]:
-        if not os.path.exists(p):
-            print(f"nodeview: {p} does not exist", file=sys.stderr)
-            return EXIT_BAD_INPUT
-    collect_input_files(args.paths)  # a missing path, a FIFO or a device: one line, exit 2
+    # a missing path, a FIFO or a device: one line, exit 2
+    collect_input_files([*args.paths, *([args.prior] if args.prior else [])])
     if args.screenshot:  # never onto an input file; an existing file only with --overwrite
         check_output_path(args.screenshot, input_identities(args.paths), args.overwrite, "screenshot")
     size = None

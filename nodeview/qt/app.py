@@ -27,9 +27,9 @@ def run_gui(
     With ``detect``, run the nodule detector as soon as the study is shown; a screenshot then waits
     for the findings (boxes and table) before it is taken.
 
-    Returns the process exit code: 0 success, 2 when PATH cannot be opened in screenshot mode.
     With ``prior``, that study is opened as the prior of PATH once PATH is shown (registered beside
     it); a screenshot then waits for the registration.
+
     Returns the process exit code: 0 success, 2 when PATH cannot be opened in screenshot mode or
     the screenshot cannot be written. The screenshot is written by :func:`~..core.outputs.write_file_set`:
     an existing file is replaced only with ``overwrite``, atomically.
