@@ -19,7 +19,7 @@ if [ "$STEP" = data ] || [ "$STEP" = all ]; then
   $PY -m training.make_data --out data/test --split test --synthetic 40 --seed 20000
 fi
 if [ "$STEP" = ranker ] || [ "$STEP" = all ]; then
-  # the proposal ranker (nodeview/core/detect/ranker_weights.py): a small MLP over DoG peak features
+  # the proposal ranker (resources/models/nodeview-proposal-ranker.json): a small MLP over DoG peak features
   $PY -m training.fit_ranker --data data/train/annotations.csv --val-data data/val/annotations.csv --every 6
   $PY -m training.proposal_recall --data data/val/annotations.csv --max-candidates 300 --out runs/default/recall-val.json
 fi
