@@ -51,8 +51,7 @@ from .metrics import (
     operating_point,
     roc_auc,
 )
-from .model import build_model
-from .train import predict
+from .model import build_model, predict
 
 #: weights tried by ``--choose-rank-weight``
 RANK_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)

@@ -33,13 +33,13 @@ from nodeview.core.detect.candidates import (
     find_peaks,
     suppress,
 )
-from nodeview.core.detect.models import RANKER_WEIGHTS_FILE
+from nodeview.core.detect.models import proposal_ranker_path
 from nodeview.core.detect.ranker_weights import weights_document, write_ranker_weights
 from nodeview.core.io.study import open_study
 
 from .annotations import ScanRecord, read_records_csv
 
-WEIGHTS_FILE = Path(__file__).resolve().parents[1] / "resources" / "models" / RANKER_WEIGHTS_FILE
+WEIGHTS_FILE = Path(proposal_ranker_path())  # resources/models/nodeview-proposal-ranker.json
 
 
 def get_args_parser() -> argparse.ArgumentParser:

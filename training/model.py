@@ -18,10 +18,15 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
+
+if TYPE_CHECKING:
+    from .dataset import PatchSet
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
@@ -128,3 +133,16 @@ def build_model(weights: str = "none") -> NoduleNet:
                 f"{weights} is not a ResNet-50 state dict (missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
     return model
+
+
+def predict(model: nn.Module, ps: PatchSet, device: torch.device, batch_size: int = 128) -> dict[str, np.ndarray]:
+    model.eval()
+    nod, mal, diam = [], [], []
+    for start in range(0, len(ps), batch_size):
+        x = torch.from_numpy(ps.patches[start : start + batch_size].astype(np.float32)).to(device)
+        a, b, c = model(x)
+        nod.append(torch.sigmoid(a).cpu().numpy())
+        mal.append(torch.sigmoid(b).cpu().numpy())
+        diam.append(torch.exp(c).cpu().numpy())
+    cat = lambda v: np.concatenate(v) if v else np.zeros(0)  # noqa: E731
+    return {"nodule_prob": cat(nod), "malignancy_prob": cat(mal), "diameter_mm": cat(diam)}

@@ -37,7 +37,7 @@ from torch import nn
 from . import distributed
 from .annotations import ScanRecord, read_records_csv
 from .dataset import POSITIVE_ROTATIONS, UNKNOWN, PatchSet, load_or_mine, near_nodule
-from .model import STAGES, NoduleNet, build_model
+from .model import STAGES, NoduleNet, build_model, predict
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -224,19 +224,6 @@ def _batch(ps: PatchSet, idx: np.ndarray, device: torch.device) -> tuple[torch.T
 
 
 @torch.no_grad()
-def predict(model: nn.Module, ps: PatchSet, device: torch.device, batch_size: int = 128) -> dict[str, np.ndarray]:
-    model.eval()
-    nod, mal, diam = [], [], []
-    for start in range(0, len(ps), batch_size):
-        x = torch.from_numpy(ps.patches[start : start + batch_size].astype(np.float32)).to(device)
-        a, b, c = model(x)
-        nod.append(torch.sigmoid(a).cpu().numpy())
-        mal.append(torch.sigmoid(b).cpu().numpy())
-        diam.append(torch.exp(c).cpu().numpy())
-    cat = lambda v: np.concatenate(v) if v else np.zeros(0)  # noqa: E731
-    return {"nodule_prob": cat(nod), "malignancy_prob": cat(mal), "diameter_mm": cat(diam)}
-
-
 def mine_hard_negatives(
     model: nn.Module,
     ps: PatchSet,
