@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from training.fit_ranker import fit_mlp, recall_at, sample_weights
+from training.engine.fit_ranker import fit_mlp, recall_at, sample_weights
 
 
 def test_mlp_learns_a_rule_no_linear_model_can():
@@ -55,7 +55,7 @@ def test_recall_at_counts_nodules_found_within_budget():
 def test_fitted_weights_are_written_as_the_data_file_the_app_reads(tmp_path):
     from nodeview.core.detect.candidates import FEATURE_NAMES
     from nodeview.core.detect.ranker_weights import read_ranker_weights
-    from training.fit_ranker import write_weights
+    from training.engine.fit_ranker import write_weights
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, len(FEATURE_NAMES)))

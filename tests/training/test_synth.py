@@ -20,10 +20,10 @@ from nodeview.core.detect.lung import segment_lungs
 from nodeview.core.geometry import Geometry
 from nodeview.core.io.study import open_study
 from nodeview.core.volume import Volume
-from training import make_data
-from training import synth_ct as S
-from training.annotations import NoduleAnnotation, read_records_csv, write_records_csv
-from training.insert import estimate_noise, insert_nodules, write_inserted
+from training.data import make_data
+from training.data import synth_ct as S
+from training.data.annotations import NoduleAnnotation, read_records_csv, write_records_csv
+from training.data.insert import estimate_noise, insert_nodules, write_inserted
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 LIDC_DIR = SHARED_DATA / "real-ct" / "LIDC-IDRI-0002"

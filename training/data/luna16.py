@@ -6,7 +6,7 @@ DICOM patient LPS millimetres, NodeView's convention (``nodeview.core.geometry``
 as they are. ``fold`` = subset number (the LUNA16 10-fold split); :func:`folds` splits by it.
 
 LUNA16 carries no malignancy: ``malignant=None`` unless LIDC consensus nodules are merged in
-(``malignancy=``, e.g. from :func:`training.lidc_xml.consensus`): an annotation takes the label,
+(``malignancy=``, e.g. from :func:`training.data.lidc_xml.consensus`): an annotation takes the label,
 mean rating, kind and margin of the nearest LIDC nodule of the same series within
 ``max(radius, 5 mm)`` (radius = the larger of the two diameters / 2); its own centre and diameter
 are kept.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from nodeview.core.errors import NoImagesError, UnreadableFileError, UnsupportedDataError
-from training.annotations import NoduleAnnotation, ScanRecord, read_table
+from training.data.annotations import NoduleAnnotation, ScanRecord, read_table
 
 ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
 CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")

@@ -1,7 +1,7 @@
 """Synthetic nodules inserted into real chest CT (training data source (b)); no Qt, no torch.
 
 The nodule model, partial-volume renderer, placement rules and malignancy rule are those of
-:mod:`training.synth_ct` (see its docstring). Here the background is a real scan, so vessels,
+:mod:`training.data.synth_ct` (see its docstring). Here the background is a real scan, so vessels,
 fissures, texture and noise around the nodule are real:
 
 * centres are placed inside the lungs found by :func:`nodeview.core.detect.lung.segment_lungs`, at least
@@ -21,7 +21,7 @@ fissures, texture and noise around the nodule are real:
 The scan's own nodules are not annotated by insertion: pass them as ``avoid`` (and to
 :func:`write_inserted` as ``existing``, which also puts them in the record), or use scans without
 nodules. Use different real scans for training, validation and test data (seed ranges in
-:mod:`training.make_data`).
+:mod:`training.data.make_data`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from nodeview.core.detect.lung import LungMask, segment_lungs
 from nodeview.core.geometry import Geometry
 from nodeview.core.io.dicom_write import SeriesSpec, write_series
 from nodeview.core.volume import Volume
-from training.annotations import NoduleAnnotation, ScanRecord
-from training.synth_ct import (
+from training.data.annotations import NoduleAnnotation, ScanRecord
+from training.data.synth_ct import (
     HU_MAX,
     HU_MIN,
     KINDS,
@@ -122,7 +122,7 @@ def insert_nodules(
         psf_fwhm_mm: in-plane PSF of the rendering (real scans: ~0.6-1.0 mm).
         avoid: existing nodules (LPS centres, diameters) to keep away from.
         lung_mask: a precomputed ``segment_lungs`` result for ``volume``.
-        label_mode: "threshold" or "sample", as in :func:`training.synth_ct.generate_scan_full`.
+        label_mode: "threshold" or "sample", as in :func:`training.data.synth_ct.generate_scan_full`.
 
     Returns:
         ``(new volume, annotations)`` with ``source="inserted"`` annotations in LPS mm.

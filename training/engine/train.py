@@ -1,11 +1,11 @@
 """Train the NodeView nodule model (ResNet-50 on 2.5D candidate patches).
 
-    python -m training.train --data data/train/annotations.csv --val-data data/val/annotations.csv \\
+    python -m training.engine.train --data data/train/annotations.csv --val-data data/val/annotations.csv \\
         --out runs/default --epochs 12
 
-Data: one or more annotation CSVs (``training/annotations.py`` format, written by
-``training.make_data`` or converted from LUNA16 / LIDC / any DICOM folder + CSV). Scans are mined
-once into a patch cache (``training/dataset.py``). Class imbalance: balanced sampling
+Data: one or more annotation CSVs (``training/data/annotations.py`` format, written by
+``training.data.make_data`` or converted from LUNA16 / LIDC / any DICOM folder + CSV). Scans are mined
+once into a patch cache (``training/data/dataset.py``). Class imbalance: balanced sampling
 (``--positive-fraction``) or focal loss (``--focal-gamma``). Augmentation: random rotations (3D,
 or about the z axis only with ``--positive-rotations axial``) and jitter at extraction time, plus
 physically consistent flips (left-right, anterior-posterior, superior-inferior), zoom (the diameter
@@ -14,8 +14,8 @@ label scales with it), HU jitter and noise, per batch.
 Checkpoints (``<out>/checkpoint.pt``, every epoch): ``{"model", "optimizer", "lr_scheduler",
 "args", "epoch", "history", "rng"}``; ``--resume`` continues from one. Training stops with an
 error on a non-finite loss. CPU by default; CUDA when available. Several processes or machines:
-``torchrun --nproc_per_node N -m training.train ...`` (DistributedDataParallel, see
-``training/distributed.py``). Research use only.
+``torchrun --nproc_per_node N -m training.engine.train ...`` (DistributedDataParallel, see
+``training/engine/distributed.py``). Research use only.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import distributed
-from .annotations import ScanRecord, read_records_csv
-from .dataset import POSITIVE_ROTATIONS, UNKNOWN, PatchSet, load_or_mine, near_nodule
-from .model import STAGES, NoduleNet, build_model, predict
+from training.data.annotations import ScanRecord, read_records_csv
+from training.data.dataset import POSITIVE_ROTATIONS, UNKNOWN, PatchSet, load_or_mine, near_nodule
+from training.engine import distributed
+from training.models.nodule_net import STAGES, NoduleNet, build_model, predict
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -334,8 +334,7 @@ def _main(args: argparse.Namespace, dist: distributed.Dist) -> dict[str, Any]:
     scan_w = None
     if args.thick_slice_weight != 1.0:  # left out at 1 so that the default draws stay as they were
         from nodeview.core.detect.detector import THIN_SLICE_MAX_MM
-
-        from .evaluate import slice_thickness_mm
+        from training.evaluation.evaluate import slice_thickness_mm
 
         thick = {r.scan_id for r in train_records if slice_thickness_mm(r) > THIN_SLICE_MAX_MM}
         scan_w = thick_slice_weights(train_set, thick, args.thick_slice_weight)
@@ -445,7 +444,7 @@ def _main(args: argparse.Namespace, dist: distributed.Dist) -> dict[str, Any]:
     if not dist.is_main:
         return {"history": history, "data": data_summary, "out": str(out)}
     try:
-        from .plots import plot_history
+        from training.evaluation.plots import plot_history
 
         plot_history(history, out / "loss_accuracy.png")
     except ImportError:

@@ -1,8 +1,8 @@
 """Multi-process training with ``torchrun`` (DistributedDataParallel), shared by the trainers.
 
-    torchrun --nproc_per_node 2 -m training.train --data ... --out runs/ddp            # one machine
+    torchrun --nproc_per_node 2 -m training.engine.train --data ... --out runs/ddp            # one machine
     torchrun --nnodes 2 --nproc_per_node 4 --rdzv-backend c10d \\
-        --rdzv-endpoint HOST:29400 --rdzv-id run1 -m training.train ...               # on each machine
+        --rdzv-endpoint HOST:29400 --rdzv-id run1 -m training.engine.train ...               # on each machine
 
 Without torchrun (no ``WORLD_SIZE`` in the environment) nothing changes: :func:`setup` returns a
 single-process context and the trainers run as before.

@@ -1,6 +1,6 @@
 """Export a trained NoduleNet to ONNX with the metadata the app needs, and check it.
 
-    python -m training.export_onnx --checkpoint runs/default/checkpoint.pt --out resources/models/nodeview-nodule.onnx
+    python -m training.export.onnx --checkpoint runs/default/checkpoint.pt --out resources/models/nodeview-nodule.onnx
 
 The graph takes ``patches`` (N, 3, S, S) float32 and returns ``nodule_prob``, ``malignancy_prob``
 (sigmoid probabilities) and ``diameter_mm``. ``metadata_props`` carry: name, version, input spec,
@@ -28,8 +28,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from nodeview.core.detect.patches import DEFAULT_SPEC, PatchSpec
-
-from .model import ExportWrapper, NoduleNet, build_model
+from training.models.nodule_net import ExportWrapper, NoduleNet, build_model
 
 MODEL_NAME = "nodeview-nodule-resnet50"
 OUTPUTS = {

@@ -13,7 +13,7 @@ against the nodule model alone (its own 300 proposals, as without a re-ranker), 
 the malignancy AUC per found nodule. Cubes, model scores and slice thicknesses are cached in
 ``--cache``, so a rerun needs no images.
 
-    python -m training.evaluate_cascade \\
+    python -m training.evaluation.evaluate_cascade \\
         --set test=data/test/annotations.csv,data/test2/annotations.csv,data/test3/annotations.csv \\
         --set val2=data/val2/annotations.csv --out training/results/cascade-heldout.json
 """
@@ -29,11 +29,10 @@ from typing import Any
 import numpy as np
 
 from nodeview.core.detect.detector import Detector
-
-from . import evaluate as ev
-from . import train_reranker as tr
-from .annotations import ScanRecord, read_records_csv
-from .metrics import cpm, cpm_difference_bootstrap, froc
+from training.data.annotations import ScanRecord, read_records_csv
+from training.engine import train_reranker as tr
+from training.evaluation import evaluate as ev
+from training.evaluation.metrics import cpm, cpm_difference_bootstrap, froc
 
 Part = tuple[list[ScanRecord], dict[str, np.ndarray], dict[str, np.ndarray]]
 

@@ -51,7 +51,7 @@ from numpy.typing import NDArray
 
 from nodeview.core.errors import GeometryError, UnreadableFileError, UnsupportedDataError
 from nodeview.core.geometry import Geometry
-from training.annotations import NoduleAnnotation
+from training.data.annotations import NoduleAnnotation
 
 LIDC_NAMESPACE = "http://www.nih.gov"
 

@@ -1,13 +1,13 @@
 """Compare two evaluations of the same scans: is model B's CPM really above model A's?
 
-    python -m training.compare --data data/test/annotations.csv \\
+    python -m training.evaluation.compare --data data/test/annotations.csv \\
         --a runs/hardneg/eval-test --b runs/stage3a/eval-test [--bootstrap 2000] [--out cmp.json]
 
-Reads each evaluation's ``predictions.csv`` (written by ``training/evaluate.py``: the findings
+Reads each evaluation's ``predictions.csv`` (written by ``training/evaluation/evaluate.py``: the findings
 the app would show, ``evaluated == 1``, at their ``finding_*_mm`` centres when given, with their
 ``score``) and the nodules (>= 3 mm) of the
 annotations CSV, and reports both CPMs and ``CPM(B) - CPM(A)`` with a paired 95 % bootstrap
-interval over scans (:func:`training.metrics.cpm_difference_bootstrap`), overall and per slice
+interval over scans (:func:`training.evaluation.metrics.cpm_difference_bootstrap`), overall and per slice
 thickness group. Pairing matters: on 40 scans one model's CPM interval is about +-0.1 wide, but
 much of that spread is which scans were drawn, and it cancels in the difference. Research use only.
 """
@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from nodeview.core.detect.detector import SLICE_GROUPS, slice_group
-
-from .annotations import read_records_csv
-from .metrics import cpm, cpm_difference_bootstrap, froc
+from training.data.annotations import read_records_csv
+from training.evaluation.metrics import cpm, cpm_difference_bootstrap, froc
 
 Preds = dict[str, list[tuple[tuple[float, float, float], float]]]
 Truths = dict[str, list[tuple[tuple[float, float, float], float]]]

@@ -4,7 +4,7 @@ LIDC-IDRI-0002 is also the real scan the default model is evaluated on. Insertin
 nodules near its reader-marked nodule would leak that nodule into training, so only slabs at
 least ``--margin-mm`` away from it (in z) are used:
 
-    python -m training.crop_real --src resources/demo/LIDC-IDRI-0002 --out data/real-crops \\
+    python -m training.data.crop_real --src resources/demo/LIDC-IDRI-0002 --out data/real-crops \\
         --avoid-z -120.75 -87.0 --margin-mm 20
 """
 

@@ -10,7 +10,7 @@ Each nodule's peaks share one unit of weight, so big nodules with many peaks do 
 weights are written as data to ``resources/models/nodeview-proposal-ranker.json`` (with their sha256,
 checked when the app loads them), and recall at ``--max-candidates`` is reported on the validation scans.
 
-    python -m training.fit_ranker --data data/train/annotations.csv --val-data data/val/annotations.csv
+    python -m training.engine.fit_ranker --data data/train/annotations.csv --val-data data/val/annotations.csv
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ from nodeview.core.detect.candidates import (
 from nodeview.core.detect.models import proposal_ranker_path
 from nodeview.core.detect.ranker_weights import weights_document, write_ranker_weights
 from nodeview.core.io.study import open_study
-
-from .annotations import ScanRecord, read_records_csv
+from training.data.annotations import ScanRecord, read_records_csv
 
 WEIGHTS_FILE = Path(proposal_ranker_path())  # resources/models/nodeview-proposal-ranker.json
 

@@ -6,7 +6,7 @@ nodule it records whether a candidate lies within its radius (the LUNA16 hit rul
 rank of the nearest candidate; the summary groups recall by kind, location, size and slice
 thickness.
 
-    python -m training.proposal_recall --data data/val/annotations.csv --out runs/recall-val.json
+    python -m training.evaluation.proposal_recall --data data/val/annotations.csv --out runs/recall-val.json
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ import numpy as np
 from nodeview.core.detect.candidates import DEFAULT_MAX_CANDIDATES, propose, recall
 from nodeview.core.detect.lung import segment_lungs
 from nodeview.core.io.study import open_study
-
-from .annotations import read_records_csv
+from training.data.annotations import read_records_csv
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="annotations CSV (training.annotations format)")
+    p.add_argument("--data", required=True, help="annotations CSV (training.data.annotations format)")
     p.add_argument("--out", help="per-nodule results as JSON")
     p.add_argument("--max-candidates", type=int, default=DEFAULT_MAX_CANDIDATES)
     p.add_argument("--limit", type=int, default=0, help="only the first N scans with nodules (0: all)")

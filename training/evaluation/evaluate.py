@@ -1,7 +1,7 @@
 """Evaluate a trained model on annotated scans: candidate classification, per-scan FROC/CPM,
 malignancy AUC, and plots.
 
-    python -m training.evaluate --checkpoint runs/default/checkpoint.pt --data data/test/annotations.csv \\
+    python -m training.evaluation.evaluate --checkpoint runs/default/checkpoint.pt --data data/test/annotations.csv \\
         --out runs/default/eval-test [--threshold T | --fp-per-scan 1.0]
 
 Candidates are the app's proposals (``nodeview.core.detect.candidates``), so the FROC measures the whole
@@ -35,10 +35,9 @@ import torch
 from nodeview.core.detect.candidates import fuse_scores, merge_findings
 from nodeview.core.detect.detector import SLICE_GROUPS, THIN_SLICE_MAX_MM, slice_group
 from nodeview.core.io.study import scan
-
-from .annotations import NoduleAnnotation, ScanRecord, read_records_csv
-from .dataset import PatchSet, load_or_mine
-from .metrics import (
+from training.data.annotations import NoduleAnnotation, ScanRecord, read_records_csv
+from training.data.dataset import PatchSet, load_or_mine
+from training.evaluation.metrics import (
     LUNA16_FP_RATES,
     FROCBootstrap,
     auc_bootstrap,
@@ -51,7 +50,7 @@ from .metrics import (
     operating_point,
     roc_auc,
 )
-from .model import build_model, predict
+from training.models.nodule_net import build_model, predict
 
 #: weights tried by ``--choose-rank-weight``
 RANK_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -348,7 +347,7 @@ def add_intervals(
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
-    from .plots import plot_confusion_matrix, plot_froc, plot_malignancy_roc, plot_roc
+    from training.evaluation.plots import plot_confusion_matrix, plot_froc, plot_malignancy_roc, plot_roc
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,7 @@ from numpy.typing import NDArray
 from nodeview.core.detect.candidates import PROPOSER_VERSION, propose
 from nodeview.core.detect.patches import DEFAULT_SPEC, PatchSpec, extract_patches
 from nodeview.core.io.study import open_study
-
-from .annotations import NoduleAnnotation, ScanRecord
+from training.data.annotations import NoduleAnnotation, ScanRecord
 
 UNKNOWN = -1
 

@@ -1,7 +1,7 @@
 """Write the model's metadata JSON (for export) and its model card from measured results.
 
-    python -m training.model_card metadata --run runs/default --out runs/default/metadata.json
-    python -m training.model_card card --run runs/default --onnx resources/models/nodeview-nodule.onnx \\
+    python -m training.evaluation.model_card metadata --run runs/default --out runs/default/metadata.json
+    python -m training.evaluation.model_card card --run runs/default --onnx resources/models/nodeview-nodule.onnx \\
         --lidc-json runs/default/lidc.json --out resources/models/nodeview-nodule.md
 
 Every number in the card comes from files the pipeline wrote (``data_summary.json``,
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-LIDC_CONSENSUS_XYZ = (59.8, 71.6, -104.0)  # 071.xml consensus of 2 readers (training/lidc_xml.py)
+LIDC_CONSENSUS_XYZ = (59.8, 71.6, -104.0)  # 071.xml consensus of 2 readers (training/data/lidc_xml.py)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def metadata(run: Path, version: str = "1") -> dict[str, Any]:
                 if k in test
             }
         ),
-        "malignancy_label": "synthetic Lung-RADS-like rule: malignant when risk >= 0.15 (training/synth_ct.py)",
+        "malignancy_label": "synthetic Lung-RADS-like rule: malignant when risk >= 0.15 (training/data/synth_ct.py)",
     }
 
 
@@ -103,7 +103,7 @@ def _interval_lines(test: dict[str, Any]) -> list[str]:
         f"The intervals are 95 % percentile bootstraps ({ci['n_bootstrap']} samples): the CPM's resamples the scans,",
         "as the LUNA16 evaluation does, and the malignancy AUC's the nodules. With a few dozen scans they are wide.",
         "Two models scored on the same scans are compared with a paired bootstrap of their difference",
-        "(`python -m training.compare`), which is much narrower; `training/README.md` gives v3 against v2.",
+        "(`python -m training.evaluation.compare`), which is much narrower; `training/README.md` gives v3 against v2.",
         "",
     ]
 
@@ -154,7 +154,7 @@ def slice_lines(val: dict[str, Any], test: dict[str, Any]) -> list[str]:
 
 
 def proposal_lines(run: Path) -> list[str]:
-    """What the proposals reach (``runs/.../recall-val.json`` from ``training.proposal_recall``)."""
+    """What the proposals reach (``runs/.../recall-val.json`` from ``training.evaluation.proposal_recall``)."""
     path = run / "recall-val.json"
     if not path.exists():
         return [
@@ -248,9 +248,9 @@ def _cascade_row(name: str, m: dict[str, Any]) -> str:
 
 
 def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
-    """The section on the proposal re-ranker beside the model (``training/train_reranker.py``), when
+    """The section on the proposal re-ranker beside the model (``training/engine/train_reranker.py``), when
     its file was calibrated for this model; the app then uses its score and threshold."""
-    from .export_onnx import read_metadata
+    from training.export.onnx import read_metadata
 
     path = onnx_path.with_name("nodeview-reranker.onnx")
     if not path.exists():
@@ -261,7 +261,7 @@ def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
     lines = [
         "## In the app: with the proposal re-ranker",
         "",
-        f"`{path.name}` (version {rr.get('version', '?')}, {path.stat().st_size / 1e3:.0f} kB, `training/train_reranker.py`)"
+        f"`{path.name}` (version {rr.get('version', '?')}, {path.stat().st_size / 1e3:.0f} kB, `training/engine/train_reranker.py`)"
         " was calibrated for these",
         "weights, so the app uses it (`nodeview.core.detect.reranker`):",
         "",
@@ -327,7 +327,7 @@ def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
                 ]
         lines += [
             "",
-            "The tables below (Results) measure this network alone, as `training/evaluate.py` does; the",
+            "The tables below (Results) measure this network alone, as `training/evaluation/evaluate.py` does; the",
             "LIDC-IDRI-0002 figures at their end are the app's, with the re-ranker.",
             "",
         ]
@@ -335,14 +335,14 @@ def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
 
 
 def heldout_lines(results_json: Path | None) -> list[str]:
-    """The section on more held-out sets (``training/evaluate_cascade.py``), when its results exist."""
+    """The section on more held-out sets (``training/evaluation/evaluate_cascade.py``), when its results exist."""
     if results_json is None or not results_json.exists():
         return []
     res = _load(results_json)
     lines = [
         "## In the app: more held-out scans",
         "",
-        "Measured with `training/evaluate_cascade.py` on the exported files (these weights and the re-ranker,",
+        "Measured with `training/evaluation/evaluate_cascade.py` on the exported files (these weights and the re-ranker,",
         "as the app runs them). Sets of more synthetic scans, from seeds never used for training, generated",
         "after the first test result was known. No weight, setting or threshold of these files was chosen on",
         "them. The `val` sets are fresh validation scans that decided whether proposed changes were adopted,",
@@ -473,7 +473,7 @@ def card(
     reranker_results: Path | None = None,
     heldout: Path | None = None,
 ) -> str:
-    from .export_onnx import read_metadata
+    from training.export.onnx import read_metadata
 
     meta = read_metadata(onnx_path)
     val = _load(run / "eval-val" / "metrics.json")
@@ -507,7 +507,7 @@ def card(
         *heldout_lines(heldout),
         "## Training data",
         "",
-        "- **Synthetic chest CTs** from `training/synth_ct.py`:",
+        "- **Synthetic chest CTs** from `training/data/synth_ct.py`:",
         "  - seeds 0–159 for training; validation and test seeds are disjoint;",
         "  - slices of 1–5 mm, noise, several kinds of nodule;",
         "  - solid, part-solid, ground-glass, calcified, spiculated, juxta-pleural and juxta-vascular",
@@ -525,7 +525,7 @@ def card(
         "",
         "## Results",
         "",
-        "Measured by `training/evaluate.py`. Candidates are NodeView's own proposals after the app's 3D NMS,",
+        "Measured by `training/evaluation/evaluate.py`. Candidates are NodeView's own proposals after the app's 3D NMS,",
         "which merges each lesion's candidates into one finding, so a nodule that the proposals miss counts",
         "as a miss and the false positives are findings the app would list. A hit is a prediction within the",
         "nodule radius (the LUNA16 rule).",
@@ -580,8 +580,8 @@ def main() -> None:
     p.add_argument("--run", type=Path, default=Path("runs/default"))
     p.add_argument("--onnx", type=Path)
     p.add_argument("--lidc-json", type=Path)
-    p.add_argument("--reranker-results", type=Path, help="training/train_reranker.py results.json (card only)")
-    p.add_argument("--heldout", type=Path, help="training/evaluate_cascade.py results (card only)")
+    p.add_argument("--reranker-results", type=Path, help="training/engine/train_reranker.py results.json (card only)")
+    p.add_argument("--heldout", type=Path, help="training/evaluation/evaluate_cascade.py results (card only)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--model-version", default="1", help="the model's version in its metadata (metadata only)")
     args = p.parse_args()

@@ -1,6 +1,6 @@
 """Train, calibrate and export the proposal re-ranker: a small 3D CNN between the proposer and the ResNet-50.
 
-    python -m training.train_reranker --data data/train/annotations.csv --val-data data/val/annotations.csv \\
+    python -m training.engine.train_reranker --data data/train/annotations.csv --val-data data/val/annotations.csv \\
         --test-data data/test/annotations.csv --model resources/models/nodeview-nodule.onnx --out runs/reranker
 
 Steps (each cached in ``--out``; ``--resume`` continues training from ``checkpoint.pt``):
@@ -30,7 +30,7 @@ Steps (each cached in ``--out``; ``--resume`` continues training from ``checkpoi
    threshold, the sha256 of the nodule model they were chosen with) and a torch parity check.
 
 Seeded; CPU by default, CUDA when present. Several processes: ``torchrun --nproc_per_node N -m
-training.train_reranker ...`` trains with DistributedDataParallel (``training/distributed.py``);
+training.engine.train_reranker ...`` trains with DistributedDataParallel (``training/engine/distributed.py``);
 rank 0 then calibrates, tests and exports. Research use only.
 """
 
@@ -62,10 +62,10 @@ from nodeview.core.detect.reranker import (
     rerank_order,
 )
 from nodeview.core.io.study import open_study
-
-from . import distributed
-from .annotations import ScanRecord, read_records_csv
-from .metrics import (
+from training.data.annotations import ScanRecord, read_records_csv
+from training.engine import distributed
+from training.engine.train import _progress
+from training.evaluation.metrics import (
     cpm,
     cpm_difference_bootstrap,
     froc,
@@ -74,7 +74,6 @@ from .metrics import (
     nodule_hits,
     operating_point,
 )
-from .train import _progress
 
 VERSION = "2"  # with a context cube (--context-spacing 3, not shipped); version 1 (one 18 mm cube) is the default
 
@@ -283,7 +282,7 @@ def _build_split(
     quiet: bool,
     subvoxel: bool = False,
 ) -> dict[str, np.ndarray]:
-    from .fit_ranker import scan_peaks
+    from training.engine.fit_ranker import scan_peaks
 
     rng = np.random.default_rng(seed)
     parts: list[dict[str, np.ndarray]] = []
@@ -585,7 +584,7 @@ def report(
     curve = froc(new, truths)
     boot = froc_bootstrap(new, truths, n_bootstrap=1000)
     if plot is not None:
-        from .plots import plot_froc
+        from training.evaluation.plots import plot_froc
 
         plot_froc(curve, plot, label="re-ranker + ResNet-50", title=f"FROC with the re-ranker, {name}", band=boot)
     diff = cpm_difference_bootstrap(base, new, truths, n_bootstrap=2000)
@@ -616,7 +615,7 @@ def report(
                 mal_labels.append(int(nod.malignant))
                 mal_scores.append(float(scores["malignancy_prob"][rows_of[sid][best]]))
     mal_auc = malignancy_auc(mal_labels, mal_scores) if len(set(mal_labels)) == 2 else float("nan")
-    from .evaluate import cpm_by_slice, slice_thickness_mm
+    from training.evaluation.evaluate import cpm_by_slice, slice_thickness_mm
 
     slice_mm = {sid: thickness[sid] if thickness else slice_thickness_mm(by_id[sid]) for sid in truths}
     base_slices = cpm_by_slice(base, truths, slice_mm)

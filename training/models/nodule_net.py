@@ -26,7 +26,7 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, resnet50
 
 if TYPE_CHECKING:
-    from .dataset import PatchSet
+    from training.data.dataset import PatchSet
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 

@@ -73,10 +73,10 @@ API
     nodule models and takes the options (kinds, locations, margins, sizes, noise, contrast,
     orientation, label mode); :func:`write_scan` writes the scan as a DICOM series with
     :func:`nodeview.core.io.dicom_write.write_series` and returns a
-    :class:`~training.annotations.ScanRecord`. Nodules are drawn after the anatomy, so the same
+    :class:`~training.data.annotations.ScanRecord`. Nodules are drawn after the anatomy, so the same
     seed without nodules gives the same patient. The nodule renderer (:func:`sample_nodule`,
     :func:`render_nodule`, :func:`blend_values`, :func:`place_nodule`) is shared with
-    :mod:`training.insert`.
+    :mod:`training.data.insert`.
 
 Speed
     A 512 x 512 x 220-320 scan takes about 5-7 s on two CPU cores (the anatomy of each slice is
@@ -105,7 +105,7 @@ from scipy.special import erf
 from nodeview.core.geometry import Geometry
 from nodeview.core.io.dicom_write import SeriesSpec, write_series
 from nodeview.core.volume import PatientInfo, Volume
-from training.annotations import NoduleAnnotation, ScanRecord
+from training.data.annotations import NoduleAnnotation, ScanRecord
 
 __all__ = [
     "KINDS",
@@ -197,7 +197,7 @@ def is_malignant(
 
 
 # ================================================================================================
-# Nodule model, rendering and blending (shared with training.insert)
+# Nodule model, rendering and blending (shared with training.data.insert)
 # ================================================================================================
 @dataclass(frozen=True, eq=False)
 class NoduleModel:
@@ -653,7 +653,7 @@ def blend_nodule(hu: F32, render: NoduleRender) -> NDArray[np.bool_]:
 
 
 # ================================================================================================
-# Nodule placement (shared with training.insert): works in array index space on any Geometry
+# Nodule placement (shared with training.data.insert): works in array index space on any Geometry
 # ================================================================================================
 @dataclass(frozen=True)
 class LungDistance:
@@ -1991,7 +1991,7 @@ def generate_scan(
     """A synthetic chest CT and its nodules, deterministic given the arguments.
 
     Args:
-        seed: the scan's random seed (see :mod:`training.make_data` for the train/validation/test
+        seed: the scan's random seed (see :mod:`training.data.make_data` for the train/validation/test
             seed ranges).
         shape_zyx: (slices, rows, columns); default: 512 x 512 with as many slices as the chest
             needs at the drawn slice spacing. Small matrices get large pixels (the body still fits).

@@ -9,7 +9,7 @@ written with them: the same weights (its ``weights_sha256`` is unchanged), the n
 figures of the re-calibrated cascade. The app then runs the changed cascade as it runs any
 re-ranker file. Measure the copy against the original with ``evaluate_cascade --against``.
 
-    python -m training.recalibrate --subvoxel-peaks --val-data data/val/annotations.csv \\
+    python -m training.engine.recalibrate --subvoxel-peaks --val-data data/val/annotations.csv \\
         --test-data data/test/annotations.csv --out runs/recalibrated/nodeview-reranker.onnx
 """
 
@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from nodeview.core.detect.detector import Detector
-
-from . import evaluate_cascade as ec
-from . import train_reranker as tr
+from training.engine import train_reranker as tr
+from training.evaluation import evaluate_cascade as ec
 
 #: metadata the copy replaces (everything else, the weights among it, is kept)
 REPLACED = (
@@ -121,8 +120,8 @@ def write_copy(
         "proposal_positions": "subvoxel" if subvoxel else "voxel",
         "metrics": json.dumps(headline),
         "calibration": (
-            f"re-calibrated by training/recalibrate.py from {source.name} (weights unchanged) for proposals with "
-            f"{'sub-voxel' if subvoxel else 'voxel'} peak positions"
+            f"re-calibrated by training/engine/recalibrate.py from {source.name} (weights unchanged) for proposals "
+            f"with {'sub-voxel' if subvoxel else 'voxel'} peak positions"
         ),
     }
     kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in REPLACED]

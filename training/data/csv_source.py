@@ -12,7 +12,7 @@ Columns (header names, case-sensitive, any order):
   ``margin``, ``location``, ``fold`` (integer, default 0), ``series_uid`` (which series of a
   folder holding several).
 
-Rows of the same study become one :class:`~training.annotations.ScanRecord`.
+Rows of the same study become one :class:`~training.data.annotations.ScanRecord`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from nodeview.core.errors import NoImagesError, UnsupportedDataError
-from training.annotations import NODULE_KINDS, NoduleAnnotation, ScanRecord, read_table
+from training.data.annotations import NODULE_KINDS, NoduleAnnotation, ScanRecord, read_table
 
 REQUIRED_COLUMNS = ("study", "x_mm", "y_mm", "z_mm", "diameter_mm")
 MARGINS = ("smooth", "lobulated", "spiculated", "unknown")

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 from numpy.typing import ArrayLike
 
-from training.metrics import (
+from training.evaluation.metrics import (
     LUNA16_FP_RATES,
     FROCBootstrap,
     FROCResult,
@@ -184,7 +184,7 @@ def plot_roc(
     figsize: tuple[float, float] = (6.0, 6.0),
     dpi: int = DEFAULT_DPI,
 ) -> Path:
-    """ROC curve with the AUC (:func:`training.metrics.roc_auc`) in the legend.
+    """ROC curve with the AUC (:func:`training.evaluation.metrics.roc_auc`) in the legend.
 
     Args:
         y_true: 1-D labels, 0/1 or booleans.
@@ -199,7 +199,7 @@ def plot_roc(
         The path written.
 
     Raises:
-        ValueError: when a class is missing (see :func:`training.metrics.roc_curve`).
+        ValueError: when a class is missing (see :func:`training.evaluation.metrics.roc_curve`).
     """
     fig = _new_figure(figsize)
     ax = fig.add_subplot()
@@ -264,16 +264,16 @@ def plot_froc(
 ) -> Path:
     """FROC curve on a log2 FPs/scan axis from 1/8 to 8, CPM points marked, CPM in the title.
 
-    The curve drawn is the one :func:`training.metrics.cpm` interpolates (linear in FPs/scan,
+    The curve drawn is the one :func:`training.evaluation.metrics.cpm` interpolates (linear in FPs/scan,
     sampled densely, so it bends on the log axis exactly as LUNA16's plots do).
 
     Args:
-        result: a :func:`training.metrics.froc` result.
+        result: a :func:`training.evaluation.metrics.froc` result.
         path: the PNG to write.
         fp_rates: the CPM rates, marked and annotated.
         label: legend name of the curve.
         title: title prefix; ``CPM = ...`` and the nodule/scan counts are appended.
-        band: a :func:`training.metrics.froc_bootstrap` result: its interval is shaded and the
+        band: a :func:`training.evaluation.metrics.froc_bootstrap` result: its interval is shaded and the
             CPM's interval added to the title.
         figsize: inches; the PNG is ``figsize * dpi`` pixels.
         dpi: resolution.
@@ -362,7 +362,7 @@ def plot_confusion_matrix(
     (so the diagonal shows per-class recall: specificity and sensitivity for binary).
 
     Args:
-        counts: a :func:`training.metrics.confusion` dict (``tp``, ``fp``, ``tn``, ``fn``;
+        counts: a :func:`training.evaluation.metrics.confusion` dict (``tp``, ``fp``, ``tn``, ``fn``;
             drawn as ``[[tn, fp], [fn, tp]]``) or a square matrix ``[true][predicted]``.
         path: the PNG to write.
         class_names: names of the classes, in matrix order (negative first for a dict).

@@ -3,7 +3,7 @@ inserted into real CT (source b), as DICOM series plus ``annotations.csv``.
 
 Usage::
 
-    python -m training.make_data --out DIR --synthetic N --seed S \\
+    python -m training.data.make_data --out DIR --synthetic N --seed S \\
         [--insert-into PATH [--insert-into PATH ...] --inserted M] [--small]
 
 Seed ranges (disjoint, so train, validation and test scans never share a seed)::
@@ -20,7 +20,7 @@ given to ``--insert-into`` must also differ between splits (a patient must not a
 
 Layout::
 
-    DIR/annotations.csv                      all scans of the run (training.annotations format)
+    DIR/annotations.csv                      all scans of the run (training.data.annotations format)
     DIR/synthetic/synth-<seed>/              one DICOM series per scan
     DIR/synthetic/synth-<seed>.csv           that scan's record (lets an interrupted run resume)
     DIR/inserted/ins-<seed>/, ins-<seed>.csv
@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.annotations import NoduleAnnotation, ScanRecord, read_records_csv, write_records_csv
+from training.data.annotations import NoduleAnnotation, ScanRecord, read_records_csv, write_records_csv
 
 SPLITS = ("train", "validation", "test")
 #: Synthetic seed range [start, stop) of each split; inserted scans add INSERTED_OFFSET.
@@ -70,7 +70,7 @@ def split_of_seed(seed: int) -> str | None:
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m training.make_data",
+        prog="python -m training.data.make_data",
         description="Write synthetic and nodule-inserted chest CT (DICOM) with annotations.csv.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Seed ranges: train 0-9999, validation 10000-10999, test 20000-29999 "
@@ -177,7 +177,7 @@ def _run_job(job: _Job) -> ScanRecord:
         if len(recs) == 1 and Path(recs[0].path).is_dir():
             return dataclasses.replace(recs[0], path=job.out.name)
     if job.kind == "synthetic":
-        from training.synth_ct import write_scan
+        from training.data.synth_ct import write_scan
 
         shape = SMALL_SHAPE if job.small else None
         rec = write_scan(
@@ -191,7 +191,7 @@ def _run_job(job: _Job) -> ScanRecord:
             workers=job.threads or None,
         )
     else:
-        from training.insert import write_inserted
+        from training.data.insert import write_inserted
 
         volume, mask = _load_source(job.source, job.small)
         n = int(np.random.default_rng([job.seed, 78]).integers(job.n_min, job.n_max + 1))
