@@ -101,7 +101,7 @@ if [ "$STEP" = reranker3 ] || [ "$STEP" = all ]; then
   $PY -m training.engine.train_reranker --data data/train/annotations.csv --val-data data/val/annotations.csv \
       --test-data data/test/annotations.csv --model resources/models/nodeview-nodule.onnx --out runs/reranker3 \
       --steps 1500 --context-spacing 3 --light-context --export resources/models/nodeview-reranker.onnx "${resume[@]}"
-  $PY -m training.evaluation.evaluate_cascade --set val4=data/val4/annotations.csv \
+  $PY -m training.engine.evaluate_cascade --set val4=data/val4/annotations.csv \
       --against runs/reranker/nodeview-reranker.onnx --out runs/reranker3/val4.json
   .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/reranker3/lidc.json --anonymize
   .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/reranker3/lidc-all.json --anonymize --min-score 0
@@ -114,7 +114,7 @@ if [ "$STEP" = heldout ] || [ "$STEP" = all ]; then
   $PY -m training.data.make_data --out data/test3 --split test --synthetic 40 --seed 20080
   $PY -m training.data.make_data --out data/val2 --split validation --synthetic 40 --seed 10100
   $PY -m training.data.make_data --out data/val3 --split validation --synthetic 80 --seed 10200
-  $PY -m training.evaluation.evaluate_cascade \
+  $PY -m training.engine.evaluate_cascade \
       --set test=data/test/annotations.csv,data/test2/annotations.csv,data/test3/annotations.csv \
       --set val2=data/val2/annotations.csv --set val3=data/val3/annotations.csv --set val4=data/val4/annotations.csv \
       --against runs/reranker/nodeview-reranker.onnx --out training/results/cascade-heldout-v3.json
@@ -128,7 +128,7 @@ if [ "$STEP" = subvoxel ]; then
   $PY -m training.data.make_data --out data/val3 --split validation --synthetic 80 --seed 10200
   $PY -m training.engine.recalibrate --subvoxel-peaks --reranker runs/reranker/nodeview-reranker.onnx \
       --val-data data/val/annotations.csv --out runs/recal-sv/nodeview-reranker.onnx
-  $PY -m training.evaluation.evaluate_cascade --set val3=data/val3/annotations.csv \
+  $PY -m training.engine.evaluate_cascade --set val3=data/val3/annotations.csv \
       --reranker runs/recal-sv/nodeview-reranker.onnx --against runs/reranker/nodeview-reranker.onnx \
       --out runs/recal-sv/val3.json
 fi

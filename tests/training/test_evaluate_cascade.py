@@ -1,4 +1,4 @@
-"""training/evaluation/evaluate_cascade.py: the shipped cascade on pooled annotated sets, measured as the app runs it."""
+"""training/engine/evaluate_cascade.py: the shipped cascade on pooled annotated sets, measured as the app runs it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ pytest.importorskip("torch")
 from nodeview.core.detect.detector import Detector
 from nodeview.core.io.study import open_study
 from training.data.annotations import read_records_csv, write_records_csv
+from training.engine import evaluate_cascade as EC
 from training.engine import train_reranker as tr
-from training.evaluation import evaluate_cascade as EC
 
 MODEL = "resources/models/nodeview-nodule.onnx"
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from nodeview.core.detect.detector import Detector
+from training.engine import evaluate_cascade as ec
 from training.engine import train_reranker as tr
-from training.evaluation import evaluate_cascade as ec
 
 #: metadata the copy replaces (everything else, the weights among it, is kept)
 REPLACED = (

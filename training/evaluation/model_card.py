@@ -335,14 +335,14 @@ def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
 
 
 def heldout_lines(results_json: Path | None) -> list[str]:
-    """The section on more held-out sets (``training/evaluation/evaluate_cascade.py``), when its results exist."""
+    """The section on more held-out sets (``training/engine/evaluate_cascade.py``), when its results exist."""
     if results_json is None or not results_json.exists():
         return []
     res = _load(results_json)
     lines = [
         "## In the app: more held-out scans",
         "",
-        "Measured with `training/evaluation/evaluate_cascade.py` on the exported files (these weights and the re-ranker,",
+        "Measured with `training/engine/evaluate_cascade.py` on the exported files (these weights and the re-ranker,",
         "as the app runs them). Sets of more synthetic scans, from seeds never used for training, generated",
         "after the first test result was known. No weight, setting or threshold of these files was chosen on",
         "them. The `val` sets are fresh validation scans that decided whether proposed changes were adopted,",
@@ -581,7 +581,7 @@ def main() -> None:
     p.add_argument("--onnx", type=Path)
     p.add_argument("--lidc-json", type=Path)
     p.add_argument("--reranker-results", type=Path, help="training/engine/train_reranker.py results.json (card only)")
-    p.add_argument("--heldout", type=Path, help="training/evaluation/evaluate_cascade.py results (card only)")
+    p.add_argument("--heldout", type=Path, help="training/engine/evaluate_cascade.py results (card only)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--model-version", default="1", help="the model's version in its metadata (metadata only)")
     args = p.parse_args()

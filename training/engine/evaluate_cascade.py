@@ -13,7 +13,7 @@ against the nodule model alone (its own 300 proposals, as without a re-ranker), 
 the malignancy AUC per found nodule. Cubes, model scores and slice thicknesses are cached in
 ``--cache``, so a rerun needs no images.
 
-    python -m training.evaluation.evaluate_cascade \\
+    python -m training.engine.evaluate_cascade \\
         --set test=data/test/annotations.csv,data/test2/annotations.csv,data/test3/annotations.csv \\
         --set val2=data/val2/annotations.csv --out training/results/cascade-heldout.json
 """
