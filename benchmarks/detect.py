@@ -169,7 +169,7 @@ def main() -> None:
 
     volumes = [("LIDC-IDRI-0002", open_study(args.lidc))]
     try:
-        from training.data.synth_ct import generate_scan
+        from training.data.synth.generator import generate_scan
 
         volumes.append((f"synthetic chest CT (seed {args.synthetic_seed})", generate_scan(args.synthetic_seed)[0]))
     except ImportError as exc:

@@ -1,7 +1,7 @@
 """What every data source yields: scans with nodule annotations in patient millimetres (LPS).
 
 Coordinates follow ``nodeview.core.geometry``: ``center_xyz_mm`` is DICOM patient (LPS) = LUNA16
-world coordinates. Sources: synthetic chest CT (``synth_ct``), nodules inserted into real CT
+world coordinates. Sources: synthetic chest CT (``synth``), nodules inserted into real CT
 (``insert``), LUNA16 (``luna16``), LIDC XML ratings (``lidc_xml``), and any DICOM folder plus a
 CSV of nodule centres (``csv_source``).
 """

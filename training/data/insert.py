@@ -1,7 +1,7 @@
 """Synthetic nodules inserted into real chest CT (training data source (b)); no Qt, no torch.
 
 The nodule model, partial-volume renderer, placement rules and malignancy rule are those of
-:mod:`training.data.synth_ct` (see its docstring). Here the background is a real scan, so vessels,
+:mod:`training.data.synth` (see its docstring). Here the background is a real scan, so vessels,
 fissures, texture and noise around the nodule are real:
 
 * centres are placed inside the lungs found by :func:`nodeview.core.detect.lung.segment_lungs`, at least
@@ -41,19 +41,17 @@ from nodeview.core.geometry import Geometry
 from nodeview.core.io.dicom_write import SeriesSpec, write_series
 from nodeview.core.volume import Volume
 from training.data.annotations import NoduleAnnotation, ScanRecord
-from training.data.synth_ct import (
-    HU_MAX,
-    HU_MIN,
+from training.data.synth.arrays import HU_MAX, HU_MIN
+from training.data.synth.nodules import (
     KINDS,
     LOCATIONS,
     MALIGNANT_THRESHOLD,
-    LungDistance,
     blend_values,
-    noise_gain,
-    place_nodule,
     render_nodule,
     sample_nodule,
 )
+from training.data.synth.placement import LungDistance, place_nodule
+from training.data.synth.scanner import noise_gain
 
 __all__ = ["estimate_noise", "insert_nodules", "lung_distance", "write_inserted"]
 
@@ -113,7 +111,7 @@ def insert_nodules(
         volume: the real CT (any orientation; its geometry is kept).
         seed: random seed (deterministic result for the same volume and arguments).
         n: nodules to insert; fewer come back when the lungs have no room left.
-        kinds: kinds to draw from (default all of ``synth_ct.KINDS``).
+        kinds: kinds to draw from (default all of ``synth.nodules.KINDS``).
         locations: locations to draw from (default 55 % isolated, 25 % juxta-pleural,
             20 % juxta-vascular); a location that cannot be placed falls back to isolated unless
             given explicitly.
@@ -122,7 +120,7 @@ def insert_nodules(
         psf_fwhm_mm: in-plane PSF of the rendering (real scans: ~0.6-1.0 mm).
         avoid: existing nodules (LPS centres, diameters) to keep away from.
         lung_mask: a precomputed ``segment_lungs`` result for ``volume``.
-        label_mode: "threshold" or "sample", as in :func:`training.data.synth_ct.generate_scan_full`.
+        label_mode: "threshold" or "sample", as in :func:`training.data.synth.generator.generate_scan_full`.
 
     Returns:
         ``(new volume, annotations)`` with ``source="inserted"`` annotations in LPS mm.

@@ -177,7 +177,7 @@ def _run_job(job: _Job) -> ScanRecord:
         if len(recs) == 1 and Path(recs[0].path).is_dir():
             return dataclasses.replace(recs[0], path=job.out.name)
     if job.kind == "synthetic":
-        from training.data.synth_ct import write_scan
+        from training.data.synth.dicom import write_scan
 
         shape = SMALL_SHAPE if job.small else None
         rec = write_scan(

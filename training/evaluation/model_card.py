@@ -60,7 +60,7 @@ def metadata(run: Path, version: str = "1") -> dict[str, Any]:
                 if k in test
             }
         ),
-        "malignancy_label": "synthetic Lung-RADS-like rule: malignant when risk >= 0.15 (training/data/synth_ct.py)",
+        "malignancy_label": "synthetic Lung-RADS-like rule: malignant when risk >= 0.15 (training/data/synth/nodules.py)",
     }
 
 
@@ -507,7 +507,7 @@ def card(
         *heldout_lines(heldout),
         "## Training data",
         "",
-        "- **Synthetic chest CTs** from `training/data/synth_ct.py`:",
+        "- **Synthetic chest CTs** from `training/data/synth/`:",
         "  - seeds 0–159 for training; validation and test seeds are disjoint;",
         "  - slices of 1–5 mm, noise, several kinds of nodule;",
         "  - solid, part-solid, ground-glass, calcified, spiculated, juxta-pleural and juxta-vascular",
