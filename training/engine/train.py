@@ -223,7 +223,6 @@ def _batch(ps: PatchSet, idx: np.ndarray, device: torch.device) -> tuple[torch.T
     )
 
 
-@torch.no_grad()
 def mine_hard_negatives(
     model: nn.Module,
     ps: PatchSet,

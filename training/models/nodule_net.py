@@ -135,6 +135,7 @@ def build_model(weights: str = "none") -> NoduleNet:
     return model
 
 
+@torch.no_grad()
 def predict(model: nn.Module, ps: PatchSet, device: torch.device, batch_size: int = 128) -> dict[str, np.ndarray]:
     model.eval()
     nod, mal, diam = [], [], []
