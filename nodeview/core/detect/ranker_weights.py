@@ -1,7 +1,7 @@
 """Weights of the proposal ranker: a one-hidden-layer MLP over ``candidates.FEATURE_NAMES``.
 
 Learned weights are data, not code: they live in ``resources/models/nodeview-proposal-ranker.json``
-(:data:`.models.RANKER_WEIGHTS_FILE`), written by ``python -m training.fit_ranker``. The file holds its
+(:data:`.models.RANKER_WEIGHTS_FILE`), written by ``python -m training.engine.fit_ranker``. The file holds its
 format (:data:`FORMAT`), the feature names, the arrays ``mean``, ``std`` (per feature), ``w1``
 (features x hidden), ``b1`` (hidden), ``w2`` (hidden), the scalar ``b2``, a summary of the fit, and
 the sha256 of all of that (:func:`weights_sha256`). :func:`read_ranker_weights` checks the format
@@ -25,7 +25,7 @@ from ..errors import NodeViewError
 from .models import proposal_ranker_path
 
 FORMAT = "nodeview.proposal-ranker/1"
-REFIT = "python -m training.fit_ranker"
+REFIT = "python -m training.engine.fit_ranker"
 
 
 class RankerWeightsError(NodeViewError):
