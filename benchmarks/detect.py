@@ -57,8 +57,8 @@ def model_path(arg: str | None) -> tuple[str, str]:
     default = default_model_path()
     if os.path.isfile(default):
         return default, "bundled default model"
-    from training.export_onnx import export
-    from training.model import build_model
+    from training.export.onnx import export
+    from training.models.nodule_net import build_model
 
     out = Path(tempfile.mkdtemp()) / "untrained-resnet50.onnx"
     export(build_model("none"), out, storage="fp16", metadata={"operating_threshold": 0.5})
@@ -169,7 +169,7 @@ def main() -> None:
 
     volumes = [("LIDC-IDRI-0002", open_study(args.lidc))]
     try:
-        from training.synth_ct import generate_scan
+        from training.data.synth.generator import generate_scan
 
         volumes.append((f"synthetic chest CT (seed {args.synthetic_seed})", generate_scan(args.synthetic_seed)[0]))
     except ImportError as exc:

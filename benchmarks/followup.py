@@ -1,6 +1,6 @@
 """Follow-up benchmark: registering a prior to the current study and matching their findings.
 
-Makes two 300-slice 512 x 512 studies of one synthetic patient (``training.synth_ct``, 4 nodules):
+Makes two 300-slice 512 x 512 studies of one synthetic patient (``training.data.synth``, 4 nodules):
 the prior, and the current = the prior resampled through a known rigid transform (3 degrees, 20 mm:
 the patient lay differently) with fresh noise. Both are written as DICOM series, then, in the same
 run:
@@ -63,7 +63,7 @@ def _resample(hu: np.ndarray, volume, matrix: np.ndarray) -> np.ndarray:  # type
 def make_studies(folder: Path, slices: int, seed: int) -> tuple[np.ndarray, list[tuple[float, float, float]], float]:
     """Write prior/ and current/ under ``folder``; returns (current->prior matrix, prior nodule centres,
     nodule diameters as a list)."""
-    from training.synth_ct import generate_scan_full
+    from training.data.synth.generator import generate_scan_full
 
     scan = generate_scan_full(
         seed,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import RESEARCH_NOTICE, __version__
+from .cli_dicom import export_dicom_outputs
 from .core.errors import NodeViewError
 from .core.outputs import check_output_path, input_identities, write_file_set
 
@@ -88,7 +89,7 @@ def _detect(args: argparse.Namespace) -> int:
     threshold = detector.info.threshold if args.min_score is None else args.min_score
     doc = findings_document(result, volume, threshold, args.anonymize, {"load": t_load, "detect": t_detect})
     if args.dicom_out:
-        _export_dicom(args, args.paths, volume, result, threshold)
+        export_dicom_outputs(args, args.paths, volume, result, threshold)
     text = _strict_json(doc)
     if out is not None:
         write_file_set([(out, (text + "\n").encode("utf-8"))], overwrite=args.overwrite, what="--json output")
@@ -156,7 +157,7 @@ def _detect_reports(args: argparse.Namespace, model: str) -> int:
                 timings={"load": t_load, "detect": t_detect},
                 progress=status.stage(90, 100),
             )
-            dicom = _export_dicom(args, [path], volume, result, threshold) if args.dicom_out else []
+            dicom = export_dicom_outputs(args, [path], volume, result, threshold) if args.dicom_out else []
         except NodeViewError as exc:
             failed += 1
             status.done(f"FAILED: {exc}")
@@ -177,27 +178,6 @@ def _detect_reports(args: argparse.Namespace, model: str) -> int:
     if internal:
         return EXIT_INTERNAL
     return EXIT_BAD_INPUT if failed else EXIT_OK
-
-
-def _export_dicom(
-    args: argparse.Namespace, paths: Sequence[str], volume: Any, result: Any, threshold: float
-) -> list[Path]:
-    """``--dicom-out``: the SR, SEG (and with ``--secondary-capture`` the report pages) of one study;
-    the files written go to stdout, one per line, when this is the only output (no ``--report-dir``)."""
-    from .core.export import export_dicom, read_source_series
-
-    source = read_source_series(paths, volume)
-    done = export_dicom(
-        args.dicom_out, volume, result, {}, threshold, source,
-        anonymize=args.anonymize, secondary_capture=args.secondary_capture,
-    )  # fmt: skip
-    for note in done.notes:
-        print(f"nodeview: note: {note}", file=sys.stderr)
-    if not args.report_dir:
-        print(f"DICOM: {len(done.findings)} finding(s) in the SR -> {args.dicom_out}", file=sys.stderr)
-        for p in done.paths:
-            print(p, file=sys.stderr)
-    return done.paths
 
 
 def _batch(args: argparse.Namespace) -> int:

@@ -90,9 +90,9 @@ def detect_with_prior(args: argparse.Namespace, model: str) -> int:
 
     volume, result, comparison, threshold, _, timings = run_detection_with_prior(args, model)
     if getattr(args, "dicom_out", None):  # the SR/SEG of the current study (they do not carry the comparison yet)
-        from .cli import _export_dicom
+        from .cli_dicom import export_dicom_outputs
 
-        _export_dicom(args, args.paths, volume, result, threshold)
+        export_dicom_outputs(args, args.paths, volume, result, threshold)
     if args.report_dir:
         from .core.report.render import write_report
 

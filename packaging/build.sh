@@ -77,6 +77,8 @@ cp "$MODEL" "$STAGE/resources/models/nodeview-nodule.onnx"
 card="${MODEL%.onnx}.md"; [ -f "$card" ] && cp "$card" "$STAGE/resources/models/nodeview-nodule.md"
 # the proposal re-ranker beside the model (used only with the nodule model it was calibrated for)
 reranker="$(dirname "$MODEL")/nodeview-reranker.onnx"; [ -f "$reranker" ] && cp "$reranker" "$STAGE/resources/models/"
+# the proposal ranker's learned weights (data, checked by sha256 on load): the proposer needs them with any model
+cp resources/models/nodeview-proposal-ranker.json "$STAGE/resources/models/"
 cp -r resources/fonts "$STAGE/resources/fonts"
 cp resources/icons/nodeview.svg "$STAGE/resources/icons/"
 QT_QPA_PLATFORM=offscreen build/venv/bin/python packaging/render_icon.py resources/icons/nodeview.svg "$STAGE/resources/icons/nodeview.png" 256

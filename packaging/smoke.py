@@ -99,6 +99,8 @@ def check_bundle(internal: Path) -> Path:
     model = res / "models" / "nodeview-nodule.onnx"
     if not model.is_file() or model.stat().st_size == 0:
         fail("the default model resources/models/nodeview-nodule.onnx is missing from the bundle")
+    if not (res / "models" / "nodeview-proposal-ranker.json").is_file():
+        fail("the proposal ranker's weights resources/models/nodeview-proposal-ranker.json are missing from the bundle")
     for font in ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf"):
         if not (res / "fonts" / font).is_file():
             fail(f"report font resources/fonts/{font} is missing from the bundle")

@@ -1,6 +1,6 @@
 """Prior/current study pairs with known truth, for the follow-up tests (a helper module, not tests).
 
-One synthetic patient (``training.synth_ct``, noise-free anatomy) is the *prior*. The *current*
+One synthetic patient (``training.data.synth``, noise-free anatomy) is the *prior*. The *current*
 study is the same patient moved: the anatomy resampled through a known rigid transform
 ``current_to_prior`` (a shift and a small rotation), so a correct registration recovers that
 matrix. Nodules are rendered crisply on each study's own grid after that (not resampled): one
@@ -140,7 +140,8 @@ def make_pair(
     noise_sd: float = 12.0,
 ) -> Pair:
     """A prior/current pair with the nodules of :data:`PLAN` (module docstring)."""
-    from training.synth_ct import blend_nodule, generate_scan_full, render_nodule, sample_nodule
+    from training.data.synth.generator import generate_scan_full
+    from training.data.synth.nodules import blend_nodule, render_nodule, sample_nodule
 
     scan = generate_scan_full(seed, shape_zyx, spacing_zyx, n_nodules=0, noise_sd_hu=0, contrast=False,
                               patient_position="HFS", workers=2)

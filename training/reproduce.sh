@@ -12,27 +12,27 @@ PY=.venv/bin/python
 export OPENBLAS_NUM_THREADS=1
 if [ "$STEP" = data ] || [ "$STEP" = all ]; then
   # real backgrounds for insertion, kept 20 mm clear of LIDC-IDRI-0002's own nodule (z -120.75..-87 mm)
-  $PY -m training.crop_real --src resources/demo/LIDC-IDRI-0002 --out data/real-crops --avoid-z -120.75 -87.0 --margin-mm 20
+  $PY -m training.data.crop_real --src resources/demo/LIDC-IDRI-0002 --out data/real-crops --avoid-z -120.75 -87.0 --margin-mm 20
   crops=(); for d in data/real-crops/*/; do crops+=(--insert-into "$d"); done
-  $PY -m training.make_data --out data/train --split train --synthetic 160 --seed 0 "${crops[@]}" --inserted 24
-  $PY -m training.make_data --out data/val --split validation --synthetic 24 --seed 10000
-  $PY -m training.make_data --out data/test --split test --synthetic 40 --seed 20000
+  $PY -m training.data.make_data --out data/train --split train --synthetic 160 --seed 0 "${crops[@]}" --inserted 24
+  $PY -m training.data.make_data --out data/val --split validation --synthetic 24 --seed 10000
+  $PY -m training.data.make_data --out data/test --split test --synthetic 40 --seed 20000
 fi
 if [ "$STEP" = ranker ] || [ "$STEP" = all ]; then
-  # the proposal ranker (nodeview/core/detect/ranker_weights.py): a small MLP over DoG peak features
-  $PY -m training.fit_ranker --data data/train/annotations.csv --val-data data/val/annotations.csv --every 6
-  $PY -m training.proposal_recall --data data/val/annotations.csv --max-candidates 300 --out runs/default/recall-val.json
+  # the proposal ranker (resources/models/nodeview-proposal-ranker.json): a small MLP over DoG peak features
+  $PY -m training.engine.fit_ranker --data data/train/annotations.csv --val-data data/val/annotations.csv --every 6
+  $PY -m training.evaluation.proposal_recall --data data/val/annotations.csv --max-candidates 300 --out runs/default/recall-val.json
 fi
 if [ "$STEP" = train ] || [ "$STEP" = all ]; then
   resume=(); [ -f runs/default/checkpoint.pt ] && resume=(--resume runs/default/checkpoint.pt)
-  $PY -m training.train --data data/train/annotations.csv --val-data data/val/annotations.csv \
+  $PY -m training.engine.train --data data/train/annotations.csv --val-data data/val/annotations.csv \
       --out runs/default --cache runs/cache --epochs 10 --steps-per-epoch 250 --batch-size 48 "${resume[@]}"
 fi
 if [ "$STEP" = finetune ] || [ "$STEP" = all ]; then
   # stage 2: half of each batch's negatives from the hardest quarter of 12000 negatives scored each
   # epoch; negatives within a nodule's radius + 3 mm (the nodule seen off centre) left out
   resume=(); [ -f runs/hardneg/checkpoint.pt ] && resume=(--resume runs/hardneg/checkpoint.pt)
-  $PY -m training.train --data data/train/annotations.csv --val-data data/val/annotations.csv \
+  $PY -m training.engine.train --data data/train/annotations.csv --val-data data/val/annotations.csv \
       --out runs/hardneg --cache runs/cache --weights runs/default/checkpoint.pt --lr 3e-4 --epochs 6 \
       --steps-per-epoch 250 --batch-size 48 --max-candidates 300 --hard-negative-fraction 0.5 --ignore-near-mm 3 \
       "${resume[@]}"
@@ -44,7 +44,7 @@ if [ "$STEP" = finetune3 ] || [ "$STEP" = all ]; then
   # the detector's axial patches never show); mines its own caches of the training scans
   # (the committed run named runs/hardneg/model_state.pt: the same weights, taken from this checkpoint)
   resume=(); [ -f runs/stage3a/checkpoint.pt ] && resume=(--resume runs/stage3a/checkpoint.pt)
-  $PY -m training.train --data data/train/annotations.csv --val-data data/val/annotations.csv \
+  $PY -m training.engine.train --data data/train/annotations.csv --val-data data/val/annotations.csv \
       --out runs/stage3a --cache runs/cache --weights runs/hardneg/checkpoint.pt --lr 1e-4 --epochs 3 \
       --steps-per-epoch 250 --batch-size 48 --max-candidates 300 --hard-negative-fraction 0.5 --ignore-near-mm 3 \
       --positive-weighting nodule --positive-rotations axial "${resume[@]}"
@@ -52,56 +52,56 @@ if [ "$STEP" = finetune3 ] || [ "$STEP" = all ]; then
 fi
 if [ "$STEP" = eval ] || [ "$STEP" = all ]; then
   # validation chooses the rank weight of the finding score and the operating threshold; test uses both
-  $PY -m training.evaluate --checkpoint runs/stage3a/checkpoint.pt --data data/val/annotations.csv \
+  $PY -m training.evaluation.evaluate --checkpoint runs/stage3a/checkpoint.pt --data data/val/annotations.csv \
       --cache runs/cache --out runs/stage3a/eval-val --fp-per-scan 1 --max-candidates 300 --choose-rank-weight
   T=$($PY -c "import json; print(json.load(open('runs/stage3a/eval-val/metrics.json'))['threshold'])")
   W=$($PY -c "import json; print(json.load(open('runs/stage3a/eval-val/metrics.json'))['rank_weight'])")
-  $PY -m training.evaluate --checkpoint runs/stage3a/checkpoint.pt --data data/test/annotations.csv \
+  $PY -m training.evaluation.evaluate --checkpoint runs/stage3a/checkpoint.pt --data data/test/annotations.csv \
       --cache runs/cache --out runs/stage3a/eval-test --threshold "$T" --rank-weight "$W" --max-candidates 300
 fi
 if [ "$STEP" = compare ] || [ "$STEP" = all ]; then
   # v3 against v2 (stage 2, evaluated the same way): paired bootstrap of the CPM difference
-  [ -f runs/hardneg/eval-val/metrics.json ] || $PY -m training.evaluate --checkpoint runs/hardneg/checkpoint.pt \
+  [ -f runs/hardneg/eval-val/metrics.json ] || $PY -m training.evaluation.evaluate --checkpoint runs/hardneg/checkpoint.pt \
       --data data/val/annotations.csv --cache runs/cache --out runs/hardneg/eval-val --fp-per-scan 1 \
       --max-candidates 300 --choose-rank-weight --quiet
   T2=$($PY -c "import json; print(json.load(open('runs/hardneg/eval-val/metrics.json'))['threshold'])")
   W2=$($PY -c "import json; print(json.load(open('runs/hardneg/eval-val/metrics.json'))['rank_weight'])")
-  [ -f runs/hardneg/eval-test/metrics.json ] || $PY -m training.evaluate --checkpoint runs/hardneg/checkpoint.pt \
+  [ -f runs/hardneg/eval-test/metrics.json ] || $PY -m training.evaluation.evaluate --checkpoint runs/hardneg/checkpoint.pt \
       --data data/test/annotations.csv --cache runs/cache --out runs/hardneg/eval-test --threshold "$T2" \
       --rank-weight "$W2" --max-candidates 300 --quiet
   for s in val test; do
-    $PY -m training.compare --data data/$s/annotations.csv --a runs/hardneg/eval-$s --b runs/stage3a/eval-$s \
+    $PY -m training.evaluation.compare --data data/$s/annotations.csv --a runs/hardneg/eval-$s --b runs/stage3a/eval-$s \
         --out runs/stage3a/compare-v2-$s.json
   done
 fi
 if [ "$STEP" = export ] || [ "$STEP" = all ]; then
-  $PY -m training.model_card metadata --run runs/stage3a --model-version 3 --out runs/stage3a/metadata.json
-  $PY -m training.export_onnx --checkpoint runs/stage3a/checkpoint.pt --out resources/models/nodeview-nodule.onnx \
+  $PY -m training.evaluation.model_card metadata --run runs/stage3a --model-version 3 --out runs/stage3a/metadata.json
+  $PY -m training.export.onnx --checkpoint runs/stage3a/checkpoint.pt --out resources/models/nodeview-nodule.onnx \
       --storage fp16 --metadata-json runs/stage3a/metadata.json | tee runs/stage3a/export.json
   .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --model resources/models/nodeview-nodule.onnx \
       --json runs/stage3a/lidc.json --anonymize
   .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --model resources/models/nodeview-nodule.onnx \
       --json runs/stage3a/lidc-all.json --anonymize --min-score 0
-  $PY -m training.model_card card --run runs/stage3a --onnx resources/models/nodeview-nodule.onnx \
+  $PY -m training.evaluation.model_card card --run runs/stage3a --onnx resources/models/nodeview-nodule.onnx \
       --lidc-json runs/stage3a/lidc.json --out resources/models/nodeview-nodule.md
 fi
 if [ "$STEP" = reranker ] || [ "$STEP" = all ]; then
   # re-ranker version 1 (one 18 mm cube; the default until 2026-11-23), kept for comparison:
   # runs/reranker/nodeview-reranker.onnx
   resume=(); [ -f runs/reranker/checkpoint.pt ] && resume=(--resume)
-  $PY -m training.train_reranker --data data/train/annotations.csv --val-data data/val/annotations.csv \
+  $PY -m training.engine.train_reranker --data data/train/annotations.csv --val-data data/val/annotations.csv \
       --test-data data/test/annotations.csv --model resources/models/nodeview-nodule.onnx --out runs/reranker \
       --steps 1500 "${resume[@]}"
 fi
 if [ "$STEP" = reranker3 ] || [ "$STEP" = all ]; then
   # the default re-ranker, version 3: the 18 mm cube and a 48 mm context cube through a light tower;
   # adopted on val4 (80 fresh validation scans) against version 1 (training/README.md)
-  $PY -m training.make_data --out data/val4 --split validation --synthetic 80 --seed 10300
+  $PY -m training.data.make_data --out data/val4 --split validation --synthetic 80 --seed 10300
   resume=(); [ -f runs/reranker3/checkpoint.pt ] && resume=(--resume)
-  $PY -m training.train_reranker --data data/train/annotations.csv --val-data data/val/annotations.csv \
+  $PY -m training.engine.train_reranker --data data/train/annotations.csv --val-data data/val/annotations.csv \
       --test-data data/test/annotations.csv --model resources/models/nodeview-nodule.onnx --out runs/reranker3 \
       --steps 1500 --context-spacing 3 --light-context --export resources/models/nodeview-reranker.onnx "${resume[@]}"
-  $PY -m training.evaluate_cascade --set val4=data/val4/annotations.csv \
+  $PY -m training.engine.evaluate_cascade --set val4=data/val4/annotations.csv \
       --against runs/reranker/nodeview-reranker.onnx --out runs/reranker3/val4.json
   .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/reranker3/lidc.json --anonymize
   .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/reranker3/lidc-all.json --anonymize --min-score 0
@@ -110,25 +110,25 @@ if [ "$STEP" = heldout ] || [ "$STEP" = all ]; then
   # more held-out scans, generated after the first test result was known (nothing was tuned on them):
   # 80 more test scans (seeds 20040-20119, two sets of 40) pooled with the 40 of data/test; more
   # validation scans: val2 (seeds 10100-10139), val3 (10200-10279; see the subvoxel step)
-  $PY -m training.make_data --out data/test2 --split test --synthetic 40 --seed 20040
-  $PY -m training.make_data --out data/test3 --split test --synthetic 40 --seed 20080
-  $PY -m training.make_data --out data/val2 --split validation --synthetic 40 --seed 10100
-  $PY -m training.make_data --out data/val3 --split validation --synthetic 80 --seed 10200
-  $PY -m training.evaluate_cascade \
+  $PY -m training.data.make_data --out data/test2 --split test --synthetic 40 --seed 20040
+  $PY -m training.data.make_data --out data/test3 --split test --synthetic 40 --seed 20080
+  $PY -m training.data.make_data --out data/val2 --split validation --synthetic 40 --seed 10100
+  $PY -m training.data.make_data --out data/val3 --split validation --synthetic 80 --seed 10200
+  $PY -m training.engine.evaluate_cascade \
       --set test=data/test/annotations.csv,data/test2/annotations.csv,data/test3/annotations.csv \
       --set val2=data/val2/annotations.csv --set val3=data/val3/annotations.csv --set val4=data/val4/annotations.csv \
       --against runs/reranker/nodeview-reranker.onnx --out training/results/cascade-heldout-v3.json
-  $PY -m training.model_card card --run runs/stage3a --onnx resources/models/nodeview-nodule.onnx \
+  $PY -m training.evaluation.model_card card --run runs/stage3a --onnx resources/models/nodeview-nodule.onnx \
       --lidc-json runs/reranker3/lidc.json --reranker-results runs/reranker3/results.json \
       --heldout training/results/cascade-heldout-v3.json --out resources/models/nodeview-nodule.md
 fi
 if [ "$STEP" = subvoxel ]; then
   # sub-voxel peak positions with the shipped networks, settings re-chosen on validation; judged on
   # val3 (80 fresh validation scans) against version 1, the default then: not adopted (training/README.md)
-  $PY -m training.make_data --out data/val3 --split validation --synthetic 80 --seed 10200
-  $PY -m training.recalibrate --subvoxel-peaks --reranker runs/reranker/nodeview-reranker.onnx \
+  $PY -m training.data.make_data --out data/val3 --split validation --synthetic 80 --seed 10200
+  $PY -m training.engine.recalibrate --subvoxel-peaks --reranker runs/reranker/nodeview-reranker.onnx \
       --val-data data/val/annotations.csv --out runs/recal-sv/nodeview-reranker.onnx
-  $PY -m training.evaluate_cascade --set val3=data/val3/annotations.csv \
+  $PY -m training.engine.evaluate_cascade --set val3=data/val3/annotations.csv \
       --reranker runs/recal-sv/nodeview-reranker.onnx --against runs/reranker/nodeview-reranker.onnx \
       --out runs/recal-sv/val3.json
 fi

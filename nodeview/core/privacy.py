@@ -9,8 +9,10 @@ number is redacted. Matching is case-insensitive, on values and parts of at leas
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from .volume import PatientInfo
+if TYPE_CHECKING:
+    from .volume import PatientInfo
 
 #: What a redacted free-text value is replaced by.
 REDACTED = "(redacted)"

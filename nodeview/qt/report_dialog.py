@@ -1,7 +1,7 @@
 """File › Export report…: where to write the PNG report, whether to anonymize, what goes in.
 
 The dialog only collects choices; :meth:`MainWindow.export_report` checks for an existing report
-(asking before replacing it) and writes it in a worker with :func:`nodeview.core.report.write_report`.
+(asking before replacing it) and writes it in a worker with :func:`nodeview.core.report.render.write_report`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nodeview.core.io.dicom_write import SeriesSpec, write_series
-from training.annotations import NoduleAnnotation, ScanRecord, write_records_csv
+from training.data.annotations import NoduleAnnotation, ScanRecord, write_records_csv
 
 from ..test_candidates import _chest
 

@@ -1,4 +1,4 @@
-"""training/compare.py: paired comparison of two evaluations from their predictions.csv files."""
+"""training/evaluation/compare.py: paired comparison of two evaluations from their predictions.csv files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from training import compare as C
+from training.evaluation import compare as C
 
 HEADER = ["scan_id", "x_mm", "y_mm", "z_mm", "nodule_prob", "rank_score", "score", "malignancy_prob",
           "diameter_mm", "is_nodule", "from_proposal", "evaluated"]

@@ -1,4 +1,4 @@
-"""Multi-process training (training/distributed.py): torchrun with 2 CPU processes (gloo) lowers the
+"""Multi-process training (training/engine/distributed.py): torchrun with 2 CPU processes (gloo) lowers the
 loss and writes a checkpoint a single process resumes; one torchrun process gives the plain run's model."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from training import train as T  # noqa: E402
+from training.engine import train as T  # noqa: E402
 
 from .test_train import _args  # noqa: E402
 
@@ -53,7 +53,7 @@ def test_two_processes_lower_the_loss_and_one_process_resumes(tiny_data, tmp_pat
     args = _args(csv, root, run, threads=1)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(_free_port()), "-m", "training.train", *_argv(args)]
+           str(_free_port()), "-m", "training.engine.train", *_argv(args)]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=840)
     assert done.returncode == 0, done.stderr[-3000:]
     logged = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -86,7 +86,7 @@ def test_one_torchrun_process_trains_the_plain_runs_model(tiny_data, tmp_path, m
 
 
 def test_per_rank_slices_cover_the_global_batch():
-    from training.distributed import Dist
+    from training.engine.distributed import Dist
 
     idx = np.arange(16) * 3
     parts = [Dist(rank=r, world=4, enabled=True).shard(idx) for r in range(4)]
@@ -98,7 +98,7 @@ def test_per_rank_slices_cover_the_global_batch():
 
 def _reranker_rank(rank: int, world: int, port: int, folder: str) -> None:
     from training import distributed
-    from training import train_reranker as tr
+    from training.engine import train_reranker as tr
 
     from .test_reranker_train import args_for, toy_cubes
 
@@ -117,7 +117,7 @@ def test_reranker_two_processes_and_one_process_equivalence(tmp_path, monkeypatc
     import torch.multiprocessing as mp
 
     from training import distributed
-    from training import train_reranker as tr
+    from training.engine import train_reranker as tr
 
     from .test_reranker_train import args_for, toy_cubes
 

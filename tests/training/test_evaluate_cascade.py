@@ -1,4 +1,4 @@
-"""training/evaluate_cascade.py: the shipped cascade on pooled annotated sets, measured as the app runs it."""
+"""training/engine/evaluate_cascade.py: the shipped cascade on pooled annotated sets, measured as the app runs it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ pytest.importorskip("torch")
 
 from nodeview.core.detect.detector import Detector
 from nodeview.core.io.study import open_study
-from training import evaluate_cascade as EC
-from training import train_reranker as tr
-from training.annotations import read_records_csv, write_records_csv
+from training.data.annotations import read_records_csv, write_records_csv
+from training.engine import evaluate_cascade as EC
+from training.engine import train_reranker as tr
 
 MODEL = "resources/models/nodeview-nodule.onnx"
 
@@ -85,10 +85,10 @@ def test_the_evaluated_findings_are_the_apps(two_csvs, tmp_path):
 
 
 def test_recalibrated_subvoxel_copy_runs_in_the_app_as_evaluated(two_csvs, tmp_path):
-    """training/recalibrate.py: a copy of the shipped re-ranker file with settings chosen again for
+    """training/engine/recalibrate.py: a copy of the shipped re-ranker file with settings chosen again for
     sub-voxel proposals; the app reads the flag and its findings are the evaluated ones."""
     from nodeview.core.detect.reranker import Reranker
-    from training import recalibrate as RC
+    from training.engine import recalibrate as RC
 
     a, b = two_csvs
     out = tmp_path / "recal" / "nodeview-reranker.onnx"

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from training.fit_ranker import fit_mlp, recall_at, sample_weights
+from training.engine.fit_ranker import fit_mlp, recall_at, sample_weights
 
 
 def test_mlp_learns_a_rule_no_linear_model_can():
@@ -50,3 +50,17 @@ def test_recall_at_counts_nodules_found_within_budget():
     assert recall_at([table], up, 2) == (1, 2)
     assert recall_at([table], up, 3) == (2, 2)
     assert recall_at([table], down, 1) == (1, 2)
+
+
+def test_fitted_weights_are_written_as_the_data_file_the_app_reads(tmp_path):
+    from nodeview.core.detect.candidates import FEATURE_NAMES
+    from nodeview.core.detect.ranker_weights import read_ranker_weights
+    from training.engine.fit_ranker import write_weights
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, len(FEATURE_NAMES)))
+    ranker = fit_mlp(x, x[:, 0] > 0, np.full(500, 1 / 500), hidden=4, steps=50, batch=128)
+    write_weights(tmp_path / "r.json", ranker, {"train_scans": 1, "val_recall": "n/a", "seconds": 1.0})
+    w = read_ranker_weights(tmp_path / "r.json")
+    assert w.summary == {"train_scans": 1, "val_recall": "n/a"}
+    np.testing.assert_allclose(w(x), ranker(x), atol=1e-3)  # rounded to 6 decimals

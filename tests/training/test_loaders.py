@@ -17,16 +17,16 @@ from nodeview.core.errors import GeometryError, InputError, NoImagesError, Unsup
 from nodeview.core.geometry import Geometry
 from nodeview.core.io.sitk import read_image_file
 from tests.conftest import SHARED_DATA, need
-from training.annotations import NoduleAnnotation, read_records_csv, write_records_csv
-from training.csv_source import load_csv_source
-from training.lidc_xml import (
+from training.data.annotations import NoduleAnnotation, read_records_csv, write_records_csv
+from training.data.csv_source import load_csv_source
+from training.data.lidc_xml import (
     cluster_readers,
     consensus,
     find_lidc_xml,
     malignancy_label,
     parse_lidc_xml,
 )
-from training.luna16 import (
+from training.data.luna16 import (
     ANNOTATION_COLUMNS,
     Luna16Warning,
     folds,

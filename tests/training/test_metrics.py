@@ -10,8 +10,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from training.annotations import NoduleAnnotation
-from training.metrics import (
+from training.data.annotations import NoduleAnnotation
+from training.evaluation.metrics import (
     LUNA16_FP_RATES,
     GroundTruth,
     Prediction,
@@ -408,7 +408,7 @@ def test_auc_bootstrap() -> None:
 
 
 def test_plots_write_readable_pngs(tmp_path: Path) -> None:
-    from training import plots
+    from training.evaluation import plots
 
     assert "research use only" in plots.FOOTER.lower()
     dpi = 60

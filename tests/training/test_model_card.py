@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from training.model_card import training_stages
+from training.evaluation.model_card import training_stages
 
 
 def _run(folder, args, losses):
@@ -44,7 +44,7 @@ def test_training_stages_without_args_json(tmp_path):
 
 
 def test_group_lines_tabulate_the_breakdown():
-    from training.model_card import group_lines
+    from training.evaluation.model_card import group_lines
 
     assert group_lines({}) == []  # metrics from before the breakdown existed
     test = {"by_group_at_threshold": {
@@ -59,7 +59,7 @@ def test_group_lines_tabulate_the_breakdown():
 
 
 def test_slice_lines_tabulate_cpm_by_slice():
-    from training.model_card import slice_lines
+    from training.evaluation.model_card import slice_lines
 
     assert slice_lines({}, {}) == []  # metrics from before the slice breakdown existed
     rates = {"1.0": 0.5, "8.0": 0.75}
@@ -73,18 +73,18 @@ def test_slice_lines_tabulate_cpm_by_slice():
 
 
 def test_intervals_in_the_card_text():
-    from training.model_card import _interval_lines, _with_ci
+    from training.evaluation.model_card import _interval_lines, _with_ci
 
     assert _with_ci(0.7057, {"low": 0.6087, "high": 0.8038}) == "0.706 (0.609–0.804)"
     assert _with_ci(0.9584, [0.9031, 0.9964]) == "0.958 (0.903–0.996)"
     assert _with_ci(0.7, None) == "0.700"  # evaluated without --bootstrap
     assert _interval_lines({}) == []
     text = " ".join(_interval_lines({"cpm_ci95": {"low": 0.6, "high": 0.8, "n_bootstrap": 1000}}))
-    assert "1000 samples" in text and "resamples the scans" in text and "training.compare" in text
+    assert "1000 samples" in text and "resamples the scans" in text and "training.evaluation.compare" in text
 
 
 def test_metadata_carries_cpm_by_slice_for_the_app(tmp_path):
-    from training.model_card import metadata
+    from training.evaluation.model_card import metadata
 
     rates = {"1.0": 0.5, "8.0": 0.75}
     test = {"cpm": 0.6, "sensitivity_at_fp_rates": rates, "candidate_roc_auc": 0.9, "malignancy_auc": 0.9,
@@ -101,7 +101,7 @@ def test_metadata_carries_cpm_by_slice_for_the_app(tmp_path):
 
 
 def test_metadata_note_when_the_card_remeasures_the_same_weights():
-    from training.model_card import _metadata_note
+    from training.evaluation.model_card import _metadata_note
 
     meta = {"metrics_test": json.dumps({"cpm": 0.7058})}
     assert _metadata_note(meta, {"cpm": 0.70581}) == []  # the figures the file carries
@@ -111,7 +111,7 @@ def test_metadata_note_when_the_card_remeasures_the_same_weights():
 
 
 def test_heldout_lines_tabulate_each_set_and_its_parts(tmp_path):
-    from training.model_card import heldout_lines
+    from training.evaluation.model_card import heldout_lines
 
     assert heldout_lines(None) == [] and heldout_lines(tmp_path / "missing.json") == []
 
@@ -138,7 +138,7 @@ def test_refresh_remakes_only_the_app_sections(tmp_path):
     import json
     from pathlib import Path
 
-    from training import model_card as MC
+    from training.evaluation import model_card as MC
 
     text = (
         "# card\n\n## What it is\n\nKEEP\n\n## In the app: with the proposal re-ranker\n\nSTALE\n\n"

@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 pytest.importorskip("onnx")
 
-from training import export_onnx  # noqa: E402
-from training.model import NoduleNet, WeightsUnavailable, build_model  # noqa: E402
+from training.export import onnx as export_onnx  # noqa: E402
+from training.models.nodule_net import NoduleNet, WeightsUnavailable, build_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

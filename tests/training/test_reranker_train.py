@@ -1,4 +1,4 @@
-"""training/train_reranker.py: a tiny real run lowers the loss, resumes, stops on NaN, and the
+"""training/engine/train_reranker.py: a tiny real run lowers the loss, resumes, stops on NaN, and the
 exported ONNX file matches torch and loads in the app's re-ranker class."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from nodeview.core.detect.reranker import CubeSpec, Reranker  # noqa: E402
-from training import train_reranker as tr  # noqa: E402
+from training.engine import train_reranker as tr  # noqa: E402
 
 
 def toy_cubes(n: int, seed: int) -> dict[str, np.ndarray]:
@@ -57,7 +57,7 @@ def test_tiny_training_lowers_the_loss_and_separates_spheres_from_tubes(tmp_path
     assert history[-1] < 0.6 * history[0], history
     test = toy_cubes(60, 1)
     logits = tr.score_cubes(net, test["cubes"], "cpu")
-    from training.metrics import roc_auc
+    from training.evaluation.metrics import roc_auc
 
     assert roc_auc(test["label"] >= 0, logits) > 0.9
     # resume at the end trains no further and returns the same weights
@@ -105,7 +105,7 @@ def test_two_scale_network_learns_from_the_context_channel_and_exports(tmp_path,
     assert isinstance(net, tr.TwoScaleNet) and isinstance(net.context[0], torch.nn.AvgPool3d) == light
     test = two_channel(60, 1)
     logits = tr.score_cubes(net, test["cubes"], "cpu")
-    from training.metrics import roc_auc
+    from training.evaluation.metrics import roc_auc
 
     assert roc_auc(test["label"] >= 0, logits) > 0.9
     chosen = {

@@ -20,10 +20,10 @@ from nodeview.core.detect.lung import segment_lungs
 from nodeview.core.geometry import Geometry
 from nodeview.core.io.study import open_study
 from nodeview.core.volume import Volume
-from training import make_data
-from training import synth_ct as S
-from training.annotations import NoduleAnnotation, read_records_csv, write_records_csv
-from training.insert import estimate_noise, insert_nodules, write_inserted
+from training.data import make_data
+from training.data.annotations import NoduleAnnotation, read_records_csv, write_records_csv
+from training.data.insert import estimate_noise, insert_nodules, write_inserted
+from training.data.synth import anatomy, dicom, generator, nodules, scanner
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 LIDC_DIR = SHARED_DATA / "real-ct" / "LIDC-IDRI-0002"
@@ -92,11 +92,11 @@ def check_kind_hu(vol: Volume, ann: NoduleAnnotation) -> None:
 
 # ---- anatomy and acquisition ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def overview() -> S.SyntheticScan:
-    return S.generate_scan_full(3, **OVERVIEW, n_nodules=0, noise_sd_hu=20.0)
+def overview() -> generator.SyntheticScan:
+    return generator.generate_scan_full(3, **OVERVIEW, n_nodules=0, noise_sd_hu=20.0)
 
 
-def test_overview_anatomy(overview: S.SyntheticScan) -> None:
+def test_overview_anatomy(overview: generator.SyntheticScan) -> None:
     vol = overview.volume
     hu = vol.hu_zyx
     assert hu.dtype == np.int16 and hu.shape == (40, 128, 128)
@@ -121,8 +121,8 @@ def test_overview_anatomy(overview: S.SyntheticScan) -> None:
     assert np.mean(jj) > 64
 
 
-def test_noise_sd_as_requested(overview: S.SyntheticScan) -> None:
-    clean = S.generate_scan_full(3, **OVERVIEW, n_nodules=0, noise_sd_hu=0.0).volume.hu_zyx.astype(np.float32)
+def test_noise_sd_as_requested(overview: generator.SyntheticScan) -> None:
+    clean = generator.generate_scan_full(3, **OVERVIEW, n_nodules=0, noise_sd_hu=0.0).volume.hu_zyx.astype(np.float32)
     noisy = overview.volume.hu_zyx.astype(np.float32)
     sel = (clean > -900) & (clean < 3000)
     diff = (noisy - clean)[sel]
@@ -131,9 +131,9 @@ def test_noise_sd_as_requested(overview: S.SyntheticScan) -> None:
 
 
 def test_deterministic_and_seed_dependent() -> None:
-    a, ann_a = S.generate_scan(7, (16, 64, 64), n_nodules=(1, 2))
-    b, ann_b = S.generate_scan(7, (16, 64, 64), n_nodules=(1, 2))
-    c, _ = S.generate_scan(8, (16, 64, 64), n_nodules=(1, 2))
+    a, ann_a = generator.generate_scan(7, (16, 64, 64), n_nodules=(1, 2))
+    b, ann_b = generator.generate_scan(7, (16, 64, 64), n_nodules=(1, 2))
+    c, _ = generator.generate_scan(8, (16, 64, 64), n_nodules=(1, 2))
     assert np.array_equal(a.hu_zyx, b.hu_zyx) and a.geometry == b.geometry and ann_a == ann_b
     assert a.series_uid == b.series_uid != c.series_uid
     assert not (a.hu_zyx.shape == c.hu_zyx.shape and np.array_equal(a.hu_zyx, c.hu_zyx))
@@ -141,8 +141,8 @@ def test_deterministic_and_seed_dependent() -> None:
 
 def test_default_acquisition_is_a_full_chest() -> None:
     rng = np.random.default_rng(0)
-    p = S._Patient(rng, contrast=False)
-    acq = S._sample_acquisition(rng, p, False, None, None, None, None, None)
+    p = anatomy._Patient(rng, contrast=False)
+    acq = scanner._sample_acquisition(rng, p, False, None, None, None, None, None)
     nz, ny, nx = acq.shape_zyx
     assert (ny, nx) == (512, 512)
     assert 0.55 <= acq.spacing_zyx[1] <= 0.9
@@ -152,14 +152,14 @@ def test_default_acquisition_is_a_full_chest() -> None:
 
 
 # ---- nodules ----------------------------------------------------------------------------------------
-_NODULE_SCANS: dict[str, S.SyntheticScan] = {}
+_NODULE_SCANS: dict[str, generator.SyntheticScan] = {}
 
 
-def nodule_scan(kind: str) -> S.SyntheticScan:
+def nodule_scan(kind: str) -> generator.SyntheticScan:
     """A high-resolution partial field of view with isolated nodules of one kind."""
     if kind not in _NODULE_SCANS:
-        _NODULE_SCANS[kind] = S.generate_scan_full(
-            40 + S.KINDS.index(kind),
+        _NODULE_SCANS[kind] = generator.generate_scan_full(
+            40 + nodules.KINDS.index(kind),
             (48, 150, 150),
             (1.25, 1.5, 1.5),
             n_nodules=3,
@@ -172,7 +172,7 @@ def nodule_scan(kind: str) -> S.SyntheticScan:
     return _NODULE_SCANS[kind]
 
 
-@pytest.mark.parametrize("kind", S.KINDS)
+@pytest.mark.parametrize("kind", nodules.KINDS)
 def test_nodules_where_annotated(kind: str) -> None:
     scan = nodule_scan(kind)
     vol = scan.volume
@@ -187,7 +187,7 @@ def test_nodules_where_annotated(kind: str) -> None:
         check_kind_hu(vol, ann)
 
 
-@pytest.mark.parametrize("kind", S.KINDS)
+@pytest.mark.parametrize("kind", nodules.KINDS)
 def test_nodule_diameters(kind: str) -> None:
     scan = nodule_scan(kind)
     vol = scan.volume
@@ -206,9 +206,9 @@ def test_nodule_diameters(kind: str) -> None:
 def test_nodule_model_volume_matches_diameter() -> None:
     rng = np.random.default_rng(1)
     for margin in ("smooth", "lobulated", "spiculated"):
-        m = S.sample_nodule(rng, kind="solid", margin=margin, diameter_mm=12.0)
+        m = nodules.sample_nodule(rng, kind="solid", margin=margin, diameter_mm=12.0)
         g = np.stack(np.meshgrid(*(np.linspace(-20, 20, 81),) * 3, indexing="ij"), -1).reshape(-1, 3)
-        d_body = S._spheres_distance(g / m.axes, m.lobes) * float(m.axes.min())
+        d_body = nodules._spheres_distance(g / m.axes, m.lobes) * float(m.axes.min())
         vol = float((d_body < 0).sum()) * 0.5**3
         assert abs((6 * vol / math.pi) ** (1 / 3) - 12.0) < 0.6
 
@@ -216,9 +216,9 @@ def test_nodule_model_volume_matches_diameter() -> None:
 def test_locations_touch_pleura_and_vessels() -> None:
     args = dict(shape_zyx=(48, 150, 150), spacing_zyx=(1.25, 1.5, 1.5), kinds=("solid",), noise_sd_hu=0.0)
     for loc, seed in (("juxta-pleural", 50), ("juxta-vascular", 51)):
-        scan = S.generate_scan_full(seed, **args, n_nodules=2, locations=(loc,), diameter_range_mm=(8.0, 12.0))
+        scan = generator.generate_scan_full(seed, **args, n_nodules=2, locations=(loc,), diameter_range_mm=(8.0, 12.0))
         # the same patient without nodules: nodules are drawn after the anatomy
-        background = S.generate_scan_full(seed, **args, n_nodules=0).volume
+        background = generator.generate_scan_full(seed, **args, n_nodules=0).volume
         assert scan.annotations, loc
         for ann in scan.annotations:
             assert ann.location == loc
@@ -253,8 +253,8 @@ def test_write_scan_round_trip(tmp_path: Path, position: str, iop: tuple[float, 
         diameter_range_mm=(9.0, 14.0),
         noise_sd_hu=10.0,
     )
-    rec = S.write_scan(tmp_path / "scan", 31, **args)
-    vol, anns = S.generate_scan(31, **args)
+    rec = dicom.write_scan(tmp_path / "scan", 31, **args)
+    vol, anns = generator.generate_scan(31, **args)
     loaded = open_study(rec.path)
     assert np.array_equal(loaded.hu_zyx, vol.hu_zyx)
     assert loaded.geometry.isclose(vol.geometry, atol=1e-3)
@@ -287,23 +287,23 @@ def test_write_scan_round_trip(tmp_path: Path, position: str, iop: tuple[float, 
     ],
 )
 def test_malignancy_table(diameter: float, kind: str, margin: str, solid: float | None, p: float) -> None:
-    assert S.malignancy_probability(diameter, kind, margin, solid) == pytest.approx(p, abs=1e-9)
-    assert S.is_malignant(diameter, kind, margin, solid) == (p >= S.MALIGNANT_THRESHOLD)
+    assert nodules.malignancy_probability(diameter, kind, margin, solid) == pytest.approx(p, abs=1e-9)
+    assert nodules.is_malignant(diameter, kind, margin, solid) == (p >= nodules.MALIGNANT_THRESHOLD)
 
 
 def test_malignancy_margins_and_threshold() -> None:
-    mp = S.malignancy_probability
+    mp = nodules.malignancy_probability
     # spiculation multiplies the odds by 10, lobulation by 2; calcified stays benign
     odds = lambda q: q / (1 - q)  # noqa: E731
     assert odds(mp(10, "solid", "spiculated")) == pytest.approx(10 * odds(0.10))
     assert odds(mp(10, "solid", "lobulated")) == pytest.approx(2 * odds(0.10))
     assert mp(10, "calcified", "spiculated") == 0.01
-    assert not S.is_malignant(4, "solid", "spiculated")  # small: still below 0.15
-    assert S.is_malignant(7, "solid", "spiculated")
-    assert S.is_malignant(9, "solid", "lobulated") and not S.is_malignant(9, "solid", "smooth")
-    assert S.is_malignant(16, "solid") and not S.is_malignant(14, "solid")
-    assert S.is_malignant(12, "part-solid", "smooth", 6.0) and not S.is_malignant(12, "part-solid", "smooth", 5.0)
-    assert S.is_malignant(30, "ground-glass") and not S.is_malignant(29, "ground-glass")
+    assert not nodules.is_malignant(4, "solid", "spiculated")  # small: still below 0.15
+    assert nodules.is_malignant(7, "solid", "spiculated")
+    assert nodules.is_malignant(9, "solid", "lobulated") and not nodules.is_malignant(9, "solid", "smooth")
+    assert nodules.is_malignant(16, "solid") and not nodules.is_malignant(14, "solid")
+    assert nodules.is_malignant(12, "part-solid", "smooth", 6.0) and not nodules.is_malignant(12, "part-solid", "smooth", 5.0)
+    assert nodules.is_malignant(30, "ground-glass") and not nodules.is_malignant(29, "ground-glass")
     assert mp(12, "part-solid") == mp(12, "part-solid", "smooth", 6.0)  # default core: half the diameter
     for d in np.linspace(0, 40, 81):  # risk never falls with size
         for kind in ("solid", "ground-glass"):
@@ -315,12 +315,12 @@ def test_malignancy_margins_and_threshold() -> None:
 
 
 def test_labels_follow_the_rule() -> None:
-    scan = S.generate_scan_full(60, (40, 128, 128), (2.5, 3.0, 3.0), n_nodules=4, diameter_range_mm=(6.0, 25.0))
+    scan = generator.generate_scan_full(60, (40, 128, 128), (2.5, 3.0, 3.0), n_nodules=4, diameter_range_mm=(6.0, 25.0))
     assert scan.annotations
     for ann, model in zip(scan.annotations, scan.nodules, strict=True):
-        p = S.malignancy_probability(ann.diameter_mm, ann.kind, ann.margin, model.solid_diameter_mm)
+        p = nodules.malignancy_probability(ann.diameter_mm, ann.kind, ann.margin, model.solid_diameter_mm)
         assert ann.malignancy_score == pytest.approx(p, abs=1e-4)
-        assert ann.malignant == (p >= S.MALIGNANT_THRESHOLD)
+        assert ann.malignant == (p >= nodules.MALIGNANT_THRESHOLD)
 
 
 # ---- insertion into real CT --------------------------------------------------------------------------

@@ -10,9 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from training import train as T  # noqa: E402
-from training.annotations import NoduleAnnotation, ScanRecord  # noqa: E402
-from training.dataset import axial_rotations, cache_key, label_candidates, random_rotations  # noqa: E402
+from training.data.annotations import NoduleAnnotation, ScanRecord  # noqa: E402
+from training.data.dataset import axial_rotations, cache_key, label_candidates, random_rotations  # noqa: E402
+from training.engine import train as T  # noqa: E402
 
 
 def _args(csv, root, out, **extra):
@@ -95,7 +95,7 @@ def test_augment_flips_are_physically_consistent():
 
 
 def test_evaluate_writes_metrics_and_plots(tiny_data, tmp_path):
-    from training import evaluate as E
+    from training.evaluation import evaluate as E
 
     csv, root = tiny_data
     T.main(_args(csv, root, tmp_path / "run", epochs=1))
@@ -138,8 +138,8 @@ def test_evaluate_writes_metrics_and_plots(tiny_data, tmp_path):
 
 
 def test_sensitivity_by_group_hand_computed():
-    from training.annotations import NoduleAnnotation as N
-    from training.evaluate import sensitivity_by_group, size_group
+    from training.data.annotations import NoduleAnnotation as N
+    from training.evaluation.evaluate import sensitivity_by_group, size_group
 
     assert [size_group(d) for d in (3.0, 4.99, 5.0, 9.9, 10.0, 30.0)] == [
         "3-5 mm", "3-5 mm", "5-10 mm", "5-10 mm", ">= 10 mm", ">= 10 mm"]
@@ -157,9 +157,9 @@ def test_sensitivity_by_group_hand_computed():
 def test_slice_groups_and_cpm_by_slice_hand_computed(tmp_path):
     import SimpleITK as sitk
 
-    from training.annotations import NoduleAnnotation as N
-    from training.annotations import ScanRecord
-    from training.evaluate import cpm_by_slice, sensitivity_by_group, slice_group, slice_thickness_mm
+    from training.data.annotations import NoduleAnnotation as N
+    from training.data.annotations import ScanRecord
+    from training.evaluation.evaluate import cpm_by_slice, sensitivity_by_group, slice_group, slice_thickness_mm
 
     assert [slice_group(t) for t in (1.0, 2.5, 2.6, 5.0)] == ["<= 2.5 mm", "<= 2.5 mm", "> 2.5 mm", "> 2.5 mm"]
     nodules = [N((0, 0, 0), 4.0), N((0, 0, 0), 8.0), N((0, 0, 0), 12.0)]
@@ -182,8 +182,8 @@ def test_slice_groups_and_cpm_by_slice_hand_computed(tmp_path):
 
 
 def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
-    from training.annotations import read_records_csv
-    from training.dataset import PatchSet, near_nodule
+    from training.data.annotations import read_records_csv
+    from training.data.dataset import PatchSet, near_nodule
 
     csv, root = tiny_data
     result = T.main(_args(csv, root, tmp_path / "hard", epochs=1, hard_negative_fraction=0.5, mine_subset=64,
@@ -194,7 +194,7 @@ def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
     assert saved["positive_weighting"] == "nodule" and saved["positive_rotations"] == "axial"
     # the axial copies were mined into their own cache files, beside the "3d" ones
     from nodeview.core.detect.patches import DEFAULT_SPEC
-    from training.annotations import read_records_csv as _read
+    from training.data.annotations import read_records_csv as _read
 
     for rec in _read(csv):
         key = cache_key(rec, DEFAULT_SPEC, 2, 150, "axial")
@@ -239,8 +239,8 @@ def test_hard_negative_mining_and_near_miss_exclusion(tiny_data, tmp_path):
 
 def test_evaluation_applies_the_apps_nms_per_scan():
     from nodeview.core.detect.candidates import merge_findings
-    from training.dataset import PatchSet
-    from training.evaluate import app_nms
+    from training.data.dataset import PatchSet
+    from training.evaluation.evaluate import app_nms
 
     centres = np.array([[0, 0, 0], [3, 0, 0], [30, 0, 0], [0, 0, 0], [1, 0, 0]], np.float32)
     n = len(centres)
@@ -273,8 +273,8 @@ def test_cache_keeps_rank_scores_and_fills_in_old_caches(tiny_data, tmp_path):
     from nodeview.core.detect.candidates import propose
     from nodeview.core.detect.patches import DEFAULT_SPEC
     from nodeview.core.io.study import open_study
-    from training.annotations import read_records_csv
-    from training.dataset import cache_key, load_or_mine
+    from training.data.annotations import read_records_csv
+    from training.data.dataset import cache_key, load_or_mine
 
     csv, _ = tiny_data
     record = read_records_csv(csv)[0]
@@ -305,7 +305,7 @@ def test_evaluate_chooses_the_rank_weight_and_scores_like_the_app(tiny_data, tmp
     import csv as csv_module
 
     from nodeview.core.detect.candidates import fuse_scores
-    from training import evaluate as E
+    from training.evaluation import evaluate as E
 
     csv, root = tiny_data
     T.main(_args(csv, root, tmp_path / "run", epochs=1))
@@ -329,7 +329,7 @@ def test_evaluate_chooses_the_rank_weight_and_scores_like_the_app(tiny_data, tmp
 
 
 def test_nodule_balanced_weights_give_each_nodule_the_same_share():
-    from training.dataset import PatchSet
+    from training.data.dataset import PatchSet
 
     # scan 0: a large nodule with 6 positive patches and a small one with 2; scan 1: one nodule with
     # the small one's diameter (another scan: another nodule); one negative
@@ -349,7 +349,7 @@ def test_nodule_balanced_weights_give_each_nodule_the_same_share():
 
 
 def test_thick_slice_weights_scale_the_draws_of_thick_scans():
-    from training.dataset import PatchSet
+    from training.data.dataset import PatchSet
 
     scan = np.array([0, 0, 1, 1, 1, 2], np.int32)  # scans a, b, c; b is thick
     n = len(scan)

@@ -16,8 +16,9 @@ every nodule of 3-30 mm while returning at most a few hundred places per scan. M
    ``MIN_RESPONSE_HU`` (typically 10-40 thousand per scan) gets shape and density features
    (:data:`FEATURE_NAMES`: response as a fraction of its own contrast, density, Hessian
    eigenvalue ratios, slice thickness) and a score from a small MLP fitted on annotated scans
-   by ``training/fit_ranker.py`` (weights in :mod:`.ranker_weights`; a hand-made blobness rule
-   found 36/45 validation nodules in the top 400, the fitted ranker 38/45 in the top 300).
+   by ``training/engine/fit_ranker.py`` (weights: ``resources/models/nodeview-proposal-ranker.json``, read by
+   :mod:`.ranker_weights`; a hand-made blobness rule found 36/45 validation nodules in the top
+   400, the fitted ranker 38/45 in the top 300).
 4. Greedy non-maximum suppression across scales, best score first; at most ``max_candidates``.
 """
 
@@ -33,8 +34,8 @@ from scipy import ndimage
 from ..geometry import Geometry
 from ..parallel import map_ordered
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
-from . import ranker_weights as rw
 from .lung import LungMask, block_mean, segment_lungs
+from .ranker_weights import RankerWeightsError, bundled_ranker_weights
 
 SIGMAS_MM = (0.9, 1.4, 2.2, 3.4, 5.2, 8.0, 12.0)
 #: Scales at or above this sigma run on a 2x coarser grid (16x cheaper, same answer for big blobs).
@@ -144,12 +145,13 @@ def peak_features(
 
 def rank_scores(features: NDArray[np.float64]) -> NDArray[np.float64]:
     """The fitted ranker's log-odds that a peak lies on a nodule (a small MLP fitted by
-    ``training/fit_ranker.py`` on annotated scans; weights in :mod:`.ranker_weights`)."""
-    if tuple(rw.FEATURES) != FEATURE_NAMES:
-        raise RuntimeError("ranker_weights.py was fitted on other features: re-run training.fit_ranker")
-    x = (np.asarray(features, dtype=np.float64) - np.asarray(rw.MEAN)) / np.asarray(rw.STD)
-    hidden = np.maximum(x @ np.asarray(rw.W1) + np.asarray(rw.B1), 0.0)
-    return np.asarray(hidden @ np.asarray(rw.W2) + rw.B2, dtype=np.float64)
+    ``training/engine/fit_ranker.py`` on annotated scans; weights in a data file, :mod:`.ranker_weights`)."""
+    ranker = bundled_ranker_weights()
+    if ranker.features != FEATURE_NAMES:
+        raise RankerWeightsError(
+            "the proposal ranker was fitted on other features: re-run python -m training.engine.fit_ranker"
+        )
+    return ranker(features)
 
 
 def fuse_scores(
@@ -159,7 +161,7 @@ def fuse_scores(
     log-odds (:attr:`Candidate.rank_score`), mapped back to 0-1.
 
     The ranker sees the whole DoG scale space and the classifier a 64 mm patch, so each catches
-    mistakes of the other. ``weight`` is chosen on validation scans (``training/evaluate.py
+    mistakes of the other. ``weight`` is chosen on validation scans (``training/evaluation/evaluate.py
     --choose-rank-weight``) and shipped in the model's metadata (``rank_score_weight``); 0 gives
     the classifier's probability unchanged. The result ranks findings; it is not a calibrated
     probability.
@@ -507,7 +509,7 @@ def merge_findings(
     ``factor`` times that finding's predicted radius (or its own radius, if larger; radii at
     least 2 mm); otherwise it starts a finding of its own. The finding keeps the best member's
     scores and takes the score-weighted centre of its high-scoring members. The detector applies
-    it to the model's scores and ``training/evaluate.py`` applies the same function, so the FROC
+    it to the model's scores and ``training/evaluation/evaluate.py`` applies the same function, so the FROC
     measures the findings the app shows.
     """
     if len(score) == 0:

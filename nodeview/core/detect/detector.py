@@ -1,7 +1,7 @@
 """Nodule detection with an ONNX model: proposals -> patches -> onnxruntime -> 3D NMS -> findings.
 
 Qt-free and torch-free. The model is any ONNX file whose metadata says what it expects (written by
-``training/export_onnx.py``): input ``patches`` (N, 3, S, S) float32; outputs ``nodule_prob``,
+``training/export/onnx.py``): input ``patches`` (N, 3, S, S) float32; outputs ``nodule_prob``,
 ``malignancy_prob``, ``diameter_mm``; ``patch_size``, ``patch_spacing_mm``, ``hu_window``; a model
 with missing or incompatible metadata is refused with :class:`ModelError`.
 
@@ -44,7 +44,7 @@ DEFAULT_THRESHOLD = 0.5
 #: LUNA16 kept only scans with slices at most this thick; the default model finds markedly fewer
 #: nodules on thicker slices (its card tabulates the CPM of both), so detection says so
 THIN_SLICE_MAX_MM = 2.5
-#: the two slice groups, as ``training/evaluate.py`` names them in ``cpm_by_slice``
+#: the two slice groups, as ``training/evaluation/evaluate.py`` names them in ``cpm_by_slice``
 SLICE_GROUPS = (f"<= {THIN_SLICE_MAX_MM:g} mm", f"> {THIN_SLICE_MAX_MM:g} mm")
 BATCH_SIZE = 64
 #: Findings measured between two cancel checks (in parallel threads).
@@ -108,7 +108,7 @@ def detection_caveats(volume: Volume, model: ModelInfo) -> tuple[str, ...]:
     :data:`THIN_SLICE_MAX_MM`.
 
     The CPM of both slice groups is quoted when the model's ``metrics_test`` metadata has them
-    (``cpm_by_slice`` from ``training/evaluate.py``).
+    (``cpm_by_slice`` from ``training/evaluation/evaluate.py``).
     """
     loader = tuple(scrub(w, volume.patient) for w in volume.warnings)  # every loader warning travels along
     thickness = float(volume.slice_thickness_mm or volume.spacing_zyx[0])

@@ -14,7 +14,7 @@ returns a nodule log-odds ``cube_logit`` per candidate. The detector then
 
 The file ``nodeview-reranker.onnx`` carries these parameters and the operating threshold of the
 fused score in its metadata, together with the sha256 of the nodule model they were chosen for
-(``training/train_reranker.py``); the detector uses a re-ranker only with that model.
+(``training/engine/train_reranker.py``); the detector uses a re-ranker only with that model.
 
 Qt-free and torch-free. Research use only.
 """

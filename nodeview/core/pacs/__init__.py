@@ -7,23 +7,25 @@ from .cache import StudyCache, default_cache_dir
 from .dicomweb import DicomWebNode
 from .net import (
     DATE_PRESETS,
-    AssociationRejectedError,
-    ConnectionRefusedPacsError,
     LocalAE,
-    PacsError,
     PacsNode,
-    PacsTimeoutError,
-    RetrieveResult,
-    SendResult,
-    SeriesRow,
-    StudyQuery,
-    StudyRow,
     date_range,
     echo,
     find_series,
     find_studies,
     retrieve,
     send,
+)
+from .records import (
+    AssociationRejectedError,
+    ConnectionRefusedPacsError,
+    PacsError,
+    PacsTimeoutError,
+    RetrieveResult,
+    SendResult,
+    SeriesRow,
+    StudyQuery,
+    StudyRow,
 )
 
 __all__ = [

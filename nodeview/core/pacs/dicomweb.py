@@ -1,13 +1,13 @@
 """DICOMweb PACS nodes with dicomweb-client: QIDO-RS echo and query, WADO-RS retrieve, STOW-RS send (Qt-free).
 
 A DICOMweb node is a base URL (``http://pacs.local:8042/dicom-web``). The functions here mirror the
-DIMSE ones of :mod:`.net` and return the same result types (:class:`~.net.StudyRow`,
-:class:`~.net.SeriesRow`, :class:`~.net.RetrieveResult`, :class:`~.net.SendResult`); a retrieve
+DIMSE ones of :mod:`.net` and return the same result types (:class:`~.records.StudyRow`,
+:class:`~.records.SeriesRow`, :class:`~.records.RetrieveResult`, :class:`~.records.SendResult`); a retrieve
 writes the same cache layout as C-GET (``folder/<series UID>/<SOP instance UID>.dcm``, atomically),
 so the viewer opens it the same way. :mod:`.net`'s ``echo``/``find_studies``/``find_series``/
 ``retrieve``/``send`` dispatch here when given a :class:`DicomWebNode`.
 
-Errors are :class:`~.net.PacsError` subclasses with one-line messages: connection refused, timeout,
+Errors are :class:`~.records.PacsError` subclasses with one-line messages: connection refused, timeout,
 an HTTP status (404: no DICOMweb service at that path; 401/403: credentials), or an answer that is
 not DICOMweb. Messages name the base URL only, never a query URL (its parameters can hold a
 patient name); dicomweb-client's and urllib3's loggers (which log whole query URLs at DEBUG) are
@@ -34,7 +34,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from ..errors import Cancelled, InputError
 from ..progress import ProgressFn, StopFn, never_stop, no_progress
-from .net import (
+from .records import (
     ConnectionRefusedPacsError,
     PacsError,
     PacsTimeoutError,

@@ -24,10 +24,9 @@ import logging
 import os
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,8 +41,20 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from ..errors import Cancelled, InputError, NodeViewError
+from ..errors import Cancelled, InputError
 from ..progress import ProgressFn, StopFn, never_stop, no_progress
+from .records import (
+    AssociationRejectedError,
+    ConnectionRefusedPacsError,
+    PacsError,
+    PacsTimeoutError,
+    RetrieveResult,
+    SendResult,
+    SeriesRow,
+    StudyQuery,
+    StudyRow,
+    write_received,
+)
 
 if TYPE_CHECKING:
     from .dicomweb import DicomWebNode
@@ -63,22 +74,6 @@ STORAGE_CLASSES = {
 }
 _AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # default character repertoire, no backslash
 DATE_PRESETS = ("any", "today", "yesterday", "last 7 days", "between")
-
-
-class PacsError(NodeViewError):
-    """A PACS operation failed; the message says why, in one line."""
-
-
-class ConnectionRefusedPacsError(PacsError):
-    pass
-
-
-class PacsTimeoutError(PacsError):
-    pass
-
-
-class AssociationRejectedError(PacsError):
-    pass
 
 
 def quiet_pynetdicom() -> None:
@@ -277,42 +272,6 @@ def parse_date_option(text: str, today: date | None = None) -> str:
     raise InputError(f"date {text!r}: use today, yesterday, last7, YYYYMMDD or YYYYMMDD-YYYYMMDD")
 
 
-@dataclass(frozen=True)
-class StudyQuery:
-    """Study-level C-FIND keys; empty = any. Names may use * and ? wildcards."""
-
-    patient_name: str = ""
-    patient_id: str = ""
-    study_date: str = ""  # DICOM range, see date_range
-    modality: str = ""
-    accession_number: str = ""
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class StudyRow:
-    study_uid: str
-    date: str
-    time: str
-    description: str
-    modalities: tuple[str, ...]
-    n_series: int | None
-    n_images: int | None
-    patient_name: str = field(repr=False, default="")
-    patient_id: str = field(repr=False, default="")
-    accession_number: str = field(repr=False, default="")
-
-
-@dataclass(frozen=True)
-class SeriesRow:
-    study_uid: str
-    series_uid: str
-    modality: str
-    number: int | None
-    description: str
-    n_images: int | None
-
-
 def _int(value: Any) -> int | None:
     try:
         return int(value)
@@ -410,40 +369,6 @@ def find_series(
 
 
 # ---- retrieve ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RetrieveResult:
-    folder: Path
-    n_received: int
-    n_failed: int
-    method: str  # "C-GET" or "C-MOVE"
-
-
-def instance_path(folder: Path, ds: Dataset) -> Path:
-    """Where a received instance is written: ``folder/<series UID>/<SOP instance UID>.dcm`` (UIDs only)."""
-    series = re.sub(r"[^0-9.]", "_", str(ds.get("SeriesInstanceUID", "unknown")))
-    sop = re.sub(r"[^0-9.]", "_", str(ds.SOPInstanceUID))
-    return folder / series / f"{sop}.dcm"
-
-
-def write_received(folder: Path, ds: Dataset, file_meta: Any) -> Path:
-    """Write one received instance atomically (temporary file, fsync, rename); a copy already there
-    is replaced by the same instance (same SOP Instance UID)."""
-    path = instance_path(folder, ds)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    ds.file_meta = file_meta
-    try:
-        ds.save_as(tmp, enforce_file_format=True)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return path
-
-
 def _store_handler(folder: Path, counter: dict[str, int]) -> Callable[[Any], int]:
     def handle(event: Any) -> int:
         try:
@@ -613,12 +538,6 @@ def _retrieve_move(
 
 
 # ---- send ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SendResult:
-    n_sent: int
-    failed: tuple[str, ...]  # file names (never patient data) with the reason
-
-
 def send(
     node: PacsNode | DicomWebNode,
     paths: Sequence[str | os.PathLike[str]],

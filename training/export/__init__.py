@@ -1,0 +1,1 @@
+"""Export to what the app runs: ONNX with NodeView's metadata (:mod:`.onnx`)."""

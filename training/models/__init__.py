@@ -1,0 +1,1 @@
+"""The networks: the ResNet-50 nodule classifier (:mod:`.nodule_net`) and its inference."""
