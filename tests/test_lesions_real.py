@@ -1,6 +1,6 @@
 """One finding per lesion on REAL nodules: large, lobulated and part-solid LIDC crops
-(``../shared/data/lidc-nodules``) transplanted with ``training/transplant.py`` into the chest phantom
-of ``test_candidates``; candidates spread over each (as the proposer leaves them on a large or
+(``../shared/data/lidc-nodules``) transplanted with ``training/transplant.py`` into a real lung
+background (LIDC-IDRI-0002 more than 20 mm below its own nodule); candidates spread over each (as the proposer leaves them on a large or
 part-solid nodule) must come back as exactly one finding measured on the whole nodule. Skipped when
 the shared data is absent."""
 
@@ -11,30 +11,30 @@ import csv
 import numpy as np
 import pytest
 
-from nodeview.core.geometry import Geometry
 from nodeview.core.volume import Volume
 
 from .conftest import SHARED_DATA, need
-from .test_candidates import _chest
 from .test_lesions import _lesion_step
 
 transplant = pytest.importorskip("training.transplant")
 
 NODULES = SHARED_DATA / "lidc-nodules"
+#: Known defect (issue 21, open): on these real nodules the segmentation grows beyond the nodule (into
+#: the pleura, vessels or the ground glass around it), so the one finding is measured 1.7-2.4x too
+#: large and placed off its centre. Strict: the test fails as soon as one of them passes.
+LEAKS = pytest.mark.xfail(strict=True, reason="segmentation leaks beyond this real nodule (open)")
 
 
-def _background() -> Volume:
-    """The phantom chest without its own nodules (lungs refilled with noisy parenchyma)."""
-    rng = np.random.default_rng(11)
-    _, g, _, _, lungs = _chest(0)
-    shape = g.shape_zyx
-    y, x = np.mgrid[0 : shape[1], 0 : shape[2]].astype(np.float32)
-    hu = np.full(shape, -1000.0, dtype=np.float32)
-    hu[:, ((y * 0.75 - 60) / 55) ** 2 + ((x * 0.75 - 60) / 58) ** 2 < 1] = 40
-    hu[lungs] = -850
-    hu += rng.normal(0, 15, shape).astype(np.float32)
-    geometry = Geometry(g.shape_zyx, g.spacing_zyx, g.origin_xyz)
-    return Volume(np.rint(hu).astype(np.int16), geometry, series_uid="1.2.3.9", description="background")
+@pytest.fixture(scope="module")
+def lidc_slab(lidc_volume) -> Volume:
+    """LIDC-IDRI-0002 below its own nodule (more than 20 mm clear of it): a real lung background."""
+    (k0, k1), *_ = transplant.clear_slabs(lidc_volume, transplant.LIDC_0002_NODULE_Z, 20.0, 80.0)
+    return transplant.slab(lidc_volume, k0, k1, "LIDC-IDRI-0002 slab")
+
+
+@pytest.fixture(scope="module")
+def lidc_site(lidc_slab):
+    return transplant.make_site(lidc_slab)
 
 
 def _row(name: str) -> dict[str, str]:
@@ -49,17 +49,16 @@ def _row(name: str) -> dict[str, str]:
         ("LIDC-IDRI-0772_R_1.nii.gz", "large"),  # 30.6 mm, solid
         ("LIDC-IDRI-0697_R_1.nii.gz", "large"),  # 27.4 mm, solid
         ("LIDC-IDRI-0023_R_1.nii.gz", "lobulated"),  # 22.8 mm, lobulation 4
-        ("LIDC-IDRI-0108_R_1.nii.gz", "lobulated"),  # 14.8 mm, lobulation 5
-        ("LIDC-IDRI-0194_R_1.nii.gz", "part-solid"),  # 20.5 mm, part solid
-        ("LIDC-IDRI-0223_R_1.nii.gz", "part-solid"),  # 16.8 mm, part solid
+        pytest.param("LIDC-IDRI-0108_R_1.nii.gz", "lobulated", marks=LEAKS),  # 14.8 mm, lobulation 5
+        pytest.param("LIDC-IDRI-0194_R_1.nii.gz", "part-solid", marks=LEAKS),  # 20.5 mm, part solid
+        pytest.param("LIDC-IDRI-0223_R_1.nii.gz", "part-solid", marks=LEAKS),  # 16.8 mm, part solid
     ],
 )
-def test_transplanted_real_nodule_is_one_finding(name, what):
+def test_transplanted_real_nodule_is_one_finding(name, what, lidc_slab, lidc_site):
     row = _row(name)
     nodule = transplant.load_nodule(NODULES, row)
-    background = _background()
-    site = transplant.make_site(background)
-    placement = transplant.place(site, nodule, np.random.default_rng(7), [])
+    background = lidc_slab
+    placement = transplant.place(lidc_site, nodule, np.random.default_rng(7), [])
     if placement is None:
         pytest.skip(f"{name} found no place in the phantom")
     hu = background.hu_zyx.copy()
