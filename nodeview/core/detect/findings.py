@@ -38,7 +38,7 @@ diameter.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,9 @@ class Finding:
     solid_diameter_mm: float = 0.0  # part-solid: mean diameter of the solid component
     #: candidates merged into this finding (the lesion's proposals that scored)
     n_candidates: int = 1
+    #: the lesion's voxels it was measured on (sorted flat indices of the detection volume; None:
+    #: not segmented); the DICOM SEG export writes exactly these
+    voxels: NDArray[np.int64] | None = field(default=None, compare=False, repr=False)
 
     def with_id(self, new_id: int) -> Finding:
         return replace(self, id=new_id)
@@ -358,6 +361,7 @@ def measure_lesion(
         solid_fraction=solid_fraction,
         category="mass" if mean_d > MASS_MM else "nodule",
         solid_diameter_mm=float(solid_d),
+        voxels=voxels,
     )
 
 
