@@ -42,7 +42,7 @@ from .reranker import (
     fuse_three_logits,
     rerank_order,
 )
-from .scores import SCORE_TEMPERATURE, logit_from_score, score_from_logit, score_from_probability
+from .scores import SCORE_TEMPERATURE, logit_from_score, score_from_logit, score_from_probability, sigmoid
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +341,9 @@ class Detector:
                 fused = fuse_logits(scores["nodule_prob"], ranks, self.info.rank_weight)
             score = score_from_logit(fused)  # float64: the top findings differ in late digits
             scores["score"] = score  # type: ignore[assignment]
+            # the candidates merge (which join, and the score-weighted centre) on the fused probability
+            # in float32, as training evaluates them (``merge_findings`` weights by score)
+            scores["merge_score"] = np.asarray(sigmoid(fused), dtype=np.float32)
             merged = nms_3d(candidates, scores)
             threshold = 0.0 if min_score is None else min_score
             merged = [m for m in merged if score[m.index] >= threshold]
@@ -415,12 +418,13 @@ class Detector:
 
 def nms_3d(candidates: list[Candidate], scores: dict[str, NDArray[np.float32]]) -> list[MergedFinding]:
     """The findings after merging each lesion's candidates (:func:`.candidates.merge_findings`),
-    best first by ``scores["score"]``, the finding score, or the model's ``nodule_prob`` when that
-    is absent."""
+    best first by ``scores["merge_score"]`` (the fused probability, as training merges), else
+    ``scores["score"]``, else the model's ``nodule_prob``."""
     if not candidates:
         return []
     centres = np.asarray([c.center_xyz_mm for c in candidates], dtype=np.float64)
-    return merge_findings(centres, scores.get("score", scores["nodule_prob"]), scores["diameter_mm"])
+    merge_by = scores.get("merge_score", scores.get("score", scores["nodule_prob"]))
+    return merge_findings(centres, merge_by, scores["diameter_mm"])
 
 
 def findings_json(
