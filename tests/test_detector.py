@@ -199,11 +199,17 @@ def test_bundled_default_model_loads_and_detects(chest_volume):
 
 
 def test_only_findings_near_the_operating_point_are_segmented(tmp_path, chest_volume):
+    from nodeview.core.detect.scores import score_from_logit
+
     volume = chest_volume[0]
-    detector = Detector(make_model(tmp_path / "m.onnx"))  # threshold 0.5: segment from 0.25
-    result = detector.detect(volume, min_score=0.0)
-    low = [f for f in result.findings if f.score < 0.25]
-    high = [f for f in result.findings if f.score >= 0.25]
+    detector = Detector(make_model(tmp_path / "m.onnx"))  # threshold 0.5: fused log-odds 0
+    # by default, from 4 fused log-odds below the operating threshold
+    assert detector.segment_from_default() == pytest.approx(float(score_from_logit(-4.0)))
+    scores = sorted(f.score for f in detector.detect(volume, min_score=0.0).findings)
+    cut = scores[len(scores) // 2]
+    result = detector.detect(volume, min_score=0.0, segment_from=cut)
+    low = [f for f in result.findings if f.score < cut]
+    high = [f for f in result.findings if f.score >= cut]
     assert low and high
     assert all(not f.measured and f.type == "unmeasured" and f.lung_rads == "" for f in low)
     assert all(f.measured == (f.type != "unmeasured") for f in result.findings)
@@ -231,7 +237,8 @@ def test_rank_score_weight_from_metadata_sets_the_finding_scores(tmp_path, chest
     """A model with ``rank_score_weight`` scores findings by the fused score; NMS, the threshold and
     the findings use it, and the model's own probabilities are what it is fused from."""
     import nodeview.core.detect.detector as D
-    from nodeview.core.detect.candidates import fuse_scores
+    from nodeview.core.detect.candidates import fuse_logits
+    from nodeview.core.detect.scores import score_from_logit
 
     volume = chest_volume[0]
     plain = Detector(make_model(tmp_path / "plain.onnx")).detect(volume, min_score=0.0)
@@ -248,8 +255,8 @@ def test_rank_score_weight_from_metadata_sets_the_finding_scores(tmp_path, chest
 
     monkeypatch.setattr(D, "nms_3d", spy)
     fused = detector.detect(volume, min_score=0.0)
-    expected = fuse_scores(seen["scores"]["nodule_prob"], seen["ranks"], 0.5)
-    np.testing.assert_allclose(seen["scores"]["score"], expected, rtol=1e-6)
+    expected = score_from_logit(fuse_logits(seen["scores"]["nodule_prob"], seen["ranks"], 0.5))
+    np.testing.assert_allclose(seen["scores"]["score"], expected, rtol=1e-12)
     assert not np.allclose(seen["scores"]["score"], seen["scores"]["nodule_prob"])
     assert {round(f.score, 5) for f in fused.findings} <= {round(float(s), 5) for s in expected}
     assert [f.score for f in fused.findings] != [f.score for f in plain.findings]

@@ -80,7 +80,7 @@ def test_slider_filters_live_and_review(qtbot, window):
     _detect(qtbot, window)
     panel = window.findings_panel
     panel.slider.setValue(slider_position(0.2))
-    assert panel.threshold == pytest.approx(0.2, abs=0.002) and "score ≥ 0.20" in panel.threshold_label.text()
+    assert panel.threshold == pytest.approx(0.2, abs=0.002) and "score ≥ 0.200" in panel.threshold_label.text()
     many = len(panel.shown())
     panel.slider.setValue(slider_position(0.95))
     few = len(panel.shown())

@@ -73,7 +73,8 @@ def test_export_writes_reviews_and_threshold_and_asks_before_replacing(qtbot, wi
     paths = blocker.args[0]
     assert [p.name for p in paths] == ["case-a.png", "case-a.json"]
     doc = json.loads(paths[-1].read_text())
-    assert doc["threshold"] == pytest.approx(0.2, abs=0.002)  # the slider position nearest 0.2
+    assert doc["min_score"] == pytest.approx(0.2, abs=0.002)  # the slider position nearest 0.2
+    assert doc["threshold"] == window.findings_panel.result.model.threshold  # the model's operating threshold
     assert {f["id"]: f["review"] for f in doc["findings"]} == {1: "accepted", 2: "rejected", 3: "unreviewed"}
     assert "patient_id" not in doc["study"] and b"PAT-12345" not in paths[0].read_bytes()
     assert "Report saved" in window.statusBar().currentMessage()
@@ -98,7 +99,7 @@ def test_dialog_lists_what_goes_in_and_refuses_a_name_with_patient_data(qtbot, w
     qtbot.addWidget(dialog)
     text = dialog.findChildren(type(dialog.error_label))
     contents = " ".join(label.text() for label in text)
-    assert "1 finding(s) with nodule score ≥ 0.50 get key images" in contents and "#2" in contents
+    assert "1 finding(s) with nodule score ≥ 0.500 get key images" in contents and "#2" in contents
     assert dialog.stem().startswith("nodeview-report_") and "12345" not in dialog.stem()
     assert dialog.problem() == ""
     dialog.name_edit.setText("mustermann-ct.png")

@@ -114,7 +114,7 @@ def test_zero_findings_one_page_says_so(study):
     assert page.image.size[0] == R.PAGE_WIDTH and page.image.height <= R.MAX_PAGE_HEIGHT
     assert page.crops == () and page.overview_box is not None
     text = "\n".join(page.texts)
-    assert "No findings with nodule score ≥ 0.50." in text and "page 1 of 1" in text
+    assert "No findings with nodule score ≥ 0.500." in text and "page 1 of 1" in text
 
 
 def test_one_finding_one_page_with_four_key_images(study):
@@ -127,7 +127,7 @@ def test_one_finding_one_page_with_four_key_images(study):
         assert 0 <= x0 < x1 <= R.PAGE_WIDTH and 0 <= y0 < y1 <= page.image.height
         assert y0 > page.overview_box[3]
     text = "\n".join(page.texts)
-    assert R.DISCLAIMER in text and "test-model v1.2" in text and "nodule score ≥ 0.50" in text
+    assert R.DISCLAIMER in text and "test-model v1.2" in text and "nodule score ≥ 0.500" in text
 
 
 def test_twelve_findings_paginate(study):

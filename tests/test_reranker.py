@@ -18,6 +18,7 @@ from nodeview.core.detect.reranker import (
     fuse_three,
     rerank_order,
 )
+from nodeview.core.detect.scores import score_from_probability
 from nodeview.core.geometry import Geometry
 
 onnx = pytest.importorskip("onnx")
@@ -176,14 +177,15 @@ def test_detector_uses_a_matching_reranker_beside_the_model(tmp_path, chest_volu
     plain = Detector(model, reranker=None)
     make_reranker(tmp_path / "nodeview-reranker.onnx", plain.info.sha256)
     detector = Detector(model)  # "auto": the file beside the model
-    assert detector.reranker is not None and detector.info.threshold == pytest.approx(0.6)
+    # the file's operating_threshold is a fused probability; the app states it in finding-score units
+    assert detector.reranker is not None and detector.info.threshold == pytest.approx(score_from_probability(0.6))
     assert detector.info.rank_weight == pytest.approx(0.1) and detector.info.to_dict()["reranker"] == "test-reranker 0"
     result = detector.detect(volume, min_score=0.0)
     assert result.n_candidates == 40 and "rerank" in result.timings_s
     big = [(c, d) for c, d in zip(centres, diameters, strict=True) if d >= 8]
     for c, d in big:  # the large phantom nodules survive the re-ranking and score high
         near = [f for f in result.findings if np.linalg.norm(np.subtract(f.center_xyz_mm, c)) <= d / 2]
-        assert near and max(f.score for f in near) >= 0.6, (c, d)
+        assert near and max(f.score for f in near) >= score_from_probability(0.6), (c, d)
     # the same file calibrated for another model: ignored by "auto", refused when named
     make_reranker(tmp_path / "nodeview-reranker.onnx", "f" * 64)
     with caplog.at_level(logging.INFO, logger="nodeview.core.detect.detector"):
@@ -208,7 +210,7 @@ def test_detector_with_a_two_channel_reranker(tmp_path, chest_volume):  # noqa: 
     assert result.n_candidates == 40 and "rerank" in result.timings_s
     for c, d in [(c, d) for c, d in zip(centres, diameters, strict=True) if d >= 8]:
         near = [f for f in result.findings if np.linalg.norm(np.subtract(f.center_xyz_mm, c)) <= d / 2]
-        assert near and max(f.score for f in near) >= 0.6, (c, d)
+        assert near and max(f.score for f in near) >= score_from_probability(0.6), (c, d)
 
 
 def test_committed_reranker_matches_the_default_model():

@@ -51,10 +51,11 @@ NUMERIC_COLUMNS = {0, 2, 3, 5, 6}
 FINDING_ROLE = Qt.ItemDataRole.UserRole + 1
 MIN_COLUMN_PX = 28
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
-#: The operating-point slider runs evenly in log-odds over this range (scores 0.0067 to 0.99995):
-#: detection scores crowd near 1, where a linear 0-1 slider would have a handful of steps.
+#: The operating-point slider runs evenly in the log-odds of the finding score over this range
+#: (scores 0.0067 to 0.99995; fused log-odds -20 to 40, see ``nodeview.core.detect.scores``), in steps
+#: fine enough that a position shows as the three-decimal score it is nearest to.
 SLIDER_LOGIT_RANGE = (-5.0, 10.0)
-SLIDER_STEPS = 1500
+SLIDER_STEPS = 6000
 
 
 def slider_score(position: int) -> float:

@@ -25,13 +25,21 @@ def two_csvs(tiny_data, tmp_path_factory):
 
 
 def _assert_the_app_finds(det, record, preds):
-    """The app's detector on ``record`` gives the evaluated findings (count, best five's scores and places)."""
-    evaluated = sorted(preds[record.scan_id], key=lambda p: -p[1])
+    """The app's detector on ``record`` gives the evaluated findings (count, best five's scores and places).
+
+    Training scores findings by the fused probability the model files' thresholds are stated in; the
+    app shows the same number in finding-score units (``nodeview.core.detect.scores``, a monotonic map)."""
+    from nodeview.core.detect.scores import score_from_probability
+
+    evaluated = preds[record.scan_id]
     app = det.detect(open_study(record.path), segment_from=2.0).findings
     assert len(app) == len(evaluated)
-    for f, (centre, score) in zip(app[:5], evaluated[:5], strict=True):
-        assert f.score == pytest.approx(score, abs=0.02)
+    # the app's best five are evaluated findings at the same places and scores (training's float32
+    # fused probabilities tie near 1 where the app's scores do not, so the order among ties may differ)
+    for f in app[:5]:
+        centre, score = min(evaluated, key=lambda p: float(np.linalg.norm(np.subtract(f.center_xyz_mm, p[0]))))
         assert np.linalg.norm(np.subtract(f.center_xyz_mm, centre)) < 0.5
+        assert f.score == pytest.approx(score_from_probability(score), abs=0.02)
 
 
 def test_pooled_and_per_part_reports(two_csvs, tmp_path):

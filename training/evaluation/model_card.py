@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from nodeview.core.detect.scores import SCORE_TEMPERATURE, score_from_probability
+
 LIDC_CONSENSUS_XYZ = (59.8, 71.6, -104.0)  # 071.xml consensus of 2 readers (training/data/lidc_xml.py)
 
 
@@ -175,12 +177,15 @@ def _score_lines(meta: dict[str, Any]) -> list[str]:
     """What the finding score is (``rank_score_weight`` in the metadata, see ``fuse_scores``)."""
     weight = float(meta.get("rank_score_weight", 0.0))
     if not weight:
-        return ["- **Finding score:** `score` = `nodule_prob`."]
+        return [
+            f"- **Finding score:** `score = sigmoid(logit(nodule_prob) / {SCORE_TEMPERATURE:g})` (`nodeview.core.detect.scores`)."
+        ]
     return [
-        f"- **Finding score:** `score = sigmoid(logit(nodule_prob) + {weight:g} × rank)`, where `rank` is the",
-        "  proposal ranker's log-odds for the candidate (`nodeview.core.detect.candidates.fuse_scores`). The weight was",
-        "  chosen on validation by CPM. The score orders and thresholds the findings; it is not a calibrated",
-        "  probability.",
+        f"- **Finding score:** `score = sigmoid((logit(nodule_prob) + {weight:g} × rank) / {SCORE_TEMPERATURE:g})`,"
+        " where `rank` is the",
+        "  proposal ranker's log-odds for the candidate (`nodeview.core.detect.candidates.fuse_logits`, `nodeview.core.detect.scores`).",
+        "  The weight was chosen on validation by CPM. The score orders and thresholds the findings; it is not a",
+        "  calibrated probability.",
     ]
 
 
@@ -279,10 +284,13 @@ def reranker_lines(onnx_path: Path, results_json: Path | None) -> list[str]:
         )
         + ";",
         f"2. the best {rr['keep']} by `rank + {float(rr['rerank_weight']):g} × cube_logit` go to this network;",
-        f"3. **finding score:** `score = sigmoid(logit(nodule_prob) + {float(rr['rank_score_weight']):g} × rank +"
-        f" {float(rr['cube_weight']):g} × cube_logit)`;",
-        f"4. **operating threshold:** `score >= {float(rr['operating_threshold']):.3f}` (the highest validation"
-        f" sensitivity at no more than {rr.get('operating_fp_per_scan', '?')} false positives per scan).",
+        f"3. **finding score:** `score = sigmoid((logit(nodule_prob) + {float(rr['rank_score_weight']):g} × rank +"
+        f" {float(rr['cube_weight']):g} × cube_logit) / {SCORE_TEMPERATURE:g})` (`nodeview.core.detect.scores`: the"
+        " fused log-odds, tempered so that the top findings do not all read 1.000; a monotonic map, so the"
+        " ranking and the operating point are those of the fused probability the file is calibrated in);",
+        f"4. **operating threshold:** `score >= {score_from_probability(float(rr['operating_threshold'])):.3f}`"
+        f" (fused probability {float(rr['operating_threshold']):.4f}, the file's `operating_threshold`: the highest"
+        f" validation sensitivity at no more than {rr.get('operating_fp_per_scan', '?')} false positives per scan).",
         "",
         "The weights and the number kept were chosen on validation by CPM. Without the re-ranker file the app",
         "falls back to this network alone, with the score and threshold above.",
@@ -428,8 +436,8 @@ def lidc_lines(lidc_json: Path | None) -> list[str]:
         if on:
             r, f = on[0]
             lines.append(
-                f"- Best-scoring candidate on the nodule (from `--min-score 0`): score {f['score']:.4f} against the"
-                f" threshold {doc['threshold']:.4f}, rank {r + 1} of {len(ranked)}, at {f['center_xyz_mm']} mm,"
+                f"- Best-scoring candidate on the nodule (from `--min-score 0`): score {f['score']:.3f} against the"
+                f" threshold {doc['threshold']:.3f}, rank {r + 1} of {len(ranked)}, at {f['center_xyz_mm']} mm,"
                 f" {f['diameter_mm']:.1f} mm, {f['type']}, malignancy {f['malignancy']:.2f}."
             )
         else:
@@ -497,8 +505,9 @@ def card(
         "  - `malignancy_prob`: the probability of malignancy **as defined by the synthetic label rule** (below).",
         "  - `diameter_mm`.",
         *_score_lines(meta),
-        f"- **Operating threshold:** `score >= {float(meta['operating_threshold']):.3f}`. This is the highest",
-        "  validation sensitivity at no more than 1 false positive per scan.",
+        f"- **Operating threshold:** `score >= {score_from_probability(float(meta['operating_threshold'])):.3f}`"
+        f" (fused probability {float(meta['operating_threshold']):.4f}, the file's `operating_threshold`). This is"
+        " the highest validation sensitivity at no more than 1 false positive per scan.",
         *_metadata_note(meta, test),
         f"- **File:** `{onnx_path.name}`, {onnx_path.stat().st_size / 1e6:.1f} MB. The weights are stored as float16",
         "  and computed in float32. Weights sha256: `" + meta["weights_sha256"] + "`.",

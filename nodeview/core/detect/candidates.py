@@ -36,6 +36,7 @@ from ..parallel import map_ordered
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from .lung import LungMask, block_mean, segment_lungs
 from .ranker_weights import RankerWeightsError, bundled_ranker_weights
+from .scores import logit, sigmoid
 
 SIGMAS_MM = (0.9, 1.4, 2.2, 3.4, 5.2, 8.0, 12.0)
 #: Scales at or above this sigma run on a 2x coarser grid (16x cheaper, same answer for big blobs).
@@ -154,23 +155,32 @@ def rank_scores(features: NDArray[np.float64]) -> NDArray[np.float64]:
     return ranker(features)
 
 
+def fuse_logits(
+    nodule_prob: NDArray[np.floating], rank_score: NDArray[np.floating], weight: float
+) -> NDArray[np.float64]:
+    """The fused log-odds (float64): ``logit(nodule_prob) + weight * rank_score``.
+
+    The app's finding score is :func:`.scores.score_from_logit` of this; :func:`fuse_scores` is
+    its plain sigmoid, the fused probability the model files' thresholds are calibrated in."""
+    return np.asarray(logit(nodule_prob) + weight * np.asarray(rank_score, dtype=np.float64), dtype=np.float64)
+
+
 def fuse_scores(
     nodule_prob: NDArray[np.floating], rank_score: NDArray[np.floating], weight: float
 ) -> NDArray[np.float32]:
-    """Detection score: the classifier's log-odds plus ``weight`` times the proposal ranker's
+    """Fused probability: the classifier's log-odds plus ``weight`` times the proposal ranker's
     log-odds (:attr:`Candidate.rank_score`), mapped back to 0-1.
 
     The ranker sees the whole DoG scale space and the classifier a 64 mm patch, so each catches
     mistakes of the other. ``weight`` is chosen on validation scans (``training/evaluation/evaluate.py
     --choose-rank-weight``) and shipped in the model's metadata (``rank_score_weight``); 0 gives
-    the classifier's probability unchanged. The result ranks findings; it is not a calibrated
-    probability.
+    the classifier's probability unchanged. Model files state their ``operating_threshold`` in
+    these units (training compares float32 values of it); the app shows the finding score
+    :func:`.scores.score_from_logit` of :func:`fuse_logits`, a monotonic map of the same number.
     """
     if weight == 0.0:
         return np.asarray(nodule_prob, dtype=np.float32)
-    p = np.clip(np.asarray(nodule_prob, dtype=np.float64), 1e-7, 1.0 - 1e-7)
-    logit = np.log(p) - np.log1p(-p) + weight * np.asarray(rank_score, dtype=np.float64)
-    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * logit)), dtype=np.float32)
+    return np.asarray(sigmoid(fuse_logits(nodule_prob, rank_score, weight)), dtype=np.float32)
 
 
 def propose(

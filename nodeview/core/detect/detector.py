@@ -29,12 +29,21 @@ from ..parallel import map_ordered
 from ..privacy import redact, scrub
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..volume import Volume
-from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, MergedFinding, fuse_scores, merge_findings, propose
-from .findings import Finding, measure_finding
-from .lung import segment_lungs
+from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, MergedFinding, fuse_logits, merge_findings, propose
+from .findings import Finding, group_lesions, measure_lesion, segment_lesion, unmeasured_finding
+from .lung import LungMask, segment_lungs
 from .onnx_session import cpu_session
 from .patches import PatchSpec, extract_patches
-from .reranker import RERANKER_FILE, Reranker, RerankerError, RerankerInfo, extract_cubes, fuse_three, rerank_order
+from .reranker import (
+    RERANKER_FILE,
+    Reranker,
+    RerankerError,
+    RerankerInfo,
+    extract_cubes,
+    fuse_three_logits,
+    rerank_order,
+)
+from .scores import SCORE_TEMPERATURE, logit_from_score, score_from_logit, score_from_probability, sigmoid
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,14 @@ SLICE_GROUPS = (f"<= {THIN_SLICE_MAX_MM:g} mm", f"> {THIN_SLICE_MAX_MM:g} mm")
 BATCH_SIZE = 64
 #: Findings measured between two cancel checks (in parallel threads).
 MEASURE_GROUP = 16
+#: By default, findings scoring within this many fused log-odds below the operating threshold (odds
+#: 55 times lower) are segmented and grouped into lesions; the rest keep the model's diameter.
+SEGMENT_MARGIN_LOGIT = 4.0
+#: What the JSON's ``score`` and ``threshold`` mean (``findings_json``).
+SCORE_DEFINITION = (
+    f"sigmoid(fused log-odds / {SCORE_TEMPERATURE:g}): the cascade's log-odds (nodule model, proposal ranker, "
+    "re-ranker) tempered so that top findings stay apart; orders findings, not a calibrated probability"
+)
 
 
 class ModelError(NodeViewError):
@@ -66,6 +83,8 @@ class ModelInfo:
     version: str
     sha256: str
     spec: PatchSpec
+    #: the operating threshold in finding-score units (:func:`.scores.score_from_probability` of the
+    #: file's ``operating_threshold``, a fused probability; the re-ranker's when one is in use)
     threshold: float
     metadata: dict[str, str] = field(repr=False)
     #: weight of the proposal ranker's log-odds in the finding score (metadata ``rank_score_weight``;
@@ -180,7 +199,7 @@ class Detector:
                     self.reranker = found
                     self.info = replace(
                         self.info,
-                        threshold=found.info.threshold,
+                        threshold=score_from_probability(found.info.threshold),
                         rank_weight=found.info.rank_score_weight,
                         reranker=found.info,
                     )
@@ -211,7 +230,14 @@ class Detector:
         if not 0.0 <= rank_weight <= 10.0:
             raise ModelError(f"{path.name} rank_score_weight {rank_weight} is outside 0-10")
         return ModelInfo(
-            str(path), meta["name"], meta["version"], meta["weights_sha256"], spec, threshold, meta, rank_weight
+            str(path),
+            meta["name"],
+            meta["version"],
+            meta["weights_sha256"],
+            spec,
+            score_from_probability(threshold),
+            meta,
+            rank_weight,
         )
 
     def cancel(self) -> None:
@@ -251,12 +277,15 @@ class Detector:
         min_score: float | None = None,
         segment_from: float | None = None,
     ) -> DetectionResult:
-        """Findings with score >= ``min_score`` (default: 0, every scored candidate after NMS).
+        """Findings with score >= ``min_score`` (default: 0, every scored candidate after NMS), one
+        per lesion, best first. The score is the finding score of :mod:`.scores` (fused log-odds,
+        tempered; ``self.info.threshold`` is in the same units).
 
-        Findings scoring at least ``segment_from`` (default: half the model's operating threshold)
-        are measured on a segmentation; the rest keep the model's diameter estimate
-        (``Finding.measured`` False, type "unmeasured"), which saves a segmentation each for the
-        hundreds of low-scoring candidates ``min_score=0`` lists.
+        Findings scoring at least ``segment_from`` (default: :meth:`segment_from_default`, 4
+        log-odds below the operating threshold) are segmented; those falling in one lesion become
+        one finding measured on the whole lesion (:meth:`_lesions`). The rest keep the model's
+        diameter estimate (``Finding.measured`` False, type "unmeasured"), which saves a
+        segmentation each for the hundreds of low-scoring candidates ``min_score=0`` lists.
 
         With a re-ranker (:mod:`.reranker`), the proposals are its ``top_k`` (the first
         ``max_candidates`` placed as a run of that many places them), its 3D CNN re-orders them
@@ -318,35 +347,21 @@ class Detector:
             t = time.perf_counter()
             ranks = np.asarray([c.rank_score for c in candidates], dtype=np.float64)
             if rr is not None:
-                scores["score"] = fuse_three(
+                fused = fuse_three_logits(
                     scores["nodule_prob"], ranks, cube_logit, rr.rank_score_weight, rr.cube_weight
                 )
             else:
-                scores["score"] = fuse_scores(scores["nodule_prob"], ranks, self.info.rank_weight)
+                fused = fuse_logits(scores["nodule_prob"], ranks, self.info.rank_weight)
+            score = score_from_logit(fused)  # float64: the top findings differ in late digits
+            scores["score"] = score  # type: ignore[assignment]
+            # the candidates merge (which join, and the score-weighted centre) on the fused probability
+            # in float32, as training evaluates them (``merge_findings`` weights by score)
+            scores["merge_score"] = np.asarray(sigmoid(fused), dtype=np.float32)
             merged = nms_3d(candidates, scores)
             threshold = 0.0 if min_score is None else min_score
-            merged = [m for m in merged if scores["score"][m.index] >= threshold]
-            measure_at = 0.5 * self.info.threshold if segment_from is None else segment_from
-
-            def measure(item: tuple[int, MergedFinding]) -> Finding:
-                n, m = item
-                k = m.index
-                return measure_finding(
-                    volume,
-                    lung,
-                    m.center_xyz_mm,
-                    float(scores["diameter_mm"][k]),
-                    float(scores["score"][k]),
-                    float(scores["malignancy_prob"][k]),
-                    finding_id=n + 1,
-                    segment=bool(scores["score"][k] >= measure_at),
-                )
-
-            items = list(enumerate(merged))
-            findings: list[Finding] = []
-            for start in range(0, len(items), MEASURE_GROUP):  # segmentations run on the array thread pool
-                check_cancel(should_stop)
-                findings.extend(map_ordered(measure, items[start : start + MEASURE_GROUP]))
+            merged = [m for m in merged if score[m.index] >= threshold]
+            measure_at = self.segment_from_default() if segment_from is None else segment_from
+            findings = self._lesions(volume, lung, merged, score, scores, measure_at, should_stop)
             timings["postprocess"] = time.perf_counter() - t
             progress(100, 100)
             findings.sort(key=lambda f: -f.score)
@@ -354,6 +369,64 @@ class Detector:
             return DetectionResult(
                 renumbered, len(candidates), self.info, timings, detection_caveats(volume, self.info)
             )
+
+    def segment_from_default(self) -> float:
+        """The finding score from which findings are segmented by default: :data:`SEGMENT_MARGIN_LOGIT`
+        fused log-odds below the operating threshold."""
+        return float(score_from_logit(logit_from_score(self.info.threshold) - SEGMENT_MARGIN_LOGIT))
+
+    @staticmethod
+    def _lesions(
+        volume: Volume,
+        lung: LungMask,
+        merged: list[MergedFinding],
+        score: NDArray[np.float64],
+        scores: dict[str, NDArray[np.float32]],
+        measure_at: float,
+        should_stop: StopFn,
+    ) -> list[Finding]:
+        """One finding per lesion: segment the findings scoring at least ``measure_at``, group those
+        that fall in one lesion (:func:`.findings.group_lesions`; an unsegmented finding joins a
+        lesion its centre lies in) and measure each lesion once, on all its members' voxels. The
+        lesion keeps its best member's score, malignancy and model diameter."""
+        to_segment = [n for n, m in enumerate(merged) if score[m.index] >= measure_at]
+
+        def segment(n: int) -> NDArray[np.int64]:
+            m = merged[n]
+            return segment_lesion(volume, lung, m.center_xyz_mm, float(scores["diameter_mm"][m.index]))
+
+        masks: list[NDArray[np.int64]] = [np.zeros(0, dtype=np.int64)] * len(merged)
+        for start in range(0, len(to_segment), MEASURE_GROUP):  # segmentations run on the array thread pool
+            check_cancel(should_stop)
+            part = to_segment[start : start + MEASURE_GROUP]
+            for n, voxels in zip(part, map_ordered(segment, part), strict=True):
+                masks[n] = voxels
+        centres = np.full(len(merged), -1, dtype=np.int64)
+        for n, m in enumerate(merged):
+            k, j, i = np.rint(volume.geometry.mm_to_index(m.center_xyz_mm)).astype(int)
+            if all(0 <= v < s for v, s in zip((k, j, i), volume.shape_zyx, strict=True)):
+                centres[n] = int(np.ravel_multi_index((k, j, i), volume.shape_zyx))
+        groups = group_lesions(centres, masks)
+
+        def measure(group: list[int]) -> Finding:
+            lead = merged[group[0]]
+            k = lead.index
+            voxels = masks[group[0]]
+            for n in group[1:]:
+                if len(masks[n]) and len(np.intersect1d(masks[n], voxels, assume_unique=True)):
+                    voxels = np.union1d(voxels, masks[n])
+            args = (float(score[k]), float(scores["malignancy_prob"][k]), float(scores["diameter_mm"][k]))
+            if len(voxels):
+                found = measure_lesion(volume, lung, voxels, *args)
+            else:
+                found = unmeasured_finding(volume, lung, lead.center_xyz_mm, args[2], args[0], args[1])
+            return replace(found, n_candidates=sum(len(merged[n].members) for n in group))
+
+        findings: list[Finding] = []
+        for start in range(0, len(groups), MEASURE_GROUP):
+            check_cancel(should_stop)
+            findings.extend(map_ordered(measure, groups[start : start + MEASURE_GROUP]))
+        return findings
 
 
 #: Largest nodule diameter (mm) a model may output.
@@ -417,18 +490,22 @@ def check_detectable(volume: Volume) -> None:
 
 def nms_3d(candidates: list[Candidate], scores: dict[str, NDArray[np.float32]]) -> list[MergedFinding]:
     """The findings after merging each lesion's candidates (:func:`.candidates.merge_findings`),
-    best first by ``scores["score"]``, the finding score, or the model's ``nodule_prob`` when that
-    is absent."""
+    best first by ``scores["merge_score"]`` (the fused probability, as training merges), else
+    ``scores["score"]``, else the model's ``nodule_prob``."""
     if not candidates:
         return []
     centres = np.asarray([c.center_xyz_mm for c in candidates], dtype=np.float64)
-    return merge_findings(centres, scores.get("score", scores["nodule_prob"]), scores["diameter_mm"])
+    merge_by = scores.get("merge_score", scores.get("score", scores["nodule_prob"]))
+    return merge_findings(centres, merge_by, scores["diameter_mm"])
 
 
 def findings_json(
-    result: DetectionResult, volume: Volume, threshold: float, anonymize: bool, timings: dict[str, float]
+    result: DetectionResult, volume: Volume, min_score: float, anonymize: bool, timings: dict[str, float]
 ) -> dict[str, Any]:
-    """The ``nodeview.findings/1`` document (findings sorted by score)."""
+    """The ``nodeview.findings/1`` document: the findings with score >= ``min_score``, best first.
+
+    ``threshold`` is the model's operating threshold and ``min_score`` the filter asked for, both
+    in finding-score units (:mod:`.scores`); scores are written at full precision."""
     study: dict[str, Any] = {
         "series_uid": volume.series_uid,
         "modality": redact(volume.modality, volume.patient),
@@ -441,10 +518,12 @@ def findings_json(
         "schema": "nodeview.findings/1",
         "study": study,
         "model": result.model.to_dict(),
-        "threshold": threshold,
+        "threshold": float(result.model.threshold),
+        "min_score": float(min_score),
+        "score": SCORE_DEFINITION,
         "research_use_only": "Research use only. Not a medical device. Not a diagnosis.",
         "caveats": list(result.caveats),
-        "findings": [f.to_json() for f in result.findings if f.score >= threshold],
+        "findings": [f.to_json() for f in result.findings if f.score >= min_score],
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
 

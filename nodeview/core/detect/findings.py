@@ -1,31 +1,44 @@
 """What a finding is, and how it is measured from the CT (Qt-free).
 
-Measurements come from a segmentation of the nodule around the detector's centre:
+One finding per lesion. The detector segments the lesion around each finding near the operating
+point (:func:`segment_lesion`) and groups the findings that fall in one lesion
+(:func:`group_lesions`: a centre inside the lesion, or masks that share 30 % of the smaller);
+each lesion is measured once, on the union of its members' masks (:func:`measure_lesion`),
+placed at its centroid, and keeps its best-scoring member's score, malignancy and model
+diameter.
 
-* Region: a box of 2x the predicted diameter (at least 12 mm) around the centre.
+* Region: a box of 2x the predicted diameter (at least 12 mm) around the centre, grown x1.6
+  while the lesion fills it, up to :data:`MAX_REGION_MM` (a 62 mm sphere).
 * Threshold: half-way between the local aerated lung (10th percentile of the box, capped at
-  -700 HU) and the nodule's core HU (median of a 2 mm sphere at the centre), but never below
+  -700 HU) and the lesion's core HU (median of a 2 mm sphere at the centre), but never below
   -750 HU, so ground glass segments too. Only voxels inside the (closed) lung mask count, so
   juxta-pleural nodules do not leak into the chest wall; the result is opened (1 voxel) and
   clipped to a sphere of 0.75x the box, which cuts attached vessels, and the connected
-  component at the centre is kept. The box grows (x1.6, up to 40 mm) while the nodule fills
-  it. The result is a rough measure for a research tool: check it on the images.
+  component at the centre is kept. When the core is dense (a part-solid nodule's solid part),
+  the ground glass around it joins: the component of the smoothed image above
+  :data:`GROUND_GLASS_HU` that holds the core, if it adds at least half the core's volume
+  beyond a 2-voxel rim and that addition is ground glass (median < -400 HU). The result is a
+  rough measure for a research tool: check it on the images.
 * Volume (mm3) = voxels x voxel volume. Long/short axis (mm): the axial slice with the largest
   cross-section; an ellipse with the same second moments gives the two axes. Mean diameter
-  = (long + short) / 2, as Lung-RADS uses.
+  = (long + short) / 2, as Lung-RADS uses. A lesion with a mean diameter over
+  :data:`MASS_MM` (30 mm) is a mass (``category``).
 * Type from HU: calcified if >= 10 % of voxels are above 200 HU; solid if most voxels are
-  above -300 HU; part-solid if a solid core (> -300 HU) is at least 15 % of the volume inside
-  ground glass; else ground-glass.
+  above -300 HU; part-solid if the solid voxels are at least 15 % of the volume or its largest
+  solid part is at least :data:`PART_SOLID_CORE_MM` wide; else ground-glass. The solid
+  component's size is the mean diameter of that largest solid part.
 * Lung-RADS v2022 category *hint* (baseline screening, size and type only; no growth or
-  other features): solid <6 mm 2, 6-8 3, 8-15 4A, >=15 4B; part-solid <6 mm 2, solid part
-  <6 mm 3, 6-8 4A, >=8 4B; ground-glass <30 mm 2, >=30 mm 3; calcified 1.
+  other features) from the whole lesion's mean diameter: solid <6 mm 2, 6-8 3, 8-15 4A,
+  >=15 4B; part-solid <6 mm 2, solid part <6 mm 3, 6-8 4A, >=8 4B; ground-glass <30 mm 2,
+  >=30 mm 3; calcified 1.
 * Side from the patient x of the centre relative to the lungs' midline; zone (upper, middle,
   lower) from thirds of the lungs' z extent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +49,18 @@ from ..volume import Volume
 from .lung import LungMask
 
 NODULE_TYPES = ("solid", "part-solid", "ground-glass", "calcified", "unmeasured")
+#: A lesion whose mean diameter is above this is a mass (Fleischner glossary: > 3 cm), not a nodule.
+MASS_MM = 30.0
+#: Ground glass is denser than this (aerated lung is about -850 HU): the lower threshold that takes
+#: the halo of a part-solid nodule when the half-way threshold of its core would leave it out.
+GROUND_GLASS_HU = -650.0
+#: The halo counts when it adds at least this fraction of the core's volume (beyond a 2-voxel rim).
+GROUND_GLASS_MIN_FRACTION = 0.5
+#: A lesion under half solid is part-solid when its largest solid part (> -300 HU) is at least this
+#: wide (its short axis: a vessel crossing ground glass is narrower), or is 15 % of its volume.
+PART_SOLID_CORE_MM = 3.0
+#: The segmentation region grows (x1.6) while the lesion fills it, up to a box of this half-size.
+MAX_REGION_MM = 40.0
 
 
 @dataclass(frozen=True)
@@ -47,7 +72,7 @@ class Finding:
     diameter_mm: float  # mean of long and short axis when segmented, else the model's estimate
     bbox_min_xyz_mm: tuple[float, float, float]
     bbox_max_xyz_mm: tuple[float, float, float]
-    score: float  # detection score 0-1 (the model's nodule_prob, fused with the proposal rank when the model says so)
+    score: float  # finding score 0-1 (:mod:`.scores`: the fused log-odds of the cascade, tempered; ranks findings)
     malignancy: float  # malignancy probability (see the model card)
     type: str
     volume_mm3: float
@@ -59,6 +84,13 @@ class Finding:
     model_diameter_mm: float
     solid_fraction: float = 0.0
     measured: bool = True  # False: sizes are the model's estimate (no segmentation)
+    category: str = "nodule"  # "mass": mean diameter > MASS_MM
+    solid_diameter_mm: float = 0.0  # part-solid: mean diameter of the solid component
+    #: candidates merged into this finding (the lesion's proposals that scored)
+    n_candidates: int = 1
+    #: the lesion's voxels it was measured on (sorted flat indices of the detection volume; None:
+    #: not segmented); the DICOM SEG export writes exactly these
+    voxels: NDArray[np.int64] | None = field(default=None, compare=False, repr=False)
 
     def with_id(self, new_id: int) -> Finding:
         return replace(self, id=new_id)
@@ -73,7 +105,7 @@ class Finding:
             "center_xyz_mm": [round(v, 2) for v in self.center_xyz_mm],
             "diameter_mm": round(self.diameter_mm, 2),
             "bbox_xyz_mm": [[round(v, 2) for v in self.bbox_min_xyz_mm], [round(v, 2) for v in self.bbox_max_xyz_mm]],
-            "score": round(self.score, 4),
+            "score": float(self.score),  # full precision: the scores of the top findings differ in late digits
             "malignancy": round(self.malignancy, 4),
             "type": self.type,
             "volume_mm3": round(self.volume_mm3, 1),
@@ -83,16 +115,17 @@ class Finding:
             "side": self.side,
             "zone": self.zone,
             "measurement": "segmentation" if self.measured else "model estimate",
+            "category": self.category,
+            "solid_diameter_mm": round(self.solid_diameter_mm, 2),
+            "n_candidates": self.n_candidates,
         }
 
 
 def format_score(score: float) -> str:
-    """A finding score or threshold as text, with more decimals where scores crowd near 1
-    (0.50, 0.924, 0.9878), so that a finding and the threshold it is compared with never print alike
-    unless they nearly are."""
-    if score < 0.9:
-        return f"{score:.2f}"
-    return f"{score:.3f}" if score < 0.98 else f"{score:.4f}"
+    """A finding score or threshold as text: always three decimals (the finding score of
+    :mod:`.scores` spreads strong findings over 0.8-0.999, so three decimals separate them; the
+    JSON keeps full precision)."""
+    return f"{score:.3f}"
 
 
 def lung_rads_hint(kind: str, mean_diameter_mm: float, solid_diameter_mm: float = 0.0) -> str:
@@ -132,21 +165,49 @@ def segment_nodule(
     core_hu = float(np.median(core)) if core.size else float(sub[tuple(c)])
     background = min(float(np.percentile(sub, 10)), -700.0)
     threshold = max((core_hu + background) / 2.0, -750.0)
-    mask = sub > threshold
-    mask &= dist <= 0.75 * half_mm + 1.0
+    allowed = dist <= 0.75 * half_mm + 1.0
     if lung is not None:  # the closed lung mask holds juxta-pleural nodules but not the chest wall
         in_lung = _lung_box(lung, box, sub.shape)
         if in_lung[tuple(c)]:
-            mask &= in_lung
-    mask = _opening_in_bbox(mask)
+            allowed &= in_lung
+    solid = _component_at(_opening_in_bbox((sub > threshold) & allowed), dist)
+    if threshold <= GROUND_GLASS_HU or not solid.any():
+        return solid, box
+    # A dense core (a part-solid nodule's solid part, or a candidate on it) splits the lesion at the
+    # half-way threshold: take the ground glass around it when there is a real halo, not just the
+    # partial-volume rim of a solid nodule or an attached vessel (denser than ground glass).
+    # smoothed (sigma 1 mm): the noise of aerated lung on a sharp kernel reaches -650 HU, ground glass
+    # is a region of it
+    smooth = ndimage.gaussian_filter(sub, sigma=tuple(1.0 / g.spacing_zyx))
+    low = _opening_in_bbox((smooth > GROUND_GLASS_HU) & allowed)
+    labels, _ = ndimage.label(low)
+    ids = np.unique(labels[solid & (labels > 0)])
+    if ids.size == 0:
+        return solid, box
+    whole = np.isin(labels, ids)
+    extra = whole & ~ndimage.binary_dilation(solid, iterations=2)
+    voxel_mm3 = float(np.prod(g.spacing_zyx))
+    values = sub[extra]
+    if (
+        values.size * voxel_mm3 >= max(GROUND_GLASS_MIN_FRACTION * float(solid.sum()) * voxel_mm3, 15.0)
+        and float(np.median(values)) < -400.0
+        and float(np.percentile(values, 90)) < -250.0
+    ):
+        return np.asarray(whole | solid, dtype=bool), box
+    return solid, box
+
+
+def _component_at(mask: NDArray[np.bool_], dist: NDArray[np.floating]) -> NDArray[np.bool_]:
+    """The connected component of ``mask`` at the box centre (``dist`` 0), or the one nearest to it."""
     labels, n = ndimage.label(mask)
     if n == 0:
-        return np.zeros_like(mask), box
-    label_at = labels[tuple(c)]
+        return np.zeros_like(mask)
+    c = np.unravel_index(np.argmin(dist), dist.shape)
+    label_at = labels[c]
     if label_at == 0:  # centre fell in a gap: take the component nearest to it
         near = np.where(labels > 0, dist, np.inf)
         label_at = labels[np.unravel_index(np.argmin(near), near.shape)]
-    return np.asarray(labels == label_at, dtype=bool), box
+    return np.asarray(labels == label_at, dtype=bool)
 
 
 def _opening_in_bbox(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -201,6 +262,11 @@ def _touches_limit(
 def _axes_mm(mask2d: NDArray[np.bool_], spacing_yx: tuple[float, float]) -> tuple[float, float]:
     """Long and short axis (mm) of the ellipse with the same second moments as the 2D mask."""
     jj, ii = np.nonzero(mask2d)
+    return _axes_points_mm(jj, ii, spacing_yx)
+
+
+def _axes_points_mm(jj: NDArray[np.intp], ii: NDArray[np.intp], spacing_yx: tuple[float, float]) -> tuple[float, float]:
+    """Long and short axis (mm) of the ellipse with the same second moments as the pixels (jj, ii)."""
     if len(jj) < 3:
         d = 2.0 * np.sqrt(max(len(jj), 1) * spacing_yx[0] * spacing_yx[1] / np.pi)
         return d, d
@@ -210,62 +276,70 @@ def _axes_mm(mask2d: NDArray[np.bool_], spacing_yx: tuple[float, float]) -> tupl
     return 4.0 * float(np.sqrt(eig[0])), 4.0 * float(np.sqrt(max(eig[1], 0.0)))
 
 
-def measure_finding(
+def segment_lesion(
+    volume: Volume, lung: LungMask | None, centre_xyz_mm: tuple[float, float, float], model_diameter_mm: float
+) -> NDArray[np.int64]:
+    """The lesion around a centre as sorted flat voxel indices of the volume (empty: nothing denser
+    than aerated lung there).
+
+    :func:`segment_nodule` in a region of twice the model's diameter (at least 6 mm), grown x1.6
+    while the lesion fills it to the edge, up to :data:`MAX_REGION_MM` (a sphere of 62 mm): a
+    mass is segmented whole, or as far as that sphere, whatever size the model guessed. The
+    closed lung mask holds the mediastinum on many slices, so a lesion touching it is not always
+    separated from it: masses are measured roughly (check them on the images).
+    """
+    guess = float(np.clip(model_diameter_mm, 3.0, MAX_REGION_MM))
+    mask, box = segment_nodule(volume, centre_xyz_mm, guess, lung)
+    for _ in range(8):
+        if not mask.any() or guess >= MAX_REGION_MM or not _touches_limit(mask, box, volume, centre_xyz_mm, guess):
+            break
+        guess = min(MAX_REGION_MM, guess * 1.6)
+        mask, box = segment_nodule(volume, centre_xyz_mm, guess, lung)
+    if not mask.any():
+        return np.zeros(0, dtype=np.int64)
+    idx = np.argwhere(mask) + np.array([sl.start for sl in box])
+    return np.asarray(np.ravel_multi_index(idx.T, volume.shape_zyx), dtype=np.int64)  # C order: sorted
+
+
+def measure_lesion(
     volume: Volume,
     lung: LungMask,
-    centre_xyz_mm: tuple[float, float, float],
-    model_diameter_mm: float,
+    voxels: NDArray[np.int64],
     score: float,
     malignancy: float,
+    model_diameter_mm: float,
     finding_id: int = 0,
-    segment: bool = True,
+    centre_xyz_mm: tuple[float, float, float] | None = None,
 ) -> Finding:
-    """Measure one finding; with ``segment=False`` the model's diameter stands in (cheap)."""
+    """Measure one segmented lesion (sorted flat voxel indices, at least one): sizes, type, the
+    Lung-RADS hint and location, placed at the lesion's centroid (or ``centre_xyz_mm``)."""
     g = volume.geometry
-    diameter_guess = float(np.clip(model_diameter_mm, 3.0, 40.0))
-    mask, box = np.zeros((0, 0, 0), dtype=bool), (slice(0, 0), slice(0, 0), slice(0, 0))
-    for _ in range(
-        3 if segment else 0
-    ):  # grow the region while the nodule fills it to the edge (diameter underestimated)
-        mask, box = segment_nodule(volume, centre_xyz_mm, diameter_guess, lung)
-        if (
-            not mask.any()
-            or diameter_guess >= 40.0
-            or not _touches_limit(mask, box, volume, centre_xyz_mm, diameter_guess)
-        ):
-            break
-        diameter_guess = min(40.0, diameter_guess * 1.6)
-    voxel_mm3 = float(np.prod(g.spacing_zyx))
-    if mask.any():
-        sub = volume.hu_zyx[box]
-        values = sub[mask]
-        volume_mm3 = float(mask.sum()) * voxel_mm3
-        areas = mask.sum(axis=(1, 2))
-        k = int(np.argmax(areas))
-        long_axis, short_axis = _axes_mm(mask[k], (float(g.spacing_zyx[1]), float(g.spacing_zyx[2])))
-        idx = np.argwhere(mask) + np.array([s.start for s in box])
-        corners = g.index_to_mm(np.stack([idx.min(axis=0) - 0.5, idx.max(axis=0) + 0.5]))
-        bbox_min = tuple(float(v) for v in corners.min(axis=0))
-        bbox_max = tuple(float(v) for v in corners.max(axis=0))
-        solid_fraction = float((values > -300).mean())
-        if (values > 200).mean() >= 0.10:
-            kind = "calcified"
-        elif solid_fraction >= 0.5:
-            kind = "solid"
-        elif solid_fraction >= 0.15:
-            kind = "part-solid"
-        else:
-            kind = "ground-glass"
-        mean_d = (long_axis + short_axis) / 2.0
-        solid_d = mean_d * solid_fraction ** (1 / 3) if kind == "part-solid" else 0.0
+    idx = np.stack(np.unravel_index(voxels, volume.shape_zyx), axis=1)
+    values = volume.hu_zyx.reshape(-1)[voxels]
+    volume_mm3 = float(len(voxels)) * float(np.prod(g.spacing_zyx))
+    spacing_yx = (float(g.spacing_zyx[1]), float(g.spacing_zyx[2]))
+    long_axis, short_axis = _largest_section_axes(idx, spacing_yx)
+    corners = g.index_to_mm(np.stack([idx.min(axis=0) - 0.5, idx.max(axis=0) + 0.5]))
+    bbox_min = tuple(float(v) for v in corners.min(axis=0))
+    bbox_max = tuple(float(v) for v in corners.max(axis=0))
+    solid_fraction = float((values > -300).mean())
+    solid_d, solid_short = 0.0, 0.0
+    if 0.0 < solid_fraction < 0.5:
+        solid_d, solid_short = _solid_component_axes(idx, values, spacing_yx)
+    if (values > 200).mean() >= 0.10:
+        kind = "calcified"
+    elif solid_fraction >= 0.5:
+        kind = "solid"
+    elif solid_fraction >= 0.15 or solid_short >= PART_SOLID_CORE_MM:
+        kind = "part-solid"
     else:
-        volume_mm3 = float(np.pi / 6.0 * diameter_guess**3)
-        long_axis = short_axis = mean_d = diameter_guess
-        r = diameter_guess / 2.0
-        c = np.asarray(centre_xyz_mm)
-        bbox_min, bbox_max = tuple(float(v) for v in c - r), tuple(float(v) for v in c + r)
-        # nothing denser than aerated lung at the centre, or not segmented: no type, no Lung-RADS hint
-        kind, solid_fraction, solid_d = "unmeasured", 0.0, 0.0
+        kind = "ground-glass"
+    mean_d = (long_axis + short_axis) / 2.0
+    if kind != "part-solid":
+        solid_d = 0.0
+    if centre_xyz_mm is None:
+        c = g.index_to_mm(idx.mean(axis=0))
+        centre_xyz_mm = (float(c[0]), float(c[1]), float(c[2]))
     side, zone = _location(lung, volume, centre_xyz_mm)
     return Finding(
         id=finding_id,
@@ -279,13 +353,152 @@ def measure_finding(
         volume_mm3=volume_mm3,
         long_axis_mm=float(long_axis),
         short_axis_mm=float(short_axis),
-        lung_rads=lung_rads_hint(kind, float(mean_d), float(solid_d)) if kind != "unmeasured" else "",
-        measured=bool(mask.any()),
+        lung_rads=lung_rads_hint(kind, float(mean_d), float(solid_d)),
+        measured=True,
         side=side,
         zone=zone,
         model_diameter_mm=float(model_diameter_mm),
         solid_fraction=solid_fraction,
+        category="mass" if mean_d > MASS_MM else "nodule",
+        solid_diameter_mm=float(solid_d),
+        voxels=voxels,
     )
+
+
+def _largest_section_axes(idx: NDArray[np.intp], spacing_yx: tuple[float, float]) -> tuple[float, float]:
+    """Long and short axis (mm) of the axial section with the most voxels (indices (N, 3) zyx)."""
+    k = idx[:, 0]
+    counts = np.bincount(k - k.min())
+    section = idx[k == k.min() + int(np.argmax(counts))]
+    return _axes_points_mm(section[:, 1], section[:, 2], spacing_yx)
+
+
+def _solid_component_axes(
+    idx: NDArray[np.intp], values: NDArray[np.int16], spacing_yx: tuple[float, float]
+) -> tuple[float, float]:
+    """Mean diameter and short axis (mm) of the largest solid (> -300 HU) part of a lesion, on its
+    largest section."""
+    solid = idx[values > -300]
+    if len(solid) == 0:
+        return 0.0, 0.0
+    lo = solid.min(axis=0)
+    mask = np.zeros(tuple(solid.max(axis=0) - lo + 1), dtype=bool)
+    mask[tuple((solid - lo).T)] = True
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        mask = labels == int(np.argmax(sizes))
+    long_axis, short_axis = _largest_section_axes(np.argwhere(mask), spacing_yx)
+    return (long_axis + short_axis) / 2.0, short_axis
+
+
+def measure_finding(
+    volume: Volume,
+    lung: LungMask,
+    centre_xyz_mm: tuple[float, float, float],
+    model_diameter_mm: float,
+    score: float,
+    malignancy: float,
+    finding_id: int = 0,
+    segment: bool = True,
+) -> Finding:
+    """Measure one finding on :func:`segment_lesion` (placed at the lesion's centroid); with
+    ``segment=False``, or where nothing segments, the model's diameter stands in (cheap) and the
+    finding stays at ``centre_xyz_mm``."""
+    if segment:
+        voxels = segment_lesion(volume, lung, centre_xyz_mm, model_diameter_mm)
+        if len(voxels):
+            return measure_lesion(volume, lung, voxels, score, malignancy, model_diameter_mm, finding_id)
+    return unmeasured_finding(volume, lung, centre_xyz_mm, model_diameter_mm, score, malignancy, finding_id)
+
+
+def unmeasured_finding(
+    volume: Volume,
+    lung: LungMask,
+    centre_xyz_mm: tuple[float, float, float],
+    model_diameter_mm: float,
+    score: float,
+    malignancy: float,
+    finding_id: int = 0,
+) -> Finding:
+    """A finding sized by the model's diameter estimate: no type, no Lung-RADS hint."""
+    d = float(np.clip(model_diameter_mm, 3.0, 40.0))
+    r = d / 2.0
+    c = np.asarray(centre_xyz_mm, dtype=np.float64)
+    side, zone = _location(lung, volume, centre_xyz_mm)
+    return Finding(
+        id=finding_id,
+        center_xyz_mm=(float(c[0]), float(c[1]), float(c[2])),
+        diameter_mm=d,
+        bbox_min_xyz_mm=tuple(float(v) for v in c - r),  # type: ignore[arg-type]
+        bbox_max_xyz_mm=tuple(float(v) for v in c + r),  # type: ignore[arg-type]
+        score=score,
+        malignancy=malignancy,
+        type="unmeasured",
+        volume_mm3=float(np.pi / 6.0 * d**3),
+        long_axis_mm=d,
+        short_axis_mm=d,
+        lung_rads="",
+        measured=False,
+        side=side,
+        zone=zone,
+        model_diameter_mm=float(model_diameter_mm),
+    )
+
+
+#: A segmented finding joins a lesion when their masks share at least this fraction of the smaller
+#: (or its centre lies in the lesion): :func:`group_lesions`.
+LESION_OVERLAP = 0.1
+
+
+def group_lesions(centres_flat: NDArray[np.int64], masks: Sequence[NDArray[np.int64]]) -> list[list[int]]:
+    """One group per lesion, from findings ordered best first.
+
+    Args:
+        centres_flat: each finding's centre as a flat voxel index of the volume (-1: outside).
+        masks: each finding's :func:`segment_lesion` voxels (sorted flat indices; empty: not
+            segmented).
+
+    Returns:
+        Groups of finding indices, best first, the best finding first in each. A finding joins
+        the best lesion it belongs to: its centre lies in the lesion's voxels (the union of its
+        members' masks), its mask holds the lesion's first centre, or its mask shares at least
+        :data:`LESION_OVERLAP` of the smaller of the two masks with the lesion (then its mask
+        joins the union). Fragments of one lesion (a candidate on a part-solid nodule's core and
+        one on its halo, or several on a mass) thus become one finding, while a nodule beside
+        another keeps its own: separate nodules' masks are separate components.
+    """
+    groups: list[list[int]] = []
+    unions: list[NDArray[np.int64]] = []
+    for i, (centre, mask) in enumerate(zip(centres_flat, masks, strict=True)):
+        joined = False
+        for g, union in enumerate(unions):
+            if len(union) == 0:
+                continue
+            lead = masks[groups[g][0]]
+            overlap = len(mask) > 0 and len(np.intersect1d(mask, union, assume_unique=True)) >= LESION_OVERLAP * min(
+                len(mask), max(len(lead), 1)
+            )
+            inside = _holds(union, int(centre)) or _holds(mask, int(centres_flat[groups[g][0]]))
+            if overlap or inside:
+                groups[g].append(i)
+                if overlap:
+                    unions[g] = np.union1d(union, mask)
+                joined = True
+                break
+        if not joined:
+            groups.append([i])
+            unions.append(np.asarray(mask, dtype=np.int64))
+    return groups
+
+
+def _holds(voxels: NDArray[np.int64], flat: int) -> bool:
+    """Whether the sorted flat indices ``voxels`` hold ``flat`` (-1: never)."""
+    if flat < 0 or len(voxels) == 0:
+        return False
+    at = int(np.searchsorted(voxels, flat))
+    return at < len(voxels) and int(voxels[at]) == flat
 
 
 def _location(lung: LungMask, volume: Volume, centre_xyz_mm: tuple[float, float, float]) -> tuple[str, str]:

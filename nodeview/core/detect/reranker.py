@@ -32,7 +32,7 @@ from scipy import ndimage
 from ..errors import NodeViewError
 from ..geometry import Geometry
 from ..parallel import chunks, map_ordered
-from .candidates import fuse_scores
+from .candidates import fuse_logits, fuse_scores
 from .onnx_session import cpu_session
 from .patches import HU_WINDOW, OUTSIDE_HU, PatchSpec, normalise_hu
 
@@ -288,11 +288,23 @@ def rerank_order(rank_score: ArrayLike, cube_logit: ArrayLike, weight: float, ke
     return np.asarray(np.argsort(-key, kind="stable")[:keep], dtype=np.intp)
 
 
+def fuse_three_logits(
+    nodule_prob: ArrayLike, rank_score: ArrayLike, cube_logit: ArrayLike, rank_weight: float, cube_weight: float
+) -> NDArray[np.float64]:
+    """``logit(nodule_prob) + rank_weight * rank_score + cube_weight * cube_logit`` (float64): the
+    fused log-odds the app's finding score maps (:func:`.scores.score_from_logit`)."""
+    extra = rank_weight * np.asarray(rank_score, dtype=np.float64) + cube_weight * np.asarray(
+        cube_logit, dtype=np.float64
+    )
+    return fuse_logits(np.asarray(nodule_prob, dtype=np.float64), extra, 1.0)
+
+
 def fuse_three(
     nodule_prob: ArrayLike, rank_score: ArrayLike, cube_logit: ArrayLike, rank_weight: float, cube_weight: float
 ) -> NDArray[np.float32]:
     """``sigmoid(logit(nodule_prob) + rank_weight * rank_score + cube_weight * cube_logit)``: the
-    finding score of :func:`.candidates.fuse_scores` with the re-ranker's log-odds as one more term."""
+    fused probability of :func:`.candidates.fuse_scores` with the re-ranker's log-odds as one more
+    term (the units of the file's ``operating_threshold``)."""
     extra = rank_weight * np.asarray(rank_score, dtype=np.float64) + cube_weight * np.asarray(
         cube_logit, dtype=np.float64
     )

@@ -113,11 +113,19 @@ class DicomExport:
 def finding_mask(
     volume: Volume, lung: LungMask, finding: Finding
 ) -> tuple[NDArray[np.bool_], tuple[slice, slice, slice]] | None:
-    """The nodule segmentation the finding was measured from (the same region-growing loop as
-    :func:`nodeview.core.detect.findings.measure_finding`), as a mask and its box in the volume; None
-    when the finding was not segmented (its sizes are the model's estimate)."""
+    """The nodule segmentation the finding was measured from (its ``voxels``; for a finding without
+    them, the region-growing loop of :func:`nodeview.core.detect.findings.segment_nodule` at its
+    centre), as a mask and its box in the volume; None when the finding was not segmented (its
+    sizes are the model's estimate)."""
     if not finding.measured:
         return None
+    if finding.voxels is not None and len(finding.voxels) and volume.hu_zyx.size > int(finding.voxels[-1]):
+        # the lesion's own voxels (one finding per lesion: the union of its candidates' masks)
+        idx = np.stack(np.unravel_index(finding.voxels, volume.shape_zyx), axis=1)
+        lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
+        lesion = np.zeros(tuple(int(v) for v in hi - lo), dtype=bool)
+        lesion[tuple((idx - lo).T)] = True
+        return lesion, tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))  # type: ignore[return-value]
     diameter = float(np.clip(finding.model_diameter_mm, 3.0, 40.0))
     mask, box = segment_nodule(volume, finding.center_xyz_mm, diameter, lung)
     for _ in range(2):

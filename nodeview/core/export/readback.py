@@ -236,9 +236,7 @@ def sr_references_series(path: str | os.PathLike[str], series_uid: str) -> bool:
     return not listed or series_uid in listed
 
 
-def labels_from_seg(
-    path: str | os.PathLike[str], volume: Volume, for_uid: str
-) -> tuple[Labels, dict[int, str]]:
+def labels_from_seg(path: str | os.PathLike[str], volume: Volume, for_uid: str) -> tuple[Labels, dict[int, str]]:
     """The SEG's segments as a label volume on ``volume``'s grid (frames placed by their
     ImagePositionPatient; a frame not on a volume slice is left out) and ``{segment: label}``."""
     seg = pydicom.dcmread(path)
