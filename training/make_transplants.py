@@ -57,6 +57,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-fraction", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="only the first N scans (quick runs)")
+    p.add_argument(
+        "--shard", nargs=2, type=int, metavar=("K", "N"), help="write only scans i with i %% N == K (parallel runs);"
+        " annotations.csv then lists this shard's scans: rerun without --shard to collect all"
+    )
     return p
 
 
@@ -102,6 +106,8 @@ def main(args: argparse.Namespace) -> list[ScanRecord]:
     for i, (scan_id, bg, group) in enumerate(scans):
         folder = out / "scans" / scan_id
         rec_csv = folder.with_suffix(".csv")
+        if args.shard and i % args.shard[1] != args.shard[0]:
+            continue
         tx_csv = folder.with_suffix(".tx.csv")
         if rec_csv.is_file() and tx_csv.is_file():
             recs = read_records_csv(rec_csv)
