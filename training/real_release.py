@@ -79,6 +79,68 @@ def bind(model: Path, reranker: Path, threshold: float, fp_per_scan: float, out:
     return new
 
 
+def _f(v: Any, d: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{d}f}"
+
+
+def _row(name: str, r: dict[str, Any]) -> str:
+    s = r["sensitivity_at_threshold"]
+    size = r["by_size"]
+    tex = r["by_texture"]
+    mal = r["malignancy_auc"]
+    auc = f"{_f(mal.get('auc'))} ({_f(mal['ci95'][0])}–{_f(mal['ci95'][1])})" if "auc" in mal else "n/a"
+    cells = [
+        name,
+        str(r["scans"]),
+        str(r["nodules"]),
+        f"{_f(r['cpm'])} ({_f(r['cpm_ci95'][0])}–{_f(r['cpm_ci95'][1])})",
+        f"{s['found']}/{s['n']} ({_f(s['sensitivity'])})",
+        f"{r['fps_per_scan_at_threshold']:.2f}",
+        *(f"{size[k]['found']}/{size[k]['n']}" for k in ("3-6 mm", "6-10 mm", ">=10 mm")),
+        *(f"{tex[k]['found']}/{tex[k]['n']}" for k in ("ground-glass", "part-solid", "solid")),
+        auc,
+        _f(r.get("recall_any_score")),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+HEADER = (
+    "| set | scans | nodules | CPM (95% CI) | found at threshold | FPs/scan | 3-6 mm | 6-10 mm | >= 10 mm "
+    "| ground-glass | part-solid | solid | malignancy AUC (95% CI) | reached at any score |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def results_table(results: list[tuple[str, Path]]) -> str:
+    """Markdown rows from ``evaluate_real`` results files: (label, path) each; every set in a file."""
+    lines = [HEADER]
+    for label, path in results:
+        doc = json.loads(Path(path).read_text())
+        for name, r in doc["sets"].items():
+            lines.append(_row(f"{label} {name}" if label else name, r))
+    return "\n".join(lines)
+
+
+def real_scan_lines(label: str, path: Path) -> str:
+    doc = json.loads(Path(path).read_text())
+    rs = doc.get("real_scans")
+    if not rs:
+        return ""
+    lidc = rs["LIDC-IDRI-0002"]
+    parts = [
+        f"{label} at `score >= {doc['threshold']:.4f}`: LIDC-IDRI-0002 nodule "
+        f"{'found' if lidc['nodule_found'] else 'missed'} ({lidc['findings_on_nodule']} finding(s) on it), "
+        f"{lidc['false_positives']} false positive(s)"
+    ]
+    for k in ("L", "B"):
+        a = rs[f"A0001-{k}"]
+        parts.append(
+            f"A0001 kernel {k}: tumour {'found' if a['tumour_found'] else 'missed'}, "
+            f"{a['false_positives']} false positive(s)"
+        )
+    return "; ".join(parts) + "."
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m training.real_release", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -93,7 +155,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     b.add_argument("--threshold", type=float, required=True)
     b.add_argument("--fp-per-scan", type=float, default=1.0)
     b.add_argument("--out", type=Path, required=True)
+    t = sub.add_parser("table", help="markdown table of evaluate_real results (model card, README)")
+    t.add_argument("results", nargs="+", metavar="LABEL=JSON")
     args = p.parse_args(argv)
+    if args.what == "table":
+        pairs = [(lab, Path(f)) for lab, _, f in (r.partition("=") for r in args.results)]
+        print(results_table(pairs))
+        for lab, f in pairs:
+            line = real_scan_lines(lab, f)
+            if line:
+                print("\n" + line)
+        return {}
     if args.what == "metadata":
         meta = metadata(args.run, args.source, args.model_version)
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -103,4 +175,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(), indent=1, default=str)[:2000])
+    out = main()
+    if out:
+        print(json.dumps(out, indent=1, default=str)[:2000])
