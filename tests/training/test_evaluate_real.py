@@ -67,3 +67,18 @@ def test_plan_uses_only_the_split_patients() -> None:
         assert sorted(files) == sorted(r["file"] for r in table if split[r["patient_id"]] == name)  # each once
         assert plan(args) == scans  # deterministic
         assert np.all([5 <= len(g) <= 8 for _, _, g in scans[:-1]])
+
+
+def test_results_table_rows_come_from_the_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from training.real_release import results_table
+
+    records = [ScanRecord("a", "a", (nod(0, 4, "ground-glass", True), nod(50, 12, "solid", False)))]
+    preds = {"a": [{"center_xyz_mm": [0.0, 0.0, 0.0], "score": 0.9, "malignancy": 0.7}]}
+    rep = set_report(records, preds, threshold=0.5, min_d=3.0, n_boot=20)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"threshold": 0.5, "sets": {"val": rep}}))
+    table = results_table([("real", path)]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| real val | 1 | 2 |")
+    assert "| 1/2 (0.500) | 0.00 | 1/1 | 0/0 | 0/1 | 1/1 | 0/0 | 0/1 | n/a |" in table[2]
