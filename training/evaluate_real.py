@@ -1,6 +1,6 @@
 """Evaluate the exported detector end to end, as the app runs it, on real-nodule sets and real scans.
 
-Every scan goes through :class:`nodeview.core.detector.Detector` (lungs, proposals, re-ranker,
+Every scan goes through :class:`nodeview.core.detect.detector.Detector` (lungs, proposals, re-ranker,
 patches, ResNet-50, fused score, NMS) with ``min_score=0``; the findings (centre, score,
 malignancy) are cached per model pair under ``--cache``. For each ``--set`` (transplanted real
 LIDC nodules, or any annotations CSV):
@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from nodeview.core.detector import Detector, file_sha256
-from nodeview.core.study import open_study
+from nodeview.core.detect.detector import Detector, file_sha256
+from nodeview.core.io.study import open_study
 
 from .annotations import ScanRecord, read_records_csv
 from .metrics import auc_bootstrap, cpm, cpm_difference_bootstrap, froc, froc_bootstrap, nodule_hits, operating_point

@@ -58,8 +58,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="only the first N scans (quick runs)")
     p.add_argument(
-        "--shard", nargs=2, type=int, metavar=("K", "N"), help="write only scans i with i %% N == K (parallel runs);"
-        " annotations.csv then lists this shard's scans: rerun without --shard to collect all"
+        "--shard",
+        nargs=2,
+        type=int,
+        metavar=("K", "N"),
+        help="write only scans i with i %% N == K (parallel runs);"
+        " annotations.csv then lists this shard's scans: rerun without --shard to collect all",
     )
     return p
 
@@ -92,7 +96,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, list[dict[str, str]]]
 
 
 def main(args: argparse.Namespace) -> list[ScanRecord]:
-    from nodeview.core.lung import segment_lungs
+    from nodeview.core.detect.lung import segment_lungs
     from training.transplant import load_nodule, make_site, real_backgrounds, record, transplant_many, write_volume
 
     scans = plan(args)

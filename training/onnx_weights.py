@@ -125,10 +125,10 @@ def parity(model: NoduleNet, onnx_path: str | Path, patches: np.ndarray) -> dict
 
 def real_patches(n: int = 16) -> np.ndarray:
     """Patches around the proposals of the bundled LIDC-IDRI-0002 (the app's own extraction)."""
-    from nodeview.core.candidates import propose
-    from nodeview.core.lung import segment_lungs
-    from nodeview.core.patches import extract_patches
-    from nodeview.core.study import open_study
+    from nodeview.core.detect.candidates import propose
+    from nodeview.core.detect.lung import segment_lungs
+    from nodeview.core.detect.patches import extract_patches
+    from nodeview.core.io.study import open_study
 
     root = Path(__file__).resolve().parents[1]
     vol = open_study(root / "resources" / "demo" / "LIDC-IDRI-0002")

@@ -51,7 +51,7 @@ def bind(model: Path, reranker: Path, threshold: float, fp_per_scan: float, out:
     """A copy of ``reranker`` bound to ``model`` with ``threshold``; read back by the app's classes."""
     import onnx
 
-    from nodeview.core.detector import Detector
+    from nodeview.core.detect.detector import Detector
     from training.export_onnx import read_metadata
 
     sha = read_metadata(model)["weights_sha256"]

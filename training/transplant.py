@@ -22,7 +22,7 @@ How one nodule goes in (:func:`transplant`):
   on parenchyma around the site) is matched: a crop noisier than the target is smoothed in-plane
   first, and correlated noise is added where the blend left less than the target's variance,
   ``sd_add^2 = sd_t^2 - (1 - w)^2 sd_t^2 - w^2 sd_c^2``.
-* **Where.** Isolated nodules: inside the lung mask (:func:`nodeview.core.lung.segment_lungs`), at
+* **Where.** Isolated nodules: inside the lung mask (:func:`nodeview.core.detect.lung.segment_lungs`), at
   least radius + 3 mm from its boundary, over parenchyma: in a sphere of radius + 2 mm at most 12 %
   of the background above -400 HU (large vessels, walls) and at most 2 % below -950 HU after a 3 x 3 in-plane mean
   (airways, air pockets), median between -950 and -650 HU; 4 mm clear of other nodules and of ``avoid``.
@@ -53,8 +53,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from nodeview.core.detect.lung import LungMask, segment_lungs
 from nodeview.core.geometry import Geometry
-from nodeview.core.lung import LungMask, segment_lungs
 from nodeview.core.volume import Volume
 from training.annotations import NoduleAnnotation, ScanRecord
 from training.insert import _context, estimate_noise, lung_distance
@@ -513,7 +513,7 @@ LIDC_0002_NODULE_Z = (-120.75, -87.0)
 
 def real_backgrounds(real_ct: str | Path, margin_mm: float = 20.0) -> dict[str, Volume]:
     """Slabs of the real scans clear of their own lesions by ``margin_mm`` (name -> Volume)."""
-    from nodeview.core.study import open_study
+    from nodeview.core.io.study import open_study
 
     real_ct = Path(real_ct)
     out: dict[str, Volume] = {}
@@ -530,10 +530,10 @@ def real_backgrounds(real_ct: str | Path, margin_mm: float = 20.0) -> dict[str, 
 
 
 def write_volume(volume: Volume, out_dir: str | Path, seed: int, tag: str = "TRANSPLANT") -> None:
-    """One DICOM series (the format :func:`nodeview.core.study.open_study` and training read)."""
+    """One DICOM series (the format :func:`nodeview.core.io.study.open_study` and training read)."""
     from pydicom.uid import generate_uid
 
-    from nodeview.core.dicom_write import SeriesSpec, write_series
+    from nodeview.core.io.dicom_write import SeriesSpec, write_series
 
     geom = volume.geometry
     hu = volume.hu_zyx
