@@ -106,6 +106,17 @@ def predictions(det: Detector, records: list[ScanRecord], cache: Path) -> dict[s
     return out
 
 
+def slice_thickness(path: str) -> float:
+    """SliceThickness (else the slice step) of a DICOM series folder, from two headers."""
+    import pydicom
+
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file())[:2]
+    ds = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    if getattr(ds[0], "SliceThickness", None):
+        return float(ds[0].SliceThickness)
+    return abs(float(ds[1].ImagePositionPatient[2]) - float(ds[0].ImagePositionPatient[2])) if len(ds) > 1 else 0.0
+
+
 def _pairs(findings: list[dict[str, Any]]) -> list[tuple[tuple[float, ...], float]]:
     return [(tuple(f["center_xyz_mm"]), f["score"]) for f in findings]
 
@@ -116,6 +127,7 @@ def set_report(
     threshold: float,
     min_d: float,
     n_boot: int,
+    thickness: bool = True,
 ) -> dict[str, Any]:
     truths = {r.scan_id: [n for n in r.nodules if n.diameter_mm >= min_d] for r in records}
     pairs = {k: _pairs(v) for k, v in preds.items()}
@@ -146,6 +158,19 @@ def set_report(
     by_kind = {k: sens([x for x in found if x[0].kind == k]) for k in KINDS}
     by_kind["ground-glass+part-solid"] = sens([x for x in found if x[0].kind in ("ground-glass", "part-solid")])
     by_location = {loc: sens([x for x in found if x[0].location == loc]) for loc in ("isolated", "juxta-pleural")}
+    by_thickness: dict[str, Any] = {}
+    thick = {r.scan_id: slice_thickness(r.path) for r in records} if thickness else {}
+    for name, test in (("<= 2.5 mm", lambda t: t <= 2.5), ("> 2.5 mm", lambda t: t > 2.5)):
+        ids = [r.scan_id for r in records if thick and test(thick[r.scan_id])]
+        if not ids:
+            continue
+        sub_truth = {k: truths[k] for k in ids}
+        sub_found = [x for r in records if r.scan_id in ids for x in found if any(x[0] is n for n in truths[r.scan_id])]
+        by_thickness[name] = {
+            "scans": len(ids),
+            "cpm": float(cpm(froc({k: pairs[k] for k in ids}, sub_truth))[0]) if any(sub_truth.values()) else None,
+            "at_threshold": sens(sub_found),
+        }
     mal: dict[str, Any] = {"n": len(mal_y), "malignant": int(sum(mal_y))}
     if 0 < sum(mal_y) < len(mal_y):
         iv = auc_bootstrap(mal_y, mal_s, n_bootstrap=n_boot)
@@ -163,6 +188,7 @@ def set_report(
         "by_size": by_size,
         "by_texture": by_kind,
         "by_location": by_location,
+        "by_slice_thickness": by_thickness,
         "malignancy_auc": mal,
     }
 

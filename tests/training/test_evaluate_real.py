@@ -24,7 +24,7 @@ def test_set_report_counts() -> None:
         "a": [f(0.5, 0.9, 0.8), f(50, 0.95, 0.1), f(100, 0.7, 0.5)],  # both found; one FP at 0.7
         "b": [f(0.0, 0.3, 0.5), f(51, 0.99, 0.9), f(-80, 0.2, 0.5)],  # part-solid below threshold
     }
-    r = set_report(records, preds, threshold=0.5, min_d=3.0, n_boot=50)
+    r = set_report(records, preds, threshold=0.5, min_d=3.0, n_boot=50, thickness=False)
     assert r["nodules"] == 4 and r["scans"] == 2
     assert r["sensitivity_at_threshold"]["found"] == 3
     assert r["fps_per_scan_at_threshold"] == 0.5
@@ -76,7 +76,7 @@ def test_results_table_rows_come_from_the_report(tmp_path) -> None:  # type: ign
 
     records = [ScanRecord("a", "a", (nod(0, 4, "ground-glass", True), nod(50, 12, "solid", False)))]
     preds = {"a": [{"center_xyz_mm": [0.0, 0.0, 0.0], "score": 0.9, "malignancy": 0.7}]}
-    rep = set_report(records, preds, threshold=0.5, min_d=3.0, n_boot=20)
+    rep = set_report(records, preds, threshold=0.5, min_d=3.0, n_boot=20, thickness=False)
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"threshold": 0.5, "sets": {"val": rep}}))
     table = results_table([("real", path)]).splitlines()
