@@ -57,6 +57,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-fraction", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="only the first N scans (quick runs)")
+    p.add_argument("--scan-ids", help="a file of scan ids (one a line): write and list only those scans")
     p.add_argument(
         "--shard",
         nargs=2,
@@ -92,6 +93,9 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, list[dict[str, str]]]
             else:
                 bg = str(rng.choice(real_names, p=real_p))
             scans.append((f"tx-{args.split}-{args.seed}-{copy}-{len(scans):04d}", bg, group))
+    if getattr(args, "scan_ids", None):
+        wanted = set(Path(args.scan_ids).read_text().split())
+        scans = [s for s in scans if s[0] in wanted]
     return scans[: args.limit] if args.limit else scans
 
 

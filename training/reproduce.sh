@@ -141,16 +141,22 @@ if [ "$STEP" = real ]; then
   # (2) real nodules transplanted into real lungs (LIDC-IDRI-0002 slabs, A0001 L and B below the tumour) and
   # synthetic chests; every split from its own patients; resumable
   $PY -m training.make_transplants --split val --out data/real-val --seed 0
-  $PY -m training.make_transplants --split train --out data/real-train --copies 1 --synthetic-fraction 0.25 --seed 0
+  # the 50 of the 71 planned training scans written and mined before the session's time ran out (the list is committed)
+  $PY -m training.make_transplants --split train --out data/real-train --copies 1 --synthetic-fraction 0.25 --seed 0 \
+      --scan-ids training/splits/real-train-scans-used.txt
   $PY -m training.make_transplants --split test --out data/real-test --seed 0
-  $PY -m training.proposal_recall --data data/real-val/annotations.csv --max-candidates 1000 --out runs/real/recall-val.json
+  $PY -m training.proposal_recall --data data/real-val/annotations.csv --max-candidates 1000 \
+      --out training/results/proposal-recall-real-val.json
+  $PY -m training.proposal_recall --data data/real-test/annotations.csv --max-candidates 1000 \
+      --out training/results/proposal-recall-real-test.json
   # (3) the shipped ONNX weights back in torch (parity checked), fine-tuned with BatchNorm frozen
   $PY -m training.onnx_weights --onnx resources/models/nodeview-nodule.onnx --out runs/shipped/model_state.pt
   resume=(); [ -f runs/real/checkpoint.pt ] && resume=(--resume runs/real/checkpoint.pt)
+  # layer4 and the heads, BatchNorm frozen; the schedule is for 2 epochs, stopped after the first (time)
   $PY -m training.train --data data/real-train/annotations.csv --val-fraction 0.05 --out runs/real --cache runs/cache-real \
-      --weights runs/shipped/model_state.pt --frozen-bn --lr 1e-4 --epochs 2 --steps-per-epoch 120 --batch-size 32 \
-      --max-candidates 300 --hard-negative-fraction 0.5 --mine-subset 2000 --ignore-near-mm 3 \
-      --positive-weighting nodule --positive-rotations axial --positive-copies 4 "${resume[@]}"
+      --weights runs/shipped/model_state.pt --frozen-bn --freeze layer3 --lr 1e-4 --epochs 2 --stop-epoch 1 \
+      --steps-per-epoch 100 --batch-size 32 --max-candidates 300 --hard-negative-fraction 0.5 --mine-subset 2000 \
+      --ignore-near-mm 3 --positive-weighting nodule --positive-rotations axial --positive-copies 4 "${resume[@]}"
   $PY -m training.real_release metadata --run runs/real --out runs/real/metadata.json
   $PY -m training.export_onnx --checkpoint runs/real/checkpoint.pt --out runs/real/nodeview-nodule.onnx --storage fp16 \
       --metadata-json runs/real/metadata.json | tee runs/real/export.json

@@ -95,6 +95,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("--max-candidates", type=int, default=400)
     p.add_argument("--frozen-bn", action="store_true", help="BatchNorm in eval mode (weights from ONNX: onnx_weights)")
+    p.add_argument("--stop-epoch", type=int, default=0, help="stop after N epochs (schedule: --epochs)")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -383,7 +384,7 @@ def _main(args: argparse.Namespace, dist: distributed.Dist) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed + 7919 * start_epoch)
     ddp = dist.wrap(model)
 
-    for epoch in range(start_epoch, args.epochs):
+    for epoch in range(start_epoch, min(args.epochs, args.stop_epoch or args.epochs)):
         if args.unfreeze_epoch and epoch >= args.unfreeze_epoch:
             frozen = any(not p.requires_grad for p in model.parameters())
             model.freeze_up_to(None)
