@@ -163,12 +163,17 @@ if [ "$STEP" = real ]; then
   # (4) the threshold on the real validation patients (<= 1 FP/scan), the re-ranker bound to the new model
   $PY -m training.real_release bind --model runs/real/nodeview-nodule.onnx --threshold 0.99 --out runs/real/nodeview-reranker.onnx
   $PY -m training.evaluate_real --model runs/real/nodeview-nodule.onnx --set val=data/real-val/annotations.csv \
-      --choose-on val --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx --out runs/real/val.json
-  T=$($PY -c "import json; print(json.load(open('runs/real/val.json'))['threshold'])")
+      --choose-on val --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx --real-ct ../shared/data/real-ct \
+      --out training/results/real-val-candidate.json
+  T=$($PY -c "import json; print(json.load(open('training/results/real-val-candidate.json'))['threshold'])")
   $PY -m training.real_release bind --model runs/real/nodeview-nodule.onnx --threshold "$T" --out runs/real/nodeview-reranker.onnx
   $PY -m training.evaluate_real --model resources/models/nodeview-nodule.onnx --set val=data/real-val/annotations.csv \
       --choose-on val --fp-per-scan 1 --real-ct ../shared/data/real-ct --out training/results/real-val-shipped-v3.json
-  # (5) once, the real test patients: the candidate and, for comparison, the shipped version 3
+  T3=$($PY -c "import json; print(json.load(open('training/results/real-val-shipped-v3.json'))['threshold'])")
+  # (5) once, the real test patients, each model at the threshold its validation run chose (no choice made here)
+  $PY -m training.evaluate_real --model resources/models/nodeview-nodule.onnx --threshold "$T3" \
+      --set test=data/real-test/annotations.csv --out training/results/real-test-shipped-v3.json
   $PY -m training.evaluate_real --model runs/real/nodeview-nodule.onnx --threshold "$T" \
-      --set test=data/real-test/annotations.csv --real-ct ../shared/data/real-ct --out training/results/real-test.json
+      --set test=data/real-test/annotations.csv --out training/results/real-test-candidate.json
+  $PY -m training.real_release table "=training/results/real-val-shipped-v3.json" "=training/results/real-test-shipped-v3.json"
 fi
