@@ -1,7 +1,7 @@
 """One finding per lesion, measured on the whole lesion; finding scores that rank; the Lung-RADS hint
 of the whole lesion (issue 21).
 
-Synthetic lesions come from ``training/synth_ct.py``'s nodule models (part-solid, lobulated, large,
+Synthetic lesions come from ``training/data/synth/nodules.py``'s nodule models (part-solid, lobulated, large,
 a mass) rendered into the small chest phantom of ``test_candidates``; several candidates are put on
 each lesion, as the proposer does on a large or part-solid nodule, and the detector's lesion step
 must return exactly one finding for them. The real scans run the bundled cascade end to end.
@@ -26,7 +26,7 @@ from nodeview.core.volume import Volume
 from .conftest import SHARED_DATA, need
 from .test_candidates import _chest
 
-synth = pytest.importorskip("training.synth_ct")
+synth = pytest.importorskip("training.data.synth.nodules")
 
 
 def _phantom_with(kind: str, diameter_mm: float, margin: str, seed: int = 3):

@@ -2,6 +2,8 @@
 # Reproduce the default model end to end (resumable: each step skips what is done).
 #   bash training/reproduce.sh [data|ranker|train|finetune|finetune3|eval|compare|export|reranker|reranker3|heldout|all]
 #   bash training/reproduce.sh subvoxel   a measured change, not adopted, not part of "all" (training/README.md)
+#   bash training/reproduce.sh real       issue 21: real LIDC nodules transplanted into real lungs, fine-tune, evaluate
+#                                         (not part of "all"; see training/README.md, "Real nodules")
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
 # stage-3 run, runs/stage3a.
@@ -131,4 +133,47 @@ if [ "$STEP" = subvoxel ]; then
   $PY -m training.engine.evaluate_cascade --set val3=data/val3/annotations.csv \
       --reranker runs/recal-sv/nodeview-reranker.onnx --against runs/reranker/nodeview-reranker.onnx \
       --out runs/recal-sv/val3.json
+fi
+if [ "$STEP" = real ]; then
+  # issue 21. (1) the patient split, committed before any model saw the nodules (regenerating it must not change it)
+  $PY -m training.data.real_split --nodules ../shared/data/lidc-nodules/nodules.csv --seed 21 --out training/splits/lidc-nodules-split.csv
+  git diff --exit-code training/splits/lidc-nodules-split.csv
+  # (2) real nodules transplanted into real lungs (LIDC-IDRI-0002 slabs, A0001 L and B below the tumour) and
+  # synthetic chests; every split from its own patients; resumable
+  $PY -m training.data.make_transplants --split val --out data/real-val --seed 0
+  # the 50 of the 71 planned training scans written and mined before the session's time ran out (the list is committed)
+  $PY -m training.data.make_transplants --split train --out data/real-train --copies 1 --synthetic-fraction 0.25 --seed 0 \
+      --scan-ids training/splits/real-train-scans-used.txt
+  $PY -m training.data.make_transplants --split test --out data/real-test --seed 0
+  $PY -m training.evaluation.proposal_recall --data data/real-val/annotations.csv --max-candidates 1000 \
+      --out training/results/proposal-recall-real-val.json
+  $PY -m training.evaluation.proposal_recall --data data/real-test/annotations.csv --max-candidates 1000 \
+      --out training/results/proposal-recall-real-test.json
+  # (3) the shipped ONNX weights back in torch (parity checked), fine-tuned with BatchNorm frozen
+  $PY -m training.models.onnx_weights --onnx resources/models/nodeview-nodule.onnx --out runs/shipped/model_state.pt
+  resume=(); [ -f runs/real/checkpoint.pt ] && resume=(--resume runs/real/checkpoint.pt)
+  # layer4 and the heads, BatchNorm frozen; the schedule is for 2 epochs, stopped after the first (time)
+  $PY -m training.engine.train --data data/real-train/annotations.csv --val-fraction 0.05 --out runs/real --cache runs/cache-real \
+      --weights runs/shipped/model_state.pt --frozen-bn --freeze layer3 --lr 1e-4 --epochs 2 --stop-epoch 1 \
+      --steps-per-epoch 100 --batch-size 32 --max-candidates 300 --hard-negative-fraction 0.5 --mine-subset 2000 \
+      --ignore-near-mm 3 --positive-weighting nodule --positive-rotations axial --positive-copies 4 "${resume[@]}"
+  $PY -m training.export.real_release metadata --run runs/real --out runs/real/metadata.json
+  $PY -m training.export.onnx --checkpoint runs/real/checkpoint.pt --out runs/real/nodeview-nodule.onnx --storage fp16 \
+      --metadata-json runs/real/metadata.json | tee runs/real/export.json
+  # (4) the threshold on the real validation patients (<= 1 FP/scan), the re-ranker bound to the new model
+  $PY -m training.export.real_release bind --model runs/real/nodeview-nodule.onnx --threshold 0.99 --out runs/real/nodeview-reranker.onnx
+  $PY -m training.engine.evaluate_real --model runs/real/nodeview-nodule.onnx --set val=data/real-val/annotations.csv \
+      --choose-on val --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx --real-ct ../shared/data/real-ct \
+      --out training/results/real-val-candidate.json
+  T=$($PY -c "import json; print(json.load(open('training/results/real-val-candidate.json'))['threshold'])")
+  $PY -m training.export.real_release bind --model runs/real/nodeview-nodule.onnx --threshold "$T" --out runs/real/nodeview-reranker.onnx
+  $PY -m training.engine.evaluate_real --model resources/models/nodeview-nodule.onnx --set val=data/real-val/annotations.csv \
+      --choose-on val --fp-per-scan 1 --real-ct ../shared/data/real-ct --out training/results/real-val-shipped-v3.json
+  T3=$($PY -c "import json; print(json.load(open('training/results/real-val-shipped-v3.json'))['threshold'])")
+  # (5) once, the real test patients, each model at the threshold its validation run chose (no choice made here)
+  $PY -m training.engine.evaluate_real --model resources/models/nodeview-nodule.onnx --threshold "$T3" \
+      --set test=data/real-test/annotations.csv --out training/results/real-test-shipped-v3.json
+  $PY -m training.engine.evaluate_real --model runs/real/nodeview-nodule.onnx --threshold "$T" \
+      --set test=data/real-test/annotations.csv --out training/results/real-test-candidate.json
+  $PY -m training.export.real_release table "=training/results/real-val-shipped-v3.json" "=training/results/real-test-shipped-v3.json"
 fi

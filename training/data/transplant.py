@@ -4,7 +4,7 @@ Real LIDC nodule crops (``../shared/data/lidc-nodules``: int16 HU NIfTI at nativ
 mask, readers' max-voting ratings) are transplanted into chest CT backgrounds: real scans (slabs of
 LIDC-IDRI-0002 at least 20 mm from its own nodule, the two kernels of Lung-PET-CT-Dx-A0001 below
 its boxed tumour, see :func:`real_backgrounds`) and the synthetic chest CTs of
-:mod:`training.synth_ct` (generated without nodules).
+:mod:`training.data.synth.generator` (generated without nodules).
 
 How one nodule goes in (:func:`transplant`):
 
@@ -18,11 +18,11 @@ How one nodule goes in (:func:`transplant`):
   fades it over one crop slice beyond the nodule's end slices), so the edge is soft and
   the nodule's own margin (spicules, ground glass fading out) comes with it. Outside ``w > 0`` the
   target keeps its exact values.
-* **Noise.** The target's noise (sd and in-plane correlation, :func:`training.insert.estimate_noise`
+* **Noise.** The target's noise (sd and in-plane correlation, :func:`training.data.insert.estimate_noise`
   on parenchyma around the site) is matched: a crop noisier than the target is smoothed in-plane
   first, and correlated noise is added where the blend left less than the target's variance,
   ``sd_add^2 = sd_t^2 - (1 - w)^2 sd_t^2 - w^2 sd_c^2``.
-* **Where.** Isolated nodules: inside the lung mask (:func:`nodeview.core.lung.segment_lungs`), at
+* **Where.** Isolated nodules: inside the lung mask (:func:`nodeview.core.detect.lung.segment_lungs`), at
   least radius + 3 mm from its boundary, over parenchyma: in a sphere of radius + 2 mm at most 12 %
   of the background above -400 HU (large vessels, walls) and at most 2 % below -950 HU after a 3 x 3 in-plane mean
   (airways, air pockets), median between -950 and -650 HU; 4 mm clear of other nodules and of ``avoid``.
@@ -33,7 +33,7 @@ How one nodule goes in (:func:`transplant`):
   points along the target's outward pleural normal, at the crop's own centroid-to-wall distance
   from the target's wall.
 
-Records use :mod:`training.annotations` (LPS mm centre, the readers' diameter, malignancy from the
+Records use :mod:`training.data.annotations` (LPS mm centre, the readers' diameter, malignancy from the
 max-voting rating: >= 4 malignant, <= 2 benign, 3 unknown (None); ``malignancy_score`` the rating;
 ``kind`` from the texture rating; ``margin`` from spiculation/lobulation; ``location``
 juxta-pleural or isolated; ``source = "transplant"``). ``transplants.csv`` beside the annotations

@@ -38,6 +38,7 @@ from training.data.annotations import ScanRecord, read_records_csv
 from training.data.dataset import POSITIVE_ROTATIONS, UNKNOWN, PatchSet, load_or_mine, near_nodule
 from training.engine import distributed
 from training.models.nodule_net import STAGES, NoduleNet, build_model, predict
+from training.models.onnx_weights import frozen_batchnorm
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -93,6 +94,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="leave out negatives within a nodule's radius + this many mm (its patch shows the nodule off centre)",
     )
     p.add_argument("--max-candidates", type=int, default=400)
+    p.add_argument("--frozen-bn", action="store_true", help="BatchNorm in eval mode (weights from ONNX: onnx_weights)")
+    p.add_argument("--stop-epoch", type=int, default=0, help="stop after N epochs (schedule: --epochs)")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -366,7 +369,7 @@ def _main(args: argparse.Namespace, dist: distributed.Dist) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed + 7919 * start_epoch)
     ddp = dist.wrap(model)
 
-    for epoch in range(start_epoch, args.epochs):
+    for epoch in range(start_epoch, min(args.epochs, args.stop_epoch or args.epochs)):
         if args.unfreeze_epoch and epoch >= args.unfreeze_epoch:
             frozen = any(not p.requires_grad for p in model.parameters())
             model.freeze_up_to(None)
@@ -381,6 +384,8 @@ def _main(args: argparse.Namespace, dist: distributed.Dist) -> dict[str, Any]:
         hard = dist.broadcast_array(hard) if n_hard > 0 else hard  # rank 0's (BatchNorm statistics differ)
         hard_p = _draw_probabilities(None, scan_w, hard)
         ddp.train()
+        if args.frozen_bn:
+            frozen_batchnorm(model)
         for _step in _progress(range(steps), f"epoch {epoch + 1}/{args.epochs}", args.quiet):
             if args.focal_gamma > 0:
                 idx = rng.integers(0, len(train_set), args.batch_size)

@@ -1,0 +1,84 @@
+"""The real-set report: CPM, sensitivity by size and texture, FPs per scan, malignancy AUC."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from training.data.annotations import NoduleAnnotation, ScanRecord
+from training.engine.evaluate_real import set_report
+
+
+def nod(x: float, d: float, kind: str, malignant: bool | None) -> NoduleAnnotation:
+    return NoduleAnnotation((x, 0.0, 0.0), d, malignant=malignant, kind=kind)
+
+
+def test_set_report_counts() -> None:
+    records = [
+        ScanRecord("a", "a", (nod(0, 4, "ground-glass", True), nod(50, 12, "solid", False))),
+        ScanRecord("b", "b", (nod(0, 8, "part-solid", None), nod(50, 7, "solid", True))),
+    ]
+    f = lambda x, s, m: {"center_xyz_mm": [x, 0.0, 0.0], "score": s, "malignancy": m}  # noqa: E731
+    preds = {
+        "a": [f(0.5, 0.9, 0.8), f(50, 0.95, 0.1), f(100, 0.7, 0.5)],  # both found; one FP at 0.7
+        "b": [f(0.0, 0.3, 0.5), f(51, 0.99, 0.9), f(-80, 0.2, 0.5)],  # part-solid below threshold
+    }
+    r = set_report(records, preds, threshold=0.5, min_d=3.0, n_boot=50, thickness=False)
+    assert r["nodules"] == 4 and r["scans"] == 2
+    assert r["sensitivity_at_threshold"]["found"] == 3
+    assert r["fps_per_scan_at_threshold"] == 0.5
+    assert r["by_size"]["3-6 mm"] == {"n": 1, "found": 1, "sensitivity": 1.0}
+    assert r["by_size"]["6-10 mm"]["found"] == 1 and r["by_size"]["6-10 mm"]["n"] == 2
+    assert r["by_texture"]["ground-glass+part-solid"]["found"] == 1
+    assert r["recall_any_score"] == 1.0
+    # malignancy over hit nodules with a known label: 0.8 (M), 0.1 (B), 0.9 (M) -> AUC 1
+    assert r["malignancy_auc"]["n"] == 3 and r["malignancy_auc"]["auc"] == 1.0
+    assert 0.0 <= r["cpm_ci95"][0] <= r["cpm"] <= r["cpm_ci95"][1] <= 1.0
+
+
+def test_plan_uses_only_the_split_patients() -> None:
+    import pytest
+
+    from tests.conftest import SHARED_DATA
+    from training.data.make_transplants import plan
+    from training.data.real_split import DEFAULT_SPLIT_CSV, read_split
+    from training.data.transplant import read_nodule_table
+
+    nodules = SHARED_DATA / "lidc-nodules"
+    if not (nodules / "nodules.csv").exists():
+        pytest.skip("shared real data not found")
+    split = read_split()
+    table = read_nodule_table(nodules)
+    for name in ("val", "test"):
+        args = argparse.Namespace(
+            split=name,
+            nodules=str(nodules),
+            split_csv=str(DEFAULT_SPLIT_CSV),
+            seed=0,
+            copies=1,
+            per_scan=(5, 8),
+            synthetic_fraction=0.3,
+            limit=0,
+        )
+        scans = plan(args)
+        files = [r["file"] for _, _, g in scans for r in g]
+        assert {split[r["patient_id"]] for _, _, g in scans for r in g} == {name}
+        assert sorted(files) == sorted(r["file"] for r in table if split[r["patient_id"]] == name)  # each once
+        assert plan(args) == scans  # deterministic
+        assert np.all([5 <= len(g) <= 8 for _, _, g in scans[:-1]])
+
+
+def test_results_table_rows_come_from_the_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from training.export.real_release import results_table
+
+    records = [ScanRecord("a", "a", (nod(0, 4, "ground-glass", True), nod(50, 12, "solid", False)))]
+    preds = {"a": [{"center_xyz_mm": [0.0, 0.0, 0.0], "score": 0.9, "malignancy": 0.7}]}
+    rep = set_report(records, preds, threshold=0.5, min_d=3.0, n_boot=20, thickness=False)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"threshold": 0.5, "sets": {"val": rep}}))
+    table = results_table([("real", path)]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| real val | 1 | 2 |")
+    assert "| 1/2 (0.500) | 0.00 | 1/1 | 0/0 | 0/1 | 1/1 | 0/0 | 0/1 | n/a |" in table[2]

@@ -1,0 +1,339 @@
+"""Evaluate the exported detector end to end, as the app runs it, on real-nodule sets and real scans.
+
+Every scan goes through :class:`nodeview.core.detect.detector.Detector` (lungs, proposals, re-ranker,
+patches, ResNet-50, fused score, NMS) with ``min_score=0``; the findings (centre, score,
+malignancy) are cached per model pair under ``--cache``. For each ``--set`` (transplanted real
+LIDC nodules, or any annotations CSV):
+
+* FROC and CPM (LUNA16 rules, :mod:`training.evaluation.metrics`) with a 95 % bootstrap interval (scans
+  resampled);
+* at the operating threshold: sensitivity overall, by size (3-6, 6-10, >= 10 mm) and by texture
+  (ground-glass, part-solid, solid), false positives per scan;
+* malignancy AUC with a 95 % bootstrap interval (nodules resampled) over the nodules a finding
+  hits, the finding's ``malignancy`` against the readers' label (rating >= 4 malignant, <= 2
+  benign, 3 left out);
+* ``recall_any_score``: the share of nodules some finding hits at any score (the proposals, the
+  re-ranker's kept ones and NMS together: what caps the sensitivity);
+* with ``--against-model``: the other detector's CPM on the same scans and the paired bootstrap
+  interval of the difference.
+
+The operating threshold is ``--threshold``, or chosen on the set named by ``--choose-on`` (the
+highest sensitivity at no more than ``--fp-per-scan`` false positives per scan) and applied
+unchanged to every other set; default: the model's own. ``--real-ct`` adds the two real scans:
+LIDC-IDRI-0002 (its readers' nodule found? false positives) and both kernels of
+Lung-PET-CT-Dx-A0001 (the boxed tumour found? false positives outside the box).
+
+    python -m training.engine.evaluate_real --set val=data/real-val/annotations.csv --choose-on val \\
+        --real-ct ../shared/data/real-ct --out training/results/real-val-shipped.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nodeview.core.detect.detector import Detector, file_sha256
+from nodeview.core.io.study import open_study
+from training.data.annotations import ScanRecord, read_records_csv
+from training.evaluation.metrics import (
+    auc_bootstrap,
+    cpm,
+    cpm_difference_bootstrap,
+    froc,
+    froc_bootstrap,
+    nodule_hits,
+    operating_point,
+)
+
+SIZE_BINS = (("3-6 mm", 3.0, 6.0), ("6-10 mm", 6.0, 10.0), (">=10 mm", 10.0, np.inf))
+KINDS = ("ground-glass", "part-solid", "solid")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--set", action="append", default=[], metavar="NAME=CSV", help="a named annotations CSV")
+    p.add_argument("--model", default="resources/models/nodeview-nodule.onnx")
+    p.add_argument("--reranker", default="auto")
+    p.add_argument("--against-model", help="another nodule model: paired CPM difference on every set")
+    p.add_argument("--against-reranker", default="auto")
+    p.add_argument("--threshold", type=float, help="operating threshold (default: chosen or the model's own)")
+    p.add_argument("--choose-on", help="set name on which the threshold is chosen")
+    p.add_argument("--fp-per-scan", type=float, default=1.0)
+    p.add_argument("--real-ct", help="folder with LIDC-IDRI-0002 (+ readers CSV) and Lung-PET-CT-Dx-A0001")
+    p.add_argument("--min-diameter", type=float, default=3.0)
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--cache", default="runs/evalreal")
+    p.add_argument("--out", help="results JSON")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+def _key(det: Detector) -> str:
+    rr = det.reranker.info.path if det.reranker is not None else ""
+    return file_sha256(det.info.path)[:12] + ("-" + file_sha256(rr)[:8] if rr else "-none")
+
+
+def detect_scan(det: Detector, path: str, cache: Path) -> dict[str, Any]:
+    """Findings (centre, score, malignancy, diameter) of one scan at min_score 0, cached."""
+    if cache.is_file():
+        return dict(json.loads(cache.read_text()))
+    vol = open_study(path)
+    t = time.perf_counter()
+    res = det.detect(vol, min_score=0.0, segment_from=2.0)  # no segmentation: scores only
+    out = {
+        "seconds": time.perf_counter() - t,
+        "findings": [
+            {
+                "center_xyz_mm": list(f.center_xyz_mm),
+                "score": float(f.score),
+                "malignancy": float(f.malignancy),
+                "diameter_mm": float(f.model_diameter_mm),
+            }
+            for f in res.findings
+        ],
+    }
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out))
+    return out
+
+
+def predictions(det: Detector, records: list[ScanRecord], cache: Path) -> dict[str, list[dict[str, Any]]]:
+    out = {}
+    for n, rec in enumerate(records):
+        out[rec.scan_id] = detect_scan(det, rec.path, cache / f"{rec.scan_id}.json")["findings"]
+        print(f"  {n + 1}/{len(records)} {rec.scan_id}: {len(out[rec.scan_id])} findings", flush=True)
+    return out
+
+
+def slice_thickness(path: str) -> float:
+    """SliceThickness (else the slice step) of a DICOM series folder, from two headers."""
+    import pydicom
+
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file())[:2]
+    ds = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    if getattr(ds[0], "SliceThickness", None):
+        return float(ds[0].SliceThickness)
+    return abs(float(ds[1].ImagePositionPatient[2]) - float(ds[0].ImagePositionPatient[2])) if len(ds) > 1 else 0.0
+
+
+def _pairs(findings: list[dict[str, Any]]) -> list[tuple[tuple[float, ...], float]]:
+    return [(tuple(f["center_xyz_mm"]), f["score"]) for f in findings]
+
+
+def set_report(
+    records: list[ScanRecord],
+    preds: dict[str, list[dict[str, Any]]],
+    threshold: float,
+    min_d: float,
+    n_boot: int,
+    thickness: bool = True,
+) -> dict[str, Any]:
+    truths = {r.scan_id: [n for n in r.nodules if n.diameter_mm >= min_d] for r in records}
+    pairs = {k: _pairs(v) for k, v in preds.items()}
+    result = froc(pairs, truths)
+    score, at_rates = cpm(result)
+    boot = froc_bootstrap(pairs, truths, n_bootstrap=n_boot)
+    found: list[tuple[Any, bool]] = []
+    fps = 0
+    mal_y, mal_s = [], []
+    reached = 0
+    for r in records:
+        nods = truths[r.scan_id]
+        hits = nodule_hits(pairs[r.scan_id], nods, threshold)
+        fps += hits.n_false_positives
+        found.extend(zip(nods, hits.found, strict=True))
+        any_hit = nodule_hits(pairs[r.scan_id], nods, -1.0)
+        reached += any_hit.n_found
+        for n, b in zip(nods, any_hit.best_prediction, strict=True):
+            if b >= 0 and n.malignant is not None:
+                mal_y.append(int(n.malignant))
+                mal_s.append(preds[r.scan_id][b]["malignancy"])
+
+    def sens(group: list[tuple[Any, bool]]) -> dict[str, Any]:
+        k = sum(f for _, f in group)
+        return {"n": len(group), "found": k, "sensitivity": (k / len(group)) if group else None}
+
+    by_size = {name: sens([x for x in found if lo <= x[0].diameter_mm < hi]) for name, lo, hi in SIZE_BINS}
+    by_kind = {k: sens([x for x in found if x[0].kind == k]) for k in KINDS}
+    by_kind["ground-glass+part-solid"] = sens([x for x in found if x[0].kind in ("ground-glass", "part-solid")])
+    by_location = {loc: sens([x for x in found if x[0].location == loc]) for loc in ("isolated", "juxta-pleural")}
+    by_thickness: dict[str, Any] = {}
+    thick = {r.scan_id: slice_thickness(r.path) for r in records} if thickness else {}
+    for name, test in (("<= 2.5 mm", lambda t: t <= 2.5), ("> 2.5 mm", lambda t: t > 2.5)):
+        ids = [r.scan_id for r in records if thick and test(thick[r.scan_id])]
+        if not ids:
+            continue
+        sub_truth = {k: truths[k] for k in ids}
+        sub_found = [x for r in records if r.scan_id in ids for x in found if any(x[0] is n for n in truths[r.scan_id])]
+        by_thickness[name] = {
+            "scans": len(ids),
+            "cpm": float(cpm(froc({k: pairs[k] for k in ids}, sub_truth))[0]) if any(sub_truth.values()) else None,
+            "at_threshold": sens(sub_found),
+        }
+    mal: dict[str, Any] = {"n": len(mal_y), "malignant": int(sum(mal_y))}
+    if 0 < sum(mal_y) < len(mal_y):
+        iv = auc_bootstrap(mal_y, mal_s, n_bootstrap=n_boot)
+        mal.update(auc=iv.estimate, ci95=[iv.low, iv.high])
+    return {
+        "scans": len(records),
+        "nodules": sum(len(v) for v in truths.values()),
+        "cpm": float(score),
+        "cpm_ci95": [float(boot.cpm.low), float(boot.cpm.high)],
+        "recall_any_score": reached / max(1, sum(len(v) for v in truths.values())),
+        "sensitivity_at_fp_rates": {str(k): float(v) for k, v in at_rates.items()},
+        "threshold": threshold,
+        "sensitivity_at_threshold": sens(found),
+        "fps_per_scan_at_threshold": fps / max(1, len(records)),
+        "by_size": by_size,
+        "by_texture": by_kind,
+        "by_location": by_location,
+        "by_slice_thickness": by_thickness,
+        "malignancy_auc": mal,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+def a0001_box_mm(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The union of the VOC tumour boxes of A0001 in LPS mm (min_xyz, max_xyz)."""
+    import pydicom
+
+    boxes = {p.stem: p for p in (root / "annotations").glob("*.xml")}
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for f in sorted(root.glob("chest-5mm-kernel-*/**/*.dcm")):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        xml = boxes.get(str(ds.SOPInstanceUID))
+        if xml is None:
+            continue
+        ipp = np.asarray(ds.ImagePositionPatient, dtype=float)
+        row_mm, col_mm = (float(v) for v in ds.PixelSpacing)
+        for b in ET.parse(xml).iter("bndbox"):
+            x0, x1 = (float(b.findtext(k) or 0) for k in ("xmin", "xmax"))
+            y0, y1 = (float(b.findtext(k) or 0) for k in ("ymin", "ymax"))
+            pts = np.array(
+                [
+                    [ipp[0] + x0 * col_mm, ipp[1] + y0 * row_mm, ipp[2]],
+                    [ipp[0] + x1 * col_mm, ipp[1] + y1 * row_mm, ipp[2]],
+                ]
+            )
+            lo, hi = np.minimum(lo, pts.min(0)), np.maximum(hi, pts.max(0))
+    return lo, hi
+
+
+def real_scan_report(det: Detector, real_ct: Path, threshold: float, cache: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with open(real_ct / "LIDC-IDRI-0002-readers.csv", newline="") as fh:
+        readers = list(csv.DictReader(fh))
+    centre = np.mean([[float(r[f"centroid_{a}_mm"]) for a in "xyz"] for r in readers], axis=0)
+    radius = max(10.0, 0.5 * float(np.mean([float(r["approx_diameter_mm"]) for r in readers])))
+    got = detect_scan(det, str(real_ct / "LIDC-IDRI-0002"), cache / "real-LIDC-IDRI-0002.json")
+    kept = [f for f in got["findings"] if f["score"] >= threshold]
+    on = [f for f in kept if np.linalg.norm(np.asarray(f["center_xyz_mm"]) - centre) <= radius]
+    out["LIDC-IDRI-0002"] = {
+        "nodule_found": bool(on),
+        "findings_on_nodule": len(on),
+        "false_positives": len(kept) - len(on),
+        "best_nodule_score": max((f["score"] for f in on), default=None),
+        "malignancy_of_best": max(on, key=lambda f: f["score"])["malignancy"] if on else None,
+        "seconds": got["seconds"],
+        "hit_radius_mm": radius,
+    }
+    a1 = real_ct / "Lung-PET-CT-Dx-A0001"
+    lo, hi = a0001_box_mm(a1)
+    lo, hi = lo - 5.0, hi + 5.0
+    for kernel in ("L", "B"):
+        got = detect_scan(det, str(a1 / f"chest-5mm-kernel-{kernel}"), cache / f"real-A0001-{kernel}.json")
+        kept = [f for f in got["findings"] if f["score"] >= threshold]
+        inside = [
+            f
+            for f in kept
+            if np.all(np.asarray(f["center_xyz_mm"]) >= lo) and np.all(np.asarray(f["center_xyz_mm"]) <= hi)
+        ]
+        out[f"A0001-{kernel}"] = {
+            "tumour_found": bool(inside),
+            "findings_in_tumour_box": len(inside),
+            "false_positives": len(kept) - len(inside),
+            "seconds": got["seconds"],
+        }
+    return out
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    det = Detector(args.model, threads=args.threads or None, reranker=args.reranker)
+    other = (
+        Detector(args.against_model, threads=args.threads or None, reranker=args.against_reranker)
+        if args.against_model
+        else None
+    )
+    cache = Path(args.cache) / _key(det)
+    sets = {}
+    for spec in args.set:
+        name, _, path = spec.partition("=")
+        sets[name] = read_records_csv(path)
+    preds = {name: predictions(det, recs, cache / name) for name, recs in sets.items()}
+    threshold = args.threshold if args.threshold is not None else det.info.threshold
+    chosen_how = "given" if args.threshold is not None else "the model's operating threshold"
+    if args.choose_on:
+        recs = sets[args.choose_on]
+        truths = {r.scan_id: [n for n in r.nodules if n.diameter_mm >= args.min_diameter] for r in recs}
+        op = operating_point(froc({k: _pairs(v) for k, v in preds[args.choose_on].items()}, truths), args.fp_per_scan)
+        threshold = float(op.threshold)
+        chosen_how = f"best sensitivity on {args.choose_on} at <= {args.fp_per_scan} FP/scan"
+    results: dict[str, Any] = {
+        "model": args.model,
+        "model_label": det.info.label,
+        "reranker": det.reranker.info.path if det.reranker is not None else None,
+        "threshold": threshold,
+        "threshold_chosen": chosen_how,
+        "sets": {},
+    }
+    for name, recs in sets.items():
+        rep = set_report(recs, preds[name], threshold, args.min_diameter, args.bootstrap)
+        if other is not None:
+            o_preds = predictions(other, recs, Path(args.cache) / _key(other) / name)
+            truths = {r.scan_id: [n for n in r.nodules if n.diameter_mm >= args.min_diameter] for r in recs}
+            base = {k: _pairs(v) for k, v in o_preds.items()}
+            new = {k: _pairs(v) for k, v in preds[name].items()}
+            d = cpm_difference_bootstrap(base, new, truths, n_bootstrap=args.bootstrap)
+            rep["against"] = {
+                "model": args.against_model,
+                "cpm_other": float(cpm(froc(base, truths))[0]),
+                "difference": d.estimate,
+                "ci95": [d.low, d.high],
+            }
+        results["sets"][name] = rep
+        print(summary(name, rep), flush=True)
+    if args.real_ct:
+        results["real_scans"] = real_scan_report(det, Path(args.real_ct), threshold, cache / "real")
+        print(json.dumps(results["real_scans"]), flush=True)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1, default=float))
+    return results
+
+
+def summary(name: str, r: dict[str, Any]) -> str:
+    lo, hi = r["cpm_ci95"]
+    s = r["sensitivity_at_threshold"]
+    gg = r["by_texture"]["ground-glass+part-solid"]
+    mal = r["malignancy_auc"]
+    line = (
+        f"{name}: {r['scans']} scans, {r['nodules']} nodules, CPM {r['cpm']:.3f} ({lo:.3f}-{hi:.3f}); at "
+        f"{r['threshold']:.4f}: sensitivity {s['sensitivity']:.3f}, {r['fps_per_scan_at_threshold']:.2f} FP/scan, "
+        f"GGO+part-solid {gg['found']}/{gg['n']}; malignancy AUC {mal.get('auc', float('nan')):.3f}"
+    )
+    if "against" in r:
+        a = r["against"]
+        line += f"; against {a['cpm_other']:.3f}: {a['difference']:+.3f} ({a['ci95'][0]:+.3f} to {a['ci95'][1]:+.3f})"
+    return line
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
