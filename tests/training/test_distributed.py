@@ -97,7 +97,7 @@ def test_per_rank_slices_cover_the_global_batch():
 
 
 def _reranker_rank(rank: int, world: int, port: int, folder: str) -> None:
-    from training import distributed
+    from training.engine import distributed
     from training.engine import train_reranker as tr
 
     from .test_reranker_train import args_for, toy_cubes
@@ -116,7 +116,7 @@ def test_reranker_two_processes_and_one_process_equivalence(tmp_path, monkeypatc
     pytest.importorskip("onnx")
     import torch.multiprocessing as mp
 
-    from training import distributed
+    from training.engine import distributed
     from training.engine import train_reranker as tr
 
     from .test_reranker_train import args_for, toy_cubes

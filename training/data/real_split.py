@@ -30,7 +30,7 @@ import numpy as np
 
 SPLITS = ("train", "val", "test")
 FRACTIONS = (0.6, 0.2, 0.2)
-DEFAULT_SPLIT_CSV = Path(__file__).resolve().parent / "splits" / "lidc-nodules-split.csv"
+DEFAULT_SPLIT_CSV = Path(__file__).resolve().parents[1] / "splits" / "lidc-nodules-split.csv"
 
 
 def texture_kind(texture_1to5: int) -> str:

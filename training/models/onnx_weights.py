@@ -131,7 +131,7 @@ def real_patches(n: int = 16) -> np.ndarray:
     from nodeview.core.detect.patches import extract_patches
     from nodeview.core.io.study import open_study
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     vol = open_study(root / "resources" / "demo" / "LIDC-IDRI-0002")
     lung = segment_lungs(vol.hu_zyx, vol.geometry)
     cands = propose(vol.hu_zyx, vol.geometry, lung=lung, max_candidates=n)
