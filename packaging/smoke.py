@@ -12,7 +12,7 @@ Fails (exit 1, ``smoke: FAIL: what``) on any problem:
      series (packaging/make_smoke_data.py): shape, spacing and HU range exactly as written, so every
      codec decodes;
   4. ``detect --min-score 0 --json`` with the bundled default model (no ``--model``) on the
-     uncompressed and the JPEG 2000 series: the ``nodeview.findings/1`` schema, the bundled model's
+     uncompressed and the JPEG 2000 series: the ``nodeview.findings/2`` schema, the bundled model's
      name and weights sha256, scored candidates with their fields;
   5. ``detect --report-dir --anonymize``: a PNG report (bundled fonts, Pillow);
   6. ``--screenshot`` with ``QT_QPA_PLATFORM=offscreen`` and, on Linux, on X11 under ``xvfb-run``
@@ -132,7 +132,7 @@ def check_info(doc: dict, expected: dict, series: str) -> None:
 
 
 def check_findings(doc: dict, model_bytes: bytes, series: str) -> int:
-    if doc.get("schema") != "nodeview.findings/1":
+    if doc.get("schema") != "nodeview.findings/2":
         fail(f"detect {series}: schema {doc.get('schema')!r}")
     name, sha = doc["model"]["name"], doc["model"]["sha256"]
     # the JSON must name the bundled model: its name and weights sha256 are in the ONNX metadata

@@ -52,30 +52,40 @@ class Task(QRunnable):
         gen = self.generation
         last = [-1]
 
+        def emit(signal_name: str, *args: object) -> bool:
+            # The window (and the signals object it owns) can be gone when the app quits with this
+            # task still running (e.g. --screenshot): then nobody listens; stop quietly.
+            try:
+                getattr(self.signals, signal_name).emit(*args)
+            except RuntimeError:
+                self.stop_event.set()
+                return False
+            return True
+
         def progress(done: int, total: int) -> None:
             # Throttle to whole percent steps: thousands of signal emits buy nothing.
             pct = 100 * done // max(total, 1)
             if pct != last[0] or done == total:
                 last[0] = pct
-                self.signals.progress.emit(gen, done, total)
+                emit("progress", gen, done, total)
 
         try:
             result = self._work(progress, self.stop_event.is_set)
         except Cancelled:
-            self.signals.cancelled.emit(gen)
+            emit("cancelled", gen)
         except NodeViewError as exc:
             if self.stop_event.is_set():
-                self.signals.cancelled.emit(gen)
+                emit("cancelled", gen)
             else:
-                self.signals.failed.emit(gen, str(exc))
+                emit("failed", gen, str(exc))
         except Exception as exc:  # an internal error: log details, show one line
             log.error("internal error in background task: %s", traceback.format_exc())
-            self.signals.failed.emit(gen, f"internal error: {type(exc).__name__}: {exc}")
+            emit("failed", gen, f"internal error: {type(exc).__name__}: {exc}")
         else:
             if self.stop_event.is_set():
-                self.signals.cancelled.emit(gen)
+                emit("cancelled", gen)
             else:
-                self.signals.finished.emit(gen, result)
+                emit("finished", gen, result)
         finally:
             self.done_event.set()
 
