@@ -9,10 +9,17 @@ number is redacted. Matching is case-insensitive, on values and parts of at leas
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .volume import PatientInfo
+
+class PatientInfo(Protocol):
+    """What redaction needs of a patient (:class:`nodeview.core.volume.PatientInfo` has it); a
+    protocol, so this module does not import the volume module that calls it."""
+
+    @property
+    def name(self) -> str: ...
+
+    def identifying_strings(self) -> tuple[str, ...]: ...
 
 #: What a redacted free-text value is replaced by.
 REDACTED = "(redacted)"
