@@ -12,7 +12,6 @@ study of the batch, from the manifest: :data:`COLUMNS`.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -20,6 +19,8 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from ..core.outputs import replace_atomically
 
 MANIFEST = "manifest.jsonl"
 SUMMARY_CSV = "summary.csv"
@@ -74,20 +75,6 @@ class Manifest:
         self.records[str(record["key"])] = dict(record)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
 def write_summary(out_dir: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> list[Path]:
     """Write ``summary.csv`` (and ``summary.parquet`` with pyarrow) atomically; returns the files."""
     table = [{c: row.get(c, "") for c in COLUMNS} for row in rows]
@@ -99,7 +86,7 @@ def write_summary(out_dir: str | os.PathLike[str], rows: Iterable[Mapping[str, A
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / SUMMARY_CSV]
-    _atomic_write_bytes(written[0], buffer.getvalue().encode("utf-8"))
+    replace_atomically(written[0], buffer.getvalue().encode("utf-8"))
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -116,7 +103,7 @@ def write_summary(out_dir: str | os.PathLike[str], rows: Iterable[Mapping[str, A
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(columns), sink)
     written.append(folder / SUMMARY_PARQUET)
-    _atomic_write_bytes(written[1], sink.getvalue().to_pybytes())
+    replace_atomically(written[1], sink.getvalue().to_pybytes())
     return written
 
 

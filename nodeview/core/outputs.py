@@ -257,3 +257,20 @@ __all__ = [
     "remove_stale_temps",
     "write_file_set",
 ]
+
+
+def replace_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through ``path.tmp-<pid>`` in the same folder, fsync, rename: for a
+    file the program owns and rewrites (a batch summary), never for user outputs, which are claimed
+    with :func:`write_file_set` so that nothing is replaced silently."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

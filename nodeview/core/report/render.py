@@ -1104,21 +1104,6 @@ def encode_png(page: ReportPage, model: ModelInfo, created: datetime) -> bytes:
     return buffer.getvalue()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through ``path.tmp-<pid>`` in the same folder, fsync, rename."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
 #: Report files without their JSON sidecar older than this are the remains of an interrupted run.
 INCOMPLETE_REPORT_AGE_S = 60.0
 
