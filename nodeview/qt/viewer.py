@@ -374,11 +374,14 @@ class ViewerController(QObject):
         index = self.slice_index(kind)
         slab = slab_slices(plane, self.slab_mm)
         view.slice_index = index
-        image = self.source.extract(kind, index, slab, self.slab_mode)
-        rows = self._interp_rows.get(kind)
-        if rows is not None:
-            image = rows(image)
-        view.set_image(image, self.window.levels)
+        rows = self._interp_rows.get(kind) if self.interpolate else None
+        smooth = None
+        if rows is not None and slab <= 1 and rows.out_rows <= self.source.smooth_out_rows(kind):
+            smooth = self.source.smooth(kind, index)
+        if smooth is not None:  # interpolated at square pixels in the background, at least the screen's rows
+            view.set_image(smooth, self.window.levels)
+        else:  # rows interpolated while drawing (cache not ready yet, slabs), or native pixels
+            view.set_image(self.source.extract(kind, index, slab, self.slab_mode), self.window.levels, rows)
         view.set_measurements(self.measurements.on_slice(kind, index))
 
     def _refresh_findings(self, kind: ViewKind) -> None:
