@@ -450,7 +450,9 @@ def breakdown(
         (OpaqueImageItem, "render", "    ImageItem.render (levels -> ARGB QImage)"),  # NodeView's (same row)
         (None, "drawImage", "    rest of paint (QPainter.drawImage, scaled)"),
         (None, "TextItem.paint", "  TextItem.paint (x10 labels)"),
-        (None, "rest", "  rest (scene, boxes, crosshair, QLabels, flush)"),
+        (SliceView, "drawForeground", "  SliceView.drawForeground (letters, corners)"),
+        (pg.InfiniteLine, "paint", "  InfiniteLine.paint (crosshair)"),
+        (None, "rest", "  rest (scene, boxes, background, flush)"),
     ]
     for cls, name, label in parts:
         if cls is not None:
@@ -481,8 +483,12 @@ def breakdown(
             r["    rest of paint (QPainter.drawImage, scaled)"] = (
                 r["  ImageItem.paint"] - r["    ImageItem.render (levels -> ARGB QImage)"]
             )
-            r["  rest (scene, boxes, crosshair, QLabels, flush)"] = (
-                frame_s - r["  ImageItem.paint"] - r["  TextItem.paint (x10 labels)"]
+            r["  rest (scene, boxes, background, flush)"] = (
+                frame_s
+                - r["  ImageItem.paint"]
+                - r["  TextItem.paint (x10 labels)"]
+                - r["  SliceView.drawForeground (letters, corners)"]
+                - r["  InfiniteLine.paint (crosshair)"]
             )
             results.append({k: v / len(deltas) * 1e3 for k, v in r.items()})
     finally:
@@ -491,7 +497,7 @@ def breakdown(
     print("\nWhere the time goes (mean ms per step over one more pass, wrapper timings; indented rows are parts")
     print("of the row above; 'ref' = the reference of the same view):")
     print(f"{'':<50}" + "".join(f"{('ref ' if i % 2 == 0 else 'NV ') + c.kind[:3]:>9}" for i, c in enumerate(cases)))
-    for _, _, label in parts:
+    for label in dict.fromkeys(label for _, _, label in parts):  # each row once
         print(f"{label:<50}" + "".join(f"{r.get(label, 0.0):9.2f}" for r in results))
 
 

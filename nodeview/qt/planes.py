@@ -70,7 +70,9 @@ class PlaneSource:
                 rows = RowInterpolator.for_plane(plane)
                 if rows is not None:
                     self.smooth_rows[kind] = rows
-            total = sum(p.n_slices * r.out_rows * p.size_px[0] * 2 for k, r in self.smooth_rows.items() for p in [planes[k]])
+            total = sum(
+                p.n_slices * r.out_rows * p.size_px[0] * 2 for k, r in self.smooth_rows.items() for p in [planes[k]]
+            )
             if total > self.max_smooth_bytes:
                 self.smooth_rows = {}
         if build_cache and (strided or self.smooth_rows):

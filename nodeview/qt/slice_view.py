@@ -35,7 +35,7 @@ from PySide6.QtGui import (
     QPixmap,
     QWheelEvent,
 )
-from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QWidget
+from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsPathItem, QGraphicsRectItem, QWidget
 
 from ..core.views import ViewKind, ViewPlane, crossing_views
 from .measurements import ANGLE, DISTANCE, ELLIPSE, Measurement, angle_deg, distance_mm
@@ -152,6 +152,41 @@ class OpaqueImageItem(pg.ImageItem):
         q = self.qimage
         if q is not None and q.format() == QImage.Format.Format_ARGB32:
             q.reinterpretAsFormat(QImage.Format.Format_RGB32)
+
+
+class CrosshairLine(QGraphicsLineItem):
+    """A vertical (``angle=90``) or horizontal (``angle=0``) crosshair line at ``value`` mm.
+
+    A plain C++ line item spanning the plane ten times over: pyqtgraph's ``InfiniteLine`` follows
+    the view's rectangle in Python (bounding rect, paint) on every frame, which this does not need.
+    """
+
+    def __init__(self, angle: int) -> None:
+        super().__init__()
+        self.angle = angle
+        self._value = 0.0
+        self._span = (-1.0e3, 1.0e3)
+        self.setPen(QPen(QColor(255, 255, 255), 0))
+
+    def set_span(self, lo: float, hi: float) -> None:
+        self._span = (lo, hi)
+        self._place()
+
+    def value(self) -> float:
+        return self._value
+
+    def setValue(self, value: float) -> None:
+        value = float(value)
+        if value != self._value:
+            self._value = value
+            self._place()
+
+    def _place(self) -> None:
+        lo, hi, x = self._span[0], self._span[1], self._value
+        if self.angle == 90:
+            self.setLine(x, lo, x, hi)
+        else:
+            self.setLine(lo, x, hi, x)
 
 
 def measurement_path(kind: str, points: tuple[tuple[float, float], ...]) -> QPainterPath:
@@ -294,11 +329,11 @@ class SliceView(pg.GraphicsView):
         self.image_item.setAutoDownsample(False)
         self.view_box.addItem(self.image_item)
         # vertical line = the plane of the view whose slicing axis runs along u, horizontal along v
-        self.v_line = pg.InfiniteLine(angle=90, movable=False)
-        self.h_line = pg.InfiniteLine(angle=0, movable=False)
+        self.v_line = CrosshairLine(angle=90)
+        self.h_line = CrosshairLine(angle=0)
         for line in (self.v_line, self.h_line):
             line.setZValue(10)
-            self.view_box.addItem(line)
+            self.view_box.addItem(line, ignoreBounds=True)
         pen = QPen(MEASURE_COLOUR, 2)
         pen.setCosmetic(True)
         self._preview = QGraphicsPathItem()
@@ -324,6 +359,9 @@ class SliceView(pg.GraphicsView):
         self._edge_font.setBold(True)
         self._edge_font.setPointSize(11)
         self._text_cache: dict[tuple[str, bool, int], QPixmap] = {}  # (text, bold, rgb) -> plate with text
+        self._label_metrics, self._edge_metrics = QFontMetrics(self._label_font), QFontMetrics(self._edge_font)
+        self._layout_key: tuple | None = None  # what the cached layout was made for
+        self._layout: dict[str, tuple[QRect, str]] = {}
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     # ---- state in ----------------------------------------------------------------------------
@@ -334,6 +372,9 @@ class SliceView(pg.GraphicsView):
         u_kind, v_kind = crossing_views(plane.kind)
         self.v_line.setPen(QPen(VIEW_COLOURS[u_kind], 0))
         self.h_line.setPen(QPen(VIEW_COLOURS[v_kind], 0))
+        extent = 10.0 * max(plane.size_mm)
+        for line in (self.v_line, self.h_line):
+            line.set_span(-extent, extent)
         self.cancel_measure()
         self.set_measurements([])
         self.reset_zoom()
@@ -637,7 +678,7 @@ class SliceView(pg.GraphicsView):
         slice text (and the lower-right corner) when they would meet in a narrow view, the top
         letter down below the title and the upper-right corner.
         """
-        label, edge = QFontMetrics(self._label_font), QFontMetrics(self._edge_font)
+        label, edge = self._label_metrics, self._edge_metrics
         out: dict[str, tuple[QRect, str]] = {}
 
         def rect(m: QFontMetrics, x: int, baseline: int, text: str) -> QRect:
@@ -689,15 +730,36 @@ class SliceView(pg.GraphicsView):
         pixels. Each text sits on a translucent dark plate so it stays readable over bright tissue.
 
         Each text is rendered once into a small pixmap and reused (laying out text costs more than
-        drawing a pixmap; only the slice line changes while scrolling).
+        drawing a pixmap). The slice line, which changes on every scroll step, is drawn directly,
+        and the layout is kept until something in it changes size (the slice line's width included).
         """
         super().drawForeground(painter, rect)
         painter.save()
         painter.resetTransform()
         w, h = self.viewport().width(), self.viewport().height()
-        for name, (r, text) in self.text_layout(w, h).items():
+        info = self.info_text
+        key = (
+            w,
+            h,
+            self.title_text,
+            self._label_metrics.horizontalAdvance(info) if info else -1,
+            tuple(self.corner_top_right),
+            tuple(self.corner_bottom_right),
+            self.show_corners,
+            tuple(self.edge_text.values()),
+        )
+        if key != self._layout_key:
+            self._layout, self._layout_key = self.text_layout(w, h), key
+        grey = QColor(232, 232, 232)
+        for name, (r, text) in self._layout.items():
+            if name == "info":
+                painter.fillRect(r, QColor(0, 0, 0, 150))
+                painter.setFont(self._label_font)
+                painter.setPen(grey)
+                painter.drawText(r.x() + 3, r.y() + 1 + self._label_metrics.ascent(), info)
+                continue
             bold = name in ("title", "left", "right", "top", "bottom")
-            colour = self._title_colour if name == "title" else QColor(232, 232, 232)
+            colour = self._title_colour if name == "title" else grey
             painter.drawPixmap(r.topLeft(), self._text_pixmap(text, bold, colour, r.width(), r.height()))
         painter.restore()
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from ..core.detect.findings import format_score
@@ -509,7 +509,10 @@ class ViewerWidget(QWidget):
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(2)
         self.maximised: ViewKind | None = None
-        self.setStyleSheet("background: #202020;")
+        self.setAutoFillBackground(True)  # the gaps between the views (a palette: no style sheet over them)
+        palette = self.palette()
+        palette.setColor(QPalette.ColorRole.Window, QColor(32, 32, 32))
+        self.setPalette(palette)
         self.set_layout(None)
 
     def set_layout(self, maximised: ViewKind | None) -> None:
