@@ -574,13 +574,15 @@ def main(argv: list[str] | None = None) -> int:
         rss0 = rss_mb()
         nv = make_nodeview(k, volume, args.overlay)
         src = nv.window.controller.source
-        if src is not None and (src.cache_bytes or src.smooth_bytes):
-            smooth = ", ".join(f"{kk.value} {r.n_rows}->{r.out_rows} rows" for kk, r in src.smooth_rows.items())
+        smooth_bytes = getattr(src, "smooth_bytes", 0)  # (getattr: the script also measures older versions)
+        if src is not None and (src.cache_bytes or smooth_bytes):
+            rows = getattr(src, "smooth_rows", {})
+            smooth = ", ".join(f"{kk.value} {r.n_rows}->{r.out_rows} rows" for kk, r in rows.items())
             print(
                 f"NodeView {k}: native plane cache {src.cache_bytes / 2**20:.0f} MiB (built in "
-                f"{src.build_seconds or 0:.2f} s), interpolated reformat caches {src.smooth_bytes / 2**20:.0f} MiB "
-                f"({smooth or 'none'}; built in {src.smooth_seconds or 0:.2f} s), all in a background thread; "
-                f"process RSS +{rss_mb() - rss0:.0f} MiB"
+                f"{src.build_seconds or 0:.2f} s), interpolated reformat caches {smooth_bytes / 2**20:.0f} MiB "
+                f"({smooth or 'none'}; built in {getattr(src, 'smooth_seconds', None) or 0:.2f} s), all in a "
+                f"background thread; process RSS +{rss_mb() - rss0:.0f} MiB"
             )
         for c in (ref, nv):
             c.window.show()
