@@ -113,8 +113,9 @@ def test_plane_source_caches_hold_the_planes():
                 assert source.smooth(kind, i) is None
             else:
                 np.testing.assert_array_equal(source.smooth(kind, i), rows(native))
-    # square pixels: 40 slices of 2.5 mm on 0.7 mm pixels -> 40 x 2.5 / 0.7 = 143 rows, rounded up to 160
-    assert source.smooth_out_rows(ViewKind.CORONAL) == 160
+    # square pixels: 40 slices of 2.5 mm on 0.7 mm pixels -> 40 x 2.5 / 0.7 = 143 rows, rounded up to 160,
+    # but no more rows than columns: coronal 56 columns (x) -> 64, sagittal 48 columns (y) -> 64
+    assert source.smooth_out_rows(ViewKind.CORONAL) == 64 and source.smooth_out_rows(ViewKind.SAGITTAL) == 64
     # over the budget: no interpolated caches (the rows are then interpolated while drawing)
     saved = PlaneSource.max_smooth_bytes
     PlaneSource.max_smooth_bytes = source.smooth_bytes - 1
@@ -127,7 +128,7 @@ def test_plane_source_caches_hold_the_planes():
 def test_viewer_shows_the_interpolated_cache(qtbot):
     from nodeview.qt.viewer import ViewerWidget
 
-    hu = _volume()
+    hu = _volume(shape=(40, 200, 200))  # 143 rows at square pixels, fewer than the 200 columns
     geometry = Geometry(shape_zyx=hu.shape, spacing_zyx=(2.5, 0.7, 0.7), origin_xyz=(0.0, 0.0, 0.0))
     widget = ViewerWidget()
     qtbot.addWidget(widget)

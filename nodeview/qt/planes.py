@@ -10,11 +10,12 @@ cache: an axial slice is contiguous and a coronal one is ``rows`` contiguous run
 
 Reformats whose slices lie farther apart than their pixels (coronal and sagittal of most CTs) are
 shown with their rows interpolated linearly in HU (:class:`RowInterpolator`). The same thread then
-builds, for each such view, the interpolated planes at square pixels (``smooth`` caches: e.g.
-300 -> 429 rows for 1 mm slices of 0.7 mm pixels, 214 MiB per view for 300 x 512 x 512), so that a
-step shows a precomputed image; until they are ready, and for slabs, the rows are interpolated as
-each frame is drawn. Their memory is :attr:`PlaneSource.smooth_bytes`, and they are left out when
-they would pass :attr:`PlaneSource.max_smooth_bytes`.
+builds, for each such view, the interpolated planes at square pixels, up to as many rows as the
+plane has columns (``smooth`` caches: e.g. 300 -> 448 rows for 1 mm slices of 0.7 mm pixels, 224 MiB
+per view for 300 x 512 x 512; 512 rows for thicker slices), so that a step shows a precomputed image;
+until they are ready, for slabs, and in a view zoomed in to more screen rows than the cache has, the
+rows are interpolated as each frame is drawn. Their memory is :attr:`PlaneSource.smooth_bytes`, and
+they are left out when they would pass :attr:`PlaneSource.max_smooth_bytes`.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ class PlaneSource:
         self.smooth_rows: dict[ViewKind, RowInterpolator] = {}
         if smooth and hu_zyx.ndim == 3:
             for kind, plane in planes.items():
-                rows = RowInterpolator.for_plane(plane)
+                # square pixels, but no more rows than the plane has columns: a cached image is no
+                # larger than an axial slice (a view zoomed in past that interpolates while drawing)
+                rows = RowInterpolator.for_plane(plane, max_rows=plane.size_px[0])
                 if rows is not None:
                     self.smooth_rows[kind] = rows
             total = sum(
@@ -99,7 +102,7 @@ class PlaneSource:
         cache = self._smooth.get(kind)
         if cache is None:
             return None
-        return cache[int(np.clip(index, 0, cache.shape[0] - 1))]
+        return cache[min(max(int(index), 0), cache.shape[0] - 1)]
 
     def smooth_out_rows(self, kind: ViewKind) -> int:
         """Rows of the interpolated cache of ``kind`` (0: none)."""
@@ -148,7 +151,7 @@ class PlaneSource:
         plane = self.planes[kind]
         cache = self._cache.get(kind)
         n = plane.n_slices
-        index = int(np.clip(index, 0, n - 1))
+        index = min(max(int(index), 0), n - 1)
         if cache is not None:
             if slab <= 1:
                 return cache[index]

@@ -125,7 +125,7 @@ class ViewerController(QObject):
     def set_cursor(self, index_zyx: np.ndarray) -> None:
         if self.volume is None:
             return
-        new = np.clip(np.asarray(index_zyx, dtype=np.float64), 0, self._limit)
+        new = np.minimum(np.maximum(np.asarray(index_zyx, dtype=np.float64), 0.0), self._limit)
         old = self.cursor
         self.cursor = new
         for kind, view in self.views.items():
@@ -155,7 +155,7 @@ class ViewerController(QObject):
             return
         plane = self.planes[kind]
         new = self.cursor.copy()
-        new[plane.slice_axis] = np.clip(index, 0, plane.n_slices - 1)
+        new[plane.slice_axis] = min(max(int(index), 0), plane.n_slices - 1)  # (np.clip of a scalar: ~10 us)
         self.set_cursor(new)
 
     def set_window(self, window: Window) -> None:
