@@ -63,6 +63,29 @@ DRAG_PX_PER_SLICE = 6
 INVERTED_LUT = np.arange(255, -1, -1, dtype=np.uint8)
 
 
+_TABLES: dict[tuple[float, float, bytes | None], np.ndarray] = {}  # shared by the views (a W/L drag: one build)
+
+
+def _rgb32_table(key: tuple[float, float, bytes | None], lut: np.ndarray | None) -> np.ndarray:
+    """int16 bits (as uint16) -> opaque grey RGB32 for levels ``key[:2]`` and lookup table ``lut``."""
+    table = _TABLES.get(key)
+    if table is None:
+        lo, hi = key[0], key[1]
+        values = np.arange(65536, dtype=np.uint16).view(np.int16).astype(np.float32)  # index = uint16 bits
+        rng = (hi - lo) or 1.0
+        if lut is None:
+            grey = np.clip((values - np.float32(lo)) * np.float32(255.0 / rng), 0, 255).astype(np.uint8)
+        else:
+            idx = np.clip((values - np.float32(lo)) * np.float32(256.0 / rng), 0, 255).astype(np.uint8)
+            grey = lut[idx]
+        g = grey.astype(np.uint32)
+        table = np.uint32(0xFF000000) | (g << 16) | (g << 8) | g
+        if len(_TABLES) >= 8:
+            _TABLES.pop(next(iter(_TABLES)))  # oldest first
+        _TABLES[key] = table
+    return table
+
+
 class OpaqueImageItem(pg.ImageItem):
     """An ImageItem that draws int16 HU planes through one cached lookup table into an opaque QImage.
 
@@ -110,16 +133,7 @@ class OpaqueImageItem(pg.ImageItem):
     def _table(self, lo: float, hi: float, lut: np.ndarray | None) -> np.ndarray:
         key = (lo, hi, None if lut is None else lut.tobytes())
         if key != self._lut_key or self._lut32 is None:
-            values = np.arange(65536, dtype=np.uint16).view(np.int16).astype(np.float32)  # index = uint16 bits
-            rng = (hi - lo) or 1.0
-            if lut is None:
-                grey = np.clip((values - np.float32(lo)) * np.float32(255.0 / rng), 0, 255).astype(np.uint8)
-            else:
-                idx = np.clip((values - np.float32(lo)) * np.float32(256.0 / rng), 0, 255).astype(np.uint8)
-                grey = lut[idx]
-            g = grey.astype(np.uint32)
-            self._lut32 = np.uint32(0xFF000000) | (g << 16) | (g << 8) | g
-            self._lut_key = key
+            self._lut32, self._lut_key = _rgb32_table(key, lut), key
         return self._lut32
 
     def render(self, *args, **kwargs):  # type: ignore[no-untyped-def]
