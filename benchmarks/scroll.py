@@ -356,6 +356,18 @@ class PaintCounter:
         pg.ImageItem.paint = paint
         if timed:
             pg.TextItem.paint = paint_text
+            from nodeview.qt.slice_view import SliceView
+
+            foreground = SliceView.drawForeground
+
+            def draw_foreground(view, *args):  # type: ignore[no-untyped-def]
+                t0 = clock()
+                try:
+                    return foreground(view, *args)
+                finally:
+                    seconds["drawForeground"] = seconds.get("drawForeground", 0.0) + clock() - t0
+
+            SliceView.drawForeground = draw_foreground
 
     def of(self, item) -> int:  # type: ignore[no-untyped-def]
         return self.counts.get(id(item), 0)
@@ -450,9 +462,8 @@ def breakdown(
         (OpaqueImageItem, "render", "    ImageItem.render (levels -> ARGB QImage)"),  # NodeView's (same row)
         (None, "drawImage", "    rest of paint (QPainter.drawImage, scaled)"),
         (None, "TextItem.paint", "  TextItem.paint (x10 labels)"),
-        (SliceView, "drawForeground", "  SliceView.drawForeground (letters, corners)"),
-        (pg.InfiniteLine, "paint", "  InfiniteLine.paint (crosshair)"),
-        (None, "rest", "  rest (scene, boxes, background, flush)"),
+        (None, "drawForeground", "  SliceView.drawForeground (letters, corners, slice)"),
+        (None, "rest", "  rest (scene, boxes, crosshair, background, flush)"),
     ]
     for cls, name, label in parts:
         if cls is not None:
@@ -478,17 +489,17 @@ def breakdown(
                     "frame (the sync)": frame_s,
                     "  ImageItem.paint": acc.get("ImageItem.paint", 0.0),
                     "  TextItem.paint (x10 labels)": acc.get("TextItem.paint", 0.0),
+                    "  SliceView.drawForeground (letters, corners, slice)": acc.get("drawForeground", 0.0),
                 }
             )
             r["    rest of paint (QPainter.drawImage, scaled)"] = (
                 r["  ImageItem.paint"] - r["    ImageItem.render (levels -> ARGB QImage)"]
             )
-            r["  rest (scene, boxes, background, flush)"] = (
+            r["  rest (scene, boxes, crosshair, background, flush)"] = (
                 frame_s
                 - r["  ImageItem.paint"]
                 - r["  TextItem.paint (x10 labels)"]
-                - r["  SliceView.drawForeground (letters, corners)"]
-                - r["  InfiniteLine.paint (crosshair)"]
+                - r["  SliceView.drawForeground (letters, corners, slice)"]
             )
             results.append({k: v / len(deltas) * 1e3 for k, v in r.items()})
     finally:
