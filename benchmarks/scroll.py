@@ -10,14 +10,15 @@ frame in a ~512 x 512 px view that carries 10 overlay items (detection-like boxe
 * ``nodeview``  - a :class:`nodeview.qt.viewer.ViewerWidget` holding a synthetic 300 x 512 x 512
   int16 volume (``controller.set_volume``), maximised to one view (``set_layout(kind)``) and sized
   so that view's viewport is 512 x 512 px; a step is ``controller.scroll(kind, +-1)`` (which
-  extracts the plane with ``PlaneSource.extract``, sets the image, the crosshair and the info text).
-  The sagittal view reads NodeView's cached copy of the volume in display order (built in a
-  background thread when the volume is set; the script waits for it and prints its size and build
-  time). The coronal and sagittal views are interpolated between slices as in the app (rows made by
-  linear interpolation up to square pixels: 300 -> 429 rows at the default spacing); the reference
-  shows NodeView's native-resolution planes (plain pyqtgraph), or with ``--ref-smooth`` the
-  interpolated planes precomputed (the same picture). ``--slice-mm`` sets the slice spacing (1.0;
-  the reformats of 2.5 mm slices are where interpolation shows most).
+  takes the plane from ``PlaneSource``, sets the image, the crosshair and the info text). The
+  coronal and sagittal views are interpolated between slices as in the app (rows made by linear
+  interpolation in HU up to square pixels, at most as many rows as columns: 300 -> 448 rows at the
+  default spacing, 512 at 2.5 mm); NodeView builds, in a background thread when the volume is set, a
+  copy of the volume in sagittal display order and the interpolated coronal and sagittal planes
+  (the script waits for them and prints their sizes, build times and the RSS they add). The
+  reference shows NodeView's native-resolution planes (plain pyqtgraph, 300 rows), or with
+  ``--ref-smooth`` the interpolated planes precomputed (the same picture). ``--slice-mm`` sets the
+  slice spacing (1.0; the reformats of 2.5 mm slices are where interpolation shows most).
 
 Both are followed by the same synchronous frame, by default ``QApplication.processEvents()``: the
 item's ``update()`` only schedules work, and processing the posted events runs the scene's dirty
