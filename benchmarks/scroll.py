@@ -10,14 +10,15 @@ frame in a ~512 x 512 px view that carries 10 overlay items (detection-like boxe
 * ``nodeview``  - a :class:`nodeview.qt.viewer.ViewerWidget` holding a synthetic 300 x 512 x 512
   int16 volume (``controller.set_volume``), maximised to one view (``set_layout(kind)``) and sized
   so that view's viewport is 512 x 512 px; a step is ``controller.scroll(kind, +-1)`` (which
-  extracts the plane with ``PlaneSource.extract``, sets the image, the crosshair and the info text).
-  The sagittal view reads NodeView's cached copy of the volume in display order (built in a
-  background thread when the volume is set; the script waits for it and prints its size and build
-  time). The coronal and sagittal views are interpolated between slices as in the app (rows made by
-  linear interpolation up to square pixels: 300 -> 429 rows at the default spacing); the reference
-  shows NodeView's native-resolution planes (plain pyqtgraph), or with ``--ref-smooth`` the
-  interpolated planes precomputed (the same picture). ``--slice-mm`` sets the slice spacing (1.0;
-  the reformats of 2.5 mm slices are where interpolation shows most).
+  takes the plane from ``PlaneSource``, sets the image, the crosshair and the info text). The
+  coronal and sagittal views are interpolated between slices as in the app (rows made by linear
+  interpolation in HU up to square pixels, at most as many rows as columns: 300 -> 448 rows at the
+  default spacing, 512 at 2.5 mm); NodeView builds, in a background thread when the volume is set, a
+  copy of the volume in sagittal display order and the interpolated coronal and sagittal planes
+  (the script waits for them and prints their sizes, build times and the RSS they add). The
+  reference shows NodeView's native-resolution planes (plain pyqtgraph, 300 rows), or with
+  ``--ref-smooth`` the interpolated planes precomputed (the same picture). ``--slice-mm`` sets the
+  slice spacing (1.0; the reformats of 2.5 mm slices are where interpolation shows most).
 
 Both are followed by the same synchronous frame, by default ``QApplication.processEvents()``: the
 item's ``update()`` only schedules work, and processing the posted events runs the scene's dirty
@@ -30,10 +31,16 @@ grabs the window from the screen after each step and requires the shown pixels t
 scene's queued update pending).
 
 Steps go back and forth around the middle slice (+1 x N/4, -1 x N/2, +1 x N/4). Each case is warmed
-up, then timed in ``--rounds`` blocks of ``--steps`` steps, the order of the cases reversed on every
-other round; per-step times are pooled. Run from the repository root::
+up, then timed in ``--rounds`` short blocks of ``--steps`` steps, interleaved: in every round each
+view's reference and NodeView run back to back (which one first alternates every round, and the order
+of the views is reversed every other round), so a load change on a shared machine hits both sides of
+a comparison alike. Per-step times are pooled; the table gives the medians and the ratio of the
+medians (wall clock, and process CPU time - ``time.process_time``, which other processes' load does
+not inflate), and the median over rounds of the per-round ratio with its range. (Hardware instruction
+counters would be steadier still, but ``perf stat -e instructions:u`` reports them "not supported" in
+this VM.) Run from the repository root::
 
-    .venv/bin/python benchmarks/scroll.py [--steps 300] [--rounds 3] [--platform offscreen|xcb]
+    .venv/bin/python benchmarks/scroll.py [--steps 60] [--rounds 15] [--platform offscreen|xcb]
 
 ``--platform xcb`` re-runs itself under ``xvfb-run`` when there is no DISPLAY. ``--profile`` adds a
 cProfile of NodeView's steps and a wrapper-timed breakdown of step and frame for every case. All
@@ -81,8 +88,8 @@ TARGET_RATIO = 1.2  # issue 24: NodeView <= 1.2x the reference in every view
 # ------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=300, help="timed steps per case and round (300)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds, case order alternating (3)")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per case and round (60)")
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds, interleaved, order alternating (15)")
     parser.add_argument("--warmup", type=int, default=60, help="untimed steps per case first (60)")
     parser.add_argument("--slices", type=int, default=300, help="volume slices (300)")
     parser.add_argument("--size", type=int, default=512, help="rows = columns of the volume (512)")
@@ -191,6 +198,8 @@ class Case:
     step: Callable[[int], None]  # one slice step (+1 or -1), no painting
     image_shape: tuple[int, int] = (0, 0)
     total_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)  # process CPU time of step + frame
+    round_ms: list[float] = field(default_factory=list)  # median step of each round
     update_ms: list[float] = field(default_factory=list)
     frame_ms: list[float] = field(default_factory=list)
     paints: int = 0
@@ -348,6 +357,18 @@ class PaintCounter:
         pg.ImageItem.paint = paint
         if timed:
             pg.TextItem.paint = paint_text
+            from nodeview.qt.slice_view import SliceView
+
+            foreground = SliceView.drawForeground
+
+            def draw_foreground(view, *args):  # type: ignore[no-untyped-def]
+                t0 = clock()
+                try:
+                    return foreground(view, *args)
+                finally:
+                    seconds["drawForeground"] = seconds.get("drawForeground", 0.0) + clock() - t0
+
+            SliceView.drawForeground = draw_foreground
 
     def of(self, item) -> int:  # type: ignore[no-untyped-def]
         return self.counts.get(id(item), 0)
@@ -360,19 +381,25 @@ def make_sync(mode: str, app) -> Callable[[Case], None]:  # type: ignore[no-unty
 
 
 def run_steps(case: Case, deltas: list[int], sync: Callable[[Case], None], counter: PaintCounter, record: bool) -> None:
-    clock = time.perf_counter
+    clock, cpu = time.perf_counter, time.process_time
     before = counter.of(case.image_item)
+    totals = []
     for d in deltas:
+        c0 = cpu()
         t0 = clock()
         case.step(d)
         t1 = clock()
         sync(case)
         t2 = clock()
+        c2 = cpu()
         if record:
             case.update_ms.append((t1 - t0) * 1e3)
             case.frame_ms.append((t2 - t1) * 1e3)
-            case.total_ms.append((t2 - t0) * 1e3)
+            totals.append((t2 - t0) * 1e3)
+            case.cpu_ms.append((c2 - c0) * 1e3)
     if record:
+        case.total_ms.extend(totals)
+        case.round_ms.append(statistics.median(totals))
         case.paints += counter.of(case.image_item) - before
         case.timed_steps += len(deltas)
 
@@ -403,7 +430,7 @@ def breakdown(
     import pyqtgraph as pg
 
     from nodeview.qt.planes import PlaneSource
-    from nodeview.qt.slice_view import SliceView
+    from nodeview.qt.slice_view import OpaqueImageItem, SliceView
     from nodeview.qt.viewer import ViewerController
 
     acc = counter.seconds  # the paint wrappers add to it too
@@ -433,9 +460,11 @@ def breakdown(
         (None, "frame", "frame (the sync)"),
         (None, "ImageItem.paint", "  ImageItem.paint"),
         (pg.ImageItem, "render", "    ImageItem.render (levels -> ARGB QImage)"),
+        (OpaqueImageItem, "render", "    ImageItem.render (levels -> ARGB QImage)"),  # NodeView's (same row)
         (None, "drawImage", "    rest of paint (QPainter.drawImage, scaled)"),
         (None, "TextItem.paint", "  TextItem.paint (x10 labels)"),
-        (None, "rest", "  rest (scene, boxes, crosshair, QLabels, flush)"),
+        (None, "drawForeground", "  SliceView.drawForeground (letters, corners, slice)"),
+        (None, "rest", "  rest (scene, boxes, crosshair, background, flush)"),
     ]
     for cls, name, label in parts:
         if cls is not None:
@@ -461,13 +490,17 @@ def breakdown(
                     "frame (the sync)": frame_s,
                     "  ImageItem.paint": acc.get("ImageItem.paint", 0.0),
                     "  TextItem.paint (x10 labels)": acc.get("TextItem.paint", 0.0),
+                    "  SliceView.drawForeground (letters, corners, slice)": acc.get("drawForeground", 0.0),
                 }
             )
             r["    rest of paint (QPainter.drawImage, scaled)"] = (
                 r["  ImageItem.paint"] - r["    ImageItem.render (levels -> ARGB QImage)"]
             )
-            r["  rest (scene, boxes, crosshair, QLabels, flush)"] = (
-                frame_s - r["  ImageItem.paint"] - r["  TextItem.paint (x10 labels)"]
+            r["  rest (scene, boxes, crosshair, background, flush)"] = (
+                frame_s
+                - r["  ImageItem.paint"]
+                - r["  TextItem.paint (x10 labels)"]
+                - r["  SliceView.drawForeground (letters, corners, slice)"]
             )
             results.append({k: v / len(deltas) * 1e3 for k, v in r.items()})
     finally:
@@ -476,7 +509,7 @@ def breakdown(
     print("\nWhere the time goes (mean ms per step over one more pass, wrapper timings; indented rows are parts")
     print("of the row above; 'ref' = the reference of the same view):")
     print(f"{'':<50}" + "".join(f"{('ref ' if i % 2 == 0 else 'NV ') + c.kind[:3]:>9}" for i, c in enumerate(cases)))
-    for _, _, label in parts:
+    for label in dict.fromkeys(label for _, _, label in parts):  # each row once
         print(f"{label:<50}" + "".join(f"{r.get(label, 0.0):9.2f}" for r in results))
 
 
@@ -553,10 +586,15 @@ def main(argv: list[str] | None = None) -> int:
         rss0 = rss_mb()
         nv = make_nodeview(k, volume, args.overlay)
         src = nv.window.controller.source
-        if src is not None and src.cache_bytes:
+        smooth_bytes = getattr(src, "smooth_bytes", 0)  # (getattr: the script also measures older versions)
+        if src is not None and (src.cache_bytes or smooth_bytes):
+            rows = getattr(src, "smooth_rows", {})
+            smooth = ", ".join(f"{kk.value} {r.n_rows}->{r.out_rows} rows" for kk, r in rows.items())
             print(
-                f"NodeView {k}: plane cache {src.cache_bytes / 2**20:.0f} MiB (one copy of the volume), built in "
-                f"{src.build_seconds or 0:.2f} s in the background; process RSS +{rss_mb() - rss0:.0f} MiB"
+                f"NodeView {k}: native plane cache {src.cache_bytes / 2**20:.0f} MiB (built in "
+                f"{src.build_seconds or 0:.2f} s), interpolated reformat caches {smooth_bytes / 2**20:.0f} MiB "
+                f"({smooth or 'none'}; built in {getattr(src, 'smooth_seconds', None) or 0:.2f} s), all in a "
+                f"background thread; process RSS +{rss_mb() - rss0:.0f} MiB"
             )
         for c in (ref, nv):
             c.window.show()
@@ -592,24 +630,32 @@ def main(argv: list[str] | None = None) -> int:
         run_steps(c, warm, sync, counter, record=False)
         vp = c.view.viewport().size()
         print(
-            f"  {c.name:<22} viewport {vp.width()}x{vp.height()} px, image {c.image_shape[1]}x{c.image_shape[0]} "
+            f"  {c.name:<22} viewport {vp.width()}x{vp.height()} px, image {c.image_item.qimage.width()}x{c.image_item.qimage.height()} "
             f"px: {verify_frames(c, sync, app)}"
         )
 
-    print(f"\nTiming {args.rounds} rounds x {len(deltas)} steps per case (order reversed every other round)...")
+    print(
+        f"\nTiming {args.rounds} rounds x {len(deltas)} steps per case, interleaved (each view's reference and "
+        "NodeView back to back, which first alternating)..."
+    )
     for r in range(args.rounds):
-        order = cases if r % 2 == 0 else list(reversed(cases))
-        for c in order:
+        groups: list[list[Case]] = [[bare]] if bare is not None else []
+        groups += [[ref, nv] if r % 2 == 0 else [nv, ref] for ref, nv in pairs]
+        if r % 4 >= 2:
+            groups.reverse()
+        for c in itertools.chain.from_iterable(groups):
             bring_to_front(c)
             gc.collect()
             run_steps(c, deltas, sync, counter, record=True)
 
     header = (
         f"{'case':<22} {'image':>8} {'median ms':>9} {'p95 ms':>7} {'mean ms':>7} {'update':>7} "
-        f"{'frame':>7} {'frames/step':>11} {'vs ref':>6}  target <= {TARGET_MS:g} ms"
+        f"{'frame':>7} {'cpu ms':>7} {'frames/step':>11} {'vs ref':>6} {'cpu vs':>6} {'rounds: median [min-max]':>25}"
     )
     print("\nms per slice step (step + one synchronous frame); 'update' and 'frame' are the medians of the")
-    print("two parts (the step call, then the sync); 'vs ref' = median NodeView / median reference, same view:\n")
+    print("two parts (the step call, then the sync), 'cpu ms' the median process CPU time of a step; 'vs ref' =")
+    print("median NodeView / median reference of the same view (wall clock), 'cpu vs' the same for CPU time;")
+    print("'rounds' = the per-round ratio (NodeView's median / the reference's, same round): median [min-max]:\n")
     print(header)
     print("-" * len(header))
     verdicts = []
@@ -618,32 +664,40 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{bare.name:<22} {'512x512':>8} {med:9.2f} {pct(bare.total_ms, 95):7.2f} "
             f"{statistics.fmean(bare.total_ms):7.2f} {statistics.median(bare.update_ms):7.2f} "
-            f"{statistics.median(bare.frame_ms):7.2f} {bare.paints / bare.timed_steps:11.2f} {'':>6}  (floor)"
+            f"{statistics.median(bare.frame_ms):7.2f} {statistics.median(bare.cpu_ms):7.2f} "
+            f"{bare.paints / bare.timed_steps:11.2f}  (floor)"
         )
     for ref, nv in pairs:
         for c in (ref, nv):
             med = statistics.median(c.total_ms)
-            shape = f"{c.image_shape[1]}x{c.image_shape[0]}"
+            q = c.image_item.qimage  # the pixels drawn (interpolated rows included)
+            shape = f"{q.width()}x{q.height()}" if q is not None else "?"
             fps = c.paints / c.timed_steps if c.timed_steps else float("nan")
             ratio = med / statistics.median(ref.total_ms)
+            cpu_ratio = statistics.median(c.cpu_ms) / statistics.median(ref.cpu_ms)
+            per_round = [a / b for a, b in zip(c.round_ms, ref.round_ms, strict=True)]
+            rounds = f"{statistics.median(per_round):.2f} [{min(per_round):.2f}-{max(per_round):.2f}]"
             is_nv = c is nv
             verdict = ("PASS" if ratio <= TARGET_RATIO else "MISS") if is_nv else "(reference)"
             print(
                 f"{c.name:<22} {shape:>8} {med:9.2f} {pct(c.total_ms, 95):7.2f} {statistics.fmean(c.total_ms):7.2f} "
-                f"{statistics.median(c.update_ms):7.2f} {statistics.median(c.frame_ms):7.2f} {fps:11.2f} "
-                f"{(f'{ratio:.2f}' if is_nv else '1.00'):>6}  {verdict}"
+                f"{statistics.median(c.update_ms):7.2f} {statistics.median(c.frame_ms):7.2f} "
+                f"{statistics.median(c.cpu_ms):7.2f} {fps:11.2f} "
+                f"{(f'{ratio:.2f}' if is_nv else '1.00'):>6} {(f'{cpu_ratio:.2f}' if is_nv else '1.00'):>6} "
+                f"{(rounds if is_nv else ''):>25}  {verdict}"
             )
             if is_nv:
-                verdicts.append((c, med, pct(c.total_ms, 95), ratio))
+                verdicts.append((c, med, pct(c.total_ms, 95), ratio, cpu_ratio))
     print(
         f"\nTargets (NodeView, median <= {TARGET_RATIO:g}x the reference of the same view; also shown: <= "
         f"{TARGET_MS:g} ms; a bare ImageItem's floor is about {FLOOR_NOTE_MS:g} ms):"
     )
     bare_med = statistics.median(bare.total_ms) if bare is not None else None
-    for c, med, p95, ratio in verdicts:
+    for c, med, p95, ratio, cpu_ratio in verdicts:
         vs_bare = f", {med / bare_med:.2f}x bare" if bare_med else ""
         print(
-            f"  {c.name:<20}: {med:.2f} ms median (p95 {p95:.2f} ms), {ratio:.2f}x reference{vs_bare}  "
+            f"  {c.name:<20}: {med:.2f} ms median (p95 {p95:.2f} ms), {ratio:.2f}x reference (CPU time "
+            f"{cpu_ratio:.2f}x){vs_bare}  "
             f"ratio {'PASS' if ratio <= TARGET_RATIO else 'MISS'}, {TARGET_MS:g} ms {'PASS' if med <= TARGET_MS else 'MISS'}"
         )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 import numpy as np
 import pydicom
@@ -95,6 +96,15 @@ def _open(qtbot, window, path, timeout=30000):
 def _drag(view, a_mm, b_mm, button=Qt.MouseButton.LeftButton, mods=Qt.KeyboardModifier.NoModifier, steps=8):
     vp = view.viewport()
     QApplication.processEvents()  # deliver pending repaints and hover updates first, as a hand would
+    # pyqtgraph drops a mouse move that comes within 1/mouseRateLimit s (10 ms) of the scene's last
+    # one; a drag whose first move is dropped is a click. A hand never starts a drag that soon after
+    # the last one, a fast test does: wait until the scene takes moves again.
+    import pyqtgraph as pg
+    from pyqtgraph.GraphicsScene.GraphicsScene import getMillis
+
+    scene, limit_ms = view.scene(), 1000.0 / max(float(pg.getConfigOption("mouseRateLimit")), 1e-3)
+    while getMillis() - scene._lastMoveEventTime < limit_ms:
+        time.sleep(0.002)
     pa, pb = QPoint(*_device_point(view, *a_mm)), QPoint(*_device_point(view, *b_mm))
     QTest.mousePress(vp, button, mods, pa)
     for t in np.linspace(0, 1, steps)[1:]:

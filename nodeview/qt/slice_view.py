@@ -35,10 +35,11 @@ from PySide6.QtGui import (
     QPixmap,
     QWheelEvent,
 )
-from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QWidget
+from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsPathItem, QGraphicsRectItem, QWidget
 
 from ..core.views import ViewKind, ViewPlane, crossing_views
 from .measurements import ANGLE, DISTANCE, ELLIPSE, Measurement, angle_deg, distance_mm
+from .planes import RowInterpolator
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -62,19 +63,144 @@ DRAG_PX_PER_SLICE = 6
 INVERTED_LUT = np.arange(255, -1, -1, dtype=np.uint8)
 
 
-class OpaqueImageItem(pg.ImageItem):
-    """An ImageItem whose rendered grey image is declared opaque (``Format_RGB32``).
+_TABLES: dict[tuple[float, float, bytes | None], np.ndarray] = {}  # shared by the views (a W/L drag: one build)
 
-    pyqtgraph renders levels and lookup tables into ``Format_ARGB32`` with alpha 255 everywhere,
-    which Qt draws through a premultiplying path: a 512 x 300 image drawn scaled into a 512 x 512
-    view measured 5.6 ms a frame here, the same bytes declared ``RGB32`` (no copy) 1.3 ms.
+
+def _rgb32_table(key: tuple[float, float, bytes | None], lut: np.ndarray | None) -> np.ndarray:
+    """int16 bits (as uint16) -> opaque grey RGB32 for levels ``key[:2]`` and lookup table ``lut``."""
+    table = _TABLES.get(key)
+    if table is None:
+        lo, hi = key[0], key[1]
+        values = np.arange(65536, dtype=np.uint16).view(np.int16).astype(np.float32)  # index = uint16 bits
+        rng = (hi - lo) or 1.0
+        if lut is None:
+            grey = np.clip((values - np.float32(lo)) * np.float32(255.0 / rng), 0, 255).astype(np.uint8)
+        else:
+            idx = np.clip((values - np.float32(lo)) * np.float32(256.0 / rng), 0, 255).astype(np.uint8)
+            grey = lut[idx]
+        g = grey.astype(np.uint32)
+        table = np.uint32(0xFF000000) | (g << 16) | (g << 8) | g
+        if len(_TABLES) >= 8:
+            _TABLES.pop(next(iter(_TABLES)))  # oldest first
+        _TABLES[key] = table
+    return table
+
+
+class OpaqueImageItem(pg.ImageItem):
+    """An ImageItem that draws int16 HU planes through one cached lookup table into an opaque QImage.
+
+    pyqtgraph converts an int16 image with levels through ``makeARGB`` (rescale to float, clip,
+    cast, then copy the grey into three channels) into ``Format_ARGB32``, which Qt then draws through
+    a premultiplying path. Here a frame is one gather, ``lut32[image.view(uint16)]``, into a reused
+    ``Format_RGB32`` buffer; the 65536-entry table (256 KiB) folds in the levels and the 256-entry
+    lookup table (inversion) and is rebuilt only when they change. The grey values are pyqtgraph's
+    own: ``clip((hu - lo) * 255 / (hi - lo), 0, 255)`` truncated (``* 256`` and then the table when
+    one is set). Other images (float, RGB, no levels) take pyqtgraph's path, declared opaque.
+
+    :meth:`set_frame` swaps in the next plane of the same shape without pyqtgraph's option parsing.
+    With :attr:`rows` set (a :class:`RowInterpolator`), the item keeps the native plane as its
+    :attr:`image` (and its size, so the scene geometry is that of the plane) and renders it with
+    ``rows.out_rows`` rows interpolated in HU, windowed in the same pass; ``paint`` draws that
+    QImage over the plane's rectangle.
     """
 
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self._lut_key: tuple[float, float, bytes | None] | None = None
+        self._lut32: np.ndarray | None = None
+        self._rgb32: np.ndarray | None = None
+        self.rows: RowInterpolator | None = None
+
+    def set_rows(self, rows: RowInterpolator | None) -> None:
+        """Interpolate the plane's rows on rendering (None: draw the native rows)."""
+        if rows is not self.rows:
+            self.rows = rows
+            self._renderRequired = True
+            self.update()
+
+    def set_frame(self, image: np.ndarray) -> None:
+        """Show ``image`` with the current levels and table (the next slice while scrolling)."""
+        old = self.image
+        if old is None or image.shape != old.shape or image.dtype != old.dtype:
+            self.setImage(image, autoLevels=False)
+            return
+        self.image = image
+        self._imageHasNans = None
+        self._imageNanLocations = None
+        self._renderRequired = True
+        self.update()
+
+    def _table(self, lo: float, hi: float, lut: np.ndarray | None) -> np.ndarray:
+        key = (lo, hi, None if lut is None else lut.tobytes())
+        if key != self._lut_key or self._lut32 is None:
+            self._lut32, self._lut_key = _rgb32_table(key, lut), key
+        return self._lut32
+
     def render(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        image, levels, lut = self.image, self.levels, self.lut
+        if (
+            image is not None
+            and image.ndim == 2
+            and image.dtype == np.int16
+            and image.size
+            and levels is not None
+            and np.ndim(levels) == 1
+            and not self.autoDownsample
+            and self.axisOrder == "row-major"
+            and (lut is None or (isinstance(lut, np.ndarray) and lut.ndim == 1 and lut.dtype == np.uint8))
+        ):
+            table = self._table(float(levels[0]), float(levels[1]), lut)
+            rows = self.rows if self.rows is not None and self.rows.n_rows == image.shape[0] else None
+            shape = image.shape if rows is None else (rows.out_rows, image.shape[1])
+            if self._rgb32 is None or self._rgb32.shape != shape:
+                self._rgb32 = np.empty(shape, dtype=np.uint32)
+            if rows is None:
+                np.take(table, image.view(np.uint16), out=self._rgb32, mode="clip")  # 'clip': unbuffered
+            else:
+                rows.lookup(image, table, self._rgb32)
+            self.qimage = pg.functions.ndarray_to_qimage(self._rgb32, QImage.Format.Format_RGB32)
+            self._renderRequired = False
+            self._unrenderable = False
+            return
         super().render(*args, **kwargs)
         q = self.qimage
         if q is not None and q.format() == QImage.Format.Format_ARGB32:
             q.reinterpretAsFormat(QImage.Format.Format_RGB32)
+
+
+class CrosshairLine(QGraphicsLineItem):
+    """A vertical (``angle=90``) or horizontal (``angle=0``) crosshair line at ``value`` mm.
+
+    A plain C++ line item spanning the plane ten times over: pyqtgraph's ``InfiniteLine`` follows
+    the view's rectangle in Python (bounding rect, paint) on every frame, which this does not need.
+    """
+
+    def __init__(self, angle: int) -> None:
+        super().__init__()
+        self.angle = angle
+        self._value = 0.0
+        self._span = (-1.0e3, 1.0e3)
+        self.setPen(QPen(QColor(255, 255, 255), 0))
+
+    def set_span(self, lo: float, hi: float) -> None:
+        self._span = (lo, hi)
+        self._place()
+
+    def value(self) -> float:
+        return self._value
+
+    def setValue(self, value: float) -> None:
+        value = float(value)
+        if value != self._value:
+            self._value = value
+            self._place()
+
+    def _place(self) -> None:
+        lo, hi, x = self._span[0], self._span[1], self._value
+        if self.angle == 90:
+            self.setLine(x, lo, x, hi)
+        else:
+            self.setLine(lo, x, hi, x)
 
 
 def measurement_path(kind: str, points: tuple[tuple[float, float], ...]) -> QPainterPath:
@@ -217,11 +343,11 @@ class SliceView(pg.GraphicsView):
         self.image_item.setAutoDownsample(False)
         self.view_box.addItem(self.image_item)
         # vertical line = the plane of the view whose slicing axis runs along u, horizontal along v
-        self.v_line = pg.InfiniteLine(angle=90, movable=False)
-        self.h_line = pg.InfiniteLine(angle=0, movable=False)
+        self.v_line = CrosshairLine(angle=90)
+        self.h_line = CrosshairLine(angle=0)
         for line in (self.v_line, self.h_line):
             line.setZValue(10)
-            self.view_box.addItem(line)
+            self.view_box.addItem(line, ignoreBounds=True)
         pen = QPen(MEASURE_COLOUR, 2)
         pen.setCosmetic(True)
         self._preview = QGraphicsPathItem()
@@ -247,6 +373,9 @@ class SliceView(pg.GraphicsView):
         self._edge_font.setBold(True)
         self._edge_font.setPointSize(11)
         self._text_cache: dict[tuple[str, bool, int], QPixmap] = {}  # (text, bold, rgb) -> plate with text
+        self._label_metrics, self._edge_metrics = QFontMetrics(self._label_font), QFontMetrics(self._edge_font)
+        self._layout_key: tuple | None = None  # what the cached layout was made for
+        self._layout: dict[str, tuple[QRect, str]] = {}
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     # ---- state in ----------------------------------------------------------------------------
@@ -257,15 +386,24 @@ class SliceView(pg.GraphicsView):
         u_kind, v_kind = crossing_views(plane.kind)
         self.v_line.setPen(QPen(VIEW_COLOURS[u_kind], 0))
         self.h_line.setPen(QPen(VIEW_COLOURS[v_kind], 0))
+        extent = 10.0 * max(plane.size_mm)
+        for line in (self.v_line, self.h_line):
+            line.set_span(-extent, extent)
         self.cancel_measure()
         self.set_measurements([])
         self.reset_zoom()
         self.viewport().update()
 
-    def set_image(self, image: np.ndarray, levels: tuple[float, float]) -> None:
-        """Show an image covering the plane (native pixels, or rows interpolated to more rows)."""
-        old = self.image_item.image
-        self.image_item.setImage(image, levels=levels, autoLevels=False)
+    def set_image(self, image: np.ndarray, levels: tuple[float, float], rows: RowInterpolator | None = None) -> None:
+        """Show the plane's image (native pixels), drawn with ``rows`` interpolated when given."""
+        item = self.image_item
+        item.set_rows(rows)
+        old = item.image
+        current = item.levels
+        if old is not None and current is not None and len(current) == 2 and (current[0], current[1]) == levels:
+            item.set_frame(image)  # same levels: no option parsing, no level arrays per step
+        else:
+            item.setImage(image, levels=levels, autoLevels=False)
         if old is None or old.shape != image.shape:
             self._rect_pending = True  # the item's rect scales pixels to mm: redo it for another size
         if self._rect_pending and self.plane is not None:
@@ -554,7 +692,7 @@ class SliceView(pg.GraphicsView):
         slice text (and the lower-right corner) when they would meet in a narrow view, the top
         letter down below the title and the upper-right corner.
         """
-        label, edge = QFontMetrics(self._label_font), QFontMetrics(self._edge_font)
+        label, edge = self._label_metrics, self._edge_metrics
         out: dict[str, tuple[QRect, str]] = {}
 
         def rect(m: QFontMetrics, x: int, baseline: int, text: str) -> QRect:
@@ -606,15 +744,36 @@ class SliceView(pg.GraphicsView):
         pixels. Each text sits on a translucent dark plate so it stays readable over bright tissue.
 
         Each text is rendered once into a small pixmap and reused (laying out text costs more than
-        drawing a pixmap; only the slice line changes while scrolling).
+        drawing a pixmap). The slice line, which changes on every scroll step, is drawn directly,
+        and the layout is kept until something in it changes size (the slice line's width included).
         """
         super().drawForeground(painter, rect)
         painter.save()
         painter.resetTransform()
         w, h = self.viewport().width(), self.viewport().height()
-        for name, (r, text) in self.text_layout(w, h).items():
+        info = self.info_text
+        key = (
+            w,
+            h,
+            self.title_text,
+            self._label_metrics.horizontalAdvance(info) if info else -1,
+            tuple(self.corner_top_right),
+            tuple(self.corner_bottom_right),
+            self.show_corners,
+            tuple(self.edge_text.values()),
+        )
+        if key != self._layout_key:
+            self._layout, self._layout_key = self.text_layout(w, h), key
+        grey = QColor(232, 232, 232)
+        for name, (r, text) in self._layout.items():
+            if name == "info":
+                painter.fillRect(r, QColor(0, 0, 0, 150))
+                painter.setFont(self._label_font)
+                painter.setPen(grey)
+                painter.drawText(r.x() + 3, r.y() + 1 + self._label_metrics.ascent(), info)
+                continue
             bold = name in ("title", "left", "right", "top", "bottom")
-            colour = self._title_colour if name == "title" else QColor(232, 232, 232)
+            colour = self._title_colour if name == "title" else grey
             painter.drawPixmap(r.topLeft(), self._text_pixmap(text, bold, colour, r.width(), r.height()))
         painter.restore()
 

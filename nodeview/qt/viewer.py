@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from ..core.detect.findings import format_score
@@ -81,6 +81,11 @@ class ViewerController(QObject):
         self.cine_kind = ViewKind.AXIAL
         self.cine_fps = 10.0
         self._stale: set[ViewKind] = set()
+        # what each view shows now, so that a scroll step redoes only what changed: the findings'
+        # boxes (slice index, findings version) and the crosshair (the cursor's in-plane indices)
+        self._findings_version = 0
+        self._boxes_at: dict[ViewKind, tuple[int, int]] = {}
+        self._crosshair_at: dict[ViewKind, tuple[float, float]] = {}
         for view in views.values():
             view.sigCursor.connect(self.set_cursor)
             view.sigScroll.connect(lambda steps, v=view: self.scroll(v.kind, steps))
@@ -98,6 +103,9 @@ class ViewerController(QObject):
         self.volume = volume
         self.header = None
         self.planes = planes_for(volume.geometry)
+        self._limit = np.asarray(volume.shape_zyx, dtype=np.float64) - 1
+        self._boxes_at.clear()
+        self._crosshair_at.clear()
         self.source = PlaneSource(volume.hu_zyx, self.planes)
         self.cursor = (np.asarray(volume.shape_zyx, dtype=np.float64) - 1) / 2.0
         self.measurements.clear()
@@ -117,16 +125,15 @@ class ViewerController(QObject):
     def set_cursor(self, index_zyx: np.ndarray) -> None:
         if self.volume is None:
             return
-        limit = np.asarray(self.volume.shape_zyx, dtype=np.float64) - 1
-        new = np.clip(np.asarray(index_zyx, dtype=np.float64), 0, limit)
-        old_slices = self._slices()
+        new = np.minimum(np.maximum(np.asarray(index_zyx, dtype=np.float64), 0.0), self._limit)
+        old = self.cursor
         self.cursor = new
-        new_slices = self._slices()
         for kind, view in self.views.items():
             if view.isHidden():
                 self._stale.add(kind)  # hidden (another view is maximised): refresh when shown
                 continue
-            if old_slices[kind] != new_slices[kind] or kind in self._stale:
+            axis = self.planes[kind].slice_axis
+            if round(old[axis]) != round(new[axis]) or kind in self._stale:
                 self._refresh_image(kind)
                 self._stale.discard(kind)
             self._refresh_overlay(kind)
@@ -148,7 +155,7 @@ class ViewerController(QObject):
             return
         plane = self.planes[kind]
         new = self.cursor.copy()
-        new[plane.slice_axis] = np.clip(index, 0, plane.n_slices - 1)
+        new[plane.slice_axis] = min(max(int(index), 0), plane.n_slices - 1)  # (np.clip of a scalar: ~10 us)
         self.set_cursor(new)
 
     def set_window(self, window: Window) -> None:
@@ -316,6 +323,7 @@ class ViewerController(QObject):
 
     def set_findings(self, findings: list[Finding]) -> None:
         self.findings = list(findings)
+        self._findings_version += 1
         if self.volume is not None:
             for kind in self.views:
                 self._refresh_findings(kind)
@@ -363,6 +371,8 @@ class ViewerController(QObject):
             self._refresh_all()
 
     def _refresh_all(self) -> None:
+        self._boxes_at.clear()
+        self._crosshair_at.clear()
         for kind in self.views:
             self._refresh_image(kind)
             self._refresh_overlay(kind)
@@ -374,11 +384,14 @@ class ViewerController(QObject):
         index = self.slice_index(kind)
         slab = slab_slices(plane, self.slab_mm)
         view.slice_index = index
-        image = self.source.extract(kind, index, slab, self.slab_mode)
-        rows = self._interp_rows.get(kind)
-        if rows is not None:
-            image = rows(image)
-        view.set_image(image, self.window.levels)
+        rows = self._interp_rows.get(kind) if self.interpolate else None
+        smooth = None
+        if rows is not None and slab <= 1 and rows.out_rows <= self.source.smooth_out_rows(kind):
+            smooth = self.source.smooth(kind, index)
+        if smooth is not None:  # interpolated at square pixels in the background, at least the screen's rows
+            view.set_image(smooth, self.window.levels)
+        else:  # rows interpolated while drawing (cache not ready yet, slabs), or native pixels
+            view.set_image(self.source.extract(kind, index, slab, self.slab_mode), self.window.levels, rows)
         view.set_measurements(self.measurements.on_slice(kind, index))
 
     def _refresh_findings(self, kind: ViewKind) -> None:
@@ -394,11 +407,18 @@ class ViewerController(QObject):
 
     def _refresh_overlay(self, kind: ViewKind) -> None:
         assert self.volume is not None
-        self._refresh_findings(kind)
         plane, view = self.planes[kind], self.views[kind]
-        u, v, _ = plane.index_to_display(self.cursor)
-        view.set_cursor_display(float(u), float(v))
         index = self.slice_index(kind)
+        boxes_at = (index, self._findings_version)
+        if self._boxes_at.get(kind) != boxes_at:  # boxes depend on the slice and the findings only
+            self._refresh_findings(kind)
+            self._boxes_at[kind] = boxes_at
+        cursor = self.cursor
+        in_plane = (float(cursor[plane.u_axis]), float(cursor[plane.v_axis]))
+        if self._crosshair_at.get(kind) != in_plane:  # scrolling this view leaves its crosshair alone
+            u, v, _ = plane.index_to_display(cursor)
+            view.set_cursor_display(float(u), float(v))
+            self._crosshair_at[kind] = in_plane
         position = self.volume.geometry.index_to_mm(self._slice_centre(kind, index))
         lps_axis = {ViewKind.AXIAL: 2, ViewKind.CORONAL: 1, ViewKind.SAGITTAL: 0}[kind]
         axis_name = "xyz"[lps_axis]
@@ -489,7 +509,10 @@ class ViewerWidget(QWidget):
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(2)
         self.maximised: ViewKind | None = None
-        self.setStyleSheet("background: #202020;")
+        self.setAutoFillBackground(True)  # the gaps between the views (a palette: no style sheet over them)
+        palette = self.palette()
+        palette.setColor(QPalette.ColorRole.Window, QColor(32, 32, 32))
+        self.setPalette(palette)
         self.set_layout(None)
 
     def set_layout(self, maximised: ViewKind | None) -> None:
