@@ -28,9 +28,9 @@ NO_REGISTRATION = (
 
 def run_detection_with_prior(
     args: argparse.Namespace, model: str
-) -> tuple[Any, Any, Any, float, Any, dict[str, float]]:
+) -> tuple[Any, Any, Any, float, Any, dict[str, float], Any]:
     """Detect on the current study and compare with the prior. Returns (volume, result, comparison,
-    threshold, detector, timings)."""
+    threshold, detector, timings, prior volume or None)."""
     from .core.detect.detector import Detector
     from .core.followup.compare import compare_findings, compare_studies
     from .core.followup.findings_doc import read_findings
@@ -51,6 +51,7 @@ def run_detection_with_prior(
     timings["detect"] = time.perf_counter() - t
     threshold = detector.info.threshold if args.min_score is None else args.min_score
     current = [f for f in result.findings if f.score >= threshold]
+    prior_volume = None
     if args.prior:
         t = time.perf_counter()
         prior_volume = open_study([args.prior])
@@ -81,18 +82,19 @@ def run_detection_with_prior(
             source="findings json",
             caveats=[NO_REGISTRATION],
         )
-    return volume, result, comparison, threshold, detector, timings
+    return volume, result, comparison, threshold, detector, timings, prior_volume
 
 
 def detect_with_prior(args: argparse.Namespace, model: str) -> int:
     """``nodeview detect CURRENT --prior ... [--json OUT | --report-dir DIR]``."""
     from .core.followup.findings_doc import findings_document
 
-    volume, result, comparison, threshold, _, timings = run_detection_with_prior(args, model)
-    if getattr(args, "dicom_out", None):  # the SR/SEG of the current study (they do not carry the comparison yet)
+    volume, result, comparison, threshold, _, timings, prior_volume = run_detection_with_prior(args, model)
+    if getattr(args, "dicom_out", None):  # the SR (with the comparison) and SEG of the current study
         from .cli_dicom import export_dicom_outputs
 
-        export_dicom_outputs(args, args.paths, volume, result, threshold)
+        prior = (args.prior, prior_volume) if prior_volume is not None else None
+        export_dicom_outputs(args, args.paths, volume, result, threshold, comparison=comparison, prior=prior)
     if args.report_dir:
         from .core.report.render import write_report
 
