@@ -339,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--prior",
         metavar="PRIOR",
         help="compare with this prior study (DICOM folder or image file): registered on the lungs, findings "
-        "matched; each finding gets change, prior and vdt_days, prior-only findings are listed as resolved",
+        "matched; each finding gets change, prior and vdt_days, prior-only findings are listed as resolved. "
+        "'auto': the newest earlier study of the same patient (PatientID) in the folder holding PATH",
     )
     detect.add_argument(
         "--prior-json",
