@@ -2,9 +2,9 @@
 
 :func:`find_local_priors` searches the folder that holds the current study (its parent) and, when
 that holds no prior, the folder above (a patient folder with one sub-folder per study and one per
-series is the usual layout, e.g. what a PACS retrieve or a CD export gives) for CT series of the **same PatientID** with an **earlier StudyDate**; they are offered
-newest first, one per study date (that date's default series: the largest thin CT,
-:meth:`~nodeview.core.io.dicom.Discovery.default_series` rules). The PACS counterpart is
+series is the usual layout, e.g. what a PACS retrieve or a CD export gives) for CT series of the
+**same PatientID** with an **earlier StudyDate**; they are offered newest first, one per study
+date (that date's series with the most images). The PACS counterpart is
 :func:`nodeview.core.pacs.priors.find_prior_studies`.
 
 Rules
