@@ -753,12 +753,26 @@ class MainWindow(QMainWindow):
             self.settings.setValue("dicom_dir", dialog.folder())
             start_dicom_export(self, dialog.folder(), dialog.anonymize(), dialog.secondary_capture(), dialog.send_to())
 
+    def open_with_prior(self, folder: str, prior_folder: str) -> None:
+        """Open ``folder`` and, once it is on screen, ``prior_folder`` as its prior (PACS "Retrieve
+        with prior"). Another study shown first (the load failed or was replaced) drops the prior."""
+        generation = self.study_generation
+
+        def shown(volume: Volume) -> None:
+            self.sigVolumeShown.disconnect(shown)
+            if self.study_generation == generation + 1 and self.volume is volume:
+                self.open_prior(prior_folder)
+
+        self.sigVolumeShown.connect(shown)
+        self.open_paths([folder])
+
     def open_pacs_dialog(self) -> None:
         """File › Query PACS…: query/retrieve in a dialog; a retrieved study opens here."""
         from .pacs_dialog import PacsDialog
 
         dialog = PacsDialog(self.settings, self)
         dialog.sigOpenStudy.connect(lambda folder: self.open_paths([folder]))
+        dialog.sigOpenWithPrior.connect(self.open_with_prior)
         dialog.show()
 
     def cancel_work(self) -> None:
