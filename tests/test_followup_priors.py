@@ -90,3 +90,33 @@ def test_detect_prior_auto_without_a_prior_exits_2(patient_folder, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert err.startswith("nodeview: --prior auto: no earlier study") and "\n" not in err
     assert "PAT-777" not in err
+
+
+def test_gui_prior_auto_screenshot(patient_folder, tmp_path):
+    """``nodeview CURRENT --prior auto --screenshot``: the prior found beside is opened, registered and
+    drawn in its three views (the dock's pixels are not blank); with no prior: exit 2, one line."""
+    import os
+    import subprocess
+    import sys
+
+    from PySide6.QtGui import QImage
+
+    folder, _ = patient_folder
+    out = tmp_path / "shot.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "NODEVIEW_SETTINGS_DIR": str(tmp_path / "settings")}
+    run = subprocess.run([sys.executable, "-m", "nodeview", str(folder / "current"), "--prior", "auto",
+                          "--screenshot", str(out), "--size", "1400x800"], env=env, capture_output=True, text=True,
+                         timeout=240)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    image = QImage(str(out)).convertToFormat(QImage.Format.Format_Grayscale8)
+    w, h = image.width(), image.height()
+    grey = np.frombuffer(image.constBits(), np.uint8, count=image.bytesPerLine() * h).reshape(h, -1)[:, :w]
+    dock = grey[:, int(w * 0.68) :]  # the prior's three views, right of the current study's
+    assert dock.std() > 25 and (dock > 150).mean() > 0.02  # anatomy drawn (bright body, dark lungs)
+    assert "PAT-777" not in run.stderr and "ROE" not in run.stderr
+    alone = tmp_path / "alone" / "ct"  # (two folders up is this test's own folder: no other study there)
+    write_series(np.full((6, 40, 40), -800, np.int16), alone, SeriesSpec(study_date="20260301", seed=31, **PATIENT))
+    run = subprocess.run([sys.executable, "-m", "nodeview", str(alone), "--prior", "auto", "--screenshot",
+                          str(tmp_path / "none.png")], env=env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert run.returncode == 2 and "--prior auto: no earlier study" in run.stderr
+    assert not (tmp_path / "none.png").exists()

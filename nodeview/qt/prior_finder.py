@@ -55,6 +55,7 @@ class PriorFinder(QObject):
         self.action.setEnabled(False)
         if volume.source_format != "dicom" or not paths or not volume.patient.patient_id:
             self.runner.cancel()
+            self.sigFound.emit([])  # nothing to look for: said at once
             return
         items = list(paths)
 
