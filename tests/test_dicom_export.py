@@ -329,6 +329,12 @@ def test_sr_carries_the_comparison_and_reads_it_back(study, tmp_path):
     assert report.impression.driving_tracking_id == f"Nodule {impression.driving_finding}"
     assert report.impression.management == impression.management and report.impression.rule == impression.rule
 
+    from nodeview.core.export.readback import comparison_summary
+
+    line = comparison_summary([report])
+    assert line.startswith("Compared with CT of 2025-03-02: ") and "1 growing" in line and "1 resolved" in line
+    assert f"Lung-RADS v2022 (suggested): {impression.category}, Nodule {impression.driving_finding}." in line
+
     # without a comparison: no change items, no comparison container, the impression still there
     plain = export_dicom(tmp_path / "plain", volume, result, {}, threshold, source)
     back = findings_from_sr(plain.sr_path, source.frame_of_reference_uid)

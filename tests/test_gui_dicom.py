@@ -91,7 +91,7 @@ def test_export_with_a_prior_carries_the_comparison(qtbot, window, tmp_path):
         panel.compare()
     cmp = panel.comparison
     assert cmp is not None and cmp.changes
-    out = tmp_path / "dicom"
+    out = study.parent / "nodeview-dicom"  # beside the series: opening the folder again reads it back
     with qtbot.waitSignal(window.sigDicomExported, timeout=60000) as blocker:
         assert start_dicom_export(window, str(out), anonymize=False, secondary_capture=False)
     export = blocker.args[0]
@@ -105,3 +105,12 @@ def test_export_with_a_prior_carries_the_comparison(qtbot, window, tmp_path):
         exp.finding_id: by_track[exp.tracking_id].change for exp in export.findings
     }
     assert len(back.comparison.resolved) == len(cmp.resolved)
+
+    # opening the folder again: the loaded findings say what the comparison was
+    with qtbot.waitSignal(window.sigFindingsLoaded, timeout=60000) as loaded:
+        window.open_paths([str(study.parent)])
+    assert loaded.args[0][0].comparison.study_uid == "2.25.4242001"
+    summary = window.findings_panel.summary.text()
+    assert "Loaded, not detected" in summary and "Compared with CT of 2025-03-02: " in summary
+    n_stable = sum(1 for c in cmp.changes.values() if c.change == "stable")
+    assert (f"{n_stable} stable" in summary) == (n_stable > 0) and "Lung-RADS v2022 (suggested)" in summary

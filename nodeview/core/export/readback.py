@@ -432,11 +432,37 @@ def loaded_result(reports: Sequence[LoadedReport]) -> tuple[Any, dict[int, str]]
             reviews[f.id] = lf.review
     algorithm = next((r.algorithm for r in reports if r.algorithm), "") or "another tool"
     names = ", ".join(os.path.basename(r.path) for r in reports)
+    metadata = {"loaded_from": names}
+    summary = comparison_summary(reports)
+    if summary:
+        metadata["comparison"] = summary
     model = ModelInfo(
         path=names, name=f"loaded from SR ({algorithm})", version="-", sha256="", spec=PatchSpec(), threshold=0.0,
-        metadata={"loaded_from": names},
+        metadata=metadata,
     )  # fmt: skip
     return DetectionResult(tuple(findings), len(findings), model, {}), reviews
+
+
+def comparison_summary(reports: Sequence[LoadedReport]) -> str:
+    """One line for the reader: what the SRs say about the comparison and the impression, e.g.
+    "Compared with CT of 2025-03-02: 1 growing, 2 stable, 1 resolved. Lung-RADS v2022 (suggested):
+    4B, Nodule 3." ("" when they carry neither)."""
+    parts: list[str] = []
+    for report in reports:
+        if report.comparison is not None:
+            counts: dict[str, int] = {}
+            for lf in report.findings:
+                if lf.change is not None:
+                    counts[lf.change.change] = counts.get(lf.change.change, 0) + 1
+            if report.comparison.resolved:
+                counts["resolved"] = len(report.comparison.resolved)
+            changes = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+            line = report.comparison.line.rstrip(".") or "Compared with a prior CT"
+            parts.append(f"{line}: {changes or 'no findings'}.")
+        if report.impression is not None and report.impression.category:
+            driver = f", {report.impression.driving_tracking_id}" if report.impression.driving_tracking_id else ""
+            parts.append(f"Lung-RADS v2022 (suggested): {report.impression.category}{driver}.")
+    return " ".join(parts)
 
 
 def read_back(
