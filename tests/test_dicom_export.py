@@ -335,6 +335,13 @@ def test_sr_carries_the_comparison_and_reads_it_back(study, tmp_path):
     assert line.startswith("Compared with CT of 2025-03-02: ") and "1 growing" in line and "1 resolved" in line
     assert f"Lung-RADS v2022 (suggested): {impression.category}, Nodule {impression.driving_finding}." in line
 
+    # anonymized: the comparison stays, no patient data in the SR (the prior's headers anonymized too)
+    anon = export_dicom(tmp_path / "anon", volume, result, {}, threshold, source, comparison=comp,
+                        prior_source=prior_source, anonymize=True)  # fmt: skip
+    _check_valid(anon.paths)
+    assert not any(token in anon.sr_path.read_bytes() for token in IDENTIFYING)
+    assert findings_from_sr(anon.sr_path, source.frame_of_reference_uid).comparison == report.comparison
+
     # without a comparison: no change items, no comparison container, the impression still there
     plain = export_dicom(tmp_path / "plain", volume, result, {}, threshold, source)
     back = findings_from_sr(plain.sr_path, source.frame_of_reference_uid)
