@@ -7,7 +7,9 @@ run:
 
 * reference: loading both series with ``nodeview.core.io.study.open_study`` (what opening them costs);
 * measured:  ``nodeview.core.followup.registration.register`` (lungs, rigid + affine) and
-  ``compare_findings`` (Hungarian matching, growth, VDT) for the findings measured at the nodules.
+  ``compare_findings`` (Hungarian matching, growth, VDT) for the findings measured at the nodules;
+* also:      ``find_local_priors`` finding the prior beside the current study (what ``--prior auto``
+  and the GUI's "Compare with prior (found: ...)" cost: the headers of both series).
 
 It prints the median times, their ratio, the registration error at the nodules against the known
 transform and the lung-surface distance, and PASS/MISS against the target (<= 10 s on 2 cores).
@@ -39,6 +41,7 @@ if str(REPO) not in sys.path:
 from nodeview.core.detect.findings import measure_finding  # noqa: E402
 from nodeview.core.detect.lung import segment_lungs  # noqa: E402
 from nodeview.core.followup.compare import compare_findings  # noqa: E402
+from nodeview.core.followup.priors import find_local_priors  # noqa: E402
 from nodeview.core.followup.registration import apply, register, rigid_matrix  # noqa: E402
 from nodeview.core.io.dicom_write import SeriesSpec, write_series  # noqa: E402
 from nodeview.core.io.study import open_study  # noqa: E402
@@ -136,6 +139,12 @@ def main() -> int:
             cmp = compare_findings(current_f, prior_f, reg, current.patient.study_date, prior.patient.study_date)
             runs.append(time.perf_counter() - t)
         assert reg is not None and cmp is not None
+        searches, found = [], []
+        for _ in range(args.repeats):  # the prior found beside the current study (headers of both)
+            t = time.perf_counter()
+            found = find_local_priors([folder / "current"], current.patient, current.series_uid)
+            searches.append(time.perf_counter() - t)
+        assert [c.series_uid for c in found] == [prior.series_uid], "the prior was not found beside the current study"
         pts = apply(inverse, np.asarray(centres))
         error = np.linalg.norm(reg.to_prior(pts) - apply(matrix, pts), axis=1)
         matched = sum(1 for c in cmp.changes.values() if c.prior is not None and c.prior.id == c.finding_id)
@@ -143,6 +152,10 @@ def main() -> int:
         print(f"reference  load both studies (open_study x 2): median {load_s:.2f} s  {[round(v, 2) for v in loads]}")
         print(f"measured   register + match:                  median {run_s:.2f} s  {[round(v, 2) for v in runs]}")
         print(f"ratio      register + match / load both: {run_s / load_s:.2f}")
+        print(
+            f"also       finding the prior beside the current study (find_local_priors): median "
+            f"{statistics.median(searches):.2f} s  {[round(v, 2) for v in searches]}"
+        )
         print(
             f"registration error at the {len(pts)} nodules: max {error.max():.2f} mm, mean {error.mean():.2f} mm; "
             f"lung surface {reg.surface_before_mm:.2f} -> {reg.surface_after_mm:.2f} mm; "

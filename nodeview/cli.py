@@ -339,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--prior",
         metavar="PRIOR",
         help="compare with this prior study (DICOM folder or image file): registered on the lungs, findings "
-        "matched; each finding gets change, prior and vdt_days, prior-only findings are listed as resolved",
+        "matched; each finding gets change, prior and vdt_days, prior-only findings are listed as resolved. "
+        "'auto': the newest earlier study of the same patient (PatientID) in the folder holding PATH",
     )
     detect.add_argument(
         "--prior-json",
@@ -424,7 +425,10 @@ def build_gui_parser() -> argparse.ArgumentParser:
         "--detect", action="store_true", help="detect nodules once the study is open (--screenshot waits for them)"
     )
     parser.add_argument(
-        "--prior", metavar="PRIOR", help="open PRIOR as the prior study of PATH: registered and shown side by side"
+        "--prior",
+        metavar="PRIOR",
+        help="open PRIOR as the prior study of PATH: registered and shown side by side ('auto': the newest "
+        "earlier study of the same patient in the folder holding PATH)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --screenshot file")
     return parser
@@ -534,7 +538,7 @@ def _gui(args: argparse.Namespace) -> int:
         print("nodeview: --prior needs the current study's PATH", file=sys.stderr)
         return EXIT_BAD_INPUT
     # a missing path, a FIFO or a device: one line, exit 2
-    collect_input_files([*args.paths, *([args.prior] if args.prior else [])])
+    collect_input_files([*args.paths, *([args.prior] if args.prior and args.prior != "auto" else [])])
     if args.screenshot:  # never onto an input file; an existing file only with --overwrite
         check_output_path(args.screenshot, input_identities(args.paths), args.overwrite, "screenshot")
     size = None

@@ -1,6 +1,8 @@
 """``nodeview detect CURRENT --prior PRIOR | --prior-json PRIOR.json``: detection with a comparison.
 
-The current study is detected as usual. The prior's findings come from its findings JSON
+The current study is detected as usual. ``--prior auto`` finds the prior beside the current study
+(same PatientID, earlier StudyDate: :mod:`nodeview.core.followup.priors`). The prior's findings
+come from its findings JSON
 (``--prior-json``, ``nodeview.findings/1`` or ``/2``) or, without one, from detecting on the prior
 study (``--prior``). With the prior's images the two studies are registered on the lungs and the
 findings matched through that registration; with only the prior's JSON they are matched in
@@ -26,11 +28,30 @@ NO_REGISTRATION = (
 )
 
 
+AUTO = "auto"
+
+
+def find_prior(paths: list[str], volume: Any) -> tuple[str, str]:
+    """``--prior auto``: the newest earlier study of the same patient beside the current one
+    (:func:`nodeview.core.followup.priors.find_local_priors`); (folder, series UID)."""
+    from .core.followup.priors import find_local_priors
+
+    found = find_local_priors(paths, volume.patient, volume.series_uid)
+    if not found:
+        raise InputError(
+            "--prior auto: no earlier study of the same patient was found beside the current one "
+            "(same PatientID, earlier StudyDate, in the folder that holds it)"
+        )
+    others = f"; {len(found) - 1} older one(s) not used" if len(found) > 1 else ""
+    print(f"nodeview: prior found: CT of {found[0].label}{others}", file=sys.stderr)
+    return found[0].path, found[0].series_uid
+
+
 def run_detection_with_prior(
     args: argparse.Namespace, model: str
-) -> tuple[Any, Any, Any, float, Any, dict[str, float]]:
+) -> tuple[Any, Any, Any, float, Any, dict[str, float], Any]:
     """Detect on the current study and compare with the prior. Returns (volume, result, comparison,
-    threshold, detector, timings)."""
+    threshold, detector, timings, prior volume or None)."""
     from .core.detect.detector import Detector
     from .core.followup.compare import compare_findings, compare_studies
     from .core.followup.findings_doc import read_findings
@@ -45,15 +66,19 @@ def run_detection_with_prior(
     t = time.perf_counter()
     volume = open_study(args.paths, series_uid=args.series)
     timings["load"] = time.perf_counter() - t
+    prior_series = None
+    if args.prior == AUTO:  # before the detection: no prior, no work
+        args.prior, prior_series = find_prior(args.paths, volume)
     detector = Detector(model)
     t = time.perf_counter()
     result = detector.detect(volume, min_score=0.0)
     timings["detect"] = time.perf_counter() - t
     threshold = detector.info.threshold if args.min_score is None else args.min_score
     current = [f for f in result.findings if f.score >= threshold]
+    prior_volume = None
     if args.prior:
         t = time.perf_counter()
-        prior_volume = open_study([args.prior])
+        prior_volume = open_study([args.prior], series_uid=prior_series)
         timings["load_prior"] = time.perf_counter() - t
         if prior_file is not None:
             prior, below = list(prior_file.findings), list(prior_file.below_threshold)
@@ -81,18 +106,19 @@ def run_detection_with_prior(
             source="findings json",
             caveats=[NO_REGISTRATION],
         )
-    return volume, result, comparison, threshold, detector, timings
+    return volume, result, comparison, threshold, detector, timings, prior_volume
 
 
 def detect_with_prior(args: argparse.Namespace, model: str) -> int:
     """``nodeview detect CURRENT --prior ... [--json OUT | --report-dir DIR]``."""
     from .core.followup.findings_doc import findings_document
 
-    volume, result, comparison, threshold, _, timings = run_detection_with_prior(args, model)
-    if getattr(args, "dicom_out", None):  # the SR/SEG of the current study (they do not carry the comparison yet)
+    volume, result, comparison, threshold, _, timings, prior_volume = run_detection_with_prior(args, model)
+    if getattr(args, "dicom_out", None):  # the SR (with the comparison) and SEG of the current study
         from .cli_dicom import export_dicom_outputs
 
-        export_dicom_outputs(args, args.paths, volume, result, threshold)
+        prior = (args.prior, prior_volume) if prior_volume is not None else None
+        export_dicom_outputs(args, args.paths, volume, result, threshold, comparison=comparison, prior=prior)
     if args.report_dir:
         from .core.report.render import write_report
 

@@ -247,3 +247,103 @@ def test_no_finding_still_makes_a_valid_report(study, tmp_path):
               for m in g.get_measurements()}  # fmt: skip
     assert values[C.FINDING_COUNT.value] == 0 and values[C.OPERATING_THRESHOLD.value] == 2.0
     assert findings_from_sr(out.sr_path, source.frame_of_reference_uid).findings == ()
+
+
+def test_sr_carries_the_comparison_and_reads_it_back(study, tmp_path):
+    """Issue 25: with a comparison the SR says, per finding, the change, the prior's size and the VDT;
+    the prior-only finding as resolved; the comparison study (date, UIDs, other evidence); the
+    impression. dciodvfy passes and NodeView's read-back returns all of it."""
+    from dataclasses import replace
+    from datetime import date
+
+    from nodeview.core.followup.compare import compare_findings, suggestion_for
+    from nodeview.core.followup.impression import build_impression
+    from nodeview.core.followup.registration import Registration
+
+    ct, volume, result, threshold = study
+    keyed, _ = select_findings(result.findings, {}, threshold)
+    assert len(keyed) >= 3 and all(f.measured for f in keyed[:2])
+    prior_dir = write_chest(tmp_path / "prior", seed=1, study_date="20250302")
+    prior_volume = open_study(prior_dir)
+    prior_source = read_source_series([prior_dir], prior_volume)
+    a, b = keyed[0], keyed[1]
+    shrink = 0.6  # b was 60 % of its diameter a year before: growing
+    far = (a.center_xyz_mm[0], a.center_xyz_mm[1], a.center_xyz_mm[2] + 60.0)
+    prior = [
+        replace(a, id=1),  # stable
+        replace(b, id=2, diameter_mm=b.diameter_mm * shrink, volume_mm3=b.volume_mm3 * shrink**3,
+                long_axis_mm=b.long_axis_mm * shrink, short_axis_mm=b.short_axis_mm * shrink),
+        replace(a, id=3, center_xyz_mm=far, diameter_mm=5.0, volume_mm3=65.4),  # resolved
+    ]  # fmt: skip
+    comp = compare_findings(
+        keyed, prior, Registration.identity(), volume.patient.study_date, "20250302",
+        prior_series_uid=prior_volume.series_uid,
+    )  # fmt: skip
+    assert comp.changes[a.id].change == "stable" and comp.changes[b.id].change == "growing"
+    assert [f.id for f in comp.resolved] == [3]
+    new_ids = [f.id for f in keyed if comp.changes[f.id].change == "new"]
+    assert new_ids
+
+    source = read_source_series([ct], volume)
+    out = export_dicom(tmp_path / "out", volume, result, {}, threshold, source, comparison=comp,
+                       prior_source=prior_source)  # fmt: skip
+    _check_valid(out.paths)
+    sr = pydicom.dcmread(out.sr_path)
+    other = sr.PertinentOtherEvidenceSequence[0]
+    assert other.StudyInstanceUID == prior_source.study_uid != source.study_uid
+    assert other.ReferencedSeriesSequence[0].SeriesInstanceUID == prior_volume.series_uid
+    assert len(other.ReferencedSeriesSequence[0].ReferencedSOPSequence) == len(prior_source.datasets)
+    root = [i.ConceptNameCodeSequence[0].CodeValue for i in sr.ContentSequence]
+    assert "18834-2" in root and "121072" in root  # comparison study, impressions
+    scheme = [(i.CodingSchemeDesignator, i.CodeValue) for i in _walk(sr) for i in i.ConceptNameCodeSequence]
+    assert ("DCM", "111049") in scheme  # Qualitative Difference
+
+    report = findings_from_sr(out.sr_path, source.frame_of_reference_uid)
+    by_id = {lf.tracking_id: lf for lf in report.findings}
+    for f in keyed:
+        got, want = by_id[f"Nodule {f.id}"].change, comp.changes[f.id]
+        assert got is not None and got.change == want.change
+        if want.prior is None:
+            assert got.prior_tracking_id == "" and got.prior_diameter_mm is None and got.vdt_days is None
+            continue
+        assert got.prior_tracking_id == f"Nodule {want.prior.id}"
+        assert got.prior_diameter_mm == pytest.approx(want.prior.diameter_mm, rel=1e-5)
+        assert got.prior_volume_mm3 == pytest.approx(want.prior.volume_mm3, rel=1e-5)
+        assert got.diameter_change_mm == pytest.approx(want.diameter_change_mm, abs=1e-6)
+        assert (got.vdt_days is None) == (want.vdt_days is None)
+    grown = by_id[f"Nodule {b.id}"].change
+    days = (date(2026, 1, 1) - date(2025, 3, 2)).days  # the synthetic chest is of 2026-01-01
+    assert grown.vdt_days == pytest.approx(days * np.log(2) / np.log(1 / shrink**3), rel=1e-4)
+    want_category = suggestion_for(b, comp)
+    assert want_category is not None and grown.lung_rads == want_category.category
+    assert report.comparison is not None
+    assert report.comparison.study_date == "2025-03-02" and report.comparison.interval_days == days
+    assert report.comparison.study_uid == prior_source.study_uid
+    assert report.comparison.series_uid == prior_volume.series_uid
+    assert report.comparison.line == "Compared with CT of 2025-03-02."
+    assert [(r.change, r.prior_tracking_id) for r in report.comparison.resolved] == [("resolved", "Nodule 3")]
+    assert report.comparison.resolved[0].prior_diameter_mm == pytest.approx(5.0)
+    impression = build_impression(keyed, comp)
+    assert report.impression is not None
+    assert report.impression.category == impression.category
+    assert report.impression.driving_tracking_id == f"Nodule {impression.driving_finding}"
+    assert report.impression.management == impression.management and report.impression.rule == impression.rule
+
+    from nodeview.core.export.readback import comparison_summary
+
+    line = comparison_summary([report])
+    assert line.startswith("Compared with CT of 2025-03-02: ") and "1 growing" in line and "1 resolved" in line
+    assert f"Lung-RADS v2022 (suggested): {impression.category}, Nodule {impression.driving_finding}." in line
+
+    # anonymized: the comparison stays, no patient data in the SR (the prior's headers anonymized too)
+    anon = export_dicom(tmp_path / "anon", volume, result, {}, threshold, source, comparison=comp,
+                        prior_source=prior_source, anonymize=True)  # fmt: skip
+    _check_valid(anon.paths)
+    assert not any(token in anon.sr_path.read_bytes() for token in IDENTIFYING)
+    assert findings_from_sr(anon.sr_path, source.frame_of_reference_uid).comparison == report.comparison
+
+    # without a comparison: no change items, no comparison container, the impression still there
+    plain = export_dicom(tmp_path / "plain", volume, result, {}, threshold, source)
+    back = findings_from_sr(plain.sr_path, source.frame_of_reference_uid)
+    assert back.comparison is None and all(lf.change is None for lf in back.findings)
+    assert back.impression is not None and back.impression.category == build_impression(keyed).category

@@ -100,6 +100,23 @@ def test_stepped_management_of_stable_nodules():
     assert s.category == "4B" and "reader" in s.rule
 
 
+def test_size_threshold_crossed_without_growth_is_reclassified_by_size():
+    """v2022 "Size Thresholds": a nodule that enlarges into a higher size category is reclassified by
+    size even without growth > 1.5 mm - the stepped down-grade is for a nodule that *was* 3 or 4A."""
+    crossed = lung_rads("solid", 6.2, status="stable", interval_months=6, prior_mean_diameter=5.8)
+    assert crossed.category == "3" and "crossed a size threshold" in crossed.rule
+    assert lung_rads("solid", 8.4, status="stable", interval_months=3, prior_mean_diameter=7.6).category == "4A"
+    assert lung_rads("solid", 15.2, status="stable", interval_months=12, prior_mean_diameter=14.0).category == "4B"
+    # part-solid: the solid component crossed 6 mm without growth of the nodule
+    assert lung_rads("part-solid", 12.0, 6.3, "stable", interval_months=3, prior_mean_diameter=11.5,
+                     prior_solid_diameter=5.5).category == "4A"  # fmt: skip
+    # the same size category as before: the stepped rules still apply
+    assert lung_rads("solid", 7.0, status="stable", interval_months=6, prior_mean_diameter=6.5).category == "2"
+    assert lung_rads("solid", 10.0, status="stable", interval_months=3, prior_mean_diameter=10.2).category == "3"
+    # smaller than before (a lower size category): the step down as before
+    assert lung_rads("solid", 7.0, status="shrinking", interval_months=6, prior_mean_diameter=9.0).category == "2"
+
+
 def test_mean_diameter_one_decimal_half_up():
     # "mean diameter ... to one decimal": 5.95 is 6.0, so category 3, not 2
     assert mean_diameter_mm(6.3, 5.6) == 6.0  # (6.3 + 5.6) / 2 = 5.95

@@ -257,3 +257,47 @@ def test_prior_without_lungs_is_bad_input(small_study, tmp_path, capsys):
     assert main(["detect", str(ct), "--model", str(model), "--prior", str(tmp_path / "water.mha")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nodeview:") and "no lungs" in err and "\n" not in err
+
+
+def test_detect_prior_dicom_out_sr_carries_the_comparison(small_study, tmp_path, capsys):
+    """``detect CURRENT --prior PRIOR --dicom-out DIR``: the SR says each finding's change and prior
+    size, names the comparison study (date, Study Instance UID, its images as other evidence), carries
+    the impression; dciodvfy passes and NodeView's read-back gives the comparison back."""
+    import pydicom
+
+    from nodeview.core.export.readback import findings_from_sr
+
+    from .dicom_helpers import dciodvfy_errors
+
+    ct, model = small_study
+    hu, g, _, _, _ = _chest(0)  # the same chest a year before, another study
+    prior = tmp_path / "prior"
+    write_series(hu, prior, SeriesSpec(spacing_zyx=tuple(g.spacing_zyx), origin_xyz=tuple(g.origin_xyz),
+                                       patient_id="PAT-1", patient_name="DOE^JANE", study_date="20250301", seed=7))
+    out, dicom = tmp_path / "out.json", tmp_path / "dicom"
+    assert main(["detect", str(ct), "--model", str(model), "--prior", str(prior), "--dicom-out", str(dicom),
+                 "--json", str(out)]) == 0  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == SCHEMA and doc["findings"]
+    sr_path = next(dicom.glob("*_SR.dcm"))
+    errors, _ = dciodvfy_errors(sr_path)
+    assert errors == []
+    sr = pydicom.dcmread(sr_path)
+    prior_study = pydicom.dcmread(next(prior.iterdir()), stop_before_pixels=True).StudyInstanceUID
+    assert sr.PertinentOtherEvidenceSequence[0].StudyInstanceUID == prior_study != sr.StudyInstanceUID
+    back = findings_from_sr(sr_path, pydicom.dcmread(next(ct.iterdir())).FrameOfReferenceUID)
+    assert back.comparison is not None
+    assert back.comparison.study_date == "2025-03-01" and back.comparison.study_uid == prior_study
+    assert back.comparison.interval_days == 365 and back.comparison.resolved == ()
+    by_track = {lf.tracking_id: lf.change for lf in back.findings}
+    for f in doc["findings"]:
+        change = by_track[f"Nodule {f['id']}"]
+        assert change is not None and change.change == f["change"] == "stable"
+        assert change.prior_diameter_mm == pytest.approx(f["prior"]["diameter_mm"], abs=0.01)
+        assert change.prior_tracking_id == f"Nodule {f['prior']['id']}"
+        assert (change.vdt_days is None) == (f["vdt_days"] is None)
+        if f["vdt_days"] is not None:
+            assert change.vdt_days == pytest.approx(f["vdt_days"], abs=0.06)
+    assert back.impression is not None and back.impression.category == doc["impression"]["lung_rads_v2022"]
+    assert back.impression.management == doc["impression"]["management"]
+    assert b"DOE^JANE" not in capsys.readouterr().err.encode()

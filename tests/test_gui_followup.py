@@ -26,6 +26,10 @@ def pair_files(tmp_path_factory):
     write_series(pair.prior.hu_zyx, root / "prior", SeriesSpec(
         spacing_zyx=tuple(g.spacing_zyx), origin_xyz=tuple(g.origin_xyz), patient_id="PAIR-1",
         patient_name="PAIR^TEST", study_date=pair.prior.patient.study_date))
+    g = pair.current.geometry  # the current study beside it, for the prior found automatically
+    write_series(pair.current.hu_zyx, root / "current", SeriesSpec(
+        spacing_zyx=tuple(g.spacing_zyx), origin_xyz=tuple(g.origin_xyz), patient_id="PAIR-1",
+        patient_name="PAIR^TEST", study_date=pair.current.patient.study_date, seed=2))
     return pair, root / "prior"
 
 
@@ -56,7 +60,7 @@ def test_open_prior_registers_in_a_worker_and_stays_in_step(qtbot, window, pair_
     progress = []
     panel.runner.sigProgress.connect(lambda d, n: progress.append(d))
     window.open_prior(str(prior_path))
-    assert window.prior_dock.isVisible() and window.viewer.maximised == ViewKind.AXIAL
+    assert window.prior_dock.isVisible() and window.viewer.maximised is None  # three views, beside the prior's three
     qtbot.waitUntil(lambda: panel.registration is not None, timeout=180_000)
     assert progress and max(progress) <= 100
     assert "lung surfaces" in panel.quality.text() and panel.registration.surface_after_mm < 3.0
@@ -173,3 +177,90 @@ def test_compare_findings_and_report_with_the_comparison(qtbot, window, pair_fil
     assert doc["comparison"]["prior_study_date"] == "2025-03-02"
     assert doc["impression"]["comparison"] == "Compared with CT of 2025-03-02."
     assert {f["id"] for f in doc["findings"]} == set(cmp.changes)
+
+
+def _rendered_grey(view, u_mm, v_mm, offset_px=3):
+    """Grey level of the view as drawn on screen, ``offset_px`` right and down of the screen-mm
+    point (beside the crosshair lines, which pass through the point)."""
+    from PySide6.QtCore import QPointF
+
+    image = view.grab().toImage()
+    point = view.mapFromScene(view.view_box.mapViewToScene(QPointF(u_mm, v_mm)))
+    ratio = image.devicePixelRatio()
+    colour = image.pixelColor(int((point.x() + offset_px) * ratio), int((point.y() + offset_px) * ratio))
+    return colour.red()
+
+
+def _zoom_both(qtbot, window, prior_view, kind, u, v, size_mm=30.0):
+    """Zoom the current study's view of ``kind`` on (u, v): the prior's view of that kind follows."""
+    current = window.viewer.views[kind]
+    current.zoom_to(float(u), float(v), size_mm)
+    qtbot.waitUntil(lambda: abs(prior_view.view_box.viewRect().center().x() - u) < 1.0
+                    and abs(prior_view.view_box.viewRect().center().y() - v) < 1.0)  # fmt: skip
+    assert prior_view.view_box.viewRect().width() < 80.0
+
+
+def test_prior_found_beside_and_shown_in_three_views(qtbot, window, pair_files):
+    """Issue 25: File › "Compare with prior (found: DATE)" offers the prior found beside the current
+    study (same PatientID, earlier date); the prior shows in axial, coronal and sagittal, each resliced
+    through the registration at the current cursor: the stable nodule is drawn bright in all three,
+    the new nodule's place is lung in all three; scrolling a prior view moves the current study."""
+    import os
+
+    pair, prior_path = pair_files
+    finder = window.prior_finder
+    assert not finder.action.isEnabled()
+    with qtbot.waitSignal(window.sigVolumeShown, timeout=60_000):
+        window.open_paths([str(prior_path.parent / "current")])
+    qtbot.waitUntil(finder.action.isEnabled, timeout=60_000)
+    assert finder.action.text() == "Compare with prior (found: 2025-03-02)"
+    assert "Prior study found: CT of 2025-03-02" in window.statusBar().currentMessage()
+    assert "PAIR" not in finder.action.text() and "PAIR" not in window.statusBar().currentMessage()
+    assert finder.action in window.menuBar().actions()[0].menu().actions()
+    panel = window.prior_dock.panel
+    finder.action.trigger()
+    qtbot.waitUntil(lambda: panel.registration is not None, timeout=180_000)
+    assert window.viewer.maximised is None and panel.prior_path == str(prior_path.resolve())
+    assert set(panel.views) == {ViewKind.AXIAL, ViewKind.CORONAL, ViewKind.SAGITTAL}
+
+    stable = next(t for t in pair.nodules if t.change == "stable")
+    new = next(t for t in pair.nodules if t.change == "new")
+    window.controller.set_cursor_mm(np.asarray(stable.current_xyz))
+    qtbot.waitUntil(lambda: all(panel.views[k].slice_index == window.controller.slice_index(k) for k in panel.views))
+    idx = window.volume.geometry.mm_to_index(stable.current_xyz)
+    for kind, view in panel.views.items():
+        plane = window.controller.planes[kind]
+        assert view.image_item.image.shape == plane.extract(window.volume.hu_zyx, 0).shape  # the current's plane
+        u, v, _ = plane.index_to_display(idx)
+        du, dv = plane.pixel_mm
+        assert view.image_item.image[int(v // dv), int(u // du)] > -400, kind  # the nodule in the data
+        _zoom_both(qtbot, window, view, kind, u, v)
+        assert _rendered_grey(view, u, v) > 150, kind  # and on screen (lung window: tissue is bright)
+        assert view.h_line.value() == pytest.approx(v) and view.v_line.value() == pytest.approx(u)
+    idx = window.volume.geometry.mm_to_index(new.current_xyz)
+    window.controller.set_cursor_mm(np.asarray(new.current_xyz))
+    qtbot.waitUntil(lambda: all(panel.views[k].slice_index == window.controller.slice_index(k) for k in panel.views))
+    for kind, view in panel.views.items():
+        plane = window.controller.planes[kind]
+        u, v, _ = plane.index_to_display(idx)
+        du, dv = plane.pixel_mm
+        assert view.image_item.image[int(v // dv), int(u // du)] < -500, kind  # lung: not there a year ago
+        _zoom_both(qtbot, window, view, kind, u, v)
+        assert _rendered_grey(view, u, v) < 110, kind
+        grey = np.asarray(view.grab().toImage().convertToFormat(view.grab().toImage().Format.Format_Grayscale8)
+                          .constBits()).astype(float)  # fmt: skip
+        assert grey.std() > 20, kind  # anatomy drawn, not an empty view
+
+    # scrolling the prior's coronal view moves the current study's coronal slice
+    before = window.controller.slice_index(ViewKind.CORONAL)
+    panel.views[ViewKind.CORONAL].sigScroll.emit(1)
+    qtbot.waitUntil(lambda: window.controller.slice_index(ViewKind.CORONAL) != before)
+    qtbot.waitUntil(lambda: panel.views[ViewKind.CORONAL].slice_index == window.controller.slice_index(ViewKind.CORONAL))
+
+    shot = os.environ.get("NODEVIEW_SCREENSHOT")
+    if shot:
+        window.controller.set_cursor_mm(np.asarray(stable.current_xyz))
+        qtbot.waitUntil(lambda: panel.views[ViewKind.AXIAL].slice_index == window.controller.slice_index(ViewKind.AXIAL))
+        for view in window.viewer.views.values():
+            view.reset_zoom()
+        window.grab().save(shot)

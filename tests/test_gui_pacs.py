@@ -132,3 +132,54 @@ def test_settings_dialog_validates_and_saves(qtbot, tmp_path):
     assert dialog.result() == dialog.DialogCode.Accepted
     assert [(n.label, str(n)) for n in load_nodes(settings)] == [("Main PACS", "ORTHANC@pacs.local:4242")]
     assert (local_ae(settings).ae_title, local_ae(settings).port) == ("MYVIEW", 11999)
+
+
+def test_prior_in_the_study_list_retrieve_with_prior(qtbot, tmp_path):
+    """Issue 25: selecting a study lists its patient's earlier studies (C-FIND by PatientID on the real
+    Orthanc); "Retrieve with prior" brings both into the cache and opens them as current and prior
+    (registered, in the prior panel)."""
+    port = free_port()
+    server = start_orthanc(tmp_path / "orthanc", {"nodeview": ["NODEVIEW", "127.0.0.1", port]})
+    try:
+        local = LocalAE("NODEVIEW", port)
+        current = write_chest(tmp_path / "ct" / "current")
+        prior = write_chest(tmp_path / "ct" / "prior", study_date="20250302", study_uid="2.25.5252001",
+                            series_uid="2.25.5252002")  # fmt: skip
+        for folder in (current, prior):
+            assert send(server.node(), sorted(folder.iterdir()), local).failed == ()
+        settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+        save_nodes(settings, [PacsNode(server.aet, "127.0.0.1", server.dicom_port, "Test PACS")])
+        settings.setValue("pacs/local_port", port)
+        settings.setValue("pacs/cache_dir", str(tmp_path / "cache"))
+        window = MainWindow(settings)
+        window.auto_pick_default = True
+        qtbot.addWidget(window)
+        window.show()
+        window.open_pacs_dialog()
+        dialog = window.findChild(PacsDialog)
+        dialog.id_edit.setText("PAT-12345")
+        with qtbot.waitSignal(dialog.sigStudies, timeout=20000) as found:
+            dialog.search_button.click()
+        assert [s.date for s in found.args[0]] == ["20260101", "20250302"]
+        with qtbot.waitSignal(dialog.sigPriors, timeout=20000) as priors:
+            dialog.study_table.selectRow(0)
+        assert [s.study_uid for s in priors.args[0]] == ["2.25.5252001"]
+        assert dialog.prior_label.text() == "Prior of this patient on this PACS: 2025-03-02"
+        assert dialog.retrieve_prior_button.isEnabled()
+        assert dialog.retrieve_prior_button.text() == "Retrieve with prior (found: 2025-03-02)"
+        with qtbot.waitSignal(dialog.sigPriors, timeout=20000) as priors:  # the older study has none
+            dialog.study_table.selectRow(1)
+        assert priors.args[0] == [] and not dialog.retrieve_prior_button.isEnabled()
+        assert dialog.prior_label.text() == "No earlier study of this patient on this PACS"
+        with qtbot.waitSignal(dialog.sigPriors, timeout=20000):
+            dialog.study_table.selectRow(0)
+        panel = window.prior_dock.panel
+        with qtbot.waitSignal(window.sigVolumeShown, timeout=90000) as shown:
+            dialog.retrieve_prior_button.click()
+        assert shown.args[0].patient.study_date == "20260101"
+        qtbot.waitUntil(lambda: panel.registration is not None, timeout=180_000)
+        assert panel.prior.patient.study_date == "20250302" and panel.prior.series_uid == "2.25.5252002"
+        assert Path(panel.prior_path).is_relative_to(tmp_path / "cache")
+        dialog.close()
+    finally:
+        stop_orthanc(server)

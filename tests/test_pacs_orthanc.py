@@ -319,3 +319,31 @@ def test_node_queue_is_bounded(tmp_path):
         assert node.state(key)["status"] == "receiving" and len(list((node.series_dir(key) / "images").iterdir())) == 80
     finally:
         node.stop()
+
+
+def test_find_prior_studies_by_patient_id(orthanc, ports, tmp_path, caplog):
+    """Issue 25: the prior in the PACS study list - the patient's earlier studies by PatientID (C-FIND
+    on the real Orthanc), newest first; a later study, the current one and another patient's are not
+    offered; nothing identifying is logged."""
+    import numpy as np
+
+    from nodeview.core.io.dicom_write import SeriesSpec, write_series
+    from nodeview.core.pacs import find_prior_studies, send
+
+    caplog.set_level(logging.DEBUG)
+    local = LocalAE("NODEVIEW", ports["nodeview"])
+    hu = np.full((4, 16, 16), -800, np.int16)
+    uids = {}
+    for name, date, pid in (("current", "20260101", "PRIOR-PAT-1"), ("prior", "20250302", "PRIOR-PAT-1"),
+                            ("older", "20240101", "PRIOR-PAT-1"), ("later", "20270101", "PRIOR-PAT-1"),
+                            ("other", "20250601", "PRIOR-PAT-2"), ("wild", "20250601", "PRIOR-PAT-10")):  # fmt: skip
+        files = write_series(hu, tmp_path / name, SeriesSpec(study_date=date, patient_id=pid, seed=len(uids) + 40,
+                                                             patient_name="PRIOR^PAT"))  # fmt: skip
+        assert send(orthanc.node(), files, local).failed == ()
+        uids[name] = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    found = find_prior_studies(orthanc.node(), "PRIOR-PAT-1", uids["current"], "20260101", local)
+    assert [(r.study_uid, r.date) for r in found] == [(uids["prior"], "20250302"), (uids["older"], "20240101")]
+    assert find_prior_studies(orthanc.node(), "PRIOR-PAT-1*", uids["current"], "20260101", local) == []
+    assert find_prior_studies(orthanc.node(), "PRIOR-PAT-1", uids["older"], "20240101", local) == []
+    assert find_prior_studies(orthanc.node(), "", uids["current"], "20260101", local) == []
+    assert "PRIOR-PAT" not in caplog.text and "PRIOR^PAT" not in caplog.text

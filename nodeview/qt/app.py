@@ -28,7 +28,9 @@ def run_gui(
     for the findings (boxes and table) before it is taken.
 
     With ``prior``, that study is opened as the prior of PATH once PATH is shown (registered beside
-    it); a screenshot then waits for the registration.
+    it); a screenshot then waits for the registration. ``prior="auto"``: the prior found beside PATH
+    (same PatientID, earlier date: :mod:`.prior_finder`); none found is said on stderr (and fails a
+    screenshot, exit 2).
 
     Returns the process exit code: 0 success, 2 when PATH cannot be opened in screenshot mode or
     the screenshot cannot be written. The screenshot is written by :func:`~..core.outputs.write_file_set`:
@@ -90,7 +92,21 @@ def run_gui(
             window.sigDetectionDone.connect(lambda _r: save())
         window.sigLoadFailed.connect(failed)
         QTimer.singleShot(int(timeout_s * 1000), timed_out)
-    if prior:
+    if prior == "auto":
+
+        def open_found_once(candidates: object) -> None:
+            window.prior_finder.sigFound.disconnect(open_found_once)
+            if candidates:
+                window.prior_finder.compare()
+                return
+            message = "--prior auto: no earlier study of the same patient was found beside the current one"
+            print(f"nodeview: {message}", file=sys.stderr)
+            if screenshot:
+                exit_code[0] = 2
+                app.quit()
+
+        window.prior_finder.sigFound.connect(open_found_once)
+    elif prior:
 
         def open_prior_once(_volume: object) -> None:
             window.sigVolumeShown.disconnect(open_prior_once)

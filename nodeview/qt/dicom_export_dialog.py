@@ -127,6 +127,8 @@ def start_dicom_export(
     The result arrives as the window's ``"dicom"`` task (a :class:`~nodeview.core.export.DicomExport`).
     With ``send_to`` (a :class:`~nodeview.core.pacs.PacsNode`) the objects are then sent with C-STORE;
     a refusal fails the task with the PACS's reason (the files stay written).
+    When the prior panel holds a comparison made for these findings, the SR carries it (and the
+    prior's images as other evidence).
     Returns False when nothing was started (no detection, or another task is running).
     """
     result, volume = window.findings_panel.result, window.volume
@@ -138,17 +140,27 @@ def start_dicom_export(
         return False
     reviews, threshold = window.report_reviews(), window.findings_panel.threshold
     paths = list(window.source_paths)
+    panel = window.prior_dock.panel  # the comparison with a prior, when one was made for these findings
+    comparison = panel.comparison_for(result, threshold)
+    prior_path, prior_volume = panel.prior_path, panel.prior
     from .pacs_dialog import local_ae
 
     local = local_ae(window.settings)
 
     def work(progress, stop):  # type: ignore[no-untyped-def]
-        from ..core.export import export_dicom, read_source_series
+        from ..core.export import NotExportableError, export_dicom, read_source_series
 
         source = read_source_series(paths, volume, should_stop=stop)
+        prior_source = None
+        if comparison is not None and prior_volume is not None and prior_path:
+            try:
+                prior_source = read_source_series([prior_path], prior_volume, should_stop=stop)
+            except NotExportableError:  # a research-format prior: the SR names its date, not its images
+                prior_source = None
         done = export_dicom(
             folder, volume, result, reviews, threshold, source,
-            anonymize=anonymize, secondary_capture=secondary_capture, progress=progress, should_stop=stop,
+            anonymize=anonymize, secondary_capture=secondary_capture, comparison=comparison,
+            prior_source=prior_source, progress=progress, should_stop=stop,
         )  # fmt: skip
         if send_to is not None:
             from ..core.errors import NodeViewError

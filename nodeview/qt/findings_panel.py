@@ -338,9 +338,11 @@ class FindingsPanel(QWidget):
             n_rej = sum(1 for f in shown if self.status.get(f.id) == REJECTED)
             loaded_from = self.result.model.metadata.get("loaded_from")
             if loaded_from:  # read back from a structured report (nodeview.qt.dicom_readback)
+                compared = self.result.model.metadata.get("comparison")  # the SR's comparison, when it has one
                 self.summary.setText(
                     f"<b>Loaded, not detected</b>: {len(shown)} finding(s) ({n_acc} accepted, {n_rej} rejected) "
                     f"from {html.escape(loaded_from)} · {html.escape(self.result.model.name)}"
+                    + (f"<br>{html.escape(compared)}" if compared else "")
                 )
             else:
                 self.summary.setText(

@@ -161,7 +161,7 @@ class MainWindow(QMainWindow):
             view.viewport().setAcceptDrops(False)
         from .prior_view import PriorDock
 
-        self.prior_dock = PriorDock(self, self.controller, self.viewer.views[ViewKind.AXIAL])
+        self.prior_dock = PriorDock(self, self.controller, self.viewer.views[ViewKind.AXIAL], self.viewer.views)
         self.prior_dock.panel.detector_provider = self._shared_detector
         # the prior comparison follows the reported findings when the threshold changes
         self.findings_panel.sigVisibleChanged.connect(
@@ -174,6 +174,9 @@ class MainWindow(QMainWindow):
         from .dicom_readback import ReadBack
 
         self.readback = ReadBack(self)  # loaded (not detected) findings from SRs beside the series
+        from .prior_finder import PriorFinder
+
+        self.prior_finder = PriorFinder(self)  # an earlier study of the patient beside this one
         self._build_status_bar()
         self._build_actions()
         self._build_toolbar()
@@ -223,6 +226,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self._action("Open f&ile…", self.open_file_dialog, "Ctrl+Shift+O"))
         file_menu.addAction(self._action("Open &demo study", self.open_demo))
         file_menu.addAction(self._action("Open &prior…", self.open_prior_dialog))
+        file_menu.addAction(self.prior_finder.action)
         self.recent_menu = file_menu.addMenu("&Recent")
         file_menu.addSeparator()
         self.export_report_action = self._action(
@@ -513,6 +517,7 @@ class MainWindow(QMainWindow):
         self.viewer.focus_view(ViewKind.AXIAL)
         self.sigVolumeShown.emit(volume)
         self.readback.start(self.source_paths, volume)  # SR findings and SEG overlays beside the series
+        self.prior_finder.start(self.source_paths, volume)  # an earlier study of the patient beside it
         if self.detect_on_open:
             self.detect(force=True)  # asked for on the command line: run (with a caution on non-CT)
         elif self.auto_detect_action.isChecked() and self.is_ct() and os.path.isfile(self.model_path()):
@@ -567,15 +572,16 @@ class MainWindow(QMainWindow):
             return
         self.prior_dock.open_dialog(self.volume, self._last_dir())
         if self.prior_dock.isVisible():
-            self.set_layout(ViewKind.AXIAL)
+            self.set_layout(None)  # the three views, beside the prior's three
 
-    def open_prior(self, path: str) -> None:
-        """Open ``path`` as the prior of the study on screen: registered in a worker, shown beside it."""
+    def open_prior(self, path: str, series_uid: str | None = None) -> None:
+        """Open ``path`` (its ``series_uid``, else its default series) as the prior of the study on
+        screen: registered in a worker, shown beside it."""
         if self.volume is None:
             self.statusBar().showMessage("Open the current study first", 4000)
             return
-        self.set_layout(ViewKind.AXIAL)
-        self.prior_dock.open(path, self.volume)
+        self.set_layout(None)  # the three views, beside the prior's three
+        self.prior_dock.open(path, self.volume, series_uid)
 
     def _shared_detector(self) -> Detector:
         """The detector of the current model (made on first use; also runs on the prior, in its worker)."""
@@ -747,12 +753,26 @@ class MainWindow(QMainWindow):
             self.settings.setValue("dicom_dir", dialog.folder())
             start_dicom_export(self, dialog.folder(), dialog.anonymize(), dialog.secondary_capture(), dialog.send_to())
 
+    def open_with_prior(self, folder: str, prior_folder: str) -> None:
+        """Open ``folder`` and, once it is on screen, ``prior_folder`` as its prior (PACS "Retrieve
+        with prior"). Another study shown first (the load failed or was replaced) drops the prior."""
+        generation = self.study_generation
+
+        def shown(volume: Volume) -> None:
+            self.sigVolumeShown.disconnect(shown)
+            if self.study_generation == generation + 1 and self.volume is volume:
+                self.open_prior(prior_folder)
+
+        self.sigVolumeShown.connect(shown)
+        self.open_paths([folder])
+
     def open_pacs_dialog(self) -> None:
         """File › Query PACS…: query/retrieve in a dialog; a retrieved study opens here."""
         from .pacs_dialog import PacsDialog
 
         dialog = PacsDialog(self.settings, self)
         dialog.sigOpenStudy.connect(lambda folder: self.open_paths([folder]))
+        dialog.sigOpenWithPrior.connect(self.open_with_prior)
         dialog.show()
 
     def cancel_work(self) -> None:
@@ -970,6 +990,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
         self.runner.cancel()
         self.prior_dock.panel.runner.cancel()
+        self.prior_finder.runner.cancel()
         self.runner.wait(5.0)
         self.prior_dock.panel.runner.wait(5.0)
+        self.prior_finder.runner.wait(5.0)
         super().closeEvent(event)

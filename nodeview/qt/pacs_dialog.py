@@ -193,6 +193,8 @@ class PacsDialog(QDialog):
     """Query → studies → series → retrieve (into the cache) → open in the viewer."""
 
     sigOpenStudy = Signal(str)  # folder of a retrieved study
+    sigOpenWithPrior = Signal(str, str)  # folders of a retrieved study and of its prior
+    sigPriors = Signal(object)  # list[StudyRow]: the selected study's earlier studies (same PatientID)
     sigStudies = Signal(object)  # list[StudyRow] shown
     sigSeries = Signal(object)  # list[SeriesRow] shown
     sigEcho = Signal(str)  # the Test result line
@@ -212,6 +214,7 @@ class PacsDialog(QDialog):
         self._then: Callable[[Any], None] | None = None
         self.studies: list[Any] = []
         self.series: list[Any] = []
+        self.priors: list[Any] = []  # earlier studies of the selected study's patient, newest first
 
         col = QVBoxLayout(self)
         top = QHBoxLayout()
@@ -274,6 +277,18 @@ class PacsDialog(QDialog):
         col.addWidget(self.study_table, 3)
         self.series_table = self._table(SERIES_COLUMNS)
         col.addWidget(self.series_table, 2)
+        prior_row = QHBoxLayout()
+        self.prior_label = QLabel("")
+        self.prior_label.setToolTip("Earlier studies of the same patient (Patient ID) on this PACS")
+        prior_row.addWidget(self.prior_label, 1)
+        self.retrieve_prior_button = QPushButton("Retrieve with prior")
+        self.retrieve_prior_button.setToolTip(
+            "Retrieve the selected study and the patient's newest earlier study; open them as current and prior"
+        )
+        self.retrieve_prior_button.clicked.connect(self.retrieve_with_prior)
+        self.retrieve_prior_button.setEnabled(False)
+        prior_row.addWidget(self.retrieve_prior_button)
+        col.addLayout(prior_row)
 
         bottom = QHBoxLayout()
         self.status_label = QLabel(f"<span style='color:gray'>{RESEARCH_NOTICE}</span>")
@@ -415,15 +430,48 @@ class PacsDialog(QDialog):
         return self.series[rows[0].row()] if rows else None
 
     def _study_selected(self) -> None:
-        from ..core.pacs import find_series
+        from ..core.pacs import PacsError, find_prior_studies, find_series
 
         study = self.selected_study()
+        self._set_priors([], None)
         if study is None or self.runner.busy:
             return
         node, local = self.node(), local_ae(self.settings)
-        self._start("Listing series…", lambda p, s: find_series(node, study.study_uid, local), self._show_series)
 
-    def _show_series(self, rows: Any) -> None:
+        def work(progress, stop):  # type: ignore[no-untyped-def]
+            series = find_series(node, study.study_uid, local)
+            try:  # the patient's earlier studies: a PACS that refuses the query still lists the series
+                priors = find_prior_studies(node, study.patient_id, study.study_uid, study.date, local)
+            except PacsError:
+                priors = None
+            return series, priors, study
+
+        self._start("Listing series…", work, self._show_series)
+
+    def _set_priors(self, priors: list[Any] | None, study: Any) -> None:
+        """Show what the PACS holds from before ``study`` (None: it could not be asked)."""
+        self.priors = list(priors or [])
+        self.retrieve_prior_button.setEnabled(bool(self.priors))
+        if study is None:
+            self.prior_label.setText("")
+            self.retrieve_prior_button.setText("Retrieve with prior")
+            return
+        if priors is None:
+            self.prior_label.setText("Earlier studies of this patient: the PACS did not answer")
+        elif not self.priors:
+            self.prior_label.setText("No earlier study of this patient on this PACS")
+        else:
+            newest = self.priors[0]
+            more = f" (+{len(self.priors) - 1} older)" if len(self.priors) > 1 else ""
+            self.prior_label.setText(f"Prior of this patient on this PACS: {_iso(newest.date)}{more}")
+            self.retrieve_prior_button.setText(f"Retrieve with prior (found: {_iso(newest.date)})")
+        self.sigPriors.emit(list(self.priors))
+
+    def _show_series(self, found: Any) -> None:
+        rows, priors, study = found
+        if study is not self.selected_study():  # the selection moved on while the PACS answered
+            return
+        self._set_priors(priors, study)
         self.series = list(rows)
         self.series_table.setRowCount(len(self.series))
         for r, s in enumerate(self.series):
@@ -467,6 +515,39 @@ class PacsDialog(QDialog):
                 self.sigOpenStudy.emit(str(folder))
 
         self._start("Retrieving…", work, opened, cancellable=True)
+
+    def retrieve_with_prior(self) -> None:
+        """Retrieve the selected study and the newest prior of its patient into the cache (each
+        only when the cache is behind the PACS), then open them as current and prior."""
+        from ..core.pacs import retrieve
+
+        study = self.selected_study()
+        if study is None or not self.priors:
+            self.status_label.setText("Select a study with a prior first.")
+            return
+        prior = self.priors[0]
+        node, local, cache = self.node(), local_ae(self.settings), study_cache(self.settings)
+
+        def work(progress, stop):  # type: ignore[no-untyped-def]
+            received = 0
+            for row in (study, prior):
+                folder = cache.folder(row.study_uid)
+                if cache.is_current(row.study_uid, row.n_images):
+                    cache.touch(row.study_uid)
+                    continue
+                result = retrieve(node, row.study_uid, folder, local, progress=progress, should_stop=stop)
+                if result.n_failed == 0:
+                    cache.mark_complete(row.study_uid, sorted(p.name for p in folder.iterdir() if p.is_dir()),
+                                        result.n_received)  # fmt: skip
+                received += result.n_received
+            cache.enforce_limit(keep=study.study_uid)
+            return received
+
+        def opened(received: Any) -> None:
+            self._done(f"{received} image(s) retrieved; opening the study with its prior of {_iso(prior.date)}")
+            self.sigOpenWithPrior.emit(str(cache.folder(study.study_uid)), str(cache.folder(prior.study_uid)))
+
+        self._start("Retrieving the study and its prior…", work, opened, cancellable=True)
 
     def send_files_dialog(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Send DICOM files", "", "DICOM (*.dcm);;All files (*)")
@@ -517,6 +598,10 @@ class PacsDialog(QDialog):
 
 def _n(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def _iso(d: str) -> str:
+    return f"{d[:4]}-{d[4:6]}-{d[6:]}" if len(d) == 8 else d
 
 
 __all__ = ["PacsDialog", "PacsSettingsDialog", "load_nodes", "local_ae", "save_nodes", "study_cache"]

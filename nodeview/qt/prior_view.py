@@ -2,11 +2,14 @@
 through the registration, synchronised with the current axial view, with a manual nudge.
 
 How it stays in step
-    The prior is shown on the current study's axial plane (:func:`nodeview.core.followup.reslice.reslice`),
-    so both views use the same screen millimetres: the crosshair, the slice, zoom and pan are copied
-    from the current axial view, and window/level from the viewer's controller. Scrolling or clicking
-    in the prior view moves the current study's cursor (the controller stays the only writer of the
-    viewer state). The prior's own findings, when known, are drawn mapped into the current study.
+    The prior is shown in three views - axial, coronal and sagittal - each on the current study's
+    plane of that kind (:func:`nodeview.core.followup.reslice.reslice`), so each prior view uses the
+    same screen millimetres as the current view of its kind: the crosshair and the slices follow
+    the current study's cursor through the registration, zoom and pan are copied from (and to) the
+    current view of the same kind, and window/level comes from the viewer's controller. Scrolling
+    or clicking in a prior view moves the current study's cursor (the controller stays the only
+    writer of the viewer state). The prior's own findings, when known, are drawn mapped into the
+    current study on each view.
 
 Registration quality and nudge
     The panel shows the mean lung-surface distance before and after registration. If the prior is
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QRectF, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QColor, QKeyEvent
@@ -35,6 +38,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QDoubleSpinBox,
     QFileDialog,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
@@ -48,7 +52,7 @@ from .slice_view import SliceView
 from .tasks import TaskRunner
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from ..core.detect.detector import DetectionResult, Detector
     from ..core.detect.findings import Finding
@@ -63,8 +67,11 @@ MAX_CHANGE_LINES = 12
 PRIOR_BOX = QColor(80, 170, 255)
 
 
+PRIOR_KINDS = (ViewKind.AXIAL, ViewKind.CORONAL, ViewKind.SAGITTAL)
+
+
 class PriorSliceView(SliceView):
-    """An axial view of the prior; Shift+arrows nudge instead of scrolling."""
+    """A view of the prior (axial, coronal or sagittal); Shift+arrows nudge instead of scrolling."""
 
     sigNudge = Signal(float, float, float)  # mm, LPS x y z
 
@@ -86,16 +93,24 @@ class PriorSliceView(SliceView):
 
 
 class PriorPanel(QWidget):
-    """Prior view, registration status and quality, nudge boxes."""
+    """Prior views (axial, coronal, sagittal), registration status and quality, nudge boxes."""
 
     sigRegistered = Signal(object)  # Registration
     sigFailed = Signal(str)
     sigCompared = Signal(object)  # Comparison
 
-    def __init__(self, controller: ViewerController, current_view: SliceView, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        controller: ViewerController,
+        current_view: SliceView,
+        parent: QWidget | None = None,
+        current_views: Mapping[ViewKind, SliceView] | None = None,
+    ) -> None:
         super().__init__(parent)
         self.controller = controller
         self.current_view = current_view
+        #: the current study's view of each kind (zoom and pan are kept in step with it)
+        self.current_views: dict[ViewKind, SliceView] = dict(current_views or {ViewKind.AXIAL: current_view})
         self.prior: Volume | None = None
         self.current: Volume | None = None
         self.registration: Registration | None = None
@@ -107,7 +122,7 @@ class PriorPanel(QWidget):
         self._prior_candidates: list[Finding] = []
         #: gives the detector to run on the prior (called in the worker); set by the main window
         self.detector_provider: Callable[[], Detector] | None = None
-        self._plane: ViewPlane | None = None
+        self._planes: dict[ViewKind, ViewPlane] = {}
         self._syncing = False
         self.runner = TaskRunner(self)
         self.runner.sigProgress.connect(self._on_progress)
@@ -115,9 +130,13 @@ class PriorPanel(QWidget):
         self.runner.sigFailed.connect(self._on_failed)
         self.runner.sigCancelled.connect(lambda: self._set_status("Cancelled"))
 
-        self.view = PriorSliceView(ViewKind.AXIAL, self)
-        self.view.setObjectName("view-prior")
-        self.view.title_text = "Prior (axial)"
+        self.views: dict[ViewKind, PriorSliceView] = {}
+        for kind in PRIOR_KINDS:
+            view = PriorSliceView(kind, self)
+            view.setObjectName("view-prior" if kind == ViewKind.AXIAL else f"view-prior-{kind.value}")
+            view.title_text = f"Prior ({kind.value})"
+            self.views[kind] = view
+        self.view = self.views[ViewKind.AXIAL]
         self.title = QLabel("No prior opened (File › Open prior…)")
         self.title.setWordWrap(True)
         self.quality = QLabel("")
@@ -152,7 +171,14 @@ class PriorPanel(QWidget):
         col = QVBoxLayout(self)
         col.setContentsMargins(4, 4, 4, 4)
         col.addWidget(self.title)
-        col.addWidget(self.view, 1)
+        grid = QGridLayout()
+        grid.setSpacing(2)
+        grid.addWidget(self.views[ViewKind.AXIAL], 0, 0, 1, 2)
+        grid.addWidget(self.views[ViewKind.CORONAL], 1, 0)
+        grid.addWidget(self.views[ViewKind.SAGITTAL], 1, 1)
+        grid.setRowStretch(0, 3)
+        grid.setRowStretch(1, 2)
+        col.addLayout(grid, 1)
         col.addWidget(self.quality)
         col.addLayout(nudge_row)
         col.addWidget(self.compare_button)
@@ -164,18 +190,22 @@ class PriorPanel(QWidget):
         self._show_busy(False)
         self._enable_nudge(False)
 
-        self.view.sigScroll.connect(lambda steps: self.controller.scroll(ViewKind.AXIAL, steps))
-        self.view.sigCursor.connect(self.controller.set_cursor)
-        self.view.sigWindowDrag.connect(lambda dx, dy: current_view.sigWindowDrag.emit(dx, dy))
-        self.view.sigNudge.connect(self.nudge_by)
+        for kind, view in self.views.items():
+            view.sigScroll.connect(lambda steps, k=kind: self.controller.scroll(k, steps))
+            view.sigCursor.connect(self.controller.set_cursor)
+            view.sigWindowDrag.connect(lambda dx, dy: current_view.sigWindowDrag.emit(dx, dy))
+            view.sigNudge.connect(self.nudge_by)
+            view.view_box.sigRangeChanged.connect(lambda *_a, k=kind: self._copy_range_to_current(k))
+            other = self.current_views.get(kind)
+            if other is not None:
+                other.view_box.sigRangeChanged.connect(lambda *_a, k=kind: self._copy_range_from_current(k))
         self.controller.sigCursorChanged.connect(lambda _c: self.refresh())
-        self.controller.sigWindowChanged.connect(lambda w: self.view.set_levels(w.levels))
-        current_view.view_box.sigRangeChanged.connect(self._copy_range_from_current)
-        self.view.view_box.sigRangeChanged.connect(self._copy_range_to_current)
+        self.controller.sigWindowChanged.connect(self._set_levels)
 
     # ---- opening and registering ---------------------------------------------------------------
-    def open_prior(self, path: str, current: Volume) -> None:
-        """Load ``path`` and register it to ``current`` in a worker (progress and Cancel here)."""
+    def open_prior(self, path: str, current: Volume, series_uid: str | None = None) -> None:
+        """Load ``path`` (its series ``series_uid``, else the default one) and register it to
+        ``current`` in a worker (progress and Cancel here)."""
         from ..core.followup.registration import register
         from ..core.io.study import open_study
 
@@ -186,7 +216,12 @@ class PriorPanel(QWidget):
         self._show_busy(True)
 
         def work(progress, stop):  # type: ignore[no-untyped-def]
-            prior = open_study([path], progress=lambda d, n: progress(d * 30 // max(n, 1), 100), should_stop=stop)
+            prior = open_study(
+                [path],
+                series_uid=series_uid,
+                progress=lambda d, n: progress(d * 30 // max(n, 1), 100),
+                should_stop=stop,
+            )
             reg = register(current, prior, lambda d, n: progress(30 + d * 70 // max(n, 1), 100), stop)
             return current, prior, reg
 
@@ -195,8 +230,15 @@ class PriorPanel(QWidget):
     def set_prior(self, current: Volume, prior: Volume, registration: Registration) -> None:
         """Show an already registered prior (also what the worker's result goes through)."""
         self.current, self.prior, self.registration = current, prior, registration
-        self._plane = ViewPlane.for_geometry(current.geometry, ViewKind.AXIAL)
-        self.view.set_plane(self._plane)
+        same = self.controller.volume is current  # the current views' planes, so screen mm agree
+        self._planes = {
+            kind: self.controller.planes[kind]
+            if same and kind in self.controller.planes
+            else ViewPlane.for_geometry(current.geometry, kind)
+            for kind in PRIOR_KINDS
+        }
+        for kind, view in self.views.items():
+            view.set_plane(self._planes[kind])
         date = prior.patient.study_date
         shown = f"{date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) == 8 else "date unknown"
         self.title.setText(f"Prior CT of {shown}: {prior.description or 'series'} — {registration.method}")
@@ -210,9 +252,10 @@ class PriorPanel(QWidget):
         self._enable_nudge(True)
         self._update_compare_button()
         self._show_quality()
-        self.view.set_levels(self.controller.window.levels)
+        self._set_levels(self.controller.window)
         self.refresh(force=True)
-        self._copy_range_from_current()
+        for kind in PRIOR_KINDS:
+            self._copy_range_from_current(kind)
 
     def clear(self) -> None:
         """Forget the prior (another current study was opened)."""
@@ -223,9 +266,10 @@ class PriorPanel(QWidget):
         self._prior_candidates = []
         self.changes.setText("")
         self.compare_button.setEnabled(False)
-        self._plane = None
-        self.view.image_item.clear()
-        self.view.set_overlays([])
+        self._planes = {}
+        for view in self.views.values():
+            view.image_item.clear()
+            view.set_overlays([])
         self.title.setText("No prior opened (File › Open prior…)")
         self.quality.setText("")
         self._enable_nudge(False)
@@ -420,50 +464,68 @@ class PriorPanel(QWidget):
         )
 
     # ---- display ------------------------------------------------------------------------------
+    @property
+    def _plane(self) -> ViewPlane | None:
+        """The axial plane (the prior's main view)."""
+        return self._planes.get(ViewKind.AXIAL)
+
+    def _set_levels(self, window: Any) -> None:
+        for view in self.views.values():
+            view.set_levels(window.levels)
+
     def refresh(self, force: bool = False) -> None:
-        """Reslice the prior at the current axial slice and copy the crosshair."""
-        if self.prior is None or self.registration is None or self.current is None or self._plane is None:
+        """Reslice the prior at the current slice of each view and copy the crosshair."""
+        if self.prior is None or self.registration is None or self.current is None or not self._planes:
             return
         if self.controller.volume is not self.current:
             return
         from ..core.followup.reslice import reslice
 
-        k = self.controller.slice_index(ViewKind.AXIAL)
-        if force or k != self.view.slice_index or self.view.image_item.image is None:
-            image = reslice(self.prior, self.current.geometry, self.registration.current_to_prior, self._plane, k)
-            self.view.slice_index = k
-            self.view.set_image(image, self.controller.window.levels)
-        u, v, _ = self._plane.index_to_display(self.controller.cursor)
-        self.view.set_cursor_display(float(u), float(v))
-        self._draw_prior_findings(k)
-        self.view.set_info(f"current slice {k + 1}/{self._plane.n_slices}   prior resliced through the registration")
+        for kind, view in self.views.items():
+            plane = self._planes[kind]
+            k = self.controller.slice_index(kind)
+            if force or k != view.slice_index or view.image_item.image is None:
+                image = reslice(self.prior, self.current.geometry, self.registration.current_to_prior, plane, k)
+                view.slice_index = k
+                view.set_image(image, self.controller.window.levels)
+            u, v, _ = plane.index_to_display(self.controller.cursor)
+            view.set_cursor_display(float(u), float(v))
+            self._draw_prior_findings(kind, k)
+            through = "   prior resliced through the registration" if kind == ViewKind.AXIAL else ""
+            view.set_info(f"current slice {k + 1}/{plane.n_slices}{through}")
 
-    def _draw_prior_findings(self, k: int) -> None:
-        if not self.prior_findings or self.registration is None or self.current is None or self._plane is None:
-            self.view.set_overlays([])
+    def _draw_prior_findings(self, kind: ViewKind, k: int) -> None:
+        view, plane = self.views[kind], self._planes.get(kind)
+        if not self.prior_findings or self.registration is None or self.current is None or plane is None:
+            view.set_overlays([])
             return
         g = self.current.geometry
+        axis = plane.slice_axis
         boxes = []
         for f in self.prior_findings:
             centre = self.registration.to_current([f.center_xyz_mm])[0]
             idx = g.mm_to_index(centre)
             r = f.diameter_mm / 2.0
-            if abs((idx[0] - k) * g.spacing_zyx[0]) > r:
+            if abs((idx[axis] - k) * g.spacing_zyx[axis]) > r:
                 continue
-            u, v, _ = self._plane.index_to_display(idx)
+            u, v, _ = plane.index_to_display(idx)
             boxes.append((float(u) - r, float(v) - r, float(u) + r, float(v) + r, PRIOR_BOX, f"P{f.id}"))
-        self.view.set_overlays(boxes)
+        view.set_overlays(boxes)
 
-    def _copy_range_from_current(self, *_args: object) -> None:
-        self._sync_range(self.current_view, self.view)
+    def _copy_range_from_current(self, kind: ViewKind = ViewKind.AXIAL) -> None:
+        other = self.current_views.get(kind)
+        if other is not None:
+            self._sync_range(other, self.views[kind])
 
-    def _copy_range_to_current(self, *_args: object) -> None:
-        self._sync_range(self.view, self.current_view)
+    def _copy_range_to_current(self, kind: ViewKind = ViewKind.AXIAL) -> None:
+        other = self.current_views.get(kind)
+        if other is not None:
+            self._sync_range(self.views[kind], other)
 
     def _sync_range(self, src: SliceView, dst: SliceView) -> None:
         """Give ``dst`` the centre and the millimetres per pixel of ``src`` (not its rectangle: the
         views differ in shape, and copying rectangles between aspect-locked views grows them)."""
-        if self._syncing or self._plane is None:
+        if self._syncing or not self._planes:
             return
         rect = src.view_box.viewRect()
         width_px = max(src.view_box.width(), 1.0)
@@ -490,10 +552,16 @@ def _edges(r: QRectF) -> tuple[float, float, float, float]:
 class PriorDock(QDockWidget):
     """The dock that holds the :class:`PriorPanel` (hidden until a prior is opened)."""
 
-    def __init__(self, window: QWidget, controller: ViewerController, current_view: SliceView) -> None:
+    def __init__(
+        self,
+        window: QWidget,
+        controller: ViewerController,
+        current_view: SliceView,
+        current_views: Mapping[ViewKind, SliceView] | None = None,
+    ) -> None:
         super().__init__("Prior study", window)
         self.setObjectName("prior-dock")
-        self.panel = PriorPanel(controller, current_view, self)
+        self.panel = PriorPanel(controller, current_view, self, current_views)
         self.setWidget(self.panel)
         self.setMinimumWidth(520)
         self.hide()
@@ -505,9 +573,9 @@ class PriorDock(QDockWidget):
         if folder:
             self.open(folder, current)
 
-    def open(self, path: str, current: Volume) -> None:
+    def open(self, path: str, current: Volume, series_uid: str | None = None) -> None:
         self.show()
-        self.panel.open_prior(path, current)
+        self.panel.open_prior(path, current, series_uid)
 
 
 __all__ = ["PriorDock", "PriorPanel", "PriorSliceView"]

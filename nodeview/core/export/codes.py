@@ -3,6 +3,29 @@
 Standard codes (SNOMED CT ``SCT``, DICOM ``DCM``, LOINC ``LN``, UCUM units) where one exists; the
 rest are in NodeView's private coding scheme :data:`SCHEME` (``99NODEVIEW``), which every SR names
 in its CodingSchemeIdentificationSequence. Reading back (:mod:`.readback`) uses the same table.
+
+The comparison with a prior study (issue 25, :mod:`.followup_sr`)
+    ========================================  ===============================================================
+    what                                      code
+    ========================================  ===============================================================
+    change of a finding (concept name)        DCM 111049 "Qualitative Difference" (as in the Chest CAD SR)
+    new / stable / growing / shrinking        SCT 129721008 "New finding" (CID 6002), SCT 129723006 "No
+                                              significant changes in the finding", SCT 15454001 "Increase in
+                                              size", SCT 19776001 "Decrease in size" (CID 6134, Chest
+                                              Qualitative Temporal Difference Type)
+    resolved (prior-only finding)             99NODEVIEW NV0601 (no standard code for "no longer seen")
+    prior diameter / prior volume / VDT       99NODEVIEW NV0010 / NV0011 / NV0012 (UCUM mm, mm3, d)
+    diameter change, prior tracking id        99NODEVIEW NV0013 (mm), NV0014 (TEXT "Nodule N" of the prior)
+    Lung-RADS with the comparison             99NODEVIEW NV0015 (values: :data:`LUNG_RADS_VALUES`)
+    comparison container                      LN 18834-2 "Radiology Comparison study" holding DCM 111060
+                                              "Study Date" (DATE), DCM 110180 "Study Instance UID" and DCM
+                                              112002 "Series Instance UID" (UIDREF, when known), NV0021 the
+                                              interval (d) and NV0022 the comparison line (TEXT)
+    impression container                      DCM 121072 "Impressions" holding NV0030 the exam's Lung-RADS
+                                              category (CODE), NV0031 the driving nodule (TEXT tracking id),
+                                              DCM 121073 "Impression" (TEXT, the rule), DCM 121075
+                                              "Recommendation" (TEXT, the management), NV0033 Fleischner 2017
+    ========================================  ===============================================================
 """
 
 from __future__ import annotations
@@ -39,7 +62,36 @@ FINDING_COUNT = _nv("NV0006", "Number of reported findings")
 OPERATING_THRESHOLD = _nv("NV0007", "Operating threshold of the nodule score")
 SUMMARY_FINDING = _nv("NV0008", "Lung nodule detection")
 
+# ---- the comparison with a prior study (issue 25) ----
+QUALITATIVE_DIFFERENCE = codes.DCM.QualitativeDifference
+CHANGES = {
+    "new": codes.SCT.NewFinding,
+    "stable": codes.SCT.NoSignificantChangesInTheFinding,
+    "growing": codes.SCT.IncreaseInSize,
+    "shrinking": codes.SCT.DecreaseInSize,
+    "resolved": _nv("NV0601", "Resolved (not seen on the current study)"),
+}
+PRIOR_DIAMETER = _nv("NV0010", "Mean diameter on the comparison study")
+PRIOR_VOLUME = _nv("NV0011", "Volume on the comparison study")
+VDT = _nv("NV0012", "Volume doubling time")
+DIAMETER_CHANGE = _nv("NV0013", "Mean diameter change since the comparison study")
+PRIOR_TRACKING_ID = _nv("NV0014", "Tracking identifier on the comparison study")
+LUNG_RADS_FOLLOWUP = _nv("NV0015", "Lung-RADS v2022 suggestion with the comparison")
+COMPARISON = CodedConcept("18834-2", "LN", "Radiology Comparison study")
+STUDY_DATE = codes.DCM.StudyDate
+STUDY_UID = codes.DCM.StudyInstanceUID
+SERIES_UID = codes.DCM.SeriesInstanceUID
+INTERVAL = _nv("NV0021", "Interval since the comparison study")
+COMPARISON_LINE = _nv("NV0022", "Comparison")
+IMPRESSIONS = codes.DCM.Impressions
+EXAM_LUNG_RADS = _nv("NV0030", "Lung-RADS v2022 suggestion for the exam")
+DRIVING_FINDING = _nv("NV0031", "Finding that sets the exam category")
+IMPRESSION = codes.DCM.Impression
+RECOMMENDATION = codes.DCM.Recommendation
+FLEISCHNER = _nv("NV0033", "Fleischner 2017 suggestion if incidental")
+
 MM = CodedConcept("mm", "UCUM", "millimeter")
+DAYS = CodedConcept("d", "UCUM", "day")
 MM3 = CodedConcept("mm3", "UCUM", "cubic millimeter")
 NO_UNITS = CodedConcept("1", "UCUM", "no units")
 FINDINGS_UNIT = CodedConcept("{findings}", "UCUM", "findings")

@@ -10,7 +10,13 @@ What is written (all in the source study: same StudyInstanceUID, each object a n
       When the finding has a segmentation, a *volumetric* group (TID 1411) with the same tracking
       identifier and UID holds the volume (mm3) and references its segment in the SEG. Algorithm
       identification = the model's name and version (plus the re-ranker's); the observer is a
-      device (NodeView and the model). Evidence = the CT series (and the SEG).
+      device (NodeView and the model). Evidence = the CT series (and the SEG). After the
+      measurements, a DCM 121072 "Impressions" container: the exam's Lung-RADS v2022 suggestion,
+      the nodule that drives it, the rule and the management (:mod:`nodeview.core.followup.impression`).
+      When a prior was compared (``comparison``), each finding also carries its change, the prior
+      finding's size and the VDT, each prior-only finding is a "resolved" group, and an LN 18834-2
+      "Radiology Comparison study" container names the prior (date, Study/Series Instance UID);
+      the prior's images are other evidence (:mod:`.followup_sr`).
     * ``STEM_SEG.dcm``: a binary DICOM Segmentation with one segment per segmented finding (same
       tracking identifier and UID as in the SR), the nodule segmentation NodeView measured the
       finding from (:func:`finding_mask`), in the source CT images' grid, referencing them. Empty
@@ -48,6 +54,8 @@ from ..detect.detector import DetectionResult, ModelInfo
 from ..detect.findings import Finding, _touches_limit, segment_nodule
 from ..detect.lung import LungMask, segment_lungs
 from ..errors import InputError, NodeViewError
+from ..followup.compare import Comparison
+from ..followup.impression import build_impression
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..report.render import (
     ACCEPTED,
@@ -59,7 +67,7 @@ from ..report.render import (
     select_findings,
 )
 from ..volume import Volume
-from . import codes
+from . import codes, followup_sr
 from .source import SourceSeries
 
 MANUFACTURER = "NodeView"
@@ -274,7 +282,12 @@ def build_sr(
     model: ModelInfo,
     seg: hd.seg.Segmentation | None,
     threshold: float,
+    comparison: Comparison | None = None,
+    prior_datasets: Sequence[Dataset] = (),
 ) -> hd.sr.Comprehensive3DSR:
+    """The TID 1500 SR (module docstring); with ``comparison`` it carries the change of each finding,
+    the prior-only findings and the comparison study (:mod:`.followup_sr`); ``prior_datasets``
+    (the prior's image headers, when at hand) are referenced as other evidence."""
     algo = _algorithm(model)
     name, version = algorithm_name_version(model)
     device = hd.sr.DeviceObserverIdentifyingAttributes(
@@ -314,19 +327,24 @@ def build_sr(
         ]
         if f.lung_rads in codes.LUNG_RADS_VALUES:
             evaluations.append(hd.sr.QualitativeEvaluation(codes.LUNG_RADS, codes.LUNG_RADS_VALUES[f.lung_rads]))
+        texts: list[Any] = []
+        if comparison is not None:
+            more, more_evals, texts = followup_sr.finding_items(f, comparison.changes.get(f.id), comparison, algo)
+            measurements += more
+            evaluations += more_evals
         site = [hd.sr.FindingSite(anatomic_location=codes.LUNG)]
-        groups.append(
-            hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=tracking,
-                referenced_region=point,
-                finding_type=codes.NODULE,
-                finding_category=codes.ABNORMAL_STRUCTURE,
-                algorithm_id=algo,
-                finding_sites=site,
-                measurements=measurements,
-                qualitative_evaluations=evaluations,
-            )
+        planar = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=tracking,
+            referenced_region=point,
+            finding_type=codes.NODULE,
+            finding_category=codes.ABNORMAL_STRUCTURE,
+            algorithm_id=algo,
+            finding_sites=site,
+            measurements=measurements,
+            qualitative_evaluations=evaluations,
         )
+        followup_sr.add_items(planar, texts)
+        groups.append(planar)
         if seg is not None and exp.segment_number:
             groups.append(
                 hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
@@ -353,10 +371,21 @@ def build_sr(
             ],
         )
     )
+    if comparison is not None:
+        groups += followup_sr.resolved_groups(comparison, algo)
     report = hd.sr.MeasurementReport(
         observation_context=context, procedure_reported=codes.PROCEDURE, imaging_measurements=groups
     )
+    # the comparison study and the impression follow the imaging measurements at the root
+    prior_study = str(prior_datasets[0].StudyInstanceUID) if prior_datasets else ""
+    if comparison is not None:
+        report[0].ContentSequence.append(followup_sr.comparison_container(comparison, prior_study))
+    impression = build_impression([f for _, f in exported], comparison)  # the reported, not rejected, findings
+    tracking_ids = {exp.finding_id: exp.tracking_id for exp, _ in exported}
+    report[0].ContentSequence.append(followup_sr.impression_container(impression, tracking_ids))
     evidence: list[Dataset] = list(datasets) + ([seg] if seg is not None else [])
+    if prior_study and prior_study != str(datasets[0].StudyInstanceUID):
+        evidence += list(prior_datasets)  # highdicom lists another study's images as other evidence
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=report,
@@ -417,6 +446,8 @@ def export_dicom(
     secondary_capture: bool = False,
     stem: str | None = None,
     created: datetime | None = None,
+    comparison: Comparison | None = None,
+    prior_source: SourceSeries | None = None,
     progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
 ) -> DicomExport:
@@ -430,6 +461,10 @@ def export_dicom(
         threshold: the operating threshold (nodule score) the reader chose.
         source: the CT images' headers (:func:`.source.read_source_series`).
         anonymize: the report's anonymization rules.
+        comparison: the comparison with a prior study, made for these reported findings; the SR
+            then carries it (:mod:`.followup_sr`).
+        prior_source: the prior's image headers: its Study Instance UID goes into the comparison
+            container and its images into the SR's PertinentOtherEvidenceSequence.
     """
     stem = stem or export_stem(volume)
     created = created or datetime.now().astimezone()
@@ -478,7 +513,10 @@ def export_dicom(
     try:
         seg = build_seg(source, volume, masks, result.model, datasets) if masks else None
         progress(70, 100)
-        sr = build_sr(datasets, source, exported, result.model, seg, threshold)
+        prior_datasets: list[Dataset] = []
+        if comparison is not None and prior_source is not None:
+            prior_datasets = [anonymized_copy(d) if anonymize else d for d in prior_source.datasets]
+        sr = build_sr(datasets, source, exported, result.model, seg, threshold, comparison, prior_datasets)
         scs = build_secondary_captures(datasets[0], pages) if pages else []
     except (ValueError, TypeError) as exc:
         raise DicomExportError(f"the DICOM objects could not be built: {exc}") from exc

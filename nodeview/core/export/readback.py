@@ -43,6 +43,51 @@ _TAGS = ["Modality", "SOPClassUID", "FrameOfReferenceUID", "ReferencedSeriesSequ
 
 
 @dataclass(frozen=True)
+class LoadedChange:
+    """A finding's comparison with the prior study, as an SR carries it (issue 25).
+
+    Attributes:
+        change: "new", "stable", "growing", "shrinking" or "resolved".
+        prior_tracking_id: the prior finding's tracking identifier ("Nodule N"), "" when new.
+        prior_diameter_mm, prior_volume_mm3: the prior finding's size (None when new).
+        diameter_change_mm: current minus prior mean diameter (None when new).
+        vdt_days: volume doubling time (None when undefined).
+        lung_rads: the Lung-RADS v2022 suggestion given the change ("" when none).
+    """
+
+    change: str
+    prior_tracking_id: str = ""
+    prior_diameter_mm: float | None = None
+    prior_volume_mm3: float | None = None
+    diameter_change_mm: float | None = None
+    vdt_days: float | None = None
+    lung_rads: str = ""
+
+
+@dataclass(frozen=True)
+class LoadedComparison:
+    """The comparison study an SR names, and its prior-only (resolved) findings."""
+
+    study_date: str  # ISO YYYY-MM-DD, "" when not said
+    study_uid: str
+    series_uid: str
+    interval_days: int | None
+    line: str
+    resolved: tuple[LoadedChange, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadedImpression:
+    """The impression an SR carries: the exam's Lung-RADS suggestion and what drives it."""
+
+    category: str  # "" when none
+    driving_tracking_id: str
+    rule: str
+    management: str
+    fleischner: str
+
+
+@dataclass(frozen=True)
 class LoadedFinding:
     """A finding read from an SR, with where it came from (it was loaded, not detected)."""
 
@@ -52,6 +97,7 @@ class LoadedFinding:
     review: str  # accepted, rejected, unreviewed
     segment_number: int  # in the SR's referenced SEG, 0 when none
     sr_path: str
+    change: LoadedChange | None = None  # when the SR compared it with a prior
 
 
 @dataclass(frozen=True)
@@ -65,6 +111,8 @@ class LoadedReport:
     seg_uid: str = ""  # the SEG its volumetric groups reference
     skipped: int = 0  # groups not on this series (other frame of reference, 2D only)
     notes: tuple[str, ...] = field(default=())
+    comparison: LoadedComparison | None = None  # the prior study it was compared with
+    impression: LoadedImpression | None = None
 
 
 @dataclass(frozen=True)
@@ -195,9 +243,116 @@ def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id
             model_diameter_mm=diameter,
             measured=measured,
         )
-        loaded.append(LoadedFinding(finding, uid, str(group.tracking_identifier or ""), review, 0, os.fspath(path)))
+        loaded.append(
+            LoadedFinding(
+                finding, uid, str(group.tracking_identifier or ""), review, 0, os.fspath(path), _change_of(group)
+            )
+        )
     algorithm, observer = _provenance(sr)
-    return LoadedReport(os.fspath(path), tuple(loaded), algorithm, observer, seg_uid, skipped)
+    comparison = _comparison_of(sr, report)
+    return LoadedReport(
+        os.fspath(path), tuple(loaded), algorithm, observer, seg_uid, skipped,
+        comparison=comparison, impression=_impression_of(sr),
+    )  # fmt: skip
+
+
+def _texts(group: Any) -> dict[tuple[str, str], str]:
+    """TEXT items directly in a measurement group's container: {(code, scheme): text}."""
+    out: dict[tuple[str, str], str] = {}
+    for item in group[0].get("ContentSequence", []) if len(group) else []:
+        if item.get("ValueType") == "TEXT" and item.get("ConceptNameCodeSequence"):
+            c = item.ConceptNameCodeSequence[0]
+            out[(str(c.CodeValue), str(c.CodingSchemeDesignator))] = str(item.get("TextValue", ""))
+    return out
+
+
+def _change_of(group: Any) -> LoadedChange | None:
+    """The comparison items of a measurement group (None when it has none)."""
+    evals = group.get_qualitative_evaluations()
+    change = _code_meaning(evals, codes.QUALITATIVE_DIFFERENCE, codes.CHANGES)
+    if change not in codes.CHANGES:
+        return None
+    meas = group.get_measurements()
+    vdt = _value(_find(meas, codes.VDT))
+    return LoadedChange(
+        change=str(change),
+        prior_tracking_id=_texts(group).get(
+            (codes.PRIOR_TRACKING_ID.value, codes.PRIOR_TRACKING_ID.scheme_designator), ""
+        ),
+        prior_diameter_mm=_value(_find(meas, codes.PRIOR_DIAMETER)),
+        prior_volume_mm3=_value(_find(meas, codes.PRIOR_VOLUME)),
+        diameter_change_mm=_value(_find(meas, codes.DIAMETER_CHANGE)),
+        vdt_days=vdt,
+        lung_rads=_code_meaning(evals, codes.LUNG_RADS_FOLLOWUP, codes.LUNG_RADS_VALUES) or "",
+    )
+
+
+def _root_container(sr: Dataset, concept: Any) -> Dataset | None:
+    for item in sr.get("ContentSequence", []):
+        names = item.get("ConceptNameCodeSequence")
+        if item.get("ValueType") == "CONTAINER" and names and codes.same_code(_as_code(names[0]), concept):
+            return item  # type: ignore[no-any-return]
+    return None
+
+
+def _as_code(item: Dataset) -> Any:
+    return hd.sr.CodedConcept(str(item.CodeValue), str(item.CodingSchemeDesignator), str(item.CodeMeaning))
+
+
+def _children(container: Dataset) -> list[tuple[Any, Dataset]]:
+    return [
+        (_as_code(i.ConceptNameCodeSequence[0]), i)
+        for i in container.get("ContentSequence", [])
+        if i.get("ConceptNameCodeSequence")
+    ]
+
+
+def _comparison_of(sr: Dataset, report: Any) -> LoadedComparison | None:
+    """The LN 18834-2 comparison container and the resolved (prior-only) groups."""
+    container = _root_container(sr, codes.COMPARISON)
+    if container is None:
+        return None
+    date = study_uid = series_uid = line = ""
+    interval: int | None = None
+    for concept, item in _children(container):
+        if codes.same_code(concept, codes.STUDY_DATE) and item.get("Date"):
+            d = str(item.Date)
+            date = f"{d[:4]}-{d[4:6]}-{d[6:8]}"
+        elif codes.same_code(concept, codes.STUDY_UID):
+            study_uid = str(item.get("UID", ""))
+        elif codes.same_code(concept, codes.SERIES_UID):
+            series_uid = str(item.get("UID", ""))
+        elif codes.same_code(concept, codes.INTERVAL) and item.get("MeasuredValueSequence"):
+            interval = int(round(float(item.MeasuredValueSequence[0].NumericValue)))
+        elif codes.same_code(concept, codes.COMPARISON_LINE):
+            line = str(item.get("TextValue", ""))
+    resolved = []
+    for group in report.get_image_measurement_groups():
+        change = _change_of(group)
+        if change is not None and change.change == "resolved":
+            resolved.append(change)
+    return LoadedComparison(date, study_uid, series_uid, interval, line, tuple(resolved))
+
+
+def _impression_of(sr: Dataset) -> LoadedImpression | None:
+    """The DCM 121072 Impressions container NodeView writes."""
+    container = _root_container(sr, codes.IMPRESSIONS)
+    if container is None:
+        return None
+    category = driver = rule = management = fleischner = ""
+    for concept, item in _children(container):
+        if codes.same_code(concept, codes.EXAM_LUNG_RADS) and item.get("ConceptCodeSequence"):
+            value = _as_code(item.ConceptCodeSequence[0])
+            category = next((k for k, c in codes.LUNG_RADS_VALUES.items() if codes.same_code(value, c)), "")
+        elif codes.same_code(concept, codes.DRIVING_FINDING):
+            driver = str(item.get("TextValue", ""))
+        elif codes.same_code(concept, codes.IMPRESSION):
+            rule = str(item.get("TextValue", ""))
+        elif codes.same_code(concept, codes.RECOMMENDATION):
+            management = str(item.get("TextValue", ""))
+        elif codes.same_code(concept, codes.FLEISCHNER):
+            fleischner = str(item.get("TextValue", ""))
+    return LoadedImpression(category, driver, rule, management, fleischner)
 
 
 def _provenance(sr: Dataset) -> tuple[str, str]:
@@ -277,11 +432,37 @@ def loaded_result(reports: Sequence[LoadedReport]) -> tuple[Any, dict[int, str]]
             reviews[f.id] = lf.review
     algorithm = next((r.algorithm for r in reports if r.algorithm), "") or "another tool"
     names = ", ".join(os.path.basename(r.path) for r in reports)
+    metadata = {"loaded_from": names}
+    summary = comparison_summary(reports)
+    if summary:
+        metadata["comparison"] = summary
     model = ModelInfo(
         path=names, name=f"loaded from SR ({algorithm})", version="-", sha256="", spec=PatchSpec(), threshold=0.0,
-        metadata={"loaded_from": names},
+        metadata=metadata,
     )  # fmt: skip
     return DetectionResult(tuple(findings), len(findings), model, {}), reviews
+
+
+def comparison_summary(reports: Sequence[LoadedReport]) -> str:
+    """One line for the reader: what the SRs say about the comparison and the impression, e.g.
+    "Compared with CT of 2025-03-02: 1 growing, 2 stable, 1 resolved. Lung-RADS v2022 (suggested):
+    4B, Nodule 3." ("" when they carry neither)."""
+    parts: list[str] = []
+    for report in reports:
+        if report.comparison is not None:
+            counts: dict[str, int] = {}
+            for lf in report.findings:
+                if lf.change is not None:
+                    counts[lf.change.change] = counts.get(lf.change.change, 0) + 1
+            if report.comparison.resolved:
+                counts["resolved"] = len(report.comparison.resolved)
+            changes = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+            line = report.comparison.line.rstrip(".") or "Compared with a prior CT"
+            parts.append(f"{line}: {changes or 'no findings'}.")
+        if report.impression is not None and report.impression.category:
+            driver = f", {report.impression.driving_tracking_id}" if report.impression.driving_tracking_id else ""
+            parts.append(f"Lung-RADS v2022 (suggested): {report.impression.category}{driver}.")
+    return " ".join(parts)
 
 
 def read_back(

@@ -120,11 +120,18 @@ def suggestion_for(f: Finding, comparison: Comparison | None) -> LungRadsSuggest
     if f.type not in ("solid", "part-solid", "ground-glass", "calcified"):
         return None
     status, months = "baseline", None
+    prior_d: float | None = None
+    prior_s = 0.0
     change = comparison.changes.get(f.id) if comparison is not None else None
     if comparison is not None and change is not None:  # a finding the comparison did not cover: baseline rules
         status = change.change
         months = comparison.interval_months
-    return lung_rads(f.type, f.diameter_mm, solid_diameter_mm(f), status, interval_months=months)
+        if change.prior is not None and change.prior.type == f.type:  # its size last time (size thresholds)
+            prior_d, prior_s = change.prior.diameter_mm, solid_diameter_mm(change.prior)
+    return lung_rads(
+        f.type, f.diameter_mm, solid_diameter_mm(f), status, interval_months=months,
+        prior_mean_diameter=prior_d, prior_solid_diameter=prior_s,
+    )  # fmt: skip
 
 
 def _change(current: Finding, prior: Finding, pair: Pair, days: int | None, below: bool) -> FindingChange:

@@ -4,6 +4,14 @@ Written from MacMahon H. et al., "Guidelines for Management of Incidental Pulmon
 Detected on CT Images: From the Fleischner Society 2017", Radiology 2017;284:228-243, Table 1.
 A suggestion for a reader, with the row that fired; never a reading.
 
+Sources checked (2026-12-04, issue 25): Table 1 as reproduced verbatim, row by row, in World J
+Radiol 2017;9(7):304-311, Tables 1-4 (https://wjgnet.com/1949-8470/tables/v9/i7/304.htm, citing
+MacMahon et al.), with its note "Dimensions are average of long and short axes, rounded to the
+nearest millimeter" (https://learnem.org/radiology-measurements-follow-up/), and the Radiopaedia
+and radiology.ae summaries. Every row text and size class below agrees with them; no discrepancy
+was found. The Radiology article itself (doi:10.1148/radiol.2017161659) was not among the stored
+pages: the check is against these reproductions of its table.
+
 Scope (from the guideline): incidental nodules in adults aged 35 or more. It does **not** apply
 to lung cancer screening (use Lung-RADS), to patients with a known primary cancer, or to
 immunocompromised patients; :func:`fleischner` says so when told.

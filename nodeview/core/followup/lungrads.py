@@ -5,6 +5,23 @@ Written from the ACR Lung-RADS v2022 assessment table (American College of Radio
 (a category 3 or 4 nodule with additional features that raise the suspicion of cancer, such as
 spiculation) is never suggested automatically.
 
+Sources checked (2026-12-04, issue 25)
+    * ACR, "Lung-RADS Version 1.1 Assessment Categories" (2019), as reproduced in NCBI Bookshelf
+      NBK568579, Appendix A Table 2 (https://ncbi.nlm.nih.gov/books/NBK568579/table/appa.tab2/):
+      the size rows of categories 2 to 4B, which v2022 kept.
+    * The v2022 notes (nodule growth "> 1.5 mm within a 12-month interval"; mean diameter to one
+      decimal; "Size Thresholds: apply to nodules at first detection and that enlarge, reaching a
+      higher size category ... even if not meeting the definition of growth, the nodule should be
+      reclassified based on size"; juxtapleural nodules; stepped management of stable category 3
+      and 4A nodules) as reproduced at https://www.yingbo777.com/home/lung-rads/ and summarised
+      in Christensen J. et al., "ACR Lung-RADS v2022: Assessment Categories and Management
+      Recommendations", CHEST 2024;165(3):738-753.
+    The ACR's own v2022 PDF (acr.org) was not among the stored pages: the v2022 rows below are
+    checked against these secondary reproductions, not against the ACR document itself.
+    Discrepancy found and fixed: a "stable" nodule (growth <= 1.5 mm) that crossed a size
+    threshold since the prior was stepped *down* (e.g. 5.8 -> 6.2 mm at 6 months gave 2); v2022
+    reclassifies it by its new size (3) - :func:`lung_rads` takes the prior's size for this.
+
 Conventions
     * Sizes are **mean diameters**: the average of the long and short axis on the same image,
       rounded to one decimal place (:func:`mean_diameter_mm`), as Lung-RADS asks. Thresholds
@@ -49,6 +66,9 @@ What the table leaves to the reader, and what this helper does then (the rule te
       (as at baseline or new).
     * A part-solid nodule whose total grows while its solid component does not: classed as
       growing by its solid component.
+    * A stable or smaller nodule whose size category (baseline rules) is above the prior's: it
+      crossed a size threshold, so it is classed by its size and the stepped rules do not apply
+      (v2022 "Size Thresholds"); without the prior's size the stepped rules apply as before.
 """
 
 from __future__ import annotations
@@ -154,6 +174,8 @@ def lung_rads(
     *,
     interval_months: float | None = None,
     juxtapleural_benign: bool = False,
+    prior_mean_diameter: float | None = None,
+    prior_solid_diameter: float = 0.0,
 ) -> LungRadsSuggestion:
     """The Lung-RADS v2022 category suggested for one nodule.
 
@@ -169,6 +191,8 @@ def lung_rads(
             the stepped rules do not apply.
         juxtapleural_benign: a juxta-pleural or perifissural solid nodule with smooth margins and
             an oval, lentiform or triangular shape (the reader's judgement).
+        prior_mean_diameter, prior_solid_diameter: the nodule's size on the prior CT (mm), for a
+            stable nodule that crossed a size threshold (v2022 "Size Thresholds"); None: unknown.
     """
     k = normalise_kind(kind)
     if status not in STATUSES:
@@ -184,7 +208,10 @@ def lung_rads(
     if k == "solid" and juxtapleural_benign and d < 10.0 and status in ("baseline", "new"):
         return out("2", f"juxta-pleural/perifissural solid < 10 mm, benign shape and margins, {status}")
     if status in ("stable", "shrinking"):
-        return _stable(k, d, s or 0.0, status, interval_months, out)
+        prior = None
+        if prior_mean_diameter is not None:
+            prior = (round_half_up(prior_mean_diameter, 1), round_half_up(prior_solid_diameter, 1))
+        return _stable(k, d, s or 0.0, status, interval_months, out, prior)
     if k == "solid":
         return _solid(d, status, out)
     if k == "part-solid":
@@ -239,14 +266,38 @@ def _non_solid(d: float, status: str, out: _OutFn) -> LungRadsSuggestion:
     return out("3", "non-solid >= 30 mm growing: not in the v2022 table unless slowly growing (2); suggested as if new")
 
 
-def _stable(k: str, d: float, s: float, status: str, interval_months: float | None, out: _OutFn) -> LungRadsSuggestion:
-    """Stable or smaller: the size category of a baseline nodule, then v2022's stepped rules."""
+def _by_size(k: str, d: float, s: float, out: _OutFn) -> LungRadsSuggestion:
+    """The size category by the baseline rows."""
+    if k == "solid":
+        return _solid(d, "baseline", out)
+    if k == "part-solid":
+        return _part_solid(d, s, "baseline", out)
+    return _non_solid(d, "baseline", out)
+
+
+def _stable(
+    k: str,
+    d: float,
+    s: float,
+    status: str,
+    interval_months: float | None,
+    out: _OutFn,
+    prior: tuple[float, float] | None = None,
+) -> LungRadsSuggestion:
+    """Stable or smaller: the size category of a baseline nodule, then v2022's stepped rules
+    (unless the nodule crossed a size threshold since the prior: then its size category)."""
     if k == "ground-glass" and d >= 30:
         return out("2", f"non-solid >= 30 mm, {status} (stable or slowly growing)")
-    base = _solid(d, "baseline", out) if k == "solid" else _part_solid(d, s, "baseline", out)
-    if k == "ground-glass":
-        base = _non_solid(d, "baseline", out)
+    base = _by_size(k, d, s, out)
     word = "stable" if status == "stable" else "decreased in size"
+    if prior is not None:
+        before = _by_size(k, prior[0], prior[1], out)
+        if category_rank(base.category) > category_rank(before.category):
+            return out(
+                base.category,
+                f"{base.rule}; crossed a size threshold since the prior ({prior[0]:.1f} mm, category "
+                f"{before.category}) without growing > {GROWTH_MM} mm: reclassified by size (v2022)",
+            )
     months = f"{interval_months:.1f}" if interval_months is not None else "unknown"
     if base.category == "3" and interval_months is not None and interval_months >= 6 - 0.5:
         return out("2", f"category 3 by size ({base.rule}), {word} at a {months}-month follow-up")

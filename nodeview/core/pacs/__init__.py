@@ -16,6 +16,7 @@ from .net import (
     retrieve,
     send,
 )
+from .priors import find_prior_studies
 from .records import (
     AssociationRejectedError,
     ConnectionRefusedPacsError,
@@ -46,6 +47,7 @@ __all__ = [
     "date_range",
     "default_cache_dir",
     "echo",
+    "find_prior_studies",
     "find_series",
     "find_studies",
     "retrieve",
