@@ -17,11 +17,11 @@ diameter.
   component at the centre is kept. A lesion whose centre the closed lung mask leaves out (a
   broad base on the chest wall) is held to the lung's convex hull, slice by slice, in its box.
   What hangs on the lesion by a neck narrower than a ball of half its depth (vessels, pleura)
-  is cut off by an opening with that ball (at most 4 mm; ground-glass lobes stay). When the core is dense (a part-solid nodule's solid part),
-  the ground glass around it joins: the component of the smoothed image above
-  :data:`GROUND_GLASS_HU` that holds the core, if it adds at least half the core's volume
-  beyond a 2-voxel rim and that addition is ground glass (median < -400 HU). The result is a
-  rough measure for a research tool: check it on the images.
+  is cut off by an opening with that ball (at most 4 mm; ground-glass lobes stay). When the
+  core is dense (a part-solid nodule's solid part), the ground glass around it joins: the
+  component of the smoothed image above :data:`GROUND_GLASS_HU` that holds the core, if it
+  adds at least half the core's volume beyond a 2-voxel rim and that addition is ground glass
+  (median < -400 HU). The result is a rough measure for a research tool: check it on the images.
 * Volume (mm3) = voxels x voxel volume. Long/short axis (mm): the axial slice with the largest
   cross-section; an ellipse with the same second moments gives the two axes. Mean diameter
   = (long + short) / 2, as Lung-RADS uses. A lesion with a mean diameter over
@@ -257,30 +257,38 @@ def _cut_attachments(
     (Around a part-solid core the halo is taken whole and opened like the core.)"""
     if not mask.any():
         return mask
-    depth = np.asarray(ndimage.distance_transform_edt(mask, sampling=spacing_zyx), dtype=np.float64)
-    near = mask & (dist <= 0.5 * half_mm + 1.0)
+    # everything below happens in the mask's bounding box plus one voxel (the distance transforms
+    # dominate the cost; the eroded core lies inside the mask, so its distances there are exact)
+    lo = [max(int(np.flatnonzero(mask.any(axis=a)).min()) - 1, 0) for a in ((1, 2), (0, 2), (0, 1))]
+    hi = [int(np.flatnonzero(mask.any(axis=a)).max()) + 2 for a in ((1, 2), (0, 2), (0, 1))]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    m, d_box = mask[box], dist[box]
+    depth = np.asarray(ndimage.distance_transform_edt(m, sampling=spacing_zyx), dtype=np.float64)
+    near = m & (d_box <= 0.5 * half_mm + 1.0)
     if not near.any():
         return mask
     radius = min(CUT_DEPTH_FRACTION * float(depth[near].max()), CUT_MAX_MM)
     if radius < 1.5 * float(min(spacing_zyx[1], spacing_zyx[2])):
         return mask
-    core = _component_at(depth > radius, np.where(mask, dist, np.inf))
+    core = _component_at(depth > radius, np.where(m, d_box, np.inf))
     if not core.any():
         return mask
     # points within the radius of the eroded core (+ half a voxel: the distances are to voxel centres)
     reach = ndimage.distance_transform_edt(~core, sampling=spacing_zyx)
-    opened = mask & (reach <= radius + 0.5 * float(min(spacing_zyx)))
-    kept = _component_at(opened, dist)
+    opened = m & (reach <= radius + 0.5 * float(min(spacing_zyx)))
+    kept = _component_at(opened, d_box)
     if not kept.any():
         return mask
-    faint_lesion = keep_faint and float(np.median(hu[kept])) < CUT_KEEP_BELOW_HU
-    pieces, n = ndimage.label(mask & ~kept) if faint_lesion else (None, 0)
+    faint_lesion = keep_faint and float(np.median(hu[box][kept])) < CUT_KEEP_BELOW_HU
+    pieces, n = ndimage.label(m & ~kept) if faint_lesion else (None, 0)
     if pieces is not None and n:
-        median = ndimage.median(hu, pieces, index=np.arange(1, n + 1))
+        median = ndimage.median(hu[box], pieces, index=np.arange(1, n + 1))
         faint = np.zeros(n + 1, dtype=bool)
         faint[1:] = np.asarray(median) < CUT_KEEP_BELOW_HU
         kept |= faint[pieces]
-    return kept
+    out = np.zeros_like(mask)
+    out[box] = kept
+    return out
 
 
 def _component_at(mask: NDArray[np.bool_], dist: NDArray[np.floating]) -> NDArray[np.bool_]:
