@@ -11,6 +11,7 @@ import csv
 import numpy as np
 import pytest
 
+from nodeview.core.detect.findings import _largest_section_axes
 from nodeview.core.volume import Volume
 
 from .conftest import SHARED_DATA, need
@@ -19,10 +20,6 @@ from .test_lesions import _lesion_step
 transplant = pytest.importorskip("training.data.transplant")
 
 NODULES = SHARED_DATA / "lidc-nodules"
-#: Known defect (issue 21, open): on these real nodules the segmentation grows beyond the nodule (into
-#: the pleura, vessels or the ground glass around it), so the one finding is measured 1.7-2.4x too
-#: large and placed off its centre. Strict: the test fails as soon as one of them passes.
-LEAKS = pytest.mark.xfail(strict=True, reason="segmentation leaks beyond this real nodule (open)")
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +46,11 @@ def _row(name: str) -> dict[str, str]:
         ("LIDC-IDRI-0772_R_1.nii.gz", "large"),  # 30.6 mm, solid
         ("LIDC-IDRI-0697_R_1.nii.gz", "large"),  # 27.4 mm, solid
         ("LIDC-IDRI-0023_R_1.nii.gz", "lobulated"),  # 22.8 mm, lobulation 4
-        pytest.param("LIDC-IDRI-0108_R_1.nii.gz", "lobulated", marks=LEAKS),  # 14.8 mm, lobulation 5
-        pytest.param("LIDC-IDRI-0194_R_1.nii.gz", "part-solid", marks=LEAKS),  # 20.5 mm, part solid
-        pytest.param("LIDC-IDRI-0223_R_1.nii.gz", "part-solid", marks=LEAKS),  # 16.8 mm, part solid
+        # these three leaked into vessels, pleura and chest wall (measured 1.7-2.4x too large) until the
+        # lesion was opened with a ball of half its depth and held to the lung's local hull
+        ("LIDC-IDRI-0108_R_1.nii.gz", "lobulated"),  # 14.8 mm, lobulation 5: vessels attached
+        ("LIDC-IDRI-0194_R_1.nii.gz", "part-solid"),  # 20.5 mm, part solid, cavity: a vessel attached
+        ("LIDC-IDRI-0223_R_1.nii.gz", "part-solid"),  # 16.8 mm, part solid, broad base on the chest wall
     ],
 )
 def test_transplanted_real_nodule_is_one_finding(name, what, lidc_slab, lidc_site):
@@ -78,6 +77,10 @@ def test_transplanted_real_nodule_is_one_finding(name, what, lidc_slab, lidc_sit
     assert len(findings) == 1, [(f.center_xyz_mm, round(f.diameter_mm, 1), f.type) for f in findings]
     (f,) = findings
     assert f.measured and np.linalg.norm(np.subtract(f.center_xyz_mm, centre)) < 0.3 * d
-    assert 0.6 * d <= f.diameter_mm <= 1.4 * d, (f.diameter_mm, d, f.long_axis_mm, f.short_axis_mm)
+    # the finding's diameter is the mean axis of the largest axial section: compare it with the same
+    # measure of the readers' mask (a flat lesion, e.g. 0194 at 30 x 40 mm over 20 mm of z, is much
+    # wider than its equivalent sphere of 23.5 mm)
+    section = np.mean(_largest_section_axes(np.argwhere(nodule.mask_zyx), tuple(nodule.geometry.spacing_zyx[1:])))
+    assert 0.7 * section <= f.diameter_mm <= 1.3 * section, (f.diameter_mm, section, f.long_axis_mm, f.short_axis_mm)
     if what == "part-solid":
         assert f.type in ("part-solid", "ground-glass"), f.type

@@ -14,11 +14,14 @@ diameter.
   -750 HU, so ground glass segments too. Only voxels inside the (closed) lung mask count, so
   juxta-pleural nodules do not leak into the chest wall; the result is opened (1 voxel) and
   clipped to a sphere of 0.75x the box, which cuts attached vessels, and the connected
-  component at the centre is kept. When the core is dense (a part-solid nodule's solid part),
-  the ground glass around it joins: the component of the smoothed image above
-  :data:`GROUND_GLASS_HU` that holds the core, if it adds at least half the core's volume
-  beyond a 2-voxel rim and that addition is ground glass (median < -400 HU). The result is a
-  rough measure for a research tool: check it on the images.
+  component at the centre is kept. A lesion whose centre the closed lung mask leaves out (a
+  broad base on the chest wall) is held to the lung's convex hull, slice by slice, in its box.
+  What hangs on the lesion by a neck narrower than a ball of half its depth (vessels, pleura)
+  is cut off by an opening with that ball (at most 4 mm; ground-glass lobes stay). When the
+  core is dense (a part-solid nodule's solid part), the ground glass around it joins: the
+  component of the smoothed image above :data:`GROUND_GLASS_HU` that holds the core, if it
+  adds at least half the core's volume beyond a 2-voxel rim and that addition is ground glass
+  (median < -400 HU). The result is a rough measure for a research tool: check it on the images.
 * Volume (mm3) = voxels x voxel volume. Long/short axis (mm): the axial slice with the largest
   cross-section; an ellipse with the same second moments gives the two axes. Mean diameter
   = (long + short) / 2, as Lung-RADS uses. A lesion with a mean diameter over
@@ -61,6 +64,13 @@ GROUND_GLASS_MIN_FRACTION = 0.5
 PART_SOLID_CORE_MM = 3.0
 #: The segmentation region grows (x1.6) while the lesion fills it, up to a box of this half-size.
 MAX_REGION_MM = 40.0
+#: Attachments are cut by an opening with a ball of this fraction of the lesion's depth (its largest
+#: inscribed radius near the centre): a vessel or a band of pleura narrower than the ball's
+#: diameter is not lesion. At most :data:`CUT_MAX_MM`; none when the ball is below 1.5 in-plane voxels.
+CUT_DEPTH_FRACTION = 0.5
+CUT_MAX_MM = 4.0
+#: A piece cut off by that opening stays when it is ground glass (median HU below this).
+CUT_KEEP_BELOW_HU = -400.0
 
 
 @dataclass(frozen=True)
@@ -170,7 +180,12 @@ def segment_nodule(
         in_lung = _lung_box(lung, box, sub.shape)
         if in_lung[tuple(c)]:
             allowed &= in_lung
+        else:  # a broad-based lesion on the pleura that the closing left out: the lung's local hull holds it
+            hull = _slice_hulls(in_lung)
+            if hull[tuple(c)]:
+                allowed &= hull
     solid = _component_at(_opening_in_bbox((sub > threshold) & allowed), dist)
+    solid = _cut_attachments(solid, sub, dist, half_mm, g.spacing_zyx, keep_faint=threshold <= GROUND_GLASS_HU)
     if threshold <= GROUND_GLASS_HU or not solid.any():
         return solid, box
     # A dense core (a part-solid nodule's solid part, or a candidate on it) splits the lesion at the
@@ -193,8 +208,87 @@ def segment_nodule(
         and float(np.median(values)) < -400.0
         and float(np.percentile(values, 90)) < -250.0
     ):
-        return np.asarray(whole | solid, dtype=bool), box
+        return _cut_attachments(np.asarray(whole | solid, dtype=bool), sub, dist, half_mm, g.spacing_zyx, False), box
     return solid, box
+
+
+def _slice_hulls(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Slice by slice, the convex hull of ``mask`` (the lung in a region around a lesion): a lesion
+    that indents the lung from the chest wall lies in the hull, the wall beyond the pleura does
+    not (the lung is convex against the ribs). Slices with under 3 non-collinear points keep ``mask``."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    out = mask.copy()
+    ny, nx = mask.shape[1:]
+    jj, ii = np.mgrid[0:ny, 0:nx]
+    grid = np.stack([jj.ravel(), ii.ravel()], axis=1).astype(np.float64)
+    for k in range(mask.shape[0]):
+        pts = np.argwhere(mask[k])
+        if len(pts) < 3 or len(pts) == ny * nx:
+            continue
+        try:
+            eq = ConvexHull(pts.astype(np.float64)).equations
+        except QhullError:
+            continue
+        inside = np.all(grid @ eq[:, :2].T + eq[:, 2] <= 0.5, axis=1)  # half a pixel of slack
+        out[k] = inside.reshape(ny, nx) | mask[k]
+    return out
+
+
+def _cut_attachments(
+    mask: NDArray[np.bool_],
+    hu: NDArray[np.float32],
+    dist: NDArray[np.floating],
+    half_mm: float,
+    spacing_zyx: NDArray[np.float64],
+    keep_faint: bool,
+) -> NDArray[np.bool_]:
+    """The lesion without what is attached to it through a neck narrower than a ball of
+    :data:`CUT_DEPTH_FRACTION` of its depth (vessels, a band of pleura or chest wall inside the
+    closed lung mask, a neighbouring structure): a morphological opening with that ball (erosion
+    and dilation by distance transforms in mm, so thick slices are handled), then the component at
+    the centre. The depth is the largest inscribed radius within half the region of the centre
+    (a large attached structure elsewhere does not set the ball). Unchanged when the ball would be
+    under 1.5 in-plane voxels (small nodules) or erodes the lesion away.
+
+    With ``keep_faint`` (a ground-glass threshold), when what is kept is ground glass itself
+    (median below :data:`CUT_KEEP_BELOW_HU`), a cut piece that is ground glass stays: vessels and
+    pleura are denser, while the lobes of a ground-glass nodule hang together by thin lacy necks.
+    (Around a part-solid core the halo is taken whole and opened like the core.)"""
+    if not mask.any():
+        return mask
+    # everything below happens in the mask's bounding box plus one voxel (the distance transforms
+    # dominate the cost; the eroded core lies inside the mask, so its distances there are exact)
+    lo = [max(int(np.flatnonzero(mask.any(axis=a)).min()) - 1, 0) for a in ((1, 2), (0, 2), (0, 1))]
+    hi = [int(np.flatnonzero(mask.any(axis=a)).max()) + 2 for a in ((1, 2), (0, 2), (0, 1))]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    m, d_box = mask[box], dist[box]
+    depth = np.asarray(ndimage.distance_transform_edt(m, sampling=spacing_zyx), dtype=np.float64)
+    near = m & (d_box <= 0.5 * half_mm + 1.0)
+    if not near.any():
+        return mask
+    radius = min(CUT_DEPTH_FRACTION * float(depth[near].max()), CUT_MAX_MM)
+    if radius < 1.5 * float(min(spacing_zyx[1], spacing_zyx[2])):
+        return mask
+    core = _component_at(depth > radius, np.where(m, d_box, np.inf))
+    if not core.any():
+        return mask
+    # points within the radius of the eroded core (+ half a voxel: the distances are to voxel centres)
+    reach = ndimage.distance_transform_edt(~core, sampling=spacing_zyx)
+    opened = m & (reach <= radius + 0.5 * float(min(spacing_zyx)))
+    kept = _component_at(opened, d_box)
+    if not kept.any():
+        return mask
+    faint_lesion = keep_faint and float(np.median(hu[box][kept])) < CUT_KEEP_BELOW_HU
+    pieces, n = ndimage.label(m & ~kept) if faint_lesion else (None, 0)
+    if pieces is not None and n:
+        median = ndimage.median(hu[box], pieces, index=np.arange(1, n + 1))
+        faint = np.zeros(n + 1, dtype=bool)
+        faint[1:] = np.asarray(median) < CUT_KEEP_BELOW_HU
+        kept |= faint[pieces]
+    out = np.zeros_like(mask)
+    out[box] = kept
+    return out
 
 
 def _component_at(mask: NDArray[np.bool_], dist: NDArray[np.floating]) -> NDArray[np.bool_]:
