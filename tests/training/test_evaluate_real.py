@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import pytest
 
 from training.data.annotations import NoduleAnnotation, ScanRecord
 from training.engine.evaluate_real import set_report
@@ -105,3 +106,22 @@ def test_set_report_by_background(tmp_path) -> None:  # type: ignore[no-untyped-
     assert bg["LIDC-IDRI-0002"]["fps_per_scan"] == 2 and bg["LIDC-IDRI-0002"]["at_threshold"]["found"] == 1
     assert bg["synthetic"]["fps_per_scan"] == 0 and bg["synthetic"]["at_threshold"]["found"] == 0
     assert r["fps_per_scan_at_threshold"] == 1.0
+
+
+def test_bind_takes_a_finding_score_threshold(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """evaluate_real chooses thresholds in finding-score units; the bound file stores the fused
+    probability, and the app reads the same finding score back."""
+    from pathlib import Path
+
+    import onnx
+
+    from nodeview.core.detect.detector import Detector
+    from nodeview.core.detect.scores import score_from_probability
+    from training.export.real_release import bind
+
+    models = Path(__file__).resolve().parents[2] / "resources" / "models"
+    out = tmp_path / "rr.onnx"
+    bind(models / "nodeview-nodule.onnx", models / "nodeview-reranker.onnx", 0.7379, 1.0, out)
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert score_from_probability(float(meta["operating_threshold"])) == pytest.approx(0.7379, abs=1e-9)
+    assert Detector(models / "nodeview-nodule.onnx", reranker=out).info.threshold == pytest.approx(0.7379, abs=1e-9)

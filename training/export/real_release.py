@@ -49,17 +49,22 @@ def metadata(run: Path, source: Path, version: str) -> dict[str, Any]:
 
 
 def bind(model: Path, reranker: Path, threshold: float, fp_per_scan: float, out: Path) -> dict[str, str]:
-    """A copy of ``reranker`` bound to ``model`` with ``threshold``; read back by the app's classes."""
+    """A copy of ``reranker`` bound to ``model`` with ``threshold``; read back by the app's classes.
+
+    ``threshold`` is in finding-score units (what ``evaluate_real`` reports and chooses); the file
+    stores the fused probability it stands for (:mod:`nodeview.core.detect.scores`)."""
     import onnx
 
     from nodeview.core.detect.detector import Detector
+    from nodeview.core.detect.scores import logit_from_score, sigmoid
     from training.export.onnx import read_metadata
 
     sha = read_metadata(model)["weights_sha256"]
     proto = onnx.load(str(reranker))
+    fused_prob = float(sigmoid(logit_from_score(threshold)))
     new = {
         "nodule_model_sha256": sha,
-        "operating_threshold": f"{threshold:.6g}",
+        "operating_threshold": f"{fused_prob:.12g}",
         "operating_fp_per_scan": f"{fp_per_scan:g}",
         "calibration": (
             f"{reranker.name} (weights and cascade settings unchanged) bound to nodule model {sha[:12]}; operating "
@@ -75,7 +80,7 @@ def bind(model: Path, reranker: Path, threshold: float, fp_per_scan: float, out:
     onnx.save(proto, str(tmp))
     tmp.replace(out)
     det = Detector(model, reranker=out)
-    if det.reranker is None or abs(det.info.threshold - float(new["operating_threshold"])) > 1e-9:
+    if det.reranker is None or abs(det.info.threshold - threshold) > 1e-6:
         raise RuntimeError(f"{out} does not bind to {model}")
     return new
 
