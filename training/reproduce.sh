@@ -227,7 +227,7 @@ if [ "$STEP" = real-reranker ]; then
       --reranker runs/rr21-cal/nodeview-reranker.onnx --threshold "$T" --fp-per-scan 1 --version 3 \
       --calibration "version-3 network fine-tuned on real LIDC nodules transplanted into real and synthetic chest CT (training/engine/train_reranker.py --init-onnx, 800 steps, training/reproduce.sh real-reranker); cube weight re-chosen on the real validation patients by training/engine/recalibrate.py --keep-rerank (keep 300, re-rank weight 2 unchanged); operating threshold: best sensitivity on the real validation patients at <= 1 FP/scan (training/engine/evaluate_real.py)" \
       --out resources/models/nodeview-reranker.onnx
-  .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/rr21-cal/lidc.json --anonymize
+  .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/rr21-cal/lidc.json --anonymize --overwrite
   $PY -m training.evaluation.model_card refresh --lidc-only --onnx resources/models/nodeview-nodule.onnx \
       --lidc-json runs/rr21-cal/lidc.json --out resources/models/nodeview-nodule.md
   # (6) once, the real test patients, each cascade at the threshold its validation run chose (no choice made here)
