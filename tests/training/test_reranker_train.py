@@ -157,7 +157,13 @@ def test_fine_tuning_from_an_exported_reranker_starts_from_its_weights(tmp_path)
     assert torch.all(bn.running_mean == 0)
     assert not torch.allclose(net.head.weight, net0.head.weight)
     # the cascade of a file (--cascade-from): a one-point grid
-    assert tr.cascade_of(str(shipped)) == {"rerank_weight": (2.0,), "keep": (300,), "cube_weight": (0.75,)}
+    info = Reranker(shipped).info
+    assert tr.cascade_of(str(shipped)) == {
+        "rerank_weight": (info.rerank_weight,),
+        "keep": (info.keep,),
+        "cube_weight": (info.cube_weight,),
+    }
+    assert (info.keep, info.rerank_weight, info.cube_weight) == (300, 2.0, 2.0)  # the shipped file's (issue 21)
 
 
 def test_hard_negatives_are_the_top_ranked_negative_proposals():
