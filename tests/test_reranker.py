@@ -225,7 +225,7 @@ def test_committed_reranker_matches_the_default_model():
     assert 0.5 < detector.info.threshold < 1.0
     assert "research" in info.metadata["research_use_only"].lower()
     metrics = json.loads(info.metadata["metrics"])
-    assert {"validation", "test"} <= set(metrics)
+    assert "validation" in metrics  # since issue 21 the real validation patients (the test patients are measured once, apart)
 
 
 def test_proposal_positions_metadata(tmp_path, chest_volume, monkeypatch):  # noqa: F811

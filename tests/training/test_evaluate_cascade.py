@@ -126,6 +126,29 @@ def test_recalibrated_subvoxel_copy_runs_in_the_app_as_evaluated(two_csvs, tmp_p
     assert both["estimate"] == pytest.approx(both["cpm"] - both["cpm_other"], abs=1e-9)
 
 
+def test_recalibrating_only_the_cube_weight_keeps_the_files_rerank_settings(two_csvs, tmp_path):
+    """recalibrate --keep-rerank --cube-weights: only the cube weight (and the threshold) is chosen, from the
+    weights given; the copy loads in the app with the file's keep and re-rank weight."""
+    from nodeview.core.detect.reranker import Reranker
+    from training.engine import recalibrate as RC
+
+    a, _ = two_csvs
+    out = tmp_path / "cw" / "nodeview-reranker.onnx"
+    argv = ["--val-data", str(a), "--keep-rerank", "--cube-weights", "0.5", "2", "--fp-per-scan", "1"]
+    res = RC.main(RC.get_args_parser().parse_args([*argv, "--cache", str(tmp_path / "cache"), "--out", str(out)]))
+    shipped = Detector(MODEL).reranker
+    assert shipped is not None
+    grid = res["chosen"]["grid"]
+    assert [(g["rerank_weight"], g["keep"], g["cube_weight"]) for g in grid] == [
+        (shipped.info.rerank_weight, shipped.info.keep, 0.5),
+        (shipped.info.rerank_weight, shipped.info.keep, 2.0),
+    ]
+    copy = Reranker(out).info
+    assert copy.keep == shipped.info.keep and copy.rerank_weight == shipped.info.rerank_weight
+    assert copy.cube_weight == res["chosen"]["cube_weight"] in (0.5, 2.0)
+    assert copy.metadata["weights_sha256"] == shipped.info.metadata["weights_sha256"]
+
+
 def test_scoring_only_the_rows_the_cascade_can_keep_changes_no_figure(two_csvs, tmp_path):
     """``load_part`` has the nodule model score only the rows ``rows_to_score`` names (about a third of
     the top_k); the report is the one computed from every row's scores."""

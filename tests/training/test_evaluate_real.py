@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import pytest
 
 from training.data.annotations import NoduleAnnotation, ScanRecord
 from training.engine.evaluate_real import set_report
@@ -82,3 +83,45 @@ def test_results_table_rows_come_from_the_report(tmp_path) -> None:  # type: ign
     table = results_table([("real", path)]).splitlines()
     assert len(table) == 3 and table[2].startswith("| real val | 1 | 2 |")
     assert "| 1/2 (0.500) | 0.00 | 1/1 | 0/0 | 0/1 | 1/1 | 0/0 | 0/1 | n/a |" in table[2]
+
+
+def test_set_report_by_background(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from training.engine.evaluate_real import background_groups
+
+    (tmp_path / "transplants.csv").write_text(
+        "scan_id,background,file\na,lidc0002-k0-155,n1\na,lidc0002-k0-155,n2\nb,synthetic-10700,n3\nc,a0001B-k0-37,n4\n"
+    )
+    groups = background_groups(tmp_path / "annotations.csv")
+    assert groups == {"a": "LIDC-IDRI-0002", "b": "synthetic", "c": "A0001"}
+    assert background_groups(tmp_path / "elsewhere" / "annotations.csv") == {}
+    records = [
+        ScanRecord("a", "a", (nod(0, 6, "solid", True),)),
+        ScanRecord("b", "b", (nod(0, 6, "solid", False),)),
+    ]
+    f = lambda x, s: {"center_xyz_mm": [x, 0.0, 0.0], "score": s, "malignancy": 0.5}  # noqa: E731
+    preds = {"a": [f(0, 0.9), f(60, 0.8), f(90, 0.7)], "b": [f(0, 0.2)]}
+    r = set_report(records, preds, threshold=0.5, min_d=3.0, n_boot=20, thickness=False, backgrounds=groups)
+    bg = r["by_background"]
+    assert set(bg) == {"LIDC-IDRI-0002", "synthetic"}  # no scan of A0001 in this set
+    assert bg["LIDC-IDRI-0002"]["fps_per_scan"] == 2 and bg["LIDC-IDRI-0002"]["at_threshold"]["found"] == 1
+    assert bg["synthetic"]["fps_per_scan"] == 0 and bg["synthetic"]["at_threshold"]["found"] == 0
+    assert r["fps_per_scan_at_threshold"] == 1.0
+
+
+def test_bind_takes_a_finding_score_threshold(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """evaluate_real chooses thresholds in finding-score units; the bound file stores the fused
+    probability, and the app reads the same finding score back."""
+    from pathlib import Path
+
+    import onnx
+
+    from nodeview.core.detect.detector import Detector
+    from nodeview.core.detect.scores import score_from_probability
+    from training.export.real_release import bind
+
+    models = Path(__file__).resolve().parents[2] / "resources" / "models"
+    out = tmp_path / "rr.onnx"
+    bind(models / "nodeview-nodule.onnx", models / "nodeview-reranker.onnx", 0.7379, 1.0, out)
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert score_from_probability(float(meta["operating_threshold"])) == pytest.approx(0.7379, abs=1e-9)
+    assert Detector(models / "nodeview-nodule.onnx", reranker=out).info.threshold == pytest.approx(0.7379, abs=1e-9)

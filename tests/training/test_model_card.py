@@ -158,3 +158,7 @@ def test_refresh_remakes_only_the_app_sections(tmp_path):
              "## Limits"]
     assert [new.index(h) for h in order] == sorted(new.index(h) for h in order)
     assert "\n\n\n" not in new
+    # --lidc-only: the app sections stay as they are, only LIDC-IDRI-0002's is made again
+    only = MC.refresh(card, Path("resources/models/nodeview-nodule.onnx"), lidc, lidc_only=True)
+    assert only.count("STALE") == 2 and only.count("KEEP") == 4
+    assert "2 finding(s), 1 within the nodule radius" in only

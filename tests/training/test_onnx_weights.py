@@ -36,3 +36,24 @@ def test_converted_model_matches_onnxruntime() -> None:
     before = model.backbone.bn1.running_mean.clone()
     model(torch.from_numpy(x))
     assert torch.equal(before, model.backbone.bn1.running_mean)
+
+
+def test_shipped_reranker_converted_back_matches_onnxruntime() -> None:
+    import onnxruntime as ort
+
+    from training.engine.train_reranker import CubeNet, TwoScaleNet
+    from training.models.onnx_weights import reranker_state_from_onnx
+
+    path = ONNX.with_name("nodeview-reranker.onnx")
+    net = TwoScaleNet(8, light=True)
+    net.load_state_dict(reranker_state_from_onnx(path, net))
+    x = np.random.default_rng(1).uniform(-1, 1, (6, 2, 16, 16, 16)).astype(np.float32)
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"cubes": x})[0]
+    with torch.no_grad():
+        got = net.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # another architecture is refused, not silently half-loaded
+    import pytest
+
+    with pytest.raises(ValueError, match="convolutions"):
+        reranker_state_from_onnx(path, CubeNet(8))

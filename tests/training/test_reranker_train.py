@@ -134,3 +134,45 @@ def test_two_scale_network_learns_from_the_context_channel_and_exports(tmp_path,
 
     with pytest.raises(RerankerError, match="shape"):
         Reranker(tmp_path / "bad.onnx")
+
+
+def test_fine_tuning_from_an_exported_reranker_starts_from_its_weights(tmp_path):
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "resources" / "models" / "nodeview-reranker.onnx"
+    torch.manual_seed(0)
+    data = toy_cubes(112, 0)
+    data["cubes"] = np.concatenate([data["cubes"], data["cubes"]], axis=1)
+    # one step at a negligible rate: the network is the shipped file's, BatchNorms frozen
+    a = args_for(tmp_path / "zero", 1, light_context=True, init_onnx=str(shipped), frozen_bn=True, lr=1e-12)
+    (tmp_path / "zero").mkdir()
+    net0 = tr.train(a, data, tmp_path / "zero")
+    assert not any(m.training for m in net0.modules() if isinstance(m, torch.nn.BatchNorm3d))
+    x = data["cubes"][:8].astype(np.float32)
+    np.testing.assert_allclose(tr.score_cubes(net0, x, "cpu"), Reranker(shipped).score(x), rtol=1e-3, atol=1e-3)
+    # a few steps move it and leave the (identity) BatchNorm statistics alone
+    b = args_for(tmp_path, 5, light_context=True, init_onnx=str(shipped), frozen_bn=True, lr=1e-3)
+    net = tr.train(b, data, tmp_path)
+    bn = net.fine[0][1]
+    assert torch.all(bn.running_mean == 0)
+    assert not torch.allclose(net.head.weight, net0.head.weight)
+    # the cascade of a file (--cascade-from): a one-point grid
+    info = Reranker(shipped).info
+    assert tr.cascade_of(str(shipped)) == {
+        "rerank_weight": (info.rerank_weight,),
+        "keep": (info.keep,),
+        "cube_weight": (info.cube_weight,),
+    }
+    assert (info.keep, info.rerank_weight, info.cube_weight) == (300, 2.0, 2.0)  # the shipped file's (issue 21)
+
+
+def test_hard_negatives_are_the_top_ranked_negative_proposals():
+    data = {
+        "scan": np.array([0, 0, 0, 0, 1, 1, 1], dtype=np.int32),
+        "rank_score": np.array([0.9, 0.8, 0.1, 0.7, 0.2, 0.5, 0.4], dtype=np.float32),
+        "label": np.array([0, -1, -1, -1, -1, -1, -1], dtype=np.int32),
+        "proposal": np.array([True, True, True, True, True, True, False]),
+    }
+    assert sorted(tr.top_ranked_negatives(data, 1).tolist()) == [5]  # row 0 is a nodule, row 6 no proposal
+    assert sorted(tr.top_ranked_negatives(data, 2).tolist()) == [1, 4, 5]
+    assert sorted(tr.top_ranked_negatives(data, 3).tolist()) == [1, 3, 4, 5]

@@ -12,6 +12,12 @@ LIDC nodules, or any annotations CSV):
 * malignancy AUC with a 95 % bootstrap interval (nodules resampled) over the nodules a finding
   hits, the finding's ``malignancy`` against the readers' label (rating >= 4 malignant, <= 2
   benign, 3 left out);
+* by background (``by_background``, when the set's folder has the ``transplants.csv`` of
+  :mod:`training.data.make_transplants`): CPM, sensitivity and false positives per scan on the
+  LIDC-IDRI-0002 slabs, the A0001 slabs and the synthetic chests apart. The two real patients'
+  anatomy is in every split (only the nodules are split by patient), so a model trained on the
+  training transplants has seen those backgrounds' false-positive sites; the synthetic chests of
+  each split are new anatomy;
 * ``recall_any_score``: the share of nodules some finding hits at any score (the proposals, the
   re-ranker's kept ones and NMS together: what caps the sensitivity);
 * with ``--against-model``: the other detector's CPM on the same scans and the paired bootstrap
@@ -124,6 +130,21 @@ def slice_thickness(path: str) -> float:
     return abs(float(ds[1].ImagePositionPatient[2]) - float(ds[0].ImagePositionPatient[2])) if len(ds) > 1 else 0.0
 
 
+def background_groups(annotations_csv: str | Path) -> dict[str, str]:
+    """scan id -> "LIDC-IDRI-0002" / "A0001" / "synthetic" from the set's ``transplants.csv`` (empty if none)."""
+    path = Path(annotations_csv).parent / "transplants.csv"
+    if not path.is_file():
+        return {}
+    out = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            bg = row.get("background", "")
+            out[row["scan_id"]] = (
+                "LIDC-IDRI-0002" if bg.startswith("lidc0002") else "A0001" if bg.startswith("a0001") else "synthetic"
+            )
+    return out
+
+
 def _pairs(findings: list[dict[str, Any]]) -> list[tuple[tuple[float, ...], float]]:
     return [(tuple(f["center_xyz_mm"]), f["score"]) for f in findings]
 
@@ -135,6 +156,7 @@ def set_report(
     min_d: float,
     n_boot: int,
     thickness: bool = True,
+    backgrounds: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     truths = {r.scan_id: [n for n in r.nodules if n.diameter_mm >= min_d] for r in records}
     pairs = {k: _pairs(v) for k, v in preds.items()}
@@ -143,12 +165,14 @@ def set_report(
     boot = froc_bootstrap(pairs, truths, n_bootstrap=n_boot)
     found: list[tuple[Any, bool]] = []
     fps = 0
+    fps_of: dict[str, int] = {}
     mal_y, mal_s = [], []
     reached = 0
     for r in records:
         nods = truths[r.scan_id]
         hits = nodule_hits(pairs[r.scan_id], nods, threshold)
         fps += hits.n_false_positives
+        fps_of[r.scan_id] = hits.n_false_positives
         found.extend(zip(nods, hits.found, strict=True))
         any_hit = nodule_hits(pairs[r.scan_id], nods, -1.0)
         reached += any_hit.n_found
@@ -178,6 +202,19 @@ def set_report(
             "cpm": float(cpm(froc({k: pairs[k] for k in ids}, sub_truth))[0]) if any(sub_truth.values()) else None,
             "at_threshold": sens(sub_found),
         }
+    by_background: dict[str, Any] = {}
+    for group in sorted(set((backgrounds or {}).values())):
+        ids = [r.scan_id for r in records if (backgrounds or {}).get(r.scan_id) == group]
+        if not ids:
+            continue
+        sub_truth = {k: truths[k] for k in ids}
+        sub_found = [x for k in ids for x in found if any(x[0] is n for n in truths[k])]
+        by_background[group] = {
+            "scans": len(ids),
+            "cpm": float(cpm(froc({k: pairs[k] for k in ids}, sub_truth))[0]) if any(sub_truth.values()) else None,
+            "at_threshold": sens(sub_found),
+            "fps_per_scan": sum(fps_of[k] for k in ids) / len(ids),
+        }
     mal: dict[str, Any] = {"n": len(mal_y), "malignant": int(sum(mal_y))}
     if 0 < sum(mal_y) < len(mal_y):
         iv = auc_bootstrap(mal_y, mal_s, n_bootstrap=n_boot)
@@ -196,6 +233,7 @@ def set_report(
         "by_texture": by_kind,
         "by_location": by_location,
         "by_slice_thickness": by_thickness,
+        "by_background": by_background,
         "malignancy_auc": mal,
     }
 
@@ -274,9 +312,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     )
     cache = Path(args.cache) / _key(det)
     sets = {}
+    groups: dict[str, dict[str, str]] = {}
     for spec in args.set:
         name, _, path = spec.partition("=")
         sets[name] = read_records_csv(path)
+        groups[name] = background_groups(path)
     preds = {name: predictions(det, recs, cache / name) for name, recs in sets.items()}
     threshold = args.threshold if args.threshold is not None else det.info.threshold
     chosen_how = "given" if args.threshold is not None else "the model's operating threshold"
@@ -295,7 +335,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "sets": {},
     }
     for name, recs in sets.items():
-        rep = set_report(recs, preds[name], threshold, args.min_diameter, args.bootstrap)
+        rep = set_report(recs, preds[name], threshold, args.min_diameter, args.bootstrap, backgrounds=groups[name])
         if other is not None:
             o_preds = predictions(other, recs, Path(args.cache) / _key(other) / name)
             truths = {r.scan_id: [n for n in r.nodules if n.diameter_mm >= args.min_diameter] for r in recs}

@@ -52,6 +52,17 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="the operating threshold: best validation sensitivity at no more FPs per scan than this "
         "(default: the source file's operating_fp_per_scan)",
     )
+    p.add_argument(
+        "--cube-weights",
+        type=float,
+        nargs="+",
+        help="the cube weights tried (default: the calibration grid's, train_reranker.GRID)",
+    )
+    p.add_argument(
+        "--keep-rerank",
+        action="store_true",
+        help="keep the file's re-rank weight and kept count; choose only the cube weight and the threshold",
+    )
     p.add_argument("--cache", default="runs/cascade", help="cubes, scores and slice thicknesses (shared)")
     p.add_argument("--out", required=True, help="the re-calibrated copy of the re-ranker file")
     p.add_argument("--no-progress", action="store_true")
@@ -66,13 +77,18 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     info = det.reranker.info
     cache = Path(args.cache)
     rank_weight = info.rank_score_weight
-    grid = (tr.GRID["rerank_weight"], max(tr.GRID["keep"]))  # every row the calibration grid can keep
+    search = dict(tr.GRID)
+    if getattr(args, "keep_rerank", False):
+        search.update(rerank_weight=(info.rerank_weight,), keep=(info.keep,))
+    if getattr(args, "cube_weights", None):
+        search["cube_weight"] = tuple(args.cube_weights)
+    grid = (search["rerank_weight"], int(max(search["keep"])))  # every row the calibration grid can keep
     (records, data, scores), thick = ec.load_part(
         Path(args.val_data), det, args.model, cache, args.no_progress, subvoxel=args.subvoxel_peaks, grid=grid
     )
     logits = scores["cube_logit"]
     fp_per_scan = args.fp_per_scan or float(info.metadata.get("operating_fp_per_scan", "0.5"))
-    chosen = tr.calibrate(data, scores, logits, tr.truths_of(records, data), rank_weight, fp_per_scan)
+    chosen = tr.calibrate(data, scores, logits, tr.truths_of(records, data), rank_weight, fp_per_scan, search)
     chosen.update(top_k=info.top_k, rank_score_weight=rank_weight)
     results: dict[str, Any] = {"source": info.path, "subvoxel_peaks": args.subvoxel_peaks, "chosen": chosen}
     results["validation"] = tr.report("validation", records, data, scores, logits, chosen, rank_weight, thickness=thick)

@@ -195,6 +195,27 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="with --context-spacing: a context tower of a tenth of the cost (the context cube averaged to 8 voxels;"
         " re-ranker version 3)",
     )
+    p.add_argument(
+        "--init-onnx",
+        default="",
+        help="start from an exported re-ranker's weights (e.g. the shipped file; its BatchNorms are folded:"
+        " use --frozen-bn) instead of random ones; the network must have its architecture",
+    )
+    p.add_argument("--frozen-bn", action="store_true", help="BatchNorm in eval mode while training (with --init-onnx)")
+    p.add_argument(
+        "--cascade-from",
+        default="",
+        help="take keep, re-rank weight and cube weight from this re-ranker file instead of choosing them on"
+        " validation (only the operating threshold is then chosen there)",
+    )
+    p.add_argument(
+        "--hard-negative-top",
+        type=int,
+        default=0,
+        help="draw --hard-negative-fraction of each batch's negatives from the proposals ranked in the first N of"
+        " their scan by the proposal ranker (those the cascade is likely to score high); 0: all uniform",
+    )
+    p.add_argument("--hard-negative-fraction", type=float, default=0.5)
     p.add_argument("--every", type=int, default=1, help="use every N-th scan of each split (tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true")
@@ -361,6 +382,16 @@ def nodule_weights(train: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray
     return pos, neg, w / w.sum()
 
 
+def top_ranked_negatives(data: dict[str, np.ndarray], top: int) -> np.ndarray:
+    """Rows of the negative proposals ranked in the first ``top`` of their scan by ``rank_score``."""
+    out = []
+    for s in np.unique(data["scan"]):
+        rows = np.flatnonzero((data["scan"] == s) & data["proposal"])
+        first = rows[np.argsort(-data["rank_score"][rows], kind="stable")[:top]]
+        out.append(first[data["label"][first] < 0])
+    return np.concatenate(out) if out else np.zeros(0, np.intp)
+
+
 def score_cubes(net: nn.Module, cubes: np.ndarray, device: str, batch: int = 512) -> np.ndarray:
     net.eval()
     out = []
@@ -381,7 +412,16 @@ def train(
     rng = np.random.default_rng(args.seed)
     gen = torch.Generator().manual_seed(args.seed + 104729 * dist.rank)  # rank 0: the plain run's
     light = bool(getattr(args, "light_context", False))
-    net = make_net(args.width, int(data["cubes"].shape[1]), light).to(args.device)
+    net = make_net(args.width, int(data["cubes"].shape[1]), light)
+    if getattr(args, "init_onnx", ""):
+        from training.models.onnx_weights import reranker_state_from_onnx
+
+        net.load_state_dict(reranker_state_from_onnx(args.init_onnx, net))
+    net = net.to(args.device)
+    if getattr(args, "frozen_bn", False):
+        from training.models.onnx_weights import frozen_batchnorm
+
+        frozen_batchnorm(net)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
     start, history = 0, []
@@ -400,6 +440,9 @@ def train(
     ddp = dist.wrap(net)
     pos, neg, weight = nodule_weights(data)
     half = args.batch_size // 2
+    top = int(getattr(args, "hard_negative_top", 0))
+    hard = top_ranked_negatives(data, top) if top > 0 else np.zeros(0, np.intp)
+    n_hard = int(round(getattr(args, "hard_negative_fraction", 0.5) * (args.batch_size - half))) if len(hard) else 0
     running = float("nan")
     bar = None
     if not args.no_progress and dist.is_main:
@@ -407,7 +450,10 @@ def train(
 
         bar = tqdm(total=args.steps, initial=start, file=sys.stderr)
     for step in range(start, args.steps):
-        rows = np.concatenate([rng.choice(pos, half, p=weight), rng.choice(neg, args.batch_size - half)])
+        parts = [rng.choice(pos, half, p=weight), rng.choice(neg, args.batch_size - half - n_hard)]
+        if n_hard:
+            parts.append(rng.choice(hard, n_hard))
+        rows = np.concatenate(parts)
         rows = dist.shard(rows)
         x = augment(torch.from_numpy(data["cubes"][rows].astype(np.float32)), gen).to(args.device)
         y = torch.from_numpy((data["label"][rows] >= 0).astype(np.float32)).to(args.device)
@@ -534,6 +580,14 @@ def truths_of(records: list[ScanRecord], data: dict[str, np.ndarray]) -> dict[st
 GRID = {"rerank_weight": (0.5, 1.0, 2.0), "keep": (200, 300), "cube_weight": (0.25, 0.5, 0.75, 1.0)}
 
 
+def cascade_of(path: str) -> dict[str, tuple[float, ...]]:
+    """A one-point grid: an exported re-ranker's keep, re-rank weight and cube weight (``--cascade-from``)."""
+    from nodeview.core.detect.reranker import Reranker
+
+    info = Reranker(path).info
+    return {"rerank_weight": (info.rerank_weight,), "keep": (info.keep,), "cube_weight": (info.cube_weight,)}
+
+
 def calibrate(
     data: dict[str, np.ndarray],
     scores: dict[str, np.ndarray],
@@ -541,11 +595,13 @@ def calibrate(
     truths: dict[str, Any],
     rank_weight: float,
     fp_per_scan: float = 0.5,
+    grid: dict[str, tuple[float, ...]] | None = None,
 ) -> dict[str, Any]:
+    grid = grid or GRID
     table = []
-    for a in GRID["rerank_weight"]:
-        for keep in GRID["keep"]:
-            for w3 in GRID["cube_weight"]:
+    for a in grid["rerank_weight"]:
+        for keep in grid["keep"]:
+            for w3 in grid["cube_weight"]:
                 preds, _ = predictions(data, scores, logits, a, keep, rank_weight, w3)
                 table.append({"rerank_weight": a, "keep": keep, "cube_weight": w3, "cpm": cpm(froc(preds, truths))[0]})
     # best CPM; ties go to fewer candidates (faster), then the smaller weights
@@ -739,9 +795,10 @@ def _main(args: argparse.Namespace, dist: distributed.Dist) -> dict[str, Any]:
     val = build_split(val_recs, out / "cubes-val.npz", args.top_k, False, args.seed, quiet, spec)
     val_logits = score_cubes(net, val["cubes"], args.device)
     # the nodule model scores only the rows the calibration grid can keep (and its own first 300)
-    needed = rows_to_score(val, val_logits, GRID["rerank_weight"], max(GRID["keep"]))
+    grid = cascade_of(args.cascade_from) if getattr(args, "cascade_from", "") else GRID
+    needed = rows_to_score(val, val_logits, grid["rerank_weight"], int(max(grid["keep"])))
     val_scores = nodule_scores(val_recs, val, args.model, out / "scores-val.npz", quiet, needed)
-    chosen = calibrate(val, val_scores, val_logits, truths_of(val_recs, val), rank_weight, args.fp_per_scan)
+    chosen = calibrate(val, val_scores, val_logits, truths_of(val_recs, val), rank_weight, args.fp_per_scan, grid)
     chosen.update(top_k=args.top_k, rank_score_weight=rank_weight)
     results: dict[str, Any] = {"chosen_on_validation": chosen}
     results["validation"] = report(

@@ -457,11 +457,12 @@ def refresh(
     lidc_json: Path | None,
     reranker_results: Path | None = None,
     heldout: Path | None = None,
+    lidc_only: bool = False,
 ) -> str:
     """``card_path``'s text with its app sections made again from new results: the re-ranker and
     the held-out scans (up to "## Training data") and LIDC-IDRI-0002 (up to "## Limits"). The
     ResNet-50's own sections, which need its training run folder, are kept as they are; use this
-    when only the re-ranker beside the model changed."""
+    when only the re-ranker beside the model changed. ``lidc_only``: the LIDC-IDRI-0002 section only."""
     text = card_path.read_text()
 
     def replace(text: str, begin: str, end: str, new: list[str]) -> str:
@@ -469,8 +470,9 @@ def refresh(
         j = text.index(end, i)
         return text[:i] + "\n".join(new) + "\n" + text[j:]
 
-    app = [*reranker_lines(onnx_path, reranker_results), *heldout_lines(heldout)]
-    text = replace(text, "## In the app: with the proposal re-ranker", "## Training data", app)
+    if not lidc_only:
+        app = [*reranker_lines(onnx_path, reranker_results), *heldout_lines(heldout)]
+        text = replace(text, "## In the app: with the proposal re-ranker", "## Training data", app)
     return replace(text, "### LIDC-IDRI-0002", "## Limits", lidc_lines(lidc_json))
 
 
@@ -592,12 +594,13 @@ def main() -> None:
     p.add_argument("--reranker-results", type=Path, help="training/engine/train_reranker.py results.json (card only)")
     p.add_argument("--heldout", type=Path, help="training/engine/evaluate_cascade.py results (card only)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--lidc-only", action="store_true", help="refresh: the LIDC-IDRI-0002 section only")
     p.add_argument("--model-version", default="1", help="the model's version in its metadata (metadata only)")
     args = p.parse_args()
     if args.what == "metadata":
         text = json.dumps(metadata(args.run, args.model_version), indent=2)
     elif args.what == "refresh":
-        text = refresh(args.out, args.onnx, args.lidc_json, args.reranker_results, args.heldout)
+        text = refresh(args.out, args.onnx, args.lidc_json, args.reranker_results, args.heldout, args.lidc_only)
     else:
         text = card(args.run, args.onnx, args.lidc_json, args.reranker_results, args.heldout)
     tmp = args.out.with_suffix(args.out.suffix + ".tmp")

@@ -48,24 +48,42 @@ def metadata(run: Path, source: Path, version: str) -> dict[str, Any]:
     return meta
 
 
-def bind(model: Path, reranker: Path, threshold: float, fp_per_scan: float, out: Path) -> dict[str, str]:
-    """A copy of ``reranker`` bound to ``model`` with ``threshold``; read back by the app's classes."""
+def bind(
+    model: Path,
+    reranker: Path,
+    threshold: float,
+    fp_per_scan: float,
+    out: Path,
+    version: str = "",
+    calibration: str = "",
+) -> dict[str, str]:
+    """A copy of ``reranker`` bound to ``model`` with ``threshold``; read back by the app's classes.
+
+    ``threshold`` is in finding-score units (what ``evaluate_real`` reports and chooses); the file
+    stores the fused probability it stands for (:mod:`nodeview.core.detect.scores`). ``version`` and
+    ``calibration`` replace those metadata entries when given."""
     import onnx
 
     from nodeview.core.detect.detector import Detector
+    from nodeview.core.detect.scores import logit_from_score, sigmoid
     from training.export.onnx import read_metadata
 
     sha = read_metadata(model)["weights_sha256"]
     proto = onnx.load(str(reranker))
+    fused_prob = float(sigmoid(logit_from_score(threshold)))
     new = {
         "nodule_model_sha256": sha,
-        "operating_threshold": f"{threshold:.6g}",
+        "operating_threshold": f"{fused_prob:.12g}",
         "operating_fp_per_scan": f"{fp_per_scan:g}",
         "calibration": (
             f"{reranker.name} (weights and cascade settings unchanged) bound to nodule model {sha[:12]}; operating "
             f"threshold: best sensitivity on the real validation patients at <= {fp_per_scan:g} FP/scan"
         ),
     }
+    if calibration:
+        new["calibration"] = calibration
+    if version:
+        new["version"] = version
     kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in new]
     del proto.metadata_props[:]
     for k, v in [*kept, *new.items()]:
@@ -75,7 +93,7 @@ def bind(model: Path, reranker: Path, threshold: float, fp_per_scan: float, out:
     onnx.save(proto, str(tmp))
     tmp.replace(out)
     det = Detector(model, reranker=out)
-    if det.reranker is None or abs(det.info.threshold - float(new["operating_threshold"])) > 1e-9:
+    if det.reranker is None or abs(det.info.threshold - threshold) > 1e-6:
         raise RuntimeError(f"{out} does not bind to {model}")
     return new
 
@@ -156,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     b.add_argument("--threshold", type=float, required=True)
     b.add_argument("--fp-per-scan", type=float, default=1.0)
     b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--version", default="", help="the bound file's version (default: the source's)")
+    b.add_argument("--calibration", default="", help="the bound file's calibration note (default: generated)")
     t = sub.add_parser("table", help="markdown table of evaluate_real results (model card, README)")
     t.add_argument("results", nargs="+", metavar="LABEL=JSON")
     args = p.parse_args(argv)
@@ -172,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(meta, indent=1))
         return meta
-    return bind(args.model, args.reranker, args.threshold, args.fp_per_scan, args.out)
+    return bind(args.model, args.reranker, args.threshold, args.fp_per_scan, args.out, args.version, args.calibration)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,44 @@ def state_dict_from_onnx(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def reranker_state_from_onnx(path: str | Path, net: nn.Module) -> dict[str, torch.Tensor]:
+    """An exported re-ranker (``training.engine.train_reranker.export``) back to ``net``'s state dict.
+
+    The re-ranker's convolutions have no names in the ONNX graph (``onnx::Conv_129``), so they are
+    matched in order: the graph's Conv nodes run in the order of ``net``'s ``Conv3d`` modules (the
+    fine tower, then the context tower). As for the ResNet-50, every BatchNorm was folded into its
+    convolution: it gets the identity statistics and the folded bias (fine-tune with the
+    BatchNorms frozen). ``net`` must have the exported architecture (shapes are checked)."""
+    graph, values = onnx_initializers(path)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    convs = [name for name, m in net.named_modules() if isinstance(m, nn.Conv3d)]
+    nodes = [n for n in graph.node if n.op_type == "Conv"]
+    if len(nodes) != len(convs):
+        raise ValueError(f"{len(nodes)} convolutions in the ONNX graph, {len(convs)} in the network")
+    done: set[str] = set()
+    eps = 1e-5
+    for conv, node in zip(convs, nodes, strict=True):
+        w = values[node.input[1]]
+        b = values[node.input[2]] if len(node.input) > 2 else np.zeros(w.shape[0], np.float32)
+        if tuple(state[f"{conv}.weight"].shape) != w.shape:
+            raise ValueError(f"{conv}.weight: shape {w.shape} != {tuple(state[f'{conv}.weight'].shape)}")
+        head, _, last = conv.rpartition(".")
+        bn = f"{head}.{int(last) + 1}"  # conv_block: Conv3d, BatchNorm3d, ReLU
+        state[f"{conv}.weight"] = torch.from_numpy(np.array(w, dtype=np.float32))
+        state[f"{bn}.weight"] = torch.ones(w.shape[0])
+        state[f"{bn}.bias"] = torch.from_numpy(np.array(b, dtype=np.float32))
+        state[f"{bn}.running_mean"] = torch.zeros(w.shape[0])
+        state[f"{bn}.running_var"] = torch.full((w.shape[0],), 1.0 - eps)
+        done.update({f"{conv}.weight", f"{bn}.weight", f"{bn}.bias", f"{bn}.running_mean", f"{bn}.running_var"})
+    for key in ("head.weight", "head.bias"):
+        state[key] = torch.from_numpy(np.array(values[key], dtype=np.float32).reshape(state[key].shape))
+        done.add(key)
+    missing = [k for k in state if k not in done and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(f"not found in the ONNX graph: {missing[:5]}")
+    return state
+
+
 def frozen_batchnorm(model: nn.Module) -> nn.Module:
     """Put every BatchNorm in eval mode (running statistics, no updates); call after ``model.train()``."""
     for m in model.modules():
