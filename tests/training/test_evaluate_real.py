@@ -125,3 +125,30 @@ def test_bind_takes_a_finding_score_threshold(tmp_path) -> None:  # type: ignore
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert score_from_probability(float(meta["operating_threshold"])) == pytest.approx(0.7379, abs=1e-9)
     assert Detector(models / "nodeview-nodule.onnx", reranker=out).info.threshold == pytest.approx(0.7379, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_real_scans_are_scored_one_finding_per_lesion(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """As the app: A0001's tumour (kernel B, 5 mm) is one finding inside its box at the operating
+    threshold; scores only (no grouping, as evaluations before 2026-12-04) counts its fragments."""
+    from nodeview.core.detect.detector import Detector
+    from nodeview.core.detect.models import default_model_path
+    from tests.conftest import SHARED_DATA
+    from training.engine.evaluate_real import a0001_box_mm, detect_scan
+
+    a1 = SHARED_DATA / "real-ct" / "Lung-PET-CT-Dx-A0001"
+    if not a1.is_dir():
+        pytest.skip("../shared/data is not beside the checkout")
+    det = Detector(default_model_path())
+    lo, hi = a0001_box_mm(a1)
+    lo, hi = lo - 5.0, hi + 5.0
+    counts = {}
+    for lesions in (True, False):
+        got = detect_scan(det, str(a1 / "chest-5mm-kernel-B"), tmp_path / f"{lesions}.json", lesions)
+        kept = [f for f in got["findings"] if f["score"] >= det.info.threshold]
+        counts[lesions] = sum(
+            bool(np.all(np.asarray(f["center_xyz_mm"]) >= lo) and np.all(np.asarray(f["center_xyz_mm"]) <= hi))
+            for f in kept
+        )
+    assert counts[True] == 1
+    assert counts[False] > 1

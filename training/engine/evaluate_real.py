@@ -1,8 +1,11 @@
 """Evaluate the exported detector end to end, as the app runs it, on real-nodule sets and real scans.
 
 Every scan goes through :class:`nodeview.core.detect.detector.Detector` (lungs, proposals, re-ranker,
-patches, ResNet-50, fused score, NMS) with ``min_score=0``; the findings (centre, score,
-malignancy) are cached per model pair under ``--cache``. For each ``--set`` (transplanted real
+patches, ResNet-50, fused score, NMS) with ``min_score=0`` and, as in the app, one finding per lesion:
+the findings scoring within the detector's segmentation margin of its operating threshold are
+segmented and those falling in one lesion merged (``--scores-only`` skips this, as evaluations before
+2026-12-04 did; they counted a lesion's fragments as separate findings). The findings (centre, score,
+malignancy) are cached per model pair and mode under ``--cache``. For each ``--set`` (transplanted real
 LIDC nodules, or any annotations CSV):
 
 * FROC and CPM (LUNA16 rules, :mod:`training.evaluation.metrics`) with a 95 % bootstrap interval (scans
@@ -46,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from nodeview.core.detect.detector import Detector, file_sha256
+from nodeview.core.detect.models import proposal_ranker_path
 from nodeview.core.io.study import open_study
 from training.data.annotations import ScanRecord, read_records_csv
 from training.evaluation.metrics import (
@@ -77,23 +81,35 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--cache", default="runs/evalreal")
+    p.add_argument(
+        "--scores-only",
+        action="store_true",
+        help="no segmentation, no lesion grouping (the candidates after NMS, as evaluations before 2026-12-04)",
+    )
     p.add_argument("--out", help="results JSON")
     return p
 
 
 # ---------------------------------------------------------------------------------------------
 def _key(det: Detector) -> str:
+    """The cache key: the nodule model, the re-ranker and the proposal ranker's weights (all three
+    change the findings)."""
     rr = det.reranker.info.path if det.reranker is not None else ""
-    return file_sha256(det.info.path)[:12] + ("-" + file_sha256(rr)[:8] if rr else "-none")
+    ranker = file_sha256(proposal_ranker_path())[:8]
+    return file_sha256(det.info.path)[:12] + ("-" + file_sha256(rr)[:8] if rr else "-none") + "-p" + ranker
 
 
-def detect_scan(det: Detector, path: str, cache: Path) -> dict[str, Any]:
-    """Findings (centre, score, malignancy, diameter) of one scan at min_score 0, cached."""
+def detect_scan(det: Detector, path: str, cache: Path, lesions: bool = True) -> dict[str, Any]:
+    """Findings (centre, score, malignancy, diameter) of one scan at min_score 0, cached. With
+    ``lesions`` (the app's default) the findings near and above the operating threshold are
+    segmented and grouped one per lesion; without, the candidates after NMS (scores only)."""
     if cache.is_file():
         return dict(json.loads(cache.read_text()))
     vol = open_study(path)
     t = time.perf_counter()
-    res = det.detect(vol, min_score=0.0, segment_from=2.0)  # no segmentation: scores only
+    # segment_from=None: the app's own default (SEGMENT_MARGIN_LOGIT below the operating threshold);
+    # 2.0 is above every finding score, so nothing is segmented or grouped
+    res = det.detect(vol, min_score=0.0, segment_from=None if lesions else 2.0)
     out = {
         "seconds": time.perf_counter() - t,
         "findings": [
@@ -111,10 +127,12 @@ def detect_scan(det: Detector, path: str, cache: Path) -> dict[str, Any]:
     return out
 
 
-def predictions(det: Detector, records: list[ScanRecord], cache: Path) -> dict[str, list[dict[str, Any]]]:
+def predictions(
+    det: Detector, records: list[ScanRecord], cache: Path, lesions: bool = True
+) -> dict[str, list[dict[str, Any]]]:
     out = {}
     for n, rec in enumerate(records):
-        out[rec.scan_id] = detect_scan(det, rec.path, cache / f"{rec.scan_id}.json")["findings"]
+        out[rec.scan_id] = detect_scan(det, rec.path, cache / f"{rec.scan_id}.json", lesions)["findings"]
         print(f"  {n + 1}/{len(records)} {rec.scan_id}: {len(out[rec.scan_id])} findings", flush=True)
     return out
 
@@ -265,13 +283,15 @@ def a0001_box_mm(root: Path) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def real_scan_report(det: Detector, real_ct: Path, threshold: float, cache: Path) -> dict[str, Any]:
+def real_scan_report(
+    det: Detector, real_ct: Path, threshold: float, cache: Path, lesions: bool = True
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with open(real_ct / "LIDC-IDRI-0002-readers.csv", newline="") as fh:
         readers = list(csv.DictReader(fh))
     centre = np.mean([[float(r[f"centroid_{a}_mm"]) for a in "xyz"] for r in readers], axis=0)
     radius = max(10.0, 0.5 * float(np.mean([float(r["approx_diameter_mm"]) for r in readers])))
-    got = detect_scan(det, str(real_ct / "LIDC-IDRI-0002"), cache / "real-LIDC-IDRI-0002.json")
+    got = detect_scan(det, str(real_ct / "LIDC-IDRI-0002"), cache / "real-LIDC-IDRI-0002.json", lesions)
     kept = [f for f in got["findings"] if f["score"] >= threshold]
     on = [f for f in kept if np.linalg.norm(np.asarray(f["center_xyz_mm"]) - centre) <= radius]
     out["LIDC-IDRI-0002"] = {
@@ -287,7 +307,7 @@ def real_scan_report(det: Detector, real_ct: Path, threshold: float, cache: Path
     lo, hi = a0001_box_mm(a1)
     lo, hi = lo - 5.0, hi + 5.0
     for kernel in ("L", "B"):
-        got = detect_scan(det, str(a1 / f"chest-5mm-kernel-{kernel}"), cache / f"real-A0001-{kernel}.json")
+        got = detect_scan(det, str(a1 / f"chest-5mm-kernel-{kernel}"), cache / f"real-A0001-{kernel}.json", lesions)
         kept = [f for f in got["findings"] if f["score"] >= threshold]
         inside = [
             f
@@ -310,14 +330,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if args.against_model
         else None
     )
-    cache = Path(args.cache) / _key(det)
+    lesions = not args.scores_only
+    mode = "-scores" if args.scores_only else "-lesions"
+    cache = Path(args.cache) / (_key(det) + mode)
     sets = {}
     groups: dict[str, dict[str, str]] = {}
     for spec in args.set:
         name, _, path = spec.partition("=")
         sets[name] = read_records_csv(path)
         groups[name] = background_groups(path)
-    preds = {name: predictions(det, recs, cache / name) for name, recs in sets.items()}
+    preds = {name: predictions(det, recs, cache / name, lesions) for name, recs in sets.items()}
     threshold = args.threshold if args.threshold is not None else det.info.threshold
     chosen_how = "given" if args.threshold is not None else "the model's operating threshold"
     if args.choose_on:
@@ -332,12 +354,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "reranker": det.reranker.info.path if det.reranker is not None else None,
         "threshold": threshold,
         "threshold_chosen": chosen_how,
+        "findings": "one per lesion (as the app)" if lesions else "scores only (candidates after NMS)",
         "sets": {},
     }
     for name, recs in sets.items():
         rep = set_report(recs, preds[name], threshold, args.min_diameter, args.bootstrap, backgrounds=groups[name])
         if other is not None:
-            o_preds = predictions(other, recs, Path(args.cache) / _key(other) / name)
+            o_preds = predictions(other, recs, Path(args.cache) / (_key(other) + mode) / name, lesions)
             truths = {r.scan_id: [n for n in r.nodules if n.diameter_mm >= args.min_diameter] for r in recs}
             base = {k: _pairs(v) for k, v in o_preds.items()}
             new = {k: _pairs(v) for k, v in preds[name].items()}
@@ -351,7 +374,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         results["sets"][name] = rep
         print(summary(name, rep), flush=True)
     if args.real_ct:
-        results["real_scans"] = real_scan_report(det, Path(args.real_ct), threshold, cache / "real")
+        results["real_scans"] = real_scan_report(det, Path(args.real_ct), threshold, cache / "real", lesions)
         print(json.dumps(results["real_scans"]), flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
