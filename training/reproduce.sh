@@ -251,6 +251,7 @@ if [ "$STEP" = real-ranker ]; then
   # 2026-12-04 (training/README.md, "Proposal ranker refitted on real transplants"). The previous ranker's cascade
   # and recall are measured first, from the last commit before the change (a detached worktree), into their own files.
   git worktree add --detach runs/ranker-prev 667c010 2>/dev/null || true
+  # measured in evaluate_real's scores-only mode (the mode before one-finding-per-lesion; the previous commit has only it)
   val=(--set val=data/real-val/annotations.csv --choose-on val --fp-per-scan 1)
   $PY -m training.data.make_data --out data/syn-val-r --split validation --synthetic 8 --seed 10000
   for d in real-val syn-val-r; do
@@ -266,7 +267,7 @@ if [ "$STEP" = real-ranker ]; then
         --out training/results/proposal-recall-$d-ranker21.json
   done
   prev=$(ls -d runs/evalreal-prev/*/ | head -1)
-  $PY -m training.engine.evaluate_real "${val[@]}" --real-ct ../shared/data/real-ct \
+  $PY -m training.engine.evaluate_real "${val[@]}" --scores-only --real-ct ../shared/data/real-ct \
       --against-model resources/models/nodeview-nodule.onnx --against-cache "$prev" \
       --out training/results/real-val-ranker21.json
   # the re-ranker file re-bound to the threshold chosen on validation with the new proposals (network unchanged)
