@@ -6,6 +6,8 @@
 #                                         (not part of "all"; see training/README.md, "Real nodules")
 #   bash training/reproduce.sh real-reranker   issue 21: the re-ranker fine-tuned on the real transplants, validated
 #                                         against the shipped cascade; the test patients once (training/README.md)
+#   bash training/reproduce.sh real-ranker     issue 21: the proposal ranker refitted on the real transplants (after
+#                                         real-reranker's data step), validated against the previous ranker
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
 # stage-3 run, runs/stage3a.
@@ -242,4 +244,41 @@ if [ "$STEP" = real-reranker ]; then
       "v3, cube weight re-chosen=training/results/real-val-shipped-v3-recalibrated.json" \
       "candidate A=training/results/real-val-reranker21.json" \
       "re-ranker 21 (shipped)=training/results/real-val-reranker21-recalibrated.json"
+fi
+if [ "$STEP" = real-ranker ]; then
+  # issue 21, deliverable 2: the proposal ranker refitted on all 211 real-transplant training scans (real only: the
+  # synthetic data/train is not regenerated; synthetic recall checked on 8 fresh synthetic validation scans), shipped
+  # 2026-12-04 (training/README.md, "Proposal ranker refitted on real transplants"). The previous ranker's cascade
+  # and recall are measured first, from the last commit before the change (a detached worktree), into their own files.
+  git worktree add --detach runs/ranker-prev 667c010 2>/dev/null || true
+  # measured in evaluate_real's scores-only mode (the mode before one-finding-per-lesion; the previous commit has only it)
+  val=(--set val=data/real-val/annotations.csv --choose-on val --fp-per-scan 1)
+  $PY -m training.data.make_data --out data/syn-val-r --split validation --synthetic 8 --seed 10000
+  for d in real-val syn-val-r; do
+    (cd runs/ranker-prev && ln -sfn ../../data data && PYTHONPATH=$PWD ../../$PY -m training.evaluation.proposal_recall \
+        --data data/$d/annotations.csv --max-candidates 1000 --out ../../training/results/proposal-recall-$d-ranker-prev.json)
+  done
+  (cd runs/ranker-prev && PYTHONPATH=$PWD ../../$PY -m training.engine.evaluate_real "${val[@]}" \
+      --cache ../evalreal-prev --out ../../training/results/real-val-ranker-prev.json)
+  $PY -m training.engine.fit_ranker --data data/real-train/annotations.csv --val-data data/real-val/annotations.csv \
+      --every 1 --out resources/models/nodeview-proposal-ranker.json --report training/results/ranker21-fit.json
+  for d in real-val syn-val-r; do
+    $PY -m training.evaluation.proposal_recall --data data/$d/annotations.csv --max-candidates 1000 \
+        --out training/results/proposal-recall-$d-ranker21.json
+  done
+  prev=$(ls -d runs/evalreal-prev/*/ | head -1)
+  $PY -m training.engine.evaluate_real "${val[@]}" --scores-only --real-ct ../shared/data/real-ct \
+      --against-model resources/models/nodeview-nodule.onnx --against-cache "$prev" \
+      --out training/results/real-val-ranker21.json
+  # the re-ranker file re-bound to the threshold chosen on validation with the new proposals (network unchanged)
+  T=$($PY -c "import json; print(json.load(open('training/results/real-val-ranker21.json'))['threshold'])")
+  git show 667c010:resources/models/nodeview-reranker.onnx > runs/reranker-before-rebind.onnx
+  $PY -m training.export.real_release bind --model resources/models/nodeview-nodule.onnx \
+      --reranker runs/reranker-before-rebind.onnx --threshold "$T" --fp-per-scan 1 --version 3 \
+      --calibration "version-3 network fine-tuned on real LIDC nodules transplanted into real and synthetic chest CT (training/engine/train_reranker.py --init-onnx, 800 steps, training/reproduce.sh real-reranker); cube weight re-chosen on the real validation patients by training/engine/recalibrate.py --keep-rerank (keep 300, re-rank weight 2 unchanged); operating threshold: best sensitivity on the real validation patients at <= 1 FP/scan (training/engine/evaluate_real.py) with the proposal ranker refitted on the real transplants (training/reproduce.sh real-ranker)" \
+      --out resources/models/nodeview-reranker.onnx
+  PYTHONPATH=$PWD $PY -m tests.golden_findings
+  .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/ranker21-card/lidc.json --anonymize --overwrite
+  $PY -m training.evaluation.model_card refresh --lidc-only --onnx resources/models/nodeview-nodule.onnx \
+      --lidc-json runs/ranker21-card/lidc.json --out resources/models/nodeview-nodule.md
 fi

@@ -24,7 +24,9 @@ LIDC nodules, or any annotations CSV):
 * ``recall_any_score``: the share of nodules some finding hits at any score (the proposals, the
   re-ranker's kept ones and NMS together: what caps the sensitivity);
 * with ``--against-model``: the other detector's CPM on the same scans and the paired bootstrap
-  interval of the difference.
+  interval of the difference. ``--against-cache DIR`` reads the other cascade's findings from an
+  earlier run's cache (``DIR/NAME/<scan>.json``, same mode) instead of running it: the way to compare
+  two proposal rankers, which are one bundled file rather than a model argument (run the old one first).
 
 The operating threshold is ``--threshold``, or chosen on the set named by ``--choose-on`` (the
 highest sensitivity at no more than ``--fp-per-scan`` false positives per scan) and applied
@@ -73,6 +75,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--reranker", default="auto")
     p.add_argument("--against-model", help="another nodule model: paired CPM difference on every set")
     p.add_argument("--against-reranker", default="auto")
+    p.add_argument(
+        "--against-cache", help="the other cascade's cached findings (DIR/NAME/<scan>.json of an earlier run)"
+    )
     p.add_argument("--threshold", type=float, help="operating threshold (default: chosen or the model's own)")
     p.add_argument("--choose-on", help="set name on which the threshold is chosen")
     p.add_argument("--fp-per-scan", type=float, default=1.0)
@@ -97,6 +102,14 @@ def _key(det: Detector) -> str:
     rr = det.reranker.info.path if det.reranker is not None else ""
     ranker = file_sha256(proposal_ranker_path())[:8]
     return file_sha256(det.info.path)[:12] + ("-" + file_sha256(rr)[:8] if rr else "-none") + "-p" + ranker
+
+
+def cached_predictions(records: list[ScanRecord], folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """Findings of every scan from an earlier run's cache folder (all scans must be there)."""
+    missing = [r.scan_id for r in records if not (folder / f"{r.scan_id}.json").is_file()]
+    if missing:
+        raise SystemExit(f"--against-cache: {len(missing)} scans missing in {folder} (e.g. {missing[0]})")
+    return {r.scan_id: json.loads((folder / f"{r.scan_id}.json").read_text())["findings"] for r in records}
 
 
 def detect_scan(det: Detector, path: str, cache: Path, lesions: bool = True) -> dict[str, Any]:
@@ -360,7 +373,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     for name, recs in sets.items():
         rep = set_report(recs, preds[name], threshold, args.min_diameter, args.bootstrap, backgrounds=groups[name])
         if other is not None:
-            o_preds = predictions(other, recs, Path(args.cache) / (_key(other) + mode) / name, lesions)
+            o_preds = (
+                cached_predictions(recs, Path(args.against_cache) / name)
+                if args.against_cache
+                else predictions(other, recs, Path(args.cache) / (_key(other) + mode) / name, lesions)
+            )
             truths = {r.scan_id: [n for n in r.nodules if n.diameter_mm >= args.min_diameter] for r in recs}
             base = {k: _pairs(v) for k, v in o_preds.items()}
             new = {k: _pairs(v) for k, v in preds[name].items()}

@@ -177,6 +177,7 @@ def write_weights(path: Path, r: Ranker, summary: dict[str, Any]) -> None:
     doc = weights_document(
         tuple(FEATURE_NAMES), r.mean, r.std, r.w1, r.b1, r.w2, r.b2, {k: summary[k] for k in keep if k in summary}
     )
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_ranker_weights(path, doc)
 
 
