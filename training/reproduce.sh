@@ -8,6 +8,8 @@
 #                                         against the shipped cascade; the test patients once (training/README.md)
 #   bash training/reproduce.sh real-ranker     issue 21: the proposal ranker refitted on the real transplants (after
 #                                         real-reranker's data step), validated against the previous ranker
+#   bash training/reproduce.sh real-final      issue 21: the shipped cascade, one finding per lesion, on the real
+#                                         validation patients and once on the test patients (training/README.md)
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
 # stage-3 run, runs/stage3a.
@@ -281,4 +283,17 @@ if [ "$STEP" = real-ranker ]; then
   .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/ranker21-card/lidc.json --anonymize --overwrite
   $PY -m training.evaluation.model_card refresh --lidc-only --onnx resources/models/nodeview-nodule.onnx \
       --lidc-json runs/ranker21-card/lidc.json --out resources/models/nodeview-nodule.md
+fi
+if [ "$STEP" = real-final ]; then
+  # issue 21, 2026-12-04: the shipped cascade (network v3, re-ranker fine-tuned on real transplants, proposal
+  # ranker refitted on them, threshold bound in the re-ranker file) as the app runs it, one finding per lesion;
+  # validation again, then ONCE the real test patients (no choice depends on them); the test set also scored
+  # without lesion grouping (--scores-only), comparable with the 2026-12-03 figure measured that way
+  $PY -m training.engine.evaluate_real --set val=data/real-val/annotations.csv --real-ct ../shared/data/real-ct \
+      --cache runs/evalreal-final --out training/results/real-val-final.json
+  $PY -m training.engine.evaluate_real --set test=data/real-test/annotations.csv \
+      --cache runs/evalreal-final --out training/results/real-test-final.json
+  $PY -m training.engine.evaluate_real --scores-only --set test=data/real-test/annotations.csv --real-ct ../shared/data/real-ct \
+      --cache runs/evalreal-final --out training/results/real-test-final-scores-only.json
+  $PY -m training.export.real_release table "=training/results/real-val-final.json" "=training/results/real-test-final.json"
 fi
