@@ -31,14 +31,12 @@ def pacs(tmp_path_factory):
     stop_orthanc(server)
 
 
-def test_query_retrieve_open(qtbot, tmp_path, pacs):
-    server, port, ct = pacs
+def open_dialog(qtbot, tmp_path: Path, port: int, nodes: list[PacsNode]) -> tuple[MainWindow, PacsDialog]:
+    """A main window with these PACS nodes (settings in tmp_path) and its File › Query PACS… dialog open."""
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
-    save_nodes(settings, [PacsNode(server.aet, "127.0.0.1", server.dicom_port, "Test PACS"),
-                          PacsNode("NOBODY", "127.0.0.1", free_port(), "Switched off")])  # fmt: skip
+    save_nodes(settings, nodes)
     settings.setValue("pacs/local_port", port)
     settings.setValue("pacs/cache_dir", str(tmp_path / "cache"))
-    assert [n.label for n in load_nodes(settings)] == ["Test PACS", "Switched off"]
     window = MainWindow(settings)
     window.auto_pick_default = True
     qtbot.addWidget(window)
@@ -46,6 +44,15 @@ def test_query_retrieve_open(qtbot, tmp_path, pacs):
     window.open_pacs_dialog()
     dialog = window.findChild(PacsDialog)
     assert dialog is not None and dialog.isVisible()
+    return window, dialog
+
+
+def test_query_retrieve_open(qtbot, tmp_path, pacs):
+    server, port, ct = pacs
+    nodes = [PacsNode(server.aet, "127.0.0.1", server.dicom_port, "Test PACS"),
+             PacsNode("NOBODY", "127.0.0.1", free_port(), "Switched off")]  # fmt: skip
+    window, dialog = open_dialog(qtbot, tmp_path, port, nodes)
+    assert [n.label for n in load_nodes(window.settings)] == ["Test PACS", "Switched off"]
     dialog.resize(1100, 640)
 
     # a node that is switched off: a clear error, and the dialog stays usable
@@ -94,7 +101,9 @@ def test_query_retrieve_open(qtbot, tmp_path, pacs):
         window.detect()
     n_shown = len(window.findings_panel.shown())
     with qtbot.waitSignal(window.sigDicomExported, timeout=60000):
-        assert start_dicom_export(window, str(tmp_path / "export"), False, False, send_to=load_nodes(settings)[0])
+        assert start_dicom_export(
+            window, str(tmp_path / "export"), False, False, send_to=load_nodes(window.settings)[0]
+        )
     local = LocalAE("NODEVIEW", port)
     assert sorted(s.modality for s in find_series(server.node(), study_uid, local)) == ["CT", "SEG", "SR"]
     with qtbot.waitSignal(dialog.sigStudies, timeout=20000):
@@ -147,16 +156,9 @@ def test_prior_in_the_study_list_retrieve_with_prior(qtbot, tmp_path):
                             series_uid="2.25.5252002")  # fmt: skip
         for folder in (current, prior):
             assert send(server.node(), sorted(folder.iterdir()), local).failed == ()
-        settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
-        save_nodes(settings, [PacsNode(server.aet, "127.0.0.1", server.dicom_port, "Test PACS")])
-        settings.setValue("pacs/local_port", port)
-        settings.setValue("pacs/cache_dir", str(tmp_path / "cache"))
-        window = MainWindow(settings)
-        window.auto_pick_default = True
-        qtbot.addWidget(window)
-        window.show()
-        window.open_pacs_dialog()
-        dialog = window.findChild(PacsDialog)
+        window, dialog = open_dialog(
+            qtbot, tmp_path, port, [PacsNode(server.aet, "127.0.0.1", server.dicom_port, "Test PACS")]
+        )
         dialog.id_edit.setText("PAT-12345")
         with qtbot.waitSignal(dialog.sigStudies, timeout=20000) as found:
             dialog.search_button.click()
