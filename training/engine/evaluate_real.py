@@ -31,7 +31,8 @@ LIDC nodules, or any annotations CSV):
 The operating threshold is ``--threshold``, or chosen on the set named by ``--choose-on`` (the
 highest sensitivity at no more than ``--fp-per-scan`` false positives per scan) and applied
 unchanged to every other set; default: the model's own. ``--real-ct`` adds the two real scans:
-LIDC-IDRI-0002 (its readers' nodule found? false positives) and both kernels of
+LIDC-IDRI-0002 (its readers' nodule found? false positives, LUNA16's way: a finding on a reader's mark of a
+nodule < 3 mm or of a non-nodule in the series' LIDC XML is neither a hit nor a false positive) and both kernels of
 Lung-PET-CT-Dx-A0001 (the boxed tumour found? false positives outside the box).
 
     python -m training.engine.evaluate_real --set val=data/real-val/annotations.csv --choose-on val \\
@@ -54,6 +55,7 @@ from nodeview.core.detect.detector import Detector, file_sha256
 from nodeview.core.detect.models import proposal_ranker_path
 from nodeview.core.io.study import open_study
 from training.data.annotations import ScanRecord, read_records_csv
+from training.data.lidc_xml import find_lidc_xml, parse_lidc_xml
 from training.evaluation.metrics import (
     auc_bootstrap,
     cpm,
@@ -296,6 +298,32 @@ def a0001_box_mm(root: Path) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+IRRELEVANT_RADIUS_MM = 5.0
+
+
+def lidc_irrelevant_marks(folder: Path) -> list[tuple[float, float, float]]:
+    """Centres of the LIDC readers' marks that LUNA16 counts as irrelevant findings: nodules < 3 mm
+    (one point) and non-nodules, from the series' LIDC XML (none when the folder has no XML)."""
+    xmls = find_lidc_xml(folder)
+    if not xmls:
+        return []
+    vol = open_study(str(folder))
+    marks: list[tuple[float, float, float]] = []
+    for xml in xmls:
+        for m in parse_lidc_xml(xml, vol, include_small=True):
+            if m.category in ("small", "non-nodule"):
+                marks.append(tuple(float(v) for v in m.center_xyz_mm))  # type: ignore[arg-type]
+    return marks
+
+
+def near_any(centre: Any, marks: list[tuple[float, float, float]], radius_mm: float) -> bool:
+    """Whether ``centre`` lies within ``radius_mm`` of one of ``marks``."""
+    if not marks:
+        return False
+    d = np.linalg.norm(np.asarray(marks, dtype=np.float64) - np.asarray(centre, dtype=np.float64), axis=1)
+    return bool(np.min(d) <= radius_mm)
+
+
 def real_scan_report(
     det: Detector, real_ct: Path, threshold: float, cache: Path, lesions: bool = True
 ) -> dict[str, Any]:
@@ -307,10 +335,17 @@ def real_scan_report(
     got = detect_scan(det, str(real_ct / "LIDC-IDRI-0002"), cache / "real-LIDC-IDRI-0002.json", lesions)
     kept = [f for f in got["findings"] if f["score"] >= threshold]
     on = [f for f in kept if np.linalg.norm(np.asarray(f["center_xyz_mm"]) - centre) <= radius]
+    marks = lidc_irrelevant_marks(real_ct / "LIDC-IDRI-0002")
+    off = [f for f in kept if f not in on]
+    irrelevant = [f for f in off if near_any(f["center_xyz_mm"], marks, IRRELEVANT_RADIUS_MM)]
     out["LIDC-IDRI-0002"] = {
         "nodule_found": bool(on),
         "findings_on_nodule": len(on),
-        "false_positives": len(kept) - len(on),
+        # LUNA16's rule: a finding on a reader's mark of a nodule < 3 mm or of a non-nodule is
+        # neither a hit nor a false positive
+        "false_positives": len(off) - len(irrelevant),
+        "findings_on_small_or_non_nodule_marks": len(irrelevant),
+        "findings_off_the_nodule": len(off),
         "best_nodule_score": max((f["score"] for f in on), default=None),
         "malignancy_of_best": max(on, key=lambda f: f["score"])["malignancy"] if on else None,
         "seconds": got["seconds"],
