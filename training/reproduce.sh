@@ -295,5 +295,7 @@ if [ "$STEP" = real-final ]; then
       --cache runs/evalreal-final --out training/results/real-test-final.json
   $PY -m training.engine.evaluate_real --scores-only --set test=data/real-test/annotations.csv --real-ct ../shared/data/real-ct \
       --cache runs/evalreal-final --out training/results/real-test-final-scores-only.json
+  $PY -m training.evaluation.proposal_recall --data data/real-test/annotations.csv --max-candidates 1000 \
+      --out training/results/proposal-recall-real-test-final.json
   $PY -m training.export.real_release table "=training/results/real-val-final.json" "=training/results/real-test-final.json"
 fi
