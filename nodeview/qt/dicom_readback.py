@@ -14,17 +14,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QRectF, Signal
+from PySide6.QtCore import QObject, QRectF, Signal, SignalInstance
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QDockWidget, QStatusBar
 
 from ..core.volume import Volume
+from .findings_panel import FindingsPanel
 from .tasks import TaskRunner
-
-if TYPE_CHECKING:
-    from .main_window import MainWindow
+from .viewer import ViewerController
 
 log = logging.getLogger(__name__)
 OVERLAY_RGB = np.array(
@@ -32,13 +33,29 @@ OVERLAY_RGB = np.array(
 )
 
 
+class ReadBackHost(Protocol):
+    """What the read-back needs of the window it serves (the main window; a QObject, which parents
+    it): the study on screen, its views, the findings panel and dock, the export actions it enables,
+    the signal that says findings were loaded, the status bar."""
+
+    volume: Volume | None
+    controller: ViewerController
+    findings_panel: FindingsPanel
+    findings_dock: QDockWidget
+    export_report_action: QAction
+    export_dicom_action: QAction
+    sigFindingsLoaded: SignalInstance
+
+    def statusBar(self) -> QStatusBar: ...
+
+
 class ReadBack(QObject):
     """Looks for SR/SEG objects of the series on screen and shows what it finds."""
 
     sigDone = Signal(object)  # (reports, labels or None, problems) once applied (or dropped)
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, window: ReadBackHost) -> None:
+        super().__init__(window)  # type: ignore[call-overload]
         self.window = window
         self.runner = TaskRunner(self)
         self.runner.sigFinished.connect(self._on_finished)

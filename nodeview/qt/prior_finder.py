@@ -13,20 +13,29 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QStatusBar
 
 from ..core.followup.growth import iso_date
 from ..core.volume import Volume
 from .tasks import TaskRunner
 
-if TYPE_CHECKING:
-    from .main_window import MainWindow
-
 log = logging.getLogger(__name__)
 NONE_FOUND = "Compare with prior (none found beside this study)"
+
+
+class PriorHost(Protocol):
+    """What the finder needs of the window it serves (the main window; a QObject, which parents the
+    finder and its action): the study on screen, opening a prior, the status bar."""
+
+    volume: Volume | None
+
+    def open_prior(self, path: str, series_uid: str | None = None) -> None: ...
+
+    def statusBar(self) -> QStatusBar: ...
 
 
 class PriorFinder(QObject):
@@ -34,8 +43,8 @@ class PriorFinder(QObject):
 
     sigFound = Signal(object)  # list[PriorCandidate] (empty: none), for the study on screen
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, window: PriorHost) -> None:
+        super().__init__(window)  # type: ignore[call-overload]
         self.window = window
         self.runner = TaskRunner(self)
         self.runner.sigFinished.connect(self._on_finished)
