@@ -167,6 +167,10 @@ def _probe(node: PacsNode, timeout_s: float) -> None:
         raise PacsError(f"{node.label}: cannot connect to {node.host}:{node.port} ({exc.strerror or exc})") from exc
 
 
+#: extra attempts after an association is aborted within half its timeout (see :func:`associate`)
+_ABORT_RETRIES = 2
+
+
 @contextlib.contextmanager
 def associate(
     node: PacsNode,
@@ -192,9 +196,21 @@ def associate(
             ae.add_requested_context(syntax, list(transfer))
     ext: list[Any] = [build_role(s, scp_role=True) for s in roles]
     started = time.monotonic()
-    assoc = ae.associate(
-        node.host, node.port, ae_title=node.ae_title, ext_neg=ext or None, evt_handlers=list(handlers) or None
-    )
+    for attempt in range(_ABORT_RETRIES + 1):
+        assoc = ae.associate(
+            node.host, node.port, ae_title=node.ae_title, ext_neg=ext or None, evt_handlers=list(handlers) or None
+        )
+        quick_abort = (
+            not assoc.is_established
+            and not assoc.is_rejected
+            and time.monotonic() - started < timeout_s * 0.5
+        )
+        if not quick_abort or attempt == _ABORT_RETRIES:
+            break
+        # A PACS that rejects an association (an unknown called AE title, say) sends A-ASSOCIATE-RJ and
+        # closes at once; when its close overtakes the reject on the wire (a TCP reset discards the unread
+        # reply) the reject reads as an abort. Asking again recovers the real reason.
+        time.sleep(0.2 * (attempt + 1))
     if not assoc.is_established:
         if assoc.is_rejected:
             raise AssociationRejectedError(_rejection(node, assoc))
