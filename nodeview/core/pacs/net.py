@@ -201,9 +201,7 @@ def associate(
             node.host, node.port, ae_title=node.ae_title, ext_neg=ext or None, evt_handlers=list(handlers) or None
         )
         quick_abort = (
-            not assoc.is_established
-            and not assoc.is_rejected
-            and time.monotonic() - started < timeout_s * 0.5
+            not assoc.is_established and not assoc.is_rejected and time.monotonic() - started < timeout_s * 0.5
         )
         if not quick_abort or attempt == _ABORT_RETRIES:
             break
