@@ -10,6 +10,9 @@
 #                                         real-reranker's data step), validated against the previous ranker
 #   bash training/reproduce.sh real-final      issue 21: the shipped cascade, one finding per lesion, on the real
 #                                         validation patients and once on the test patients (training/README.md)
+#   bash training/reproduce.sh real-resnet     issue 21: the ResNet-50 (and its malignancy head, on the readers'
+#                                         ratings) fine-tuned on packed real-transplant patches, validated against
+#                                         the shipped cascade (training/README.md, "ResNet-50 fine-tuned on real")
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
 # stage-3 run, runs/stage3a.
@@ -298,4 +301,27 @@ if [ "$STEP" = real-final ]; then
   $PY -m training.evaluation.proposal_recall --data data/real-test/annotations.csv --max-candidates 1000 \
       --out training/results/proposal-recall-real-test-final.json
   $PY -m training.export.real_release table "=training/results/real-val-final.json" "=training/results/real-test-final.json"
+fi
+if [ "$STEP" = real-resnet ]; then
+  # issue 21, 2026-12-04: the ResNet-50 fine-tuned on the real transplants (after real-reranker's data step). The
+  # training scans' patches are mined as train.py mines them and packed (uint8, LZMA; 17,278 patches, 97 MB), so that
+  # a lent GPU machine (training/gpu_finetune.sh) or this CPU can train from them alone.
+  for i in 0 1; do
+    $PY -m training.data.pack_patches --data data/real-train/annotations.csv --cache runs/cache-packed \
+        --out runs/pack/train$i --negatives-top 40 --negatives-random 12 --part $i --parts 2 &
+  done
+  wait
+  $PY -m training.data.pack_patches --data data/real-val/annotations.csv --cache runs/cache-packed-val \
+      --out runs/pack/val --positive-copies 0 --hits-per-nodule 1000 --negatives-top 40 --negatives-random 0
+  $PY -m training.models.onnx_weights --onnx resources/models/nodeview-nodule.onnx --out runs/shipped/model_state.pt \
+      --half-out runs/shipped/model_state_fp16.pt
+  # no GPU was lent: the 2-core CPU, 50 minutes, stem and layer1 fixed, BatchNorm frozen; the step with the best
+  # proxy CPM on the validation pack is kept (train_packed.py)
+  $PY -m training.engine.train_packed --train runs/pack/train0 --train runs/pack/train1 --val runs/pack/val \
+      --weights runs/shipped/model_state_fp16.pt --out runs/resnet21 --steps 1600 --max-minutes 50 --batch-size 64 \
+      --lr 1e-4 --frozen-bn --freeze-stem --eval-every 200 --mine-every 500 --seed 0
+  $PY -c "from training.engine.train_packed import join_chunks; join_chunks('runs/resnet21', 'runs/resnet21/model.pt')"
+  $PY -m training.export.real_release metadata --run runs/resnet21 --model-version 4 --out runs/resnet21/metadata.json
+  $PY -m training.export.onnx --checkpoint runs/resnet21/model.pt --out runs/resnet21/nodeview-nodule.onnx \
+      --storage fp16 --metadata-json runs/resnet21/metadata.json | tee runs/resnet21/export.json
 fi

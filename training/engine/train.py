@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from training.data.annotations import ScanRecord, read_records_csv
-from training.data.dataset import POSITIVE_ROTATIONS, UNKNOWN, PatchSet, load_or_mine, near_nodule
+from training.data.dataset import POSITIVE_ROTATIONS, PatchSet, load_or_mine, near_nodule
 from training.engine import distributed
+from training.engine.objectives import augment, losses
 from training.models.nodule_net import STAGES, NoduleNet, build_model, predict
 from training.models.onnx_weights import frozen_batchnorm
 
@@ -150,71 +150,6 @@ def _draw_probabilities(base: np.ndarray | None, scan_weight: np.ndarray | None,
         return base
     w = (base if base is not None else np.ones(len(idx))) * scan_weight[idx]
     return np.asarray(w / w.sum(), dtype=np.float64)
-
-
-def augment(x: torch.Tensor, diameter: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Physically consistent flips, zoom, HU jitter and noise on (N, 3, S, S) patches in [-1, 1].
-
-    Channels: 0 axial (rows +y, cols +x), 1 coronal (rows -z, cols +x), 2 sagittal (rows -z, cols +y).
-    """
-    n = x.shape[0]
-    x = x.clone()
-
-    def coin() -> torch.Tensor:
-        return torch.rand(n, generator=gen) < 0.5
-
-    lr, ap, si = coin(), coin(), coin()
-    # left-right (x): axial & coronal columns; anterior-posterior (y): axial rows, sagittal columns;
-    # superior-inferior (z): coronal & sagittal rows.
-    x[lr, 0] = x[lr, 0].flip(-1)
-    x[lr, 1] = x[lr, 1].flip(-1)
-    x[ap, 0] = x[ap, 0].flip(-2)
-    x[ap, 2] = x[ap, 2].flip(-1)
-    x[si, 1] = x[si, 1].flip(-2)
-    x[si, 2] = x[si, 2].flip(-2)
-    zoom = torch.empty(n).uniform_(0.9, 1.1, generator=gen)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = 1.0 / zoom
-    theta[:, 1, 1] = 1.0 / zoom
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    gain = torch.empty(n, 1, 1, 1).uniform_(0.92, 1.08, generator=gen)
-    offset = torch.empty(n, 1, 1, 1).uniform_(-0.05, 0.05, generator=gen)
-    noise = torch.randn(x.shape, generator=gen) * torch.empty(n, 1, 1, 1).uniform_(0.0, 0.04, generator=gen)
-    x = ((x + 1) * gain - 1 + offset + noise).clamp(-1, 1)
-    return x, diameter * zoom
-
-
-def losses(
-    outputs: tuple[torch.Tensor, ...],
-    nodule: torch.Tensor,
-    malignant: torch.Tensor,
-    diameter: torch.Tensor,
-    focal_gamma: float,
-) -> dict[str, torch.Tensor]:
-    nodule_logit, malignancy_logit, log_d = outputs
-    target = nodule.float()
-    if focal_gamma > 0:
-        p = torch.sigmoid(nodule_logit)
-        pt = torch.where(target > 0.5, p, 1 - p)
-        bce = F.binary_cross_entropy_with_logits(nodule_logit, target, reduction="none")
-        l_nod = ((1 - pt) ** focal_gamma * bce).mean()
-    else:
-        l_nod = F.binary_cross_entropy_with_logits(nodule_logit, target)
-    known = (nodule > 0) & (malignant != UNKNOWN)
-    l_mal = (
-        F.binary_cross_entropy_with_logits(malignancy_logit[known], malignant[known].float())
-        if known.any()
-        else nodule_logit.sum() * 0
-    )
-    has_d = (nodule > 0) & torch.isfinite(diameter)
-    l_d = (
-        F.smooth_l1_loss(log_d[has_d], torch.log(diameter[has_d].clamp(min=1.0)))
-        if has_d.any()
-        else nodule_logit.sum() * 0
-    )
-    total = l_nod + 0.5 * l_mal + 0.2 * l_d
-    return {"loss": total, "nodule": l_nod, "malignancy": l_mal, "diameter": l_d}
 
 
 def _batch(ps: PatchSet, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:

@@ -39,6 +39,13 @@ def metadata(run: Path, source: Path, version: str) -> dict[str, Any]:
     summary = run / "data_summary.json"
     if summary.is_file():
         meta["training_data"] = json.loads(summary.read_text())
+    packed = run / "history.json"  # a train_packed run: its data counts and the validation step it kept
+    if packed.is_file() and not summary.is_file():
+        h = json.loads(packed.read_text())
+        keys = ("steps", "stopped_at_time_limit", "train_patches", "train_positives", "train_nodules", "val_patches")
+        meta["training_data"] = {k: h[k] for k in keys if k in h}
+        meta["training_data"]["kept_step"] = h.get("best_step")
+        meta["training_data"]["kept_step_val_proxy"] = h.get("best_val")
     meta["training"] = (
         "fine-tuned from the shipped version-3 ONNX weights (training/models/onnx_weights.py, BatchNorm frozen) "
         "on real LIDC nodules transplanted into real and synthetic chest CT (training/data/transplant.py, "

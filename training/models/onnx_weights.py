@@ -182,6 +182,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", default="resources/models/nodeview-nodule.onnx")
     p.add_argument("--out", required=True, help="state dict (.pt) to write")
     p.add_argument("--patches", type=int, default=16, help="real patches for the parity check")
+    p.add_argument(
+        "--half-out", help="also a float16 copy (.pt): the ONNX file's own precision, half the bytes to carry"
+    )
     return p
 
 
@@ -192,6 +195,9 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out)
+    if args.half_out:
+        half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+        torch.save(half, args.half_out)
     result = parity(model, args.onnx, real_patches(args.patches))
     (out.parent / "parity.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
