@@ -14,7 +14,8 @@ What is written (all in the source study: same StudyInstanceUID, each object a n
       measurements, a DCM 121072 "Impressions" container: the exam's Lung-RADS v2022 suggestion,
       the nodule that drives it, the rule and the management (:mod:`nodeview.core.followup.impression`).
       When a prior was compared (``comparison``), each finding also carries its change, the prior
-      finding's size and the VDT, each prior-only finding is a "resolved" group, and an LN 18834-2
+      finding's size and the VDT, each prior-only finding is a "resolved" group located at the prior
+      finding's centre (in the prior's frame of reference), and an LN 18834-2
       "Radiology Comparison study" container names the prior (date, Study/Series Instance UID);
       the prior's images are other evidence (:mod:`.followup_sr`).
     * ``STEM_SEG.dcm``: a binary DICOM Segmentation with one segment per segmented finding (same
@@ -372,7 +373,10 @@ def build_sr(
         )
     )
     if comparison is not None:
-        groups += followup_sr.resolved_groups(comparison, algo)
+        prior_for = str(prior_datasets[0].get("FrameOfReferenceUID", "")) if prior_datasets else ""
+        groups += followup_sr.resolved_groups(
+            comparison, algo, source.frame_of_reference_uid, prior_for or comparison.prior_frame_of_reference_uid
+        )
     report = hd.sr.MeasurementReport(
         observation_context=context, procedure_reported=codes.PROCEDURE, imaging_measurements=groups
     )

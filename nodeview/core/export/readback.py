@@ -4,10 +4,12 @@
 (discovery skips them as non-image objects). :func:`findings_from_sr` turns a TID 1500 measurement
 report - NodeView's or another tool's - into :class:`~nodeview.core.detect.findings.Finding` objects:
 every planar measurement group whose region is an SCOORD3D POINT (or any 3D graphic: its centroid)
-in the open series' frame of reference becomes a finding; a volumetric group with the same tracking
-UID adds its volume. Values NodeView writes (long/short axis, diameter, nodule score, probability
-of cancer, type, Lung-RADS hint, review status) are read back where present; other reports'
-findings get what they carry, the rest neutral (score 1, malignancy 0, type "unmeasured").
+in the open series' frame of reference becomes a finding (except a comparison's *resolved* groups:
+prior-only findings, returned with their location in :attr:`LoadedComparison.resolved`); a
+volumetric group with the same tracking UID adds its volume. Values NodeView writes (long/short
+axis, diameter, nodule score, probability of cancer, type, Lung-RADS hint, review status) are read
+back where present; other reports' findings get what they carry, the rest neutral (score 1,
+malignancy 0, type "unmeasured").
 :func:`labels_from_seg` resamples a SEG that references the open series into a label volume
 (``uint8``, or ``uint16`` beyond 255 segments: segment numbers) on the volume grid, for an overlay.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import highdicom as hd
@@ -53,6 +55,10 @@ class LoadedChange:
         diameter_change_mm: current minus prior mean diameter (None when new).
         vdt_days: volume doubling time (None when undefined).
         lung_rads: the Lung-RADS v2022 suggestion given the change ("" when none).
+        center_xyz_mm, frame_of_reference_uid: where a resolved finding was (its group's SCOORD3D
+            point, LPS mm) and in which frame of reference: the prior's, or the current one when
+            the SR mapped it there (:mod:`.followup_sr`); None and "" for a current finding's change
+            and for SRs that gave a resolved finding no location.
     """
 
     change: str
@@ -62,6 +68,8 @@ class LoadedChange:
     diameter_change_mm: float | None = None
     vdt_days: float | None = None
     lung_rads: str = ""
+    center_xyz_mm: tuple[float, float, float] | None = None
+    frame_of_reference_uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -195,6 +203,8 @@ def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id
     loaded: list[LoadedFinding] = []
     skipped = 0
     for group in planar:
+        if _is_resolved(group):  # a prior-only finding: part of the comparison, not of this study
+            continue
         region = group.roi
         if region is None or not hasattr(region, "frame_of_reference_uid"):
             skipped += 1
@@ -327,11 +337,28 @@ def _comparison_of(sr: Dataset, report: Any) -> LoadedComparison | None:
         elif codes.same_code(concept, codes.COMPARISON_LINE):
             line = str(item.get("TextValue", ""))
     resolved = []
-    for group in report.get_image_measurement_groups():
+    for group in report.get_planar_roi_measurement_groups():  # located (TID 1410)
+        change = _change_of(group)
+        if change is not None and change.change == "resolved":
+            region = group.roi
+            if region is not None and hasattr(region, "frame_of_reference_uid"):
+                centre = np.asarray(region.value, dtype=np.float64).reshape(-1, 3).mean(axis=0)
+                change = replace(
+                    change,
+                    center_xyz_mm=(float(centre[0]), float(centre[1]), float(centre[2])),
+                    frame_of_reference_uid=str(region.frame_of_reference_uid),
+                )
+            resolved.append(change)
+    for group in report.get_image_measurement_groups():  # SRs written before resolved findings had a location
         change = _change_of(group)
         if change is not None and change.change == "resolved":
             resolved.append(change)
     return LoadedComparison(date, study_uid, series_uid, interval, line, tuple(resolved))
+
+
+def _is_resolved(group: Any) -> bool:
+    change = _code_meaning(group.get_qualitative_evaluations(), codes.QUALITATIVE_DIFFERENCE, codes.CHANGES)
+    return change == "resolved"
 
 
 def _impression_of(sr: Dataset) -> LoadedImpression | None:
