@@ -5,7 +5,8 @@ What is written (all in the source study: same StudyInstanceUID, each object a n
       reported finding that the reader did not reject (score >= threshold, as in the PNG report) is
       a *planar* measurement group (TID 1410) with a tracking identifier ("Nodule N") and tracking
       UID, its centre as an SCOORD3D POINT in the CT's FrameOfReferenceUID, long axis, short axis
-      and mean diameter (mm), nodule score and probability of cancer (malignancy), and qualitative
+      and mean diameter (mm; a part-solid finding also the mean diameter of its solid component,
+      99NODEVIEW NV0009), nodule score and probability of cancer (malignancy), and qualitative
       evaluations nodule type, Lung-RADS v2022 hint, review status and how its size was measured.
       When the finding has a segmentation, a *volumetric* group (TID 1411) with the same tracking
       identifier and UID holds the volume (mm3) and references its segment in the SEG. Algorithm
@@ -55,7 +56,7 @@ from ..detect.detector import DetectionResult, ModelInfo
 from ..detect.findings import Finding, _touches_limit, segment_nodule
 from ..detect.lung import LungMask, segment_lungs
 from ..errors import InputError, NodeViewError
-from ..followup.compare import Comparison
+from ..followup.compare import Comparison, solid_diameter_mm
 from ..followup.impression import build_impression
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..report.render import (
@@ -317,6 +318,8 @@ def build_sr(
             _measurement(codes.NODULE_SCORE, f.score, codes.NO_UNITS, algo),
             _measurement(codes.MALIGNANCY, f.malignancy, codes.NO_UNITS, algo),
         ]
+        if f.type == "part-solid":  # what Lung-RADS sizes a part-solid nodule by (and a follow-up compares)
+            measurements.append(_measurement(codes.SOLID_DIAMETER, solid_diameter_mm(f), codes.MM, algo))
         evaluations = [
             hd.sr.QualitativeEvaluation(
                 codes.NODULE_TYPE, codes.NODULE_TYPES.get(f.type, codes.NODULE_TYPES["unmeasured"])

@@ -121,6 +121,8 @@ class LoadedReport:
     notes: tuple[str, ...] = field(default=())
     comparison: LoadedComparison | None = None  # the prior study it was compared with
     impression: LoadedImpression | None = None
+    frame_of_reference_uid: str = ""  # the one its findings were read in
+    threshold: float | None = None  # the operating threshold its summary group states
 
 
 @dataclass(frozen=True)
@@ -178,8 +180,9 @@ def _code_meaning(items: Sequence[Any], name: Any, table: dict[str, Any]) -> str
     return str(getattr(it.value, "meaning", "")) or None
 
 
-def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id: int = 1) -> LoadedReport:
-    """The findings of the TID 1500 SR at ``path`` that lie in frame of reference ``volume_for_uid``."""
+def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str | None, first_id: int = 1) -> LoadedReport:
+    """The findings of the TID 1500 SR at ``path`` that lie in frame of reference ``volume_for_uid``
+    (None: in the frame of reference of its first finding, e.g. a prior's SR read without its images)."""
     try:
         sr = hd.sr.srread(path)
     except Exception as exc:
@@ -200,6 +203,13 @@ def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id
         ref = group.referenced_segment
         if ref is not None:
             seg_uid = str(ref.referenced_sop_instance_uid)
+    if volume_for_uid is None:
+        frames = [
+            str(g.roi.frame_of_reference_uid)
+            for g in planar
+            if not _is_resolved(g) and g.roi is not None and hasattr(g.roi, "frame_of_reference_uid")
+        ]
+        volume_for_uid = frames[0] if frames else ""
     loaded: list[LoadedFinding] = []
     skipped = 0
     for group in planar:
@@ -234,6 +244,8 @@ def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id
         lung_rads = _code_meaning(evals, codes.LUNG_RADS, codes.LUNG_RADS_VALUES) or ""
         score = _value(_find(meas, codes.NODULE_SCORE))
         malignancy = _value(_find(meas, codes.MALIGNANCY))
+        solid = _value(_find(meas, codes.SOLID_DIAMETER)) if kind == "part-solid" else None
+        solid_fraction = min(1.0, (solid / diameter) ** 3) if solid is not None and diameter > 0 else 0.0
         r = diameter / 2.0
         finding = Finding(
             id=first_id + len(loaded),
@@ -251,6 +263,7 @@ def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id
             side="",
             zone="",
             model_diameter_mm=diameter,
+            solid_fraction=solid_fraction,
             measured=measured,
         )
         loaded.append(
@@ -260,9 +273,14 @@ def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id
         )
     algorithm, observer = _provenance(sr)
     comparison = _comparison_of(sr, report)
+    threshold = None
+    for group in report.get_image_measurement_groups():  # NodeView's summary group states it
+        value = _value(_find(group.get_measurements(), codes.OPERATING_THRESHOLD))
+        threshold = value if value is not None else threshold
     return LoadedReport(
         os.fspath(path), tuple(loaded), algorithm, observer, seg_uid, skipped,
-        comparison=comparison, impression=_impression_of(sr),
+        comparison=comparison, impression=_impression_of(sr), frame_of_reference_uid=volume_for_uid,
+        threshold=threshold,
     )  # fmt: skip
 
 
