@@ -80,7 +80,7 @@ class Comparison:
     changes: dict[int, FindingChange]
     resolved: tuple[Finding, ...]
     prior_series_uid: str = ""
-    source: str = "images"  # "images": the prior study was read; "findings json"/"sr": only its findings
+    source: str = "images"  # "images": the prior study was read; "findings json"/"dicom sr": only its findings
     caveats: tuple[str, ...] = field(default=())
     #: the prior findings' frame of reference when known without its images (a prior SR names it)
     prior_frame_of_reference_uid: str = ""
