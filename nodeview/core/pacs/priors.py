@@ -11,7 +11,7 @@ C-FIND/QIDO-RS log lines count matches only).
 QIDO-RS key
     A QIDO-RS query travels in a URL, so a PatientID's spaces, carets, slashes, ``&`` or non-ASCII
     letters are percent-escaped, and Orthanc 1.10 with its DICOMweb plugin 1.7 then matches the
-    escapes literally: ``PatientID=A%20B`` finds nothing for patient ``A B`` (measured on the test
+    escapes literally: ``PatientID=A%20B`` finds nothing for patient ``A B`` (seen on the test
     fixture's Orthanc). :func:`qido_patient_key` therefore writes each such character as the
     single-character wildcard ``?`` (a run of non-ASCII characters as ``*``: Orthanc's ``?`` matches
     one byte, not one UTF-8 letter), which any conformant server matches as well; the exact-ID
