@@ -439,6 +439,18 @@ def test_prior_json_takes_the_priors_nodeview_sr(small_study, tmp_path, capsys):
     np.testing.assert_allclose(loc.center_xyz_mm, far, atol=1e-3)
     assert len(report.findings) == len(doc["findings"])
 
+    # with the prior's images too: registered on the lungs, the SR's findings matched through it
+    out2 = tmp_path / "out2.json"
+    assert main(["detect", str(ct), "--model", str(model), "--prior", str(prior_dir), "--prior-json", str(prior_sr),
+                 "--json", str(out2)]) == 0  # fmt: skip
+    doc2 = json.loads(out2.read_text())
+    assert doc2["comparison"]["source"] == "images"
+    assert doc2["comparison"]["registration"]["lung_surface_distance_mm"]["after"] < 1.5
+    assert [(f["change"], (f["prior"] or {}).get("id")) for f in doc2["findings"]] == [
+        (f["change"], (f["prior"] or {}).get("id")) for f in doc["findings"]]  # fmt: skip
+    assert [r["id"] for r in doc2["resolved"]] == [prior_id[far]]
+    capsys.readouterr()
+
     # what --prior-json refuses, each in one line
     other3d, comprehensive = _other_srs(prior_dir, tmp_path / "others")
     cases = [(other3d, "was written by OtherCAD, not by NodeView"),
