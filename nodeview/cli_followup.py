@@ -106,6 +106,7 @@ def run_detection_with_prior(
             source=prior_file.source,
             caveats=[NO_REGISTRATION],
             prior_frame_of_reference_uid=prior_file.frame_of_reference_uid,
+            prior_study_uid=prior_file.study_uid,
         )
     return volume, result, comparison, threshold, detector, timings, prior_volume
 

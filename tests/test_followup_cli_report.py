@@ -383,6 +383,8 @@ def test_prior_json_takes_the_priors_nodeview_sr(small_study, tmp_path, capsys):
     back = read_prior_findings(prior_sr)  # the reader itself: ids, sizes, solid component, date, series
     assert back.source == "dicom sr" and back.frame_of_reference_uid == prior_for
     assert back.study_date == "20250301" and back.series_uid == prior_volume.series_uid
+    prior_study = str(pydicom.dcmread(next(prior_dir.iterdir()), stop_before_pixels=True).StudyInstanceUID)
+    assert back.study_uid == prior_study
     assert back.threshold == pytest.approx(threshold) and back.below_threshold == ()
     assert sorted(f.id for f in back.findings) == [f.id for f in prior_findings]
     want = {f.id: f for f in prior_findings}
@@ -434,6 +436,7 @@ def test_prior_json_takes_the_priors_nodeview_sr(small_study, tmp_path, capsys):
     assert dciodvfy_errors(sr_path)[0] == []
     report = findings_from_sr(sr_path, pydicom.dcmread(next(ct.iterdir()), stop_before_pixels=True).FrameOfReferenceUID)
     assert report.comparison is not None and report.comparison.study_date == "2025-03-01"
+    assert (report.comparison.study_uid, report.comparison.series_uid) == (prior_study, prior_volume.series_uid)
     [loc] = report.comparison.resolved
     assert loc.frame_of_reference_uid == prior_for and loc.prior_tracking_id == f"Nodule {prior_id[far]}"
     np.testing.assert_allclose(loc.center_xyz_mm, far, atol=1e-3)

@@ -386,7 +386,8 @@ def build_sr(
     # the comparison study and the impression follow the imaging measurements at the root
     prior_study = str(prior_datasets[0].StudyInstanceUID) if prior_datasets else ""
     if comparison is not None:
-        report[0].ContentSequence.append(followup_sr.comparison_container(comparison, prior_study))
+        named = prior_study or comparison.prior_study_uid  # without the prior's images, e.g. from its SR
+        report[0].ContentSequence.append(followup_sr.comparison_container(comparison, named))
     impression = build_impression([f for _, f in exported], comparison)  # the reported, not rejected, findings
     tracking_ids = {exp.finding_id: exp.tracking_id for exp, _ in exported}
     report[0].ContentSequence.append(followup_sr.impression_container(impression, tracking_ids))

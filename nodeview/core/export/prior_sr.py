@@ -13,9 +13,9 @@ FindingsFile` either way:
   group the reader rejected is left out, and the comparison's own groups (a prior-only finding
   of an SR that was itself a follow-up) are not findings of that study;
 * none below the threshold: the SR lists only the reported findings;
-* the study date (the SR belongs to the prior's study and carries its StudyDate), the series of
-  the CT images it references, the operating threshold its summary group states, and its frame
-  of reference (so the follow-up SR can place the resolved findings there).
+* the study date and Study Instance UID (the SR belongs to the prior's study), the series of the
+  CT images it references, the operating threshold its summary group states, and its frame of
+  reference (so the follow-up SR can name the prior study and place the resolved findings there).
 
 Anything else is refused with one line (:class:`~nodeview.core.errors.InputError`): a DICOM object
 that is no structured report, an SR of another class (a Comprehensive SR has no 3D points), an SR
@@ -121,6 +121,7 @@ def prior_findings_from_sr(path: str | os.PathLike[str]) -> FindingsFile:
         document,
         source="dicom sr",
         frame_of_reference_uid=report.frame_of_reference_uid,
+        study_uid=str(ds.get("StudyInstanceUID", "")),
     )
 
 

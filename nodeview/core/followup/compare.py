@@ -82,8 +82,9 @@ class Comparison:
     prior_series_uid: str = ""
     source: str = "images"  # "images": the prior study was read; "findings json"/"dicom sr": only its findings
     caveats: tuple[str, ...] = field(default=())
-    #: the prior findings' frame of reference when known without its images (a prior SR names it)
+    #: the prior findings' frame of reference and study when known without its images (a prior SR names them)
     prior_frame_of_reference_uid: str = ""
+    prior_study_uid: str = ""
 
     @property
     def interval_days(self) -> int | None:
@@ -163,6 +164,7 @@ def compare_findings(
     source: str = "images",
     caveats: Sequence[str] = (),
     prior_frame_of_reference_uid: str = "",
+    prior_study_uid: str = "",
 ) -> Comparison:
     """Match ``current`` to ``prior`` (both the reported findings) through ``registration``."""
     days = interval_days(prior_date, current_date)
@@ -199,6 +201,7 @@ def compare_findings(
         source=source,
         caveats=tuple(notes),
         prior_frame_of_reference_uid=prior_frame_of_reference_uid,
+        prior_study_uid=prior_study_uid,
     )
 
 

@@ -171,7 +171,8 @@ class FindingsFile:
     """A findings file read back: the reported findings, the rest (below the threshold), the
     study date and series, and the document in ``/2`` form. ``source`` says what it was read
     from ("findings json", or "dicom sr": :mod:`nodeview.core.export.prior_sr`), and
-    ``frame_of_reference_uid`` the findings' frame of reference when the file names it (an SR does)."""
+    ``frame_of_reference_uid`` and ``study_uid`` the findings' frame of reference and study when the
+    file names them (an SR does)."""
 
     findings: tuple[Finding, ...]
     below_threshold: tuple[Finding, ...]
@@ -181,6 +182,7 @@ class FindingsFile:
     document: dict[str, Any]
     source: str = "findings json"
     frame_of_reference_uid: str = ""
+    study_uid: str = ""
 
 
 def read_findings(path: str | os.PathLike[str]) -> FindingsFile:
