@@ -166,13 +166,13 @@ def test_gui_settings_keep_dicomweb_nodes(orthanc, qtbot, tmp_path):
     assert echoed.args[0].startswith("QIDO-RS Web: ok")
 
 
-def test_qido_patient_key():
-    from nodeview.core.pacs.priors import qido_patient_key
+def test_qido_key():
+    from nodeview.core.pacs.dicomweb import qido_key
 
-    assert qido_patient_key("PAT-1_2.3~x") == "PAT-1_2.3~x"  # URL-safe: as is
-    assert qido_patient_key("NV 25^Ö/1") == "NV?25?*?1"
-    assert qido_patient_key(" A*B?C ") == "A?B?C"  # padding dropped; a literal wildcard is one character
-    assert qido_patient_key("ÅÄÖ7") == "*7"
+    assert qido_key("PAT-1_2.3~x") == "PAT-1_2.3~x"  # URL-safe: as is
+    assert qido_key("NV 25^Ö/1") == "NV?25?*?1"
+    assert qido_key(" DOE^J* ") == "DOE?J*"  # padding dropped, wildcards kept
+    assert qido_key("ÅÄÖ7") == "*7"
 
 
 #: a PatientID QIDO-RS must carry escaped (space, caret, slash, a non-ASCII letter), and its neighbours
@@ -209,6 +209,13 @@ def test_find_prior_studies_over_dicomweb(orthanc, tmp_path, caplog):
     assert find_prior_studies(node, HARD_ID, uids["older"], "20240101") == []
     assert find_prior_studies(node, "", uids["current"], "20260101") == []
     assert find_prior_studies(node, HARD_ID, uids["current"], "") == []
+    # the query itself (the Query PACS dialog's): an ID or a name with escaped characters is found
+    rows = find_studies(node, StudyQuery(patient_id=HARD_ID))
+    assert sorted(r.study_uid for r in rows) == sorted(uids[k] for k in ("current", "prior", "older", "later", "case"))
+    assert sorted(r.study_uid for r in find_studies(node, StudyQuery(patient_id="NV 25^Ö/1*", study_date="20250601"))) == sorted(
+        uids[k] for k in ("case", "longer"))  # fmt: skip
+    assert len(find_studies(node, StudyQuery(patient_name="web^prior", study_date="20250302"))) == 3  # case ignored
+    assert find_studies(node, StudyQuery(patient_name="WEB PRIOR")) == []  # ? in the key, not in the answer
     plain = find_prior_studies(node, "WEB-PAT-1", uids["plain-now"], "20260101")
     assert [r.study_uid for r in plain] == [uids["plain"]]
     assert find_prior_studies(node, "WEB-PAT-1*", uids["plain-now"], "20260101") == []  # a wildcard is no ID
