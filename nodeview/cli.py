@@ -1,6 +1,6 @@
 """Command-line interface: ``nodeview [PATH...] [--screenshot OUT.png]``, ``nodeview info PATH [--json]``,
 ``nodeview detect PATH... [--json OUT | --report-dir DIR [--overwrite]] [--anonymize] [--dicom-out DIR]``,
-``nodeview detect CURRENT --prior PRIOR | --prior-json PRIOR.json [--prior-date D] [...]`` (follow-up:
+``nodeview detect CURRENT --prior PRIOR | --prior-json PRIOR.json|PRIOR_SR.dcm [--prior-date D] [...]`` (follow-up:
 :mod:`nodeview.cli_followup`), ``nodeview CURRENT --prior PRIOR`` (the GUI with the prior beside),
 ``nodeview pacs echo|query|series|retrieve|send|cache ...`` and ``nodeview node ...`` (see :mod:`.cli_pacs`).
 ``nodeview batch ROOT_OR_LIST --out DIR [--workers N | --scheduler tcp://HOST:8786]`` (extra ``batch``).
@@ -344,9 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect.add_argument(
         "--prior-json",
-        metavar="PRIOR.json",
-        help="the prior's findings (nodeview.findings/1 or /2) instead of detecting on the prior; without "
-        "--prior the findings are matched in scanner coordinates, without registration",
+        metavar="PRIOR.json|PRIOR_SR.dcm",
+        help="the prior's findings (nodeview.findings/1 or /2, or the DICOM SR NodeView wrote for the prior) "
+        "instead of detecting on the prior; without --prior the findings are matched in scanner coordinates, "
+        "without registration",
     )
     detect.add_argument("--prior-date", metavar="YYYY-MM-DD", help="the prior's study date when its files lack one")
     detect.set_defaults(func=_detect)

@@ -1,13 +1,13 @@
-"""``nodeview detect CURRENT --prior PRIOR | --prior-json PRIOR.json``: detection with a comparison.
+"""``nodeview detect CURRENT --prior PRIOR | --prior-json PRIOR.json|PRIOR_SR.dcm``: detection with a comparison.
 
 The current study is detected as usual. ``--prior auto`` finds the prior beside the current study
 (same PatientID, earlier StudyDate: :mod:`nodeview.core.followup.priors`). The prior's findings
-come from its findings JSON
-(``--prior-json``, ``nodeview.findings/1`` or ``/2``) or, without one, from detecting on the prior
-study (``--prior``). With the prior's images the two studies are registered on the lungs and the
-findings matched through that registration; with only the prior's JSON they are matched in
-scanner coordinates (no registration: a caveat says so). The output is ``nodeview.findings/2``
-(:mod:`nodeview.core.followup.findings_doc`).
+come from its findings JSON or the DICOM SR NodeView wrote for it (``--prior-json``:
+``nodeview.findings/1`` or ``/2``, or a Comprehensive 3D SR, :mod:`nodeview.core.export.prior_sr`)
+or, without one, from detecting on the prior study (``--prior``). With the prior's images the two
+studies are registered on the lungs and the findings matched through that registration; with only
+the prior's JSON or SR they are matched in scanner coordinates (no registration: a caveat says so).
+The output is ``nodeview.findings/2`` (:mod:`nodeview.core.followup.findings_doc`).
 """
 
 from __future__ import annotations
@@ -53,15 +53,15 @@ def run_detection_with_prior(
     """Detect on the current study and compare with the prior. Returns (volume, result, comparison,
     threshold, detector, timings, prior volume or None)."""
     from .core.detect.detector import Detector
+    from .core.export.prior_sr import read_prior_findings
     from .core.followup.compare import compare_findings, compare_studies
-    from .core.followup.findings_doc import read_findings
     from .core.followup.growth import parse_study_date
     from .core.followup.registration import Registration
     from .core.io.study import open_study
 
     if args.prior_date and parse_study_date(args.prior_date) is None:
         raise InputError(f"--prior-date {args.prior_date!r} is not a date (YYYY-MM-DD)")
-    prior_file = read_findings(args.prior_json) if args.prior_json else None
+    prior_file = read_prior_findings(args.prior_json) if args.prior_json else None
     timings: dict[str, float] = {}
     t = time.perf_counter()
     volume = open_study(args.paths, series_uid=args.series)
@@ -103,8 +103,10 @@ def run_detection_with_prior(
             args.prior_date or prior_file.study_date,
             prior_candidates=prior_file.below_threshold,
             prior_series_uid=prior_file.series_uid,
-            source="findings json",
+            source=prior_file.source,
             caveats=[NO_REGISTRATION],
+            prior_frame_of_reference_uid=prior_file.frame_of_reference_uid,
+            prior_study_uid=prior_file.study_uid,
         )
     return volume, result, comparison, threshold, detector, timings, prior_volume
 

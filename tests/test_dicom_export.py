@@ -347,3 +347,97 @@ def test_sr_carries_the_comparison_and_reads_it_back(study, tmp_path):
     back = findings_from_sr(plain.sr_path, source.frame_of_reference_uid)
     assert back.comparison is None and all(lf.change is None for lf in back.findings)
     assert back.impression is not None and back.impression.category == build_impression(keyed).category
+
+
+def _resolved_points(sr):
+    """{tracking identifier: (SCOORD3D point, its frame of reference UID)} of the SR's resolved groups."""
+    out = {}
+    for group in _walk(sr):
+        kids = list(group.get("ContentSequence", []))
+        texts = [k for k in kids if k.get("ValueType") == "TEXT"]
+        ids = [str(k.TextValue) for k in texts if k.ConceptNameCodeSequence[0].CodeValue == "112039"]  # Tracking Id.
+        points = [k for k in kids if k.get("ValueType") == "SCOORD3D"]
+        if ids and ids[0].startswith("Prior nodule") and points:
+            out[ids[0]] = ([float(v) for v in points[0].GraphicData], str(points[0].ReferencedFrameOfReferenceUID))
+    return out
+
+
+def test_resolved_findings_carry_a_location(study, tmp_path):
+    """Issue 25: a prior-only finding's group in the SR has a location a reader can go to: the prior
+    finding's centre as an SCOORD3D POINT in the prior's frame of reference (the prior's images are
+    the SR's other evidence) with a time point context naming the prior; without the prior's frame of
+    reference, the prior centre mapped into the current frame through the registration. dciodvfy
+    passes, the read-back returns the location and does not take the resolved groups for findings of
+    the current study."""
+    from dataclasses import replace
+
+    from nodeview.core.followup.compare import compare_findings
+    from nodeview.core.followup.registration import Registration, rigid_matrix
+
+    ct, volume, result, threshold = study
+    keyed, _ = select_findings(result.findings, {}, threshold)
+    prior_dir = write_chest(tmp_path / "prior", seed=1, study_date="20250302")
+    prior_volume = open_study(prior_dir)
+    prior_source = read_source_series([prior_dir], prior_volume)
+    source = read_source_series([ct], volume)
+    assert prior_source.frame_of_reference_uid != source.frame_of_reference_uid
+    # the patient lay 14 mm further left, 9 mm lower and turned 4 degrees a year before
+    reg = Registration(rigid_matrix((0.0, 0.0, 4.0), (14.0, -6.0, -9.0), (0.0, 0.0, 0.0)), "test")
+    prior = [replace(f, id=n + 1, center_xyz_mm=tuple(float(v) for v in reg.to_prior(f.center_xyz_mm)))
+             for n, f in enumerate(keyed)]  # fmt: skip
+    gone = [(-95.5, -40.25, -150.0), (70.0, 30.0, -120.5)]  # where the two resolved nodules were (prior mm)
+    prior += [replace(keyed[0], id=len(prior) + 1 + k, center_xyz_mm=c, diameter_mm=4.0 + k, volume_mm3=33.5 + k)
+              for k, c in enumerate(gone)]  # fmt: skip
+    comp = compare_findings(keyed, prior, reg, volume.patient.study_date, "20250302",
+                            prior_series_uid=prior_volume.series_uid)  # fmt: skip
+    assert {c.change for c in comp.changes.values()} == {"stable"}
+    resolved_ids = [f.id for f in comp.resolved]
+    assert resolved_ids == [len(keyed) + 1, len(keyed) + 2]
+
+    out = export_dicom(tmp_path / "with-prior", volume, result, {}, threshold, source, comparison=comp,
+                       prior_source=prior_source)  # fmt: skip
+    _check_valid(out.paths)
+    sr = pydicom.dcmread(out.sr_path)
+    points = _resolved_points(sr)
+    assert sorted(points) == [f"Prior nodule {i} (resolved)" for i in resolved_ids]
+    for i, centre in zip(resolved_ids, gone, strict=True):
+        xyz, frame = points[f"Prior nodule {i} (resolved)"]
+        np.testing.assert_allclose(xyz, centre, atol=1e-3)  # FL: float32
+        assert frame == prior_source.frame_of_reference_uid
+    other = sr.PertinentOtherEvidenceSequence[0]  # the images that frame of reference belongs to
+    assert other.ReferencedSeriesSequence[0].SeriesInstanceUID == prior_volume.series_uid
+    times = [str(i.TextValue) for i in _walk(sr) if i.get("ValueType") == "TEXT"
+             and i.ConceptNameCodeSequence[0].CodeValue == "C2348792"]  # fmt: skip
+    assert times == ["prior CT 2025-03-02"] * 2  # TID 1502 Time Point, on the resolved groups only
+    report = findings_from_sr(out.sr_path, source.frame_of_reference_uid)
+    assert len(report.findings) == len(keyed) and report.skipped == 0
+    assert [lf.tracking_id for lf in report.findings] == [f"Nodule {f.id}" for f in keyed]
+    assert report.comparison is not None
+    back = report.comparison.resolved
+    assert [r.prior_tracking_id for r in back] == [f"Nodule {i}" for i in resolved_ids]
+    for r, centre, k in zip(back, gone, range(2), strict=True):
+        assert r.change == "resolved" and r.frame_of_reference_uid == prior_source.frame_of_reference_uid
+        np.testing.assert_allclose(r.center_xyz_mm, centre, atol=1e-3)
+        assert r.prior_diameter_mm == pytest.approx(4.0 + k) and r.prior_volume_mm3 == pytest.approx(33.5 + k)
+
+    # the prior's frame of reference known without its images (the prior's SR named it)
+    named_for = "1.2.826.0.1.3680043.10.1045.7"
+    named = export_dicom(tmp_path / "named", volume, result, {}, threshold, source,
+                         comparison=replace(comp, prior_frame_of_reference_uid=named_for))  # fmt: skip
+    _check_valid(named.paths)
+    assert {f for _, f in _resolved_points(pydicom.dcmread(named.sr_path)).values()} == {named_for}
+
+    # not known (only the prior's findings JSON): mapped into the current frame through the registration,
+    # where the reader looks on the current images; still not a finding of the current study
+    mapped = export_dicom(tmp_path / "mapped", volume, result, {}, threshold, source, comparison=comp)
+    _check_valid(mapped.paths)
+    report = findings_from_sr(mapped.sr_path, source.frame_of_reference_uid)
+    assert len(report.findings) == len(keyed) and report.comparison is not None
+    assert len(report.comparison.resolved) == 2
+    for r, centre in zip(report.comparison.resolved, gone, strict=True):
+        assert r.frame_of_reference_uid == source.frame_of_reference_uid
+        np.testing.assert_allclose(r.center_xyz_mm, reg.to_current(centre), atol=1e-3)
+        np.testing.assert_allclose(reg.to_prior(r.center_xyz_mm), centre, atol=1e-3)
+    names = {i.ConceptNameCodeSequence[0].CodeValue for i in _walk(pydicom.dcmread(mapped.sr_path))
+             if "ConceptNameCodeSequence" in i}  # fmt: skip
+    assert "C2348792" not in names  # no prior time point: the location is on the current study

@@ -301,3 +301,166 @@ def test_detect_prior_dicom_out_sr_carries_the_comparison(small_study, tmp_path,
     assert back.impression is not None and back.impression.category == doc["impression"]["lung_rads_v2022"]
     assert back.impression.management == doc["impression"]["management"]
     assert b"DOE^JANE" not in capsys.readouterr().err.encode()
+
+
+def _other_srs(ct_dir, out_dir):
+    """Two SRs --prior-json must refuse: another tool's Comprehensive 3D SR (a TID 1500 report with a
+    3D point), and a Comprehensive SR (no 3D points) that even says NodeView made it."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    cts = [pydicom.dcmread(p) for p in sorted(ct_dir.iterdir())[:4]]
+    observer = hd.sr.ObserverContext(codes.DCM.Person, hd.sr.PersonObserverIdentifyingAttributes("Reader^A"))
+    context = hd.sr.ObservationContext(observer_person_context=observer)
+    tracking = hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="lesion 1")
+    point = hd.sr.ImageRegion3D(hd.sr.GraphicTypeValues3D.POINT, np.array([[1.0, 2.0, 3.0]]),
+                                cts[0].FrameOfReferenceUID)  # fmt: skip
+    planar = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(tracking, referenced_region=point,
+                                                                  finding_type=codes.SCT.Nodule)  # fmt: skip
+    other = hd.sr.Comprehensive3DSR(cts, hd.sr.MeasurementReport(context, codes.LN.CTUnspecifiedBodyRegion, [planar]),
+                                    hd.UID(), 5, hd.UID(), 1, manufacturer="OtherCAD")  # fmt: skip
+    diameter = hd.sr.Measurement(codes.SCT.Diameter, 6.0, hd.sr.CodedConcept("mm", "UCUM", "mm"))
+    flat = hd.sr.MeasurementsAndQualitativeEvaluations(tracking, measurements=[diameter])
+    comprehensive = hd.sr.ComprehensiveSR(cts, hd.sr.MeasurementReport(context, codes.LN.CTUnspecifiedBodyRegion,
+                                                                       [flat]),
+                                          hd.UID(), 6, hd.UID(), 1, manufacturer="NodeView")  # fmt: skip
+    out_dir.mkdir()
+    other.save_as(out_dir / "other3d.dcm")
+    comprehensive.save_as(out_dir / "comprehensive.dcm")
+    return out_dir / "other3d.dcm", out_dir / "comprehensive.dcm"
+
+
+def test_prior_json_takes_the_priors_nodeview_sr(small_study, tmp_path, capsys):
+    """``detect CURRENT --prior-json PRIOR_SR.dcm``: the SR NodeView's own writer made for the prior
+    (the same chest a year before, one nodule 60 % of its size then, one not there then, one there
+    then and not now) gives the comparison: growing with its VDT, stable, new, resolved, the prior's
+    ids, date and series; the follow-up SR places the resolved nodule in the prior's frame of
+    reference. An SR that is not NodeView's, not a Comprehensive 3D SR, or no SR: one line, exit 2."""
+    from dataclasses import replace
+
+    import pydicom
+
+    from nodeview.core.detect.detector import Detector
+    from nodeview.core.export import export_dicom, read_source_series
+    from nodeview.core.export.prior_sr import read_prior_findings
+    from nodeview.core.export.readback import findings_from_sr
+    from nodeview.core.followup.compare import solid_diameter_mm
+    from nodeview.core.io.study import open_study
+
+    from .dicom_helpers import dciodvfy_errors
+
+    ct, model = small_study
+    hu, g, _, _, _ = _chest(0)  # the same chest a year before, another study
+    prior_dir = tmp_path / "prior"
+    write_series(hu, prior_dir, SeriesSpec(spacing_zyx=tuple(g.spacing_zyx), origin_xyz=tuple(g.origin_xyz),
+                                           patient_id="PAT-1", patient_name="DOE^JANE", study_date="20250301", seed=7))  # fmt: skip
+    prior_volume = open_study(prior_dir)
+    detector = Detector(str(model))
+    detected = detector.detect(prior_volume, min_score=0.0)
+    threshold = detector.info.threshold
+    reported = [f for f in detected.findings if f.score >= threshold]
+    nodules = sorted((f for f in reported if f.measured and f.type == "solid" and 4.5 <= f.diameter_mm <= 30),
+                     key=lambda f: -f.diameter_mm)  # fmt: skip
+    assert len(nodules) >= 3
+    grow, keep, absent = nodules[:3]
+    k = 0.6  # grow's diameter a year before
+    assert grow.diameter_mm * (1 - k) > 2.0  # a Lung-RADS growth (> 1.5 mm)
+    far = (0.5, -40.25, 30.0)  # where the resolved nodule was: 25 mm and more from every finding
+    assert min(np.linalg.norm(np.subtract(f.center_xyz_mm, far)) for f in reported) > 25
+    gone = replace(keep, center_xyz_mm=far, diameter_mm=7.0, volume_mm3=179.6, long_axis_mm=8.0, short_axis_mm=6.0,
+                   type="part-solid", solid_fraction=0.6**3, measured=False, voxels=None)  # fmt: skip
+    prior_findings = [replace(f, diameter_mm=f.diameter_mm * k, volume_mm3=f.volume_mm3 * k**3,
+                              long_axis_mm=f.long_axis_mm * k, short_axis_mm=f.short_axis_mm * k) if f is grow else f
+                      for f in reported if f is not absent] + [gone]  # fmt: skip
+    prior_findings = [f.with_id(21 + n) for n, f in enumerate(prior_findings)]  # the prior's own numbering
+    prior_id = {f.center_xyz_mm: f.id for f in prior_findings}
+    prior_result = DetectionResult(tuple(prior_findings), detected.n_candidates, detected.model, {})
+    prior_sr = export_dicom(tmp_path / "prior-dicom", prior_volume, prior_result, {}, threshold,
+                            read_source_series([prior_dir], prior_volume)).sr_path  # fmt: skip
+    prior_for = str(pydicom.dcmread(next(prior_dir.iterdir()), stop_before_pixels=True).FrameOfReferenceUID)
+
+    back = read_prior_findings(prior_sr)  # the reader itself: ids, sizes, solid component, date, series
+    assert back.source == "dicom sr" and back.frame_of_reference_uid == prior_for
+    assert back.study_date == "20250301" and back.series_uid == prior_volume.series_uid
+    prior_study = str(pydicom.dcmread(next(prior_dir.iterdir()), stop_before_pixels=True).StudyInstanceUID)
+    assert back.study_uid == prior_study
+    assert back.threshold == pytest.approx(threshold) and back.below_threshold == ()
+    assert sorted(f.id for f in back.findings) == [f.id for f in prior_findings]
+    want = {f.id: f for f in prior_findings}
+    for f in back.findings:
+        np.testing.assert_allclose(f.center_xyz_mm, want[f.id].center_xyz_mm, atol=1e-3)
+        assert f.diameter_mm == pytest.approx(want[f.id].diameter_mm, rel=1e-6)
+        estimate = math.pi / 6 * want[f.id].diameter_mm ** 3  # not segmented: no volumetric group, a sphere
+        assert f.volume_mm3 == pytest.approx(want[f.id].volume_mm3 if f.measured else estimate, rel=1e-6)
+        assert (f.type, f.measured) == (want[f.id].type, want[f.id].measured)
+    got_gone = next(f for f in back.findings if f.type == "part-solid")
+    assert solid_diameter_mm(got_gone) == pytest.approx(0.6 * 7.0, rel=1e-6)
+
+    out, dicom = tmp_path / "out.json", tmp_path / "current-dicom"
+    capsys.readouterr()
+    assert main(["detect", str(ct), "--model", str(model), "--prior-json", str(prior_sr), "--json", str(out),
+                 "--dicom-out", str(dicom)]) == 0  # fmt: skip
+    doc = json.loads(out.read_text())
+    comp = doc["comparison"]
+    assert comp["source"] == "dicom sr" and comp["prior_study_date"] == "2025-03-01" and comp["interval_days"] == 365
+    assert comp["prior_series_uid"] == prior_volume.series_uid
+    by_centre = {tuple(f["center_xyz_mm"]): f for f in doc["findings"]}
+
+    def current(f):
+        return by_centre[tuple(round(v, 2) for v in f.center_xyz_mm)]
+
+    grown = current(grow)
+    assert grown["change"] == "growing" and grown["prior"]["id"] == prior_id[grow.center_xyz_mm]
+    assert grown["prior"]["diameter_mm"] == pytest.approx(grow.diameter_mm * k, abs=0.01)
+    assert grown["prior"]["volume_mm3"] == pytest.approx(grow.volume_mm3 * k**3, abs=0.1)
+    vdt = 365 * math.log(2) / math.log(grown["volume_mm3"] / (grow.volume_mm3 * k**3))
+    assert grown["vdt_days"] == pytest.approx(vdt, abs=0.2)
+    assert grown["lung_rads_v2022"]["rule"]  # the follow-up rules ran on it
+    stable = current(keep)
+    assert stable["change"] == "stable" and stable["prior"]["id"] == prior_id[keep.center_xyz_mm]
+    assert stable["prior"]["distance_mm"] < 0.01 and stable["vdt_days"] is None  # equal volumes: undefined
+    assert current(absent)["change"] == "new" and current(absent)["prior"] is None
+    assert current(absent)["vdt_days"] is None
+    others = [f for f in reported if f not in (grow, keep, absent)]
+    assert all(current(f)["change"] == "stable" for f in others)
+    [resolved] = doc["resolved"]
+    assert resolved["id"] == prior_id[far] and resolved["type"] == "part-solid"
+    np.testing.assert_allclose(resolved["center_xyz_mm"], far, atol=0.01)
+    err = capsys.readouterr().err
+    assert "without registration" in err and "1 growing" in err and "1 new" in err and "1 resolved" in err
+    assert "DOE" not in err and "PAT-1" not in err
+
+    # the follow-up SR: valid, and the resolved nodule located in the prior's frame of reference
+    sr_path = next(dicom.glob("*_SR.dcm"))
+    assert dciodvfy_errors(sr_path)[0] == []
+    report = findings_from_sr(sr_path, pydicom.dcmread(next(ct.iterdir()), stop_before_pixels=True).FrameOfReferenceUID)
+    assert report.comparison is not None and report.comparison.study_date == "2025-03-01"
+    assert (report.comparison.study_uid, report.comparison.series_uid) == (prior_study, prior_volume.series_uid)
+    [loc] = report.comparison.resolved
+    assert loc.frame_of_reference_uid == prior_for and loc.prior_tracking_id == f"Nodule {prior_id[far]}"
+    np.testing.assert_allclose(loc.center_xyz_mm, far, atol=1e-3)
+    assert len(report.findings) == len(doc["findings"])
+
+    # with the prior's images too: registered on the lungs, the SR's findings matched through it
+    out2 = tmp_path / "out2.json"
+    assert main(["detect", str(ct), "--model", str(model), "--prior", str(prior_dir), "--prior-json", str(prior_sr),
+                 "--json", str(out2)]) == 0  # fmt: skip
+    doc2 = json.loads(out2.read_text())
+    assert doc2["comparison"]["source"] == "images"
+    assert doc2["comparison"]["registration"]["lung_surface_distance_mm"]["after"] < 1.5
+    assert [(f["change"], (f["prior"] or {}).get("id")) for f in doc2["findings"]] == [
+        (f["change"], (f["prior"] or {}).get("id")) for f in doc["findings"]]  # fmt: skip
+    assert [r["id"] for r in doc2["resolved"]] == [prior_id[far]]
+    capsys.readouterr()
+
+    # what --prior-json refuses, each in one line
+    other3d, comprehensive = _other_srs(prior_dir, tmp_path / "others")
+    cases = [(other3d, "was written by OtherCAD, not by NodeView"),
+             (comprehensive, "is a Comprehensive SR Storage, not a Comprehensive 3D SR"),
+             (next(prior_dir.iterdir()), "is a CT Image Storage object, not a structured report")]  # fmt: skip
+    for path, message in cases:
+        assert main(["detect", str(ct), "--model", str(model), "--prior-json", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("nodeview:") and message in err and "\n" not in err, err
+        assert "DOE" not in err and "PAT-1" not in err

@@ -164,3 +164,93 @@ def test_gui_settings_keep_dicomweb_nodes(orthanc, qtbot, tmp_path):
     with qtbot.waitSignal(query.sigEcho, timeout=20000) as echoed:
         query.test_button.click()
     assert echoed.args[0].startswith("QIDO-RS Web: ok")
+
+
+def test_qido_key():
+    from nodeview.core.pacs.dicomweb import qido_key
+
+    assert qido_key("PAT-1_2.3~x") == "PAT-1_2.3~x"  # URL-safe: as is
+    assert qido_key("NV 25^Ö/1") == "NV?25?*?1"
+    assert qido_key(" DOE^J* ") == "DOE?J*"  # padding dropped, wildcards kept
+    assert qido_key("ÅÄÖ7") == "*7"
+
+
+#: a PatientID QIDO-RS must carry escaped (space, caret, slash, a non-ASCII letter), and its neighbours
+HARD_ID = "NV 25^Ö/1"
+
+
+def test_find_prior_studies_over_dicomweb(orthanc, tmp_path, caplog):
+    """Issue 25: the patient's earlier studies by QIDO-RS on the real Orthanc DICOMweb service, newest
+    first: a later study, the current one, another patient's, a case variant and IDs the wider QIDO
+    key also matches are not offered; an ID with escaped characters is found; nothing identifying is
+    logged."""
+    from nodeview.core.io.dicom_write import SeriesSpec, write_series
+    from nodeview.core.pacs import find_prior_studies, send
+
+    caplog.set_level(logging.DEBUG)
+    node = DicomWebNode(orthanc.dicomweb_url)
+    hu = np.full((4, 16, 16), -800, np.int16)
+    uids = {}
+    for name, date, pid in (
+        ("current", "20260101", HARD_ID), ("prior", "20250302", HARD_ID), ("older", "20240101", HARD_ID),
+        ("later", "20270101", HARD_ID), ("case", "20250601", "nv 25^ö/1"), ("longer", "20250601", HARD_ID + "0"),
+        ("dash", "20250601", "NV-25^Ö/1"), ("other", "20250601", "WEB-PAT-2"),
+        ("plain", "20250302", "WEB-PAT-1"), ("plain-now", "20260101", "WEB-PAT-1"), ("plain-10", "20250302", "WEB-PAT-10"),
+    ):  # fmt: skip
+        files = write_series(hu, tmp_path / name, SeriesSpec(study_date=date, patient_id=pid, seed=len(uids) + 60,
+                                                             patient_name="WEB^PRIOR"))  # fmt: skip
+        assert send(node, files).failed == ()
+        uids[name] = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    found = find_prior_studies(node, HARD_ID, uids["current"], "20260101")
+    assert [(r.study_uid, r.date) for r in found] == [(uids["prior"], "20250302"), (uids["older"], "20240101")]
+    assert all(r.patient_id == HARD_ID and r.modalities == ("CT",) and r.n_images == 4 for r in found)
+    assert find_prior_studies(node, HARD_ID + " ", uids["current"], "20260101") == found  # LO padding
+    assert [r.study_uid for r in find_prior_studies(node, "nv 25^ö/1", uids["current"], "20260101")] == [uids["case"]]
+    assert find_prior_studies(node, HARD_ID, uids["older"], "20240101") == []
+    assert find_prior_studies(node, "", uids["current"], "20260101") == []
+    assert find_prior_studies(node, HARD_ID, uids["current"], "") == []
+    # the query itself (the Query PACS dialog's): an ID or a name with escaped characters is found
+    rows = find_studies(node, StudyQuery(patient_id=HARD_ID))
+    assert sorted(r.study_uid for r in rows) == sorted(uids[k] for k in ("current", "prior", "older", "later", "case"))
+    assert sorted(r.study_uid for r in find_studies(node, StudyQuery(patient_id="NV 25^Ö/1*", study_date="20250601"))) == sorted(
+        uids[k] for k in ("case", "longer"))  # fmt: skip
+    assert len(find_studies(node, StudyQuery(patient_name="web^prior", study_date="20250302"))) == 3  # case ignored
+    assert find_studies(node, StudyQuery(patient_name="WEB PRIOR")) == []  # ? in the key, not in the answer
+    plain = find_prior_studies(node, "WEB-PAT-1", uids["plain-now"], "20260101")
+    assert [r.study_uid for r in plain] == [uids["plain"]]
+    assert find_prior_studies(node, "WEB-PAT-1*", uids["plain-now"], "20260101") == []  # a wildcard is no ID
+    with pytest.raises(ConnectionRefusedPacsError):
+        find_prior_studies(DicomWebNode(f"http://127.0.0.1:{free_port()}/dicom-web"), HARD_ID, "1.2", "20260101")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert logged and "QIDO-RS studies" in logged  # the log was on, and it counts matches only
+    for token in ("NV 25", "NV?25", "nv 25", "WEB-PAT", "WEB^PRIOR", "%5E"):
+        assert token not in logged
+
+
+def test_gui_prior_in_the_study_list_over_dicomweb(orthanc, qtbot, tmp_path):
+    """File › Query PACS… on a DICOMweb node: selecting a study lists its patient's earlier study
+    (QIDO-RS by PatientID) and offers "Retrieve with prior"."""
+    from PySide6.QtCore import QSettings
+
+    from nodeview.core.io.dicom_write import SeriesSpec, write_series
+    from nodeview.core.pacs import send
+    from nodeview.qt.pacs_dialog import PacsDialog, save_nodes
+
+    node = DicomWebNode(orthanc.dicomweb_url, "Web")
+    hu = np.full((4, 16, 16), -800, np.int16)
+    for seed, (name, date) in enumerate((("now", "20260101"), ("then", "20250302")), start=80):
+        files = write_series(hu, tmp_path / name, SeriesSpec(study_date=date, patient_id="GUI-WEB-1", seed=seed))
+        assert send(node, files).failed == ()
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    save_nodes(settings, [node])
+    dialog = PacsDialog(settings)
+    qtbot.addWidget(dialog)
+    dialog.id_edit.setText("GUI-WEB-1")
+    with qtbot.waitSignal(dialog.sigStudies, timeout=20000) as found:
+        dialog.search_button.click()
+    assert [s.date for s in found.args[0]] == ["20260101", "20250302"]
+    with qtbot.waitSignal(dialog.sigPriors, timeout=20000) as priors:
+        dialog.study_table.selectRow(0)
+    assert [s.date for s in priors.args[0]] == ["20250302"]
+    assert dialog.prior_label.text() == "Prior of this patient on this PACS: 2025-03-02"
+    assert dialog.retrieve_prior_button.isEnabled()

@@ -61,6 +61,7 @@ MEASURED_BY = _nv("NV0005", "Size measured by")
 FINDING_COUNT = _nv("NV0006", "Number of reported findings")
 OPERATING_THRESHOLD = _nv("NV0007", "Operating threshold of the nodule score")
 SUMMARY_FINDING = _nv("NV0008", "Lung nodule detection")
+SOLID_DIAMETER = _nv("NV0009", "Mean diameter of the solid component")  # part-solid findings
 
 # ---- the comparison with a prior study (issue 25) ----
 QUALITATIVE_DIFFERENCE = codes.DCM.QualitativeDifference

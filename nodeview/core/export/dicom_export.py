@@ -5,7 +5,8 @@ What is written (all in the source study: same StudyInstanceUID, each object a n
       reported finding that the reader did not reject (score >= threshold, as in the PNG report) is
       a *planar* measurement group (TID 1410) with a tracking identifier ("Nodule N") and tracking
       UID, its centre as an SCOORD3D POINT in the CT's FrameOfReferenceUID, long axis, short axis
-      and mean diameter (mm), nodule score and probability of cancer (malignancy), and qualitative
+      and mean diameter (mm; a part-solid finding also the mean diameter of its solid component,
+      99NODEVIEW NV0009), nodule score and probability of cancer (malignancy), and qualitative
       evaluations nodule type, Lung-RADS v2022 hint, review status and how its size was measured.
       When the finding has a segmentation, a *volumetric* group (TID 1411) with the same tracking
       identifier and UID holds the volume (mm3) and references its segment in the SEG. Algorithm
@@ -14,7 +15,8 @@ What is written (all in the source study: same StudyInstanceUID, each object a n
       measurements, a DCM 121072 "Impressions" container: the exam's Lung-RADS v2022 suggestion,
       the nodule that drives it, the rule and the management (:mod:`nodeview.core.followup.impression`).
       When a prior was compared (``comparison``), each finding also carries its change, the prior
-      finding's size and the VDT, each prior-only finding is a "resolved" group, and an LN 18834-2
+      finding's size and the VDT, each prior-only finding is a "resolved" group located at the prior
+      finding's centre (in the prior's frame of reference), and an LN 18834-2
       "Radiology Comparison study" container names the prior (date, Study/Series Instance UID);
       the prior's images are other evidence (:mod:`.followup_sr`).
     * ``STEM_SEG.dcm``: a binary DICOM Segmentation with one segment per segmented finding (same
@@ -54,7 +56,7 @@ from ..detect.detector import DetectionResult, ModelInfo
 from ..detect.findings import Finding, _touches_limit, segment_nodule
 from ..detect.lung import LungMask, segment_lungs
 from ..errors import InputError, NodeViewError
-from ..followup.compare import Comparison
+from ..followup.compare import Comparison, solid_diameter_mm
 from ..followup.impression import build_impression
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..report.render import (
@@ -316,6 +318,8 @@ def build_sr(
             _measurement(codes.NODULE_SCORE, f.score, codes.NO_UNITS, algo),
             _measurement(codes.MALIGNANCY, f.malignancy, codes.NO_UNITS, algo),
         ]
+        if f.type == "part-solid":  # what Lung-RADS sizes a part-solid nodule by (and a follow-up compares)
+            measurements.append(_measurement(codes.SOLID_DIAMETER, solid_diameter_mm(f), codes.MM, algo))
         evaluations = [
             hd.sr.QualitativeEvaluation(
                 codes.NODULE_TYPE, codes.NODULE_TYPES.get(f.type, codes.NODULE_TYPES["unmeasured"])
@@ -372,14 +376,18 @@ def build_sr(
         )
     )
     if comparison is not None:
-        groups += followup_sr.resolved_groups(comparison, algo)
+        prior_for = str(prior_datasets[0].get("FrameOfReferenceUID", "")) if prior_datasets else ""
+        groups += followup_sr.resolved_groups(
+            comparison, algo, source.frame_of_reference_uid, prior_for or comparison.prior_frame_of_reference_uid
+        )
     report = hd.sr.MeasurementReport(
         observation_context=context, procedure_reported=codes.PROCEDURE, imaging_measurements=groups
     )
     # the comparison study and the impression follow the imaging measurements at the root
     prior_study = str(prior_datasets[0].StudyInstanceUID) if prior_datasets else ""
     if comparison is not None:
-        report[0].ContentSequence.append(followup_sr.comparison_container(comparison, prior_study))
+        named = prior_study or comparison.prior_study_uid  # without the prior's images, e.g. from its SR
+        report[0].ContentSequence.append(followup_sr.comparison_container(comparison, named))
     impression = build_impression([f for _, f in exported], comparison)  # the reported, not rejected, findings
     tracking_ids = {exp.finding_id: exp.tracking_id for exp, _ in exported}
     report[0].ContentSequence.append(followup_sr.impression_container(impression, tracking_ids))

@@ -11,8 +11,16 @@ Per current finding (in its planar group, TID 1410)
     defined: :mod:`nodeview.core.followup.growth`) and the prior finding's tracking identifier
     (TEXT "Nodule N", as the prior's own SR names it).
 Per prior-only finding
-    a TID 1501 measurement group "Prior nodule N (resolved)" with the change *resolved*
-    (99NODEVIEW NV0601) and the prior's diameter and volume (it has no region on the current study).
+    a planar measurement group (TID 1410) "Prior nodule N (resolved)" with the change *resolved*
+    (99NODEVIEW NV0601), the prior's diameter and volume, the prior finding's tracking identifier
+    and its location: an SCOORD3D POINT at the prior finding's centre in the *prior's* frame of
+    reference (the prior's images are the SR's other evidence when they were at hand), with a TID
+    1502 time point context naming the prior study, as the current findings' groups place their
+    centres in the current frame. When the prior's frame of reference is not known (only its
+    findings JSON was given) the point is the prior centre mapped into the *current* frame through
+    the registration (identity: scanner coordinates, as the matching assumed), where a reader looks
+    for it on the current images; its frame of reference UID says which. (SRs written before this
+    had a TID 1501 group without a location; :mod:`.readback` reads both.)
 At the root of the report, after the imaging measurements
     a container LN 18834-2 "Radiology Comparison study": the prior's study date (DATE), its Study
     and Series Instance UIDs (UIDREF, when known), the interval (d) and the comparison line; the
@@ -28,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import highdicom as hd
+import numpy as np
 from highdicom.sr import (
     ContainerContentItem,
     DateContentItem,
@@ -40,7 +49,7 @@ from pydicom.sequence import Sequence as DicomSequence
 
 from ..detect.findings import Finding
 from ..followup.compare import Comparison, FindingChange, suggestion_for
-from ..followup.growth import parse_study_date
+from ..followup.growth import iso_date, parse_study_date
 from ..followup.impression import Impression
 from . import codes
 
@@ -90,13 +99,32 @@ def add_items(group: Any, items: Sequence[Any]) -> None:
         group[0].ContentSequence.extend(items)
 
 
-def resolved_groups(comparison: Comparison, algo: hd.sr.AlgorithmIdentification) -> list[Any]:
-    """One TID 1501 group per prior-only finding."""
+def resolved_groups(
+    comparison: Comparison,
+    algo: hd.sr.AlgorithmIdentification,
+    current_for_uid: str,
+    prior_for_uid: str = "",
+) -> list[Any]:
+    """One TID 1410 group per prior-only finding, located in the prior's frame of reference
+    ``prior_for_uid`` or, when that is unknown, mapped into the current one (module docstring)."""
     groups: list[Any] = []
+    prior_day = iso_date(comparison.prior_date)
     for p in comparison.resolved:
+        if prior_for_uid:
+            centre, frame = np.asarray(p.center_xyz_mm, dtype=np.float64), prior_for_uid
+            when = hd.sr.TimePointContext(f"prior CT {prior_day}" if prior_day else "prior CT")
+        else:
+            centre, frame, when = comparison.registration.to_current(p.center_xyz_mm), current_for_uid, None
+        point = hd.sr.ImageRegion3D(
+            graphic_type=hd.sr.GraphicTypeValues3D.POINT,
+            graphic_data=np.asarray([centre], dtype=np.float64),
+            frame_of_reference_uid=frame,
+        )
         tracking = hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"Prior nodule {p.id} (resolved)")
-        group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking,
+            referenced_region=point,
+            time_point_context=when,
             finding_type=codes.NODULE,
             finding_category=codes.ABNORMAL_STRUCTURE,
             algorithm_id=algo,

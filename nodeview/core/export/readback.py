@@ -4,10 +4,12 @@
 (discovery skips them as non-image objects). :func:`findings_from_sr` turns a TID 1500 measurement
 report - NodeView's or another tool's - into :class:`~nodeview.core.detect.findings.Finding` objects:
 every planar measurement group whose region is an SCOORD3D POINT (or any 3D graphic: its centroid)
-in the open series' frame of reference becomes a finding; a volumetric group with the same tracking
-UID adds its volume. Values NodeView writes (long/short axis, diameter, nodule score, probability
-of cancer, type, Lung-RADS hint, review status) are read back where present; other reports'
-findings get what they carry, the rest neutral (score 1, malignancy 0, type "unmeasured").
+in the open series' frame of reference becomes a finding (except a comparison's *resolved* groups:
+prior-only findings, returned with their location in :attr:`LoadedComparison.resolved`); a
+volumetric group with the same tracking UID adds its volume. Values NodeView writes (long/short
+axis, diameter, nodule score, probability of cancer, type, Lung-RADS hint, review status) are read
+back where present; other reports' findings get what they carry, the rest neutral (score 1,
+malignancy 0, type "unmeasured").
 :func:`labels_from_seg` resamples a SEG that references the open series into a label volume
 (``uint8``, or ``uint16`` beyond 255 segments: segment numbers) on the volume grid, for an overlay.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import highdicom as hd
@@ -53,6 +55,10 @@ class LoadedChange:
         diameter_change_mm: current minus prior mean diameter (None when new).
         vdt_days: volume doubling time (None when undefined).
         lung_rads: the Lung-RADS v2022 suggestion given the change ("" when none).
+        center_xyz_mm, frame_of_reference_uid: where a resolved finding was (its group's SCOORD3D
+            point, LPS mm) and in which frame of reference: the prior's, or the current one when
+            the SR mapped it there (:mod:`.followup_sr`); None and "" for a current finding's change
+            and for SRs that gave a resolved finding no location.
     """
 
     change: str
@@ -62,6 +68,8 @@ class LoadedChange:
     diameter_change_mm: float | None = None
     vdt_days: float | None = None
     lung_rads: str = ""
+    center_xyz_mm: tuple[float, float, float] | None = None
+    frame_of_reference_uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,8 @@ class LoadedReport:
     notes: tuple[str, ...] = field(default=())
     comparison: LoadedComparison | None = None  # the prior study it was compared with
     impression: LoadedImpression | None = None
+    frame_of_reference_uid: str = ""  # the one its findings were read in
+    threshold: float | None = None  # the operating threshold its summary group states
 
 
 @dataclass(frozen=True)
@@ -170,8 +180,9 @@ def _code_meaning(items: Sequence[Any], name: Any, table: dict[str, Any]) -> str
     return str(getattr(it.value, "meaning", "")) or None
 
 
-def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id: int = 1) -> LoadedReport:
-    """The findings of the TID 1500 SR at ``path`` that lie in frame of reference ``volume_for_uid``."""
+def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str | None, first_id: int = 1) -> LoadedReport:
+    """The findings of the TID 1500 SR at ``path`` that lie in frame of reference ``volume_for_uid``
+    (None: in the frame of reference of its first finding, e.g. a prior's SR read without its images)."""
     try:
         sr = hd.sr.srread(path)
     except Exception as exc:
@@ -192,9 +203,18 @@ def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id
         ref = group.referenced_segment
         if ref is not None:
             seg_uid = str(ref.referenced_sop_instance_uid)
+    if volume_for_uid is None:
+        frames = [
+            str(g.roi.frame_of_reference_uid)
+            for g in planar
+            if not _is_resolved(g) and g.roi is not None and hasattr(g.roi, "frame_of_reference_uid")
+        ]
+        volume_for_uid = frames[0] if frames else ""
     loaded: list[LoadedFinding] = []
     skipped = 0
     for group in planar:
+        if _is_resolved(group):  # a prior-only finding: part of the comparison, not of this study
+            continue
         region = group.roi
         if region is None or not hasattr(region, "frame_of_reference_uid"):
             skipped += 1
@@ -224,6 +244,8 @@ def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id
         lung_rads = _code_meaning(evals, codes.LUNG_RADS, codes.LUNG_RADS_VALUES) or ""
         score = _value(_find(meas, codes.NODULE_SCORE))
         malignancy = _value(_find(meas, codes.MALIGNANCY))
+        solid = _value(_find(meas, codes.SOLID_DIAMETER)) if kind == "part-solid" else None
+        solid_fraction = min(1.0, (solid / diameter) ** 3) if solid is not None and diameter > 0 else 0.0
         r = diameter / 2.0
         finding = Finding(
             id=first_id + len(loaded),
@@ -241,6 +263,7 @@ def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id
             side="",
             zone="",
             model_diameter_mm=diameter,
+            solid_fraction=solid_fraction,
             measured=measured,
         )
         loaded.append(
@@ -250,9 +273,14 @@ def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str, first_id
         )
     algorithm, observer = _provenance(sr)
     comparison = _comparison_of(sr, report)
+    threshold = None
+    for group in report.get_image_measurement_groups():  # NodeView's summary group states it
+        value = _value(_find(group.get_measurements(), codes.OPERATING_THRESHOLD))
+        threshold = value if value is not None else threshold
     return LoadedReport(
         os.fspath(path), tuple(loaded), algorithm, observer, seg_uid, skipped,
-        comparison=comparison, impression=_impression_of(sr),
+        comparison=comparison, impression=_impression_of(sr), frame_of_reference_uid=volume_for_uid,
+        threshold=threshold,
     )  # fmt: skip
 
 
@@ -327,11 +355,28 @@ def _comparison_of(sr: Dataset, report: Any) -> LoadedComparison | None:
         elif codes.same_code(concept, codes.COMPARISON_LINE):
             line = str(item.get("TextValue", ""))
     resolved = []
-    for group in report.get_image_measurement_groups():
+    for group in report.get_planar_roi_measurement_groups():  # located (TID 1410)
+        change = _change_of(group)
+        if change is not None and change.change == "resolved":
+            region = group.roi
+            if region is not None and hasattr(region, "frame_of_reference_uid"):
+                centre = np.asarray(region.value, dtype=np.float64).reshape(-1, 3).mean(axis=0)
+                change = replace(
+                    change,
+                    center_xyz_mm=(float(centre[0]), float(centre[1]), float(centre[2])),
+                    frame_of_reference_uid=str(region.frame_of_reference_uid),
+                )
+            resolved.append(change)
+    for group in report.get_image_measurement_groups():  # SRs written before resolved findings had a location
         change = _change_of(group)
         if change is not None and change.change == "resolved":
             resolved.append(change)
     return LoadedComparison(date, study_uid, series_uid, interval, line, tuple(resolved))
+
+
+def _is_resolved(group: Any) -> bool:
+    change = _code_meaning(group.get_qualitative_evaluations(), codes.QUALITATIVE_DIFFERENCE, codes.CHANGES)
+    return change == "resolved"
 
 
 def _impression_of(sr: Dataset) -> LoadedImpression | None:

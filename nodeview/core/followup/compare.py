@@ -80,8 +80,11 @@ class Comparison:
     changes: dict[int, FindingChange]
     resolved: tuple[Finding, ...]
     prior_series_uid: str = ""
-    source: str = "images"  # "images": the prior study was read; "findings json": only its findings
+    source: str = "images"  # "images": the prior study was read; "findings json"/"dicom sr": only its findings
     caveats: tuple[str, ...] = field(default=())
+    #: the prior findings' frame of reference and study when known without its images (a prior SR names them)
+    prior_frame_of_reference_uid: str = ""
+    prior_study_uid: str = ""
 
     @property
     def interval_days(self) -> int | None:
@@ -160,6 +163,8 @@ def compare_findings(
     prior_series_uid: str = "",
     source: str = "images",
     caveats: Sequence[str] = (),
+    prior_frame_of_reference_uid: str = "",
+    prior_study_uid: str = "",
 ) -> Comparison:
     """Match ``current`` to ``prior`` (both the reported findings) through ``registration``."""
     days = interval_days(prior_date, current_date)
@@ -195,6 +200,8 @@ def compare_findings(
         prior_series_uid=prior_series_uid,
         source=source,
         caveats=tuple(notes),
+        prior_frame_of_reference_uid=prior_frame_of_reference_uid,
+        prior_study_uid=prior_study_uid,
     )
 
 

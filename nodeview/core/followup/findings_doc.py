@@ -20,9 +20,10 @@ key                             meaning
 ``findings[].vdt_days``         volume doubling time in days (negative: halving time); null when
                                 undefined (new, no dates, equal volumes)
 ``comparison``                  null, or ``{prior_study_date, current_study_date, interval_days,
-                                prior_series_uid, source ("images" | "findings json"),
-                                registration {method, matrix_current_to_prior, lung_surface_
-                                distance_mm {before, after}, nudge_mm, seconds}, line, caveats}``
+                                prior_series_uid, source ("images" | "findings json" |
+                                "dicom sr"), registration {method, matrix_current_to_prior,
+                                lung_surface_distance_mm {before, after}, nudge_mm, seconds},
+                                line, caveats}``
 ``resolved``                    prior findings with no current match (``id, center_xyz_mm,
                                 diameter_mm, volume_mm3, type``, prior coordinates); [] without
                                 a comparison
@@ -168,7 +169,10 @@ def upgrade(doc: Mapping[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class FindingsFile:
     """A findings file read back: the reported findings, the rest (below the threshold), the
-    study date and series, and the document in ``/2`` form."""
+    study date and series, and the document in ``/2`` form. ``source`` says what it was read
+    from ("findings json", or "dicom sr": :mod:`nodeview.core.export.prior_sr`), and
+    ``frame_of_reference_uid`` and ``study_uid`` the findings' frame of reference and study when the
+    file names them (an SR does)."""
 
     findings: tuple[Finding, ...]
     below_threshold: tuple[Finding, ...]
@@ -176,6 +180,9 @@ class FindingsFile:
     series_uid: str
     threshold: float
     document: dict[str, Any]
+    source: str = "findings json"
+    frame_of_reference_uid: str = ""
+    study_uid: str = ""
 
 
 def read_findings(path: str | os.PathLike[str]) -> FindingsFile:

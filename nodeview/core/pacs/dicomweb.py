@@ -7,6 +7,13 @@ writes the same cache layout as C-GET (``folder/<series UID>/<SOP instance UID>.
 so the viewer opens it the same way. :mod:`.net`'s ``echo``/``find_studies``/``find_series``/
 ``retrieve``/``send`` dispatch here when given a :class:`DicomWebNode`.
 
+Text keys (patient name and ID, accession number, description) travel in the query URL, where a
+space, ``^``, ``/`` or a non-ASCII letter is percent-escaped, and Orthanc 1.10 with its DICOMweb
+plugin 1.7 matches such escapes literally (``PatientID=A%20B`` finds nothing for patient ``A B``).
+:func:`qido_key` therefore sends each such character as the wildcard ``?`` (a non-ASCII run as
+``*``: Orthanc's ``?`` matches one byte, not one UTF-8 letter), and :func:`find_studies` keeps the
+rows whose value matches the key as given (C-FIND wildcards, case ignored as Orthanc does).
+
 Errors are :class:`~.records.PacsError` subclasses with one-line messages: connection refused, timeout,
 an HTTP status (404: no DICOMweb service at that path; 401/403: credentials), or an answer that is
 not DICOMweb. Messages name the base URL only, never a query URL (its parameters can hold a
@@ -19,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -184,6 +192,32 @@ def _multi(value: Any) -> list[str]:
     return [str(value)]
 
 
+#: characters a URL query carries as themselves (RFC 3986 "unreserved", and the wildcards, sent as is)
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~*?-]")
+_TEXT_KEYS = ("PatientName", "PatientID", "AccessionNumber", "StudyDescription")
+
+
+def qido_key(value: str) -> str:
+    """A QIDO-RS matching key that any server, Orthanc included, matches for ``value`` (module
+    docstring): URL-safe characters and wildcards as they are, another ASCII character ``?``, a run
+    of non-ASCII characters ``*``; leading and trailing spaces dropped."""
+    out: list[str] = []
+    for ch in value.strip():
+        if _URL_SAFE.fullmatch(ch):
+            out.append(ch)
+        elif ord(ch) < 128:
+            out.append("?")
+        elif not out or out[-1] != "*":
+            out.append("*")
+    return "".join(out)
+
+
+def _wildcard(value: str) -> re.Pattern[str]:
+    """A C-FIND key (``*`` any run, ``?`` one character) as a case-insensitive regular expression."""
+    parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in value.strip()]
+    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+
+
 def find_studies(node: DicomWebNode, query: StudyQuery, timeout_s: float = 10.0) -> list[StudyRow]:
     """QIDO-RS studies matching ``query`` (same keys and wildcards as C-FIND), newest first."""
     filters = {
@@ -195,8 +229,11 @@ def find_studies(node: DicomWebNode, query: StudyQuery, timeout_s: float = 10.0)
         "StudyDescription": query.description,
     }
     filters = {k: v for k, v in filters.items() if v}
+    widened = {k: _wildcard(v) for k, v in filters.items() if k in _TEXT_KEYS and qido_key(v) != v}
+    filters = {k: qido_key(v) if k in widened else v for k, v in filters.items()}
     with _errors(node, "QIDO-RS query", timeout_s):
         found = _datasets(_client(node, timeout_s).search_for_studies(fields=_STUDY_FIELDS, search_filters=filters))
+    found = [r for r in found if all(p.fullmatch(str(r.get(k, "")).strip()) for k, p in widened.items())]
     rows = [
         StudyRow(
             study_uid=str(r.get("StudyInstanceUID", "")),
@@ -337,4 +374,4 @@ def send(
     return SendResult(sent, tuple(failed))
 
 
-__all__ = ["DicomWebNode", "echo", "find_series", "find_studies", "retrieve", "send"]
+__all__ = ["DicomWebNode", "echo", "find_series", "find_studies", "qido_key", "retrieve", "send"]

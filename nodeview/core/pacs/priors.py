@@ -1,11 +1,13 @@
 """The prior study of a patient on a PACS (Qt-free).
 
 :func:`find_prior_studies` asks the node for the patient's studies (study-level C-FIND, or QIDO-RS
-for a DICOMweb node, keyed by PatientID with StudyDate up to the day before the current study)
-and keeps those that really are earlier studies of that patient: the same PatientID (a PACS may
-match wildcards in the key), an earlier StudyDate, another StudyInstanceUID; newest first. The
-local-disk counterpart is :func:`nodeview.core.followup.priors.find_local_priors`. Nothing here
-logs patient data (the C-FIND log line counts matches only).
+for a :class:`~.dicomweb.DicomWebNode`, keyed by PatientID with StudyDate up to the day before the
+current study) and keeps those that really are earlier studies of that patient: the same PatientID
+(a PACS may match wildcards in the key, or ignore case: Orthanc does), an earlier StudyDate,
+another StudyInstanceUID; newest first. Over QIDO-RS an ID with characters a URL escapes (a space,
+``^``, ``/``, a non-ASCII letter) is sent as a key Orthanc matches too (:func:`.dicomweb.qido_key`).
+The local-disk counterpart is :func:`nodeview.core.followup.priors.find_local_priors`. Nothing here
+logs patient data (the C-FIND/QIDO-RS log lines count matches only).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def find_prior_studies(
 ) -> list[StudyRow]:
     """Earlier studies of ``patient_id`` on ``node``, newest first; [] without an ID or a date."""
     day = parse_study_date(current_date)
+    patient_id = patient_id.strip()  # LO: leading and trailing spaces are not significant
     if not patient_id or day is None:
         return []
     before = (day - timedelta(days=1)).strftime("%Y%m%d")
@@ -36,7 +39,7 @@ def find_prior_studies(
     out = []
     for r in rows:
         d = parse_study_date(r.date)
-        if r.patient_id == patient_id and r.study_uid != current_study_uid and d is not None and d < day:
+        if r.patient_id.strip() == patient_id and r.study_uid != current_study_uid and d is not None and d < day:
             out.append(r)
     return sorted(out, key=lambda r: (r.date, r.time), reverse=True)
 
