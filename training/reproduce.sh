@@ -8,6 +8,7 @@
 #                                         against the shipped cascade; the test patients once (training/README.md)
 #   bash training/reproduce.sh real-ranker     issue 21: the proposal ranker refitted on the real transplants (after
 #                                         real-reranker's data step), validated against the previous ranker
+#   bash training/reproduce.sh recall21        issue 21: why the proposals miss validation nodules (diagnosis only)
 #   bash training/reproduce.sh real-final      issue 21: the shipped cascade, one finding per lesion, on the real
 #                                         validation patients and once on the test patients (training/README.md)
 #   bash training/reproduce.sh real-resnet     issue 21: the ResNet-50 (and its malignancy head, on the readers'
@@ -286,6 +287,14 @@ if [ "$STEP" = real-ranker ]; then
   .venv/bin/nodeview detect resources/demo/LIDC-IDRI-0002 --json runs/ranker21-card/lidc.json --anonymize --overwrite
   $PY -m training.evaluation.model_card refresh --lidc-only --onnx resources/models/nodeview-nodule.onnx \
       --lidc-json runs/ranker21-card/lidc.json --out resources/models/nodeview-nodule.md
+fi
+if [ "$STEP" = recall21 ]; then
+  # issue 21, 2026-12-04: why the proposals miss 12 validation nodules (training/README.md, "Proposal recall on the
+  # validation patients"): per nodule, a DoG peak within its radius at all, and its rank; the same with sub-voxel peaks
+  $PY -m training.evaluation.proposal_recall --data data/real-val/annotations.csv --max-candidates 1000 \
+      --out training/results/proposal-recall-real-val-diagnosis.json
+  $PY -m training.evaluation.proposal_recall --data data/real-val/annotations.csv --max-candidates 1000 --subvoxel \
+      --out training/results/proposal-recall-real-val-subvoxel.json
 fi
 if [ "$STEP" = real-final ]; then
   # issue 21, 2026-12-04: the shipped cascade (network v3, re-ranker fine-tuned on real transplants, proposal

@@ -4,7 +4,11 @@ The detector can only report a nodule the proposer points at, so this caps the C
 nodule it records whether a candidate lies within its radius (the LUNA16 hit rule used by
 ``nodeview.core.detect.candidates.recall``), whether it lies inside the lung search region, and the
 rank of the nearest candidate; the summary groups recall by kind, location, size and slice
-thickness.
+thickness. For a miss it tells the causes apart: ``peak_within_radius`` (did any DoG peak of any
+scale, before ranking and merging, fall within the nodule's radius: if not, no ranker can find
+it) and ``best_peak_rank`` (the best such peak's place among all the scan's peaks by the ranker's
+score, before merging); the summary's ``peak_within_radius`` is the recall a perfect ranker would
+reach.
 
     python -m training.evaluation.proposal_recall --data data/val/annotations.csv --out runs/recall-val.json
 """
@@ -20,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from nodeview.core.detect.candidates import DEFAULT_MAX_CANDIDATES, propose, recall
+from nodeview.core.detect.candidates import (
+    DEFAULT_MAX_CANDIDATES,
+    find_peaks,
+    propose_from_peaks,
+    rank_scores,
+    recall,
+)
 from nodeview.core.detect.lung import segment_lungs
 from nodeview.core.io.study import open_study
 from training.data.annotations import read_records_csv
@@ -33,6 +43,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-candidates", type=int, default=DEFAULT_MAX_CANDIDATES)
     p.add_argument("--limit", type=int, default=0, help="only the first N scans with nodules (0: all)")
     p.add_argument("--min-diameter", type=float, default=3.0, help="count nodules at least this big (mm)")
+    p.add_argument(
+        "--subvoxel", action="store_true", help="peak positions refined below the voxel (as propose(subvoxel=True))"
+    )
     return p
 
 
@@ -65,8 +78,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         volume = open_study(rec.path)
         t0 = time.perf_counter()
         lung = segment_lungs(volume.hu_zyx, volume.geometry)
-        cands = propose(volume.hu_zyx, volume.geometry, lung=lung, max_candidates=args.max_candidates)
+        peaks = find_peaks(volume.hu_zyx, volume.geometry, lung, subvoxel=args.subvoxel)
+        cands = propose_from_peaks(peaks, volume.geometry, args.max_candidates)
         seconds.append(time.perf_counter() - t0)
+        peak_mm = volume.geometry.index_to_mm(peaks.index_zyx) if len(peaks) else np.zeros((0, 3))
+        peak_rank = np.empty(len(peaks), dtype=int)
+        peak_rank[np.argsort(-rank_scores(peaks.features), kind="stable")] = np.arange(len(peaks))
         n_cand.append(len(cands))
         nodules = [n for n in rec.nodules if n.diameter_mm >= args.min_diameter]
         hits = recall(cands, [n.center_xyz_mm for n in nodules], [n.diameter_mm for n in nodules])
@@ -75,6 +92,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             d = np.linalg.norm(pos - np.asarray(n.center_xyz_mm), axis=1) if len(pos) else np.array([np.inf])
             nearest = int(np.argmin(d))
             idx = volume.geometry.mm_to_index(n.center_xyz_mm)
+            within = np.linalg.norm(peak_mm - np.asarray(n.center_xyz_mm), axis=1) <= max(n.diameter_mm / 2.0, 1.5)
             rows.append(
                 {
                     "scan_id": rec.scan_id,
@@ -88,9 +106,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                     "hit": bool(hit),
                     "nearest_mm": round(float(d[nearest]), 2),
                     "nearest_rank": nearest,
+                    "peak_within_radius": bool(within.any()),
+                    "best_peak_rank": int(peak_rank[within].min()) if within.any() else None,
                 }
             )
     summary = summarise(rows)
+    reachable = sum(r["peak_within_radius"] for r in rows)
+    summary["peak_within_radius"] = {
+        "n": len(rows),
+        "hits": reachable,
+        "recall": round(reachable / len(rows), 3) if rows else None,
+    }
     summary["scans"] = len(records)
     summary["mean_candidates"] = round(float(np.mean(n_cand)), 1) if n_cand else 0
     summary["mean_seconds"] = round(float(np.mean(seconds)), 2) if seconds else 0

@@ -196,6 +196,13 @@ def propose(
     """Candidate nodule centres, most nodule-like first (at most ``max_candidates``; see
     :func:`suppress` for ``refine_until`` and :func:`find_peaks` for ``subvoxel``)."""
     peaks = find_peaks(hu_zyx, geometry, lung, progress, should_stop, subvoxel)
+    return propose_from_peaks(peaks, geometry, max_candidates, refine_until)
+
+
+def propose_from_peaks(
+    peaks: PeakTable, geometry: Geometry, max_candidates: int = DEFAULT_MAX_CANDIDATES, refine_until: int | None = None
+) -> list[Candidate]:
+    """:func:`propose` on a peak table already found (ranked, then merged by :func:`suppress`)."""
     if len(peaks) == 0:
         return []
     score = rank_scores(peaks.features)
