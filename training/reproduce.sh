@@ -333,4 +333,19 @@ if [ "$STEP" = real-resnet ]; then
   $PY -m training.export.real_release metadata --run runs/resnet21 --model-version 4 --out runs/resnet21/metadata.json
   $PY -m training.export.onnx --checkpoint runs/resnet21/model.pt --out runs/resnet21/nodeview-nodule.onnx \
       --storage fp16 --metadata-json runs/resnet21/metadata.json | tee runs/resnet21/export.json
+  cp runs/resnet21/history.json training/results/resnet21-train-history.json
+  # the shipped re-ranker bound to it (placeholder threshold), then its cube weight and threshold chosen on validation
+  $PY -m training.export.real_release bind --model runs/resnet21/nodeview-nodule.onnx --threshold 0.85 \
+      --out runs/resnet21/bound/nodeview-reranker.onnx
+  $PY -m training.engine.recalibrate --model runs/resnet21/nodeview-nodule.onnx \
+      --reranker runs/resnet21/bound/nodeview-reranker.onnx --val-data data/real-val/annotations.csv --keep-rerank \
+      --cube-weights 0.5 1 1.5 2 3 --fp-per-scan 1 --cache runs/cascade-real --no-progress \
+      --out runs/resnet21/cal/nodeview-reranker.onnx | tee runs/resnet21/recalibrate.log
+  # the ship rule on the validation patients, against the shipped cascade (its findings from real-final's cache);
+  # not shipped (training/README.md), so the test patients are not used
+  $PY -m training.engine.evaluate_real --model runs/resnet21/nodeview-nodule.onnx \
+      --reranker runs/resnet21/cal/nodeview-reranker.onnx --set val=data/real-val/annotations.csv --choose-on val \
+      --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx \
+      --against-reranker resources/models/nodeview-reranker.onnx --cache runs/evalreal-final \
+      --real-ct ../shared/data/real-ct --out training/results/real-val-resnet21.json
 fi
