@@ -897,8 +897,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for ref, nv in pairs:
             print(
-                "  "
-                + "; ".join(f"{c.name}: {c.window_paints / c.timed_steps:.2f}" for c in (ref, nv) if c.timed_steps)
+                "  " + "; ".join(f"{c.name}: {c.window_paints / c.timed_steps:.2f}" for c in (ref, nv) if c.timed_steps)
             )
     print(
         f"\nTargets (NodeView, median <= {TARGET_RATIO:g}x the reference of the same view; also shown: <= "
