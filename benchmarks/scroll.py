@@ -20,6 +20,13 @@ frame in a ~512 x 512 px view that carries 10 overlay items (detection-like boxe
   ``--ref-smooth`` the interpolated planes precomputed (the same picture). ``--slice-mm`` sets the
   slice spacing (1.0; the reformats of 2.5 mm slices are where interpolation shows most).
 
+``--layout 1x3`` measures the app's default layout instead: one ViewerWidget with the three views side by
+side (``set_layout(None)``, each viewport 512 x 512 px, the same overlays in each), every view scrolled in
+turn, against plain pyqtgraph built the same way (:func:`make_reference_1x3`: three ImageItems in one
+QGridLayout window, the same overlays, a ``pg.InfiniteLine`` crosshair in each view that follows the other
+views' slices). A step there repaints all three views. The script also prints the ImageItem paints per step
+in the whole window.
+
 Both are followed by the same synchronous frame, by default ``QApplication.processEvents()``: the
 item's ``update()`` only schedules work, and processing the posted events runs the scene's dirty
 item pass, delivers the window's UpdateRequest, paints the viewport (``ImageItem.paint`` converts the
