@@ -20,6 +20,13 @@ frame in a ~512 x 512 px view that carries 10 overlay items (detection-like boxe
   ``--ref-smooth`` the interpolated planes precomputed (the same picture). ``--slice-mm`` sets the
   slice spacing (1.0; the reformats of 2.5 mm slices are where interpolation shows most).
 
+``--layout 1x3`` measures the app's default layout instead: one ViewerWidget with the three views side by
+side (``set_layout(None)``, each viewport 512 x 512 px, the same overlays in each), every view scrolled in
+turn, against plain pyqtgraph built the same way (:func:`make_reference_1x3`: three ImageItems in one
+QGridLayout window, the same overlays, a ``pg.InfiniteLine`` crosshair in each view that follows the other
+views' slices). A step there repaints all three views. The script also prints the ImageItem paints per step
+in the whole window.
+
 Both are followed by the same synchronous frame, by default ``QApplication.processEvents()``: the
 item's ``update()`` only schedules work, and processing the posted events runs the scene's dirty
 item pass, delivers the window's UpdateRequest, paints the viewport (``ImageItem.paint`` converts the
@@ -120,6 +127,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--views", default="axial,coronal,sagittal", help="NodeView views to measure")
     parser.add_argument(
+        "--layout",
+        choices=["max", "1x3"],
+        default="max",
+        help="max: each view maximised alone (set_layout(kind), default); 1x3: the three views side by side "
+        "in one window (set_layout(None), the app's default layout), each view scrolled in turn",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also cProfile NodeView's steps and print a timed breakdown of step and frame "
@@ -204,6 +218,8 @@ class Case:
     frame_ms: list[float] = field(default_factory=list)
     paints: int = 0
     timed_steps: int = 0
+    window_items: list = field(default_factory=list)  # every ImageItem in the window (1x3: three)
+    window_paints: int = 0  # paints of all of them during the timed steps
 
 
 def add_overlays(
@@ -300,6 +316,141 @@ def make_nodeview(kind_name: str, volume, how: str) -> Case:  # type: ignore[no-
     )
 
 
+def make_reference_1x3(
+    view_planes: dict,  # ViewKind -> ViewPlane, in column order
+    images: dict,  # ViewKind -> {slice index: 2-D array shown}
+    start_zyx: tuple[int, int, int] | np.ndarray,
+    how: str,
+) -> list[Case]:
+    """Plain pyqtgraph in NodeView's 1x3 layout: three GraphicsView + ViewBox + ImageItem side by side in one
+    QWidget (QGridLayout, no margins, 2 px spacing, equal stretch), each with the 10 boxes and labels and a
+    crosshair of two ``pg.InfiniteLine``; scrolling view k sets k's image and moves, in the two other views,
+    the crosshair line at k's slice (positions looked up in tables made here). One Case per scrolled view,
+    all sharing the window."""
+    import pyqtgraph as pg
+    from PySide6.QtCore import QRectF
+    from PySide6.QtWidgets import QGridLayout, QWidget
+
+    window = QWidget()
+    grid = QGridLayout(window)
+    grid.setContentsMargins(0, 0, 0, 0)
+    grid.setSpacing(2)
+    cursor = np.asarray(start_zyx, dtype=np.int64).copy()
+    views: dict = {}
+    items: dict = {}
+    lines: dict = {}  # kind -> (vertical line at u, horizontal line at v)
+    for col, (kind, plane) in enumerate(view_planes.items()):
+        view = pg.GraphicsView(background="k")
+        vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        view.setCentralItem(vb)
+        img = pg.ImageItem()
+        img.setAutoDownsample(False)
+        vb.addItem(img)
+        img.setImage(images[kind][int(cursor[plane.slice_axis])], levels=LEVELS, autoLevels=False)
+        w_mm, h_mm = plane.size_mm
+        img.setRect(QRectF(0.0, 0.0, w_mm, h_mm))
+        vb.setRange(QRectF(0.0, 0.0, w_mm, h_mm), padding=0.02)
+        view._bench_overlays = add_overlays(vb, w_mm, h_mm, how, np.random.default_rng(1))
+        u, v, _ = plane.index_to_display(cursor)
+        pair = (
+            pg.InfiniteLine(pos=float(u), angle=90, movable=False, pen=pg.mkPen("#30c030", width=0)),
+            pg.InfiniteLine(pos=float(v), angle=0, movable=False, pen=pg.mkPen("#3090ff", width=0)),
+        )
+        for line in pair:
+            line.setZValue(10)
+            vb.addItem(line, ignoreBounds=True)
+        grid.addWidget(view, 0, col)
+        grid.setColumnStretch(col, 1)
+        views[kind], items[kind], lines[kind] = view, img, pair
+    window.resize(3 * VIEW_PX + 4, VIEW_PX)
+    window.setWindowTitle("reference 1x3")
+
+    # crossing[k] = [(line, {slice index of k: line position in mm})] for the views crossing k's slice
+    crossing: dict = {}
+    for k, plane_k in view_planes.items():
+        axis = plane_k.slice_axis
+        crossing[k] = []
+        for j, plane_j in view_planes.items():
+            if j == k:
+                continue
+            which = 0 if plane_j.u_axis == axis else 1  # the vertical line follows u, the horizontal one v
+            table = {}
+            for index in images[k]:
+                at = cursor.astype(np.float64)
+                at[axis] = index
+                table[index] = float(plane_j.index_to_display(at)[which])
+            crossing[k].append((lines[j][which], table))
+
+    def make_step(kind) -> Callable[[int], None]:  # type: ignore[no-untyped-def]
+        axis, img, planes_k, cross = view_planes[kind].slice_axis, items[kind], images[kind], crossing[kind]
+
+        def step(delta: int) -> None:
+            cursor[axis] += delta
+            index = int(cursor[axis])
+            img.setImage(planes_k[index], levels=LEVELS, autoLevels=False)
+            for line, table in cross:
+                line.setValue(table[index])
+
+        return step
+
+    all_items = list(items.values())
+    return [
+        Case(
+            f"reference 1x3 {kind.value}",
+            kind.value,
+            window,
+            views[kind],
+            items[kind],
+            make_step(kind),
+            tuple(items[kind].image.shape),
+            window_items=all_items,
+        )
+        for kind in view_planes
+    ]
+
+
+def make_nodeview_1x3(volume, how: str) -> list[Case]:  # type: ignore[no-untyped-def]
+    """NodeView's ViewerWidget in its 1x3 layout (``set_layout(None)``), the 10 boxes and labels in each view;
+    one Case per scrolled view (``controller.scroll(kind, +-1)``), all sharing the window."""
+    from nodeview.core.views import ViewKind
+    from nodeview.qt.viewer import ViewerWidget
+
+    widget = ViewerWidget()
+    widget.controller.set_volume(volume)
+    source = widget.controller.source
+    if source is not None and not source.wait(120):
+        print("WARNING: the plane cache was not built within 120 s")
+    widget.set_layout(None)
+    for kind in ViewKind:
+        view = widget.views[kind]
+        w_mm, h_mm = widget.controller.planes[kind].size_mm
+        view._bench_overlays = add_overlays(view.view_box, w_mm, h_mm, how, np.random.default_rng(1))
+    widget.resize(3 * VIEW_PX + 4, VIEW_PX)
+    widget.setWindowTitle("nodeview 1x3")
+    controller = widget.controller
+    all_items = [widget.views[kind].image_item for kind in ViewKind]
+
+    def make_step(kind) -> Callable[[int], None]:  # type: ignore[no-untyped-def]
+        def step(delta: int) -> None:
+            controller.scroll(kind, delta)
+
+        return step
+
+    return [
+        Case(
+            f"NodeView 1x3 {kind.value}",
+            kind.value,
+            widget,
+            widget.views[kind],
+            widget.views[kind].image_item,
+            make_step(kind),
+            tuple(widget.views[kind].image_item.image.shape),
+            window_items=all_items,
+        )
+        for kind in ViewKind
+    ]
+
+
 def bring_to_front(case: Case) -> None:
     from PySide6.QtWidgets import QApplication
 
@@ -383,6 +534,7 @@ def make_sync(mode: str, app) -> Callable[[Case], None]:  # type: ignore[no-unty
 def run_steps(case: Case, deltas: list[int], sync: Callable[[Case], None], counter: PaintCounter, record: bool) -> None:
     clock, cpu = time.perf_counter, time.process_time
     before = counter.of(case.image_item)
+    before_all = sum(counter.of(item) for item in case.window_items)
     totals = []
     for d in deltas:
         c0 = cpu()
@@ -401,6 +553,7 @@ def run_steps(case: Case, deltas: list[int], sync: Callable[[Case], None], count
         case.total_ms.extend(totals)
         case.round_ms.append(statistics.median(totals))
         case.paints += counter.of(case.image_item) - before
+        case.window_paints += sum(counter.of(item) for item in case.window_items) - before_all
         case.timed_steps += len(deltas)
 
 
@@ -571,7 +724,56 @@ def main(argv: list[str] | None = None) -> int:
         ViewKind(k)  # validate
     cases: list[Case] = []
     pairs: list[tuple[Case, Case]] = []
-    for k in kinds:
+
+    def reference_images(k: str) -> dict[int, np.ndarray]:
+        """The images the reference of view k shows, around its middle slice."""
+        plane = planes[ViewKind(k)]
+        mid = (plane.n_slices - 1) // 2
+        lo, hi = mid - len(deltas) - 2, mid + len(deltas) + 2
+        if k == "axial" and plane.slice_axis == 0 and not (plane.u_flip or plane.v_flip):
+            ref_planes = {i: hu[i] for i in range(max(0, lo), min(plane.n_slices, hi + 1))}  # views of the array
+        else:  # precompute exactly the images NodeView shows (contiguous int16)
+            ref_planes = {i: plane.extract(hu, i) for i in range(max(0, lo), min(plane.n_slices, hi + 1))}
+        interp = RowInterpolator.for_plane(plane) if args.ref_smooth else None
+        if interp is not None:  # the same interpolated picture as NodeView, precomputed
+            ref_planes = {i: interp(p) for i, p in ref_planes.items()}
+        return ref_planes
+
+    def print_caches(name: str, nv: Case, rss0: float) -> None:
+        src = nv.window.controller.source
+        smooth_bytes = getattr(src, "smooth_bytes", 0)  # (getattr: the script also measures older versions)
+        if src is not None and (src.cache_bytes or smooth_bytes):
+            rows = getattr(src, "smooth_rows", {})
+            smooth = ", ".join(f"{kk.value} {r.n_rows}->{r.out_rows} rows" for kk, r in rows.items())
+            print(
+                f"NodeView {name}: native plane cache {src.cache_bytes / 2**20:.0f} MiB (built in "
+                f"{src.build_seconds or 0:.2f} s), interpolated reformat caches {smooth_bytes / 2**20:.0f} MiB "
+                f"({smooth or 'none'}; built in {getattr(src, 'smooth_seconds', None) or 0:.2f} s), all in a "
+                f"background thread; process RSS +{rss_mb() - rss0:.0f} MiB"
+            )
+
+    if args.layout == "1x3":  # one window per side, the three views in it; pairs = one per scrolled view
+        rss0 = rss_mb()
+        nv_cases = {c.kind: c for c in make_nodeview_1x3(volume, args.overlay)}
+        print_caches("1x3", nv_cases["axial"], rss0)
+        start = np.rint(nv_cases["axial"].window.controller.cursor).astype(np.int64)
+        view_planes = {kind: planes[kind] for kind in ViewKind}  # the app's column order
+        for kind, plane in view_planes.items():  # start where NodeView's cursor is
+            start[plane.slice_axis] = nv_cases["axial"].window.controller.slice_index(kind)
+        images = {}
+        for kind, plane in view_planes.items():
+            at = int(start[plane.slice_axis])
+            images[kind] = reference_images(kind.value)
+            if at not in images[kind]:
+                sys.exit(f"NodeView's {kind.value} slice {at} is not among the reference's images")
+        ref_cases = {c.kind: c for c in make_reference_1x3(view_planes, images, start, args.overlay)}
+        for window_case in (ref_cases["axial"], nv_cases["axial"]):
+            window_case.window.show()
+            fit_viewport(window_case, app)
+        for k in kinds:
+            pairs.append((ref_cases[k], nv_cases[k]))
+            cases += [ref_cases[k], nv_cases[k]]
+    for k in kinds if args.layout == "max" else []:
         plane = planes[ViewKind(k)]
         mid = (plane.n_slices - 1) // 2
         lo, hi = mid - len(deltas), mid + len(deltas)
@@ -620,8 +822,15 @@ def main(argv: list[str] | None = None) -> int:
     orders = {c.name: c.image_item.axisOrder for c in cases}
     if len(set(orders.values())) != 1:
         print(f"WARNING: ImageItems differ in axisOrder: {orders}")
-    for n, c in enumerate(cases):  # tile the windows (an X server does not paint hidden parts of windows)
-        c.window.move(20 + (n % 4) * (VIEW_PX + 60), 20 + (n // 4) * (VIEW_PX + 100))
+    if args.layout == "1x3":  # the two wide windows one above the other, the floor's to their right
+        wide = list({id(c.window): c.window for c in cases if c is not bare}.values())
+        for n, w in enumerate(wide):
+            w.move(20, 20 + n * (VIEW_PX + 100))
+        if bare is not None:
+            bare.window.move(20 + 3 * VIEW_PX + 60, 20)
+    else:
+        for n, c in enumerate(cases):  # tile the windows (an X server does not paint hidden parts of windows)
+            c.window.move(20 + (n % 4) * (VIEW_PX + 60), 20 + (n // 4) * (VIEW_PX + 100))
     app.processEvents()
 
     print("\nWarm-up and frame check (grab of the viewport from the screen after each step):")
@@ -688,6 +897,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             if is_nv:
                 verdicts.append((c, med, pct(c.total_ms, 95), ratio, cpu_ratio))
+    if args.layout == "1x3":
+        print(
+            "\n1x3: ImageItem.paint calls per step in the whole window (the scrolled view's image, plus the other "
+            "two views' images where their crosshair moved):"
+        )
+        for ref, nv in pairs:
+            print(
+                "  " + "; ".join(f"{c.name}: {c.window_paints / c.timed_steps:.2f}" for c in (ref, nv) if c.timed_steps)
+            )
     print(
         f"\nTargets (NodeView, median <= {TARGET_RATIO:g}x the reference of the same view; also shown: <= "
         f"{TARGET_MS:g} ms; a bare ImageItem's floor is about {FLOOR_NOTE_MS:g} ms):"

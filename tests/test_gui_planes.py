@@ -144,3 +144,54 @@ def test_viewer_shows_the_interpolated_cache(qtbot):
     np.testing.assert_array_equal(coronal.image_item.image, source.smooth(ViewKind.CORONAL, k))
     widget.controller.set_interpolate(False)  # nearest neighbour: the native plane
     np.testing.assert_array_equal(coronal.image_item.image, widget.controller.planes[ViewKind.CORONAL].extract(hu, k))
+
+
+def test_scroll_in_1x3_paints_each_view_once(qtbot):
+    """A scroll step in the 1x3 layout paints every view once: the scrolled view whole (image and slice
+    text), the two others where their crosshair moved - not the scrolled view a second time (its slice
+    text used to be painted in a pass of its own, before the scenes' pass; benchmarks/scroll.py --layout 1x3)."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication
+
+    from nodeview.qt.viewer import ViewerWidget
+
+    class PaintLog(QObject):
+        def __init__(self) -> None:
+            super().__init__()
+            self.regions: dict[int, list] = {}
+
+        def eventFilter(self, obj, event):  # type: ignore[no-untyped-def]
+            if event.type() == QEvent.Type.Paint:
+                self.regions.setdefault(id(obj), []).append(event.region().boundingRect())
+            return False
+
+    hu = _volume(shape=(40, 96, 96))
+    geometry = Geometry(shape_zyx=hu.shape, spacing_zyx=(2.5, 0.7, 0.7), origin_xyz=(0.0, 0.0, 0.0))
+    widget = ViewerWidget()
+    qtbot.addWidget(widget)
+    widget.resize(3 * 300 + 4, 300)
+    widget.show()
+    widget.controller.set_volume(Volume(hu_zyx=hu, geometry=geometry, description="test"))
+    source = widget.controller.source
+    assert source is not None and source.wait(30)
+    widget.set_layout(None)
+    views = widget.views
+    qtbot.waitUntil(lambda: all(v.isVisible() and v.viewport().width() > 100 for v in views.values()), timeout=3000)
+    log = PaintLog()
+    for view in views.values():
+        view.viewport().installEventFilter(log)
+    for kind in ViewKind:
+        for delta in (1, -1):
+            QApplication.processEvents()  # anything pending from before the step
+            log.regions.clear()
+            before = views[kind].info_text
+            widget.controller.scroll(kind, delta)
+            assert views[kind].info_text != before
+            qtbot.waitUntil(lambda: len(log.regions) == 3, timeout=3000)
+            QApplication.processEvents()  # a second pass, if one was queued, would come now
+            counts = {k: len(log.regions.get(id(v.viewport()), [])) for k, v in views.items()}
+            assert counts == {k: 1 for k in ViewKind}, (kind, delta, counts)
+            scrolled = views[kind].viewport()
+            assert log.regions[id(scrolled)][0].contains(scrolled.rect()), "the slice text is repainted"
+    for view in views.values():
+        view.viewport().removeEventFilter(log)

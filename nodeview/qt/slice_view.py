@@ -428,7 +428,21 @@ class SliceView(pg.GraphicsView):
     def set_info(self, text: str) -> None:
         if text != self.info_text:
             self.info_text = text
+            self._update_through_scene()
+
+    def _update_through_scene(self) -> None:
+        """Repaint the whole viewport in the scene's next pass, with the items' own updates.
+
+        ``viewport().update()`` would paint this view in a pass of its own, before the scenes' queued
+        dirty-item passes: in the 1x3 layout a scroll step then painted the scrolled view twice (once
+        for the slice text, once more with the other views' moved crosshairs), ~1.3x the time of the
+        step. Through the scene the text, the image and the other views' lines are painted together.
+        """
+        scene = self.scene()
+        if scene is None:
             self.viewport().update()
+            return
+        scene.update(self.mapToScene(self.viewport().rect()).boundingRect())
 
     def set_corners(self, top_right: list[str], bottom_right: list[str]) -> None:
         if top_right != self.corner_top_right or bottom_right != self.corner_bottom_right:
