@@ -310,6 +310,17 @@ if [ "$STEP" = real-final ]; then
   $PY -m training.evaluation.proposal_recall --data data/real-test/annotations.csv --max-candidates 1000 \
       --out training/results/proposal-recall-real-test-final.json
   $PY -m training.export.real_release table "=training/results/real-val-final.json" "=training/results/real-test-final.json"
+  # the synthetic held-out test scans (heldout's 120: data/test, test2, test3, regenerated from their seeds) pooled,
+  # the shipped cascade at its own threshold (nothing chosen on them)
+  for a in "test 20000" "test2 20040" "test3 20080"; do
+    set -- $a; [ -f data/$1/annotations.csv ] || $PY -m training.data.make_data --out data/$1 --split test --synthetic 40 --seed $2
+  done
+  $PY -c "
+import csv
+rows = [dict(r, path=d + '/' + r['path']) for d in ('test', 'test2', 'test3') for r in csv.DictReader(open(f'data/{d}/annotations.csv'))]
+w = csv.DictWriter(open('data/syn-test-all.csv', 'w', newline=''), fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)"
+  $PY -m training.engine.evaluate_real --set syn-test=data/syn-test-all.csv --cache runs/evalreal-final \
+      --out training/results/syn-test-final.json
 fi
 if [ "$STEP" = real-resnet ]; then
   # issue 21, 2026-12-04: the ResNet-50 fine-tuned on the real transplants (after real-reranker's data step). The
