@@ -776,28 +776,10 @@ def main(argv: list[str] | None = None) -> int:
     for k in kinds if args.layout == "max" else []:
         plane = planes[ViewKind(k)]
         mid = (plane.n_slices - 1) // 2
-        lo, hi = mid - len(deltas), mid + len(deltas)
-        if k == "axial" and plane.slice_axis == 0 and not (plane.u_flip or plane.v_flip):
-            ref_planes = {i: hu[i] for i in range(max(0, lo), min(plane.n_slices, hi + 1))}  # views of the array
-        else:  # precompute exactly the images NodeView shows (contiguous int16)
-            ref_planes = {i: plane.extract(hu, i) for i in range(max(0, lo), min(plane.n_slices, hi + 1))}
-        interp = RowInterpolator.for_plane(plane) if args.ref_smooth else None
-        if interp is not None:  # the same interpolated picture as NodeView, precomputed
-            ref_planes = {i: interp(p) for i, p in ref_planes.items()}
-        ref = make_reference(k, ref_planes, mid, plane.size_mm, args.overlay)
+        ref = make_reference(k, reference_images(k), mid, plane.size_mm, args.overlay)
         rss0 = rss_mb()
         nv = make_nodeview(k, volume, args.overlay)
-        src = nv.window.controller.source
-        smooth_bytes = getattr(src, "smooth_bytes", 0)  # (getattr: the script also measures older versions)
-        if src is not None and (src.cache_bytes or smooth_bytes):
-            rows = getattr(src, "smooth_rows", {})
-            smooth = ", ".join(f"{kk.value} {r.n_rows}->{r.out_rows} rows" for kk, r in rows.items())
-            print(
-                f"NodeView {k}: native plane cache {src.cache_bytes / 2**20:.0f} MiB (built in "
-                f"{src.build_seconds or 0:.2f} s), interpolated reformat caches {smooth_bytes / 2**20:.0f} MiB "
-                f"({smooth or 'none'}; built in {getattr(src, 'smooth_seconds', None) or 0:.2f} s), all in a "
-                f"background thread; process RSS +{rss_mb() - rss0:.0f} MiB"
-            )
+        print_caches(k, nv, rss0)
         for c in (ref, nv):
             c.window.show()
             fit_viewport(c, app)
