@@ -16,7 +16,7 @@ from nodeview.qt.main_window import MainWindow
 from nodeview.qt.viewer import malignancy_colour
 
 from .test_candidates import _chest
-from .test_detector import make_model
+from .test_detector import GOOD_META, make_model
 from .test_gui import _colour_near, _device_point, _grab
 
 
@@ -25,7 +25,8 @@ def chest_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("gui-detect")
     hu, g, centres, diameters, _ = _chest(0)
     write_series(hu, root / "ct", SeriesSpec(spacing_zyx=tuple(g.spacing_zyx), origin_xyz=tuple(g.origin_xyz)))
-    return root / "ct", make_model(root / "m.onnx"), centres, diameters
+    meta = {**GOOD_META, "malignancy_label": "half the nodule probability (a test model), not pathology"}
+    return root / "ct", make_model(root / "m.onnx", meta), centres, diameters
 
 
 @pytest.fixture
@@ -54,6 +55,10 @@ def test_detect_draws_boxes_where_the_findings_are(qtbot, window, chest_study):
     result = _detect(qtbot, window)
     panel = window.findings_panel
     assert window.findings_dock.isVisible() and panel.table.rowCount() == len(panel.shown()) > 0
+    # the malignancy column says what the score was trained on (the model file's malignancy_label)
+    tip = panel.table.horizontalHeaderItem(6).toolTip()
+    assert result.model.malignancy_meaning and result.model.malignancy_meaning in tip
+    assert "not pathology" in tip
     # focus the finding nearest the 15 mm solid nodule: all views centre on it and draw its box
     target = min(panel.shown(), key=lambda f: np.linalg.norm(np.subtract(f.center_xyz_mm, centres[3])))
     panel.select_finding(target.id)

@@ -522,3 +522,17 @@ def test_batch_reports_say_the_thick_slice_caution(dicom_studies, fast_detect, t
     assert thick == [0, 1]  # and in the sidecars: none for the 2 mm study, one for the 5 mm one
     # the loader's own warning (8 slices are too few) travels with the 5 mm study too
     assert sum(any("Only 8 slices" in c for c in caveats) for caveats in docs) == 1
+
+
+def test_report_says_what_the_malignancy_score_was_trained_on(study):
+    import dataclasses
+
+    volume, findings = study
+    meaning = "LIDC-IDRI readers' max-voting malignancy rating (1-5): >= 4 malignant, <= 2 benign. Not pathology"
+    model = dataclasses.replace(MODEL, metadata={**MODEL.metadata, "malignancy_label": meaning})
+    assert model.malignancy_meaning == meaning
+    text = " ".join(R.render_report(volume, findings[:1], {}, model, 0.5, anonymize=True, created=CREATED)[0].texts)
+    assert "Malignancy score: the model's estimate; its training label: LIDC-IDRI readers'" in text
+    assert "Not pathology." in text
+    plain = " ".join(R.render_report(volume, findings[:1], {}, MODEL, 0.5, anonymize=True, created=CREATED)[0].texts)
+    assert "training label" not in plain  # a file that does not say gets no such line

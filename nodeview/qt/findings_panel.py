@@ -210,6 +210,11 @@ class FindingsPanel(QWidget):
             self.slider.set_mark(None)
             self.summary.setText("No detection yet for this study. Press Detect (Ctrl+D).")
         self.reset_button.setEnabled(result is not None)
+        header_item = self.table.horizontalHeaderItem(COLUMNS.index("Malig."))
+        if header_item is not None:
+            meaning = result.model.malignancy_meaning if result is not None else ""
+            tip = COLUMN_TIPS[COLUMNS.index("Malig.")]
+            header_item.setToolTip(f"{tip}; the model's training label: {meaning}" if meaning else tip)
         caveats = (*extra_caveats, *(result.caveats if result else ()))
         self.caveats.setText("\n".join(f"Caution: {c}" for c in caveats))
         self.caveats.setVisible(bool(caveats))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from training.data.annotations import NoduleAnnotation, ScanRecord
-from training.engine.evaluate_real import set_report
+from training.engine.evaluate_real import malignancy_difference, malignancy_of_nodules, set_report
 
 
 def nod(x: float, d: float, kind: str, malignant: bool | None) -> NoduleAnnotation:
@@ -35,6 +35,13 @@ def test_set_report_counts() -> None:
     assert r["recall_any_score"] == 1.0
     # malignancy over hit nodules with a known label: 0.8 (M), 0.1 (B), 0.9 (M) -> AUC 1
     assert r["malignancy_auc"]["n"] == 3 and r["malignancy_auc"]["auc"] == 1.0
+    assert r["malignancy_auc"]["nodules"] == [["a#0", 1, 0.8], ["a#1", 0, 0.1], ["b#1", 1, 0.9]]
+    assert malignancy_of_nodules(records, preds, 3.0) == r["malignancy_auc"]["nodules"]
+    # paired against another cascade's malignancy on the same nodules: the benign one now ranks above a malignant one
+    other = {"a": [f(0.5, 0.9, 0.2), f(50, 0.95, 0.5), f(100, 0.7, 0.5)], "b": preds["b"]}
+    base = {"nodules": malignancy_of_nodules(records, other, 3.0)}
+    d = malignancy_difference(base, r["malignancy_auc"], 200)
+    assert d is not None and d["nodules"] == 3 and d["difference"] == pytest.approx(0.5)
     assert 0.0 <= r["cpm_ci95"][0] <= r["cpm"] <= r["cpm_ci95"][1] <= 1.0
 
 

@@ -16,6 +16,7 @@ from training.evaluation.metrics import (
     GroundTruth,
     Prediction,
     auc_bootstrap,
+    auc_difference_bootstrap,
     classification_report,
     confusion,
     cpm,
@@ -405,6 +406,19 @@ def test_auc_bootstrap() -> None:
     assert auc_bootstrap([1, 1, 0, 0, 0], [0.9, 0.8, 0.3, 0.2, 0.1], n_bootstrap=200) == (1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="both classes"):
         auc_bootstrap([1, 1], [0.5, 0.6])
+
+
+def test_auc_difference_bootstrap_is_paired() -> None:
+    y = [1, 1, 1, 0, 0, 0, 1, 0]
+    base = [0.6, 0.4, 0.7, 0.5, 0.3, 0.2, 0.45, 0.65]
+    better = [0.9, 0.8, 0.7, 0.1, 0.3, 0.2, 0.6, 0.5]  # separates perfectly
+    d = auc_difference_bootstrap(y, base, better, n_bootstrap=400, seed=0)
+    assert d.estimate == pytest.approx(1.0 - roc_auc(np.array(y), np.array(base)))
+    assert 0.0 <= d.low < d.estimate < d.high  # never negative: the new scores separate every resample
+    # the same scores: exactly 0 in every resample
+    assert auc_difference_bootstrap(y, base, base, n_bootstrap=100) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="both classes"):
+        auc_difference_bootstrap([1, 1], [0.5, 0.6], [0.5, 0.6])
 
 
 def test_plots_write_readable_pngs(tmp_path: Path) -> None:

@@ -199,7 +199,7 @@ def set_report(
     found: list[tuple[Any, bool]] = []
     fps = 0
     fps_of: dict[str, int] = {}
-    mal_y, mal_s = [], []
+    mal_y, mal_s, mal_key = [], [], []
     reached = 0
     for r in records:
         nods = truths[r.scan_id]
@@ -209,10 +209,11 @@ def set_report(
         found.extend(zip(nods, hits.found, strict=True))
         any_hit = nodule_hits(pairs[r.scan_id], nods, -1.0)
         reached += any_hit.n_found
-        for n, b in zip(nods, any_hit.best_prediction, strict=True):
+        for k, (n, b) in enumerate(zip(nods, any_hit.best_prediction, strict=True)):
             if b >= 0 and n.malignant is not None:
                 mal_y.append(int(n.malignant))
                 mal_s.append(preds[r.scan_id][b]["malignancy"])
+                mal_key.append(f"{r.scan_id}#{k}")
 
     def sens(group: list[tuple[Any, bool]]) -> dict[str, Any]:
         k = sum(f for _, f in group)
@@ -252,6 +253,8 @@ def set_report(
     if 0 < sum(mal_y) < len(mal_y):
         iv = auc_bootstrap(mal_y, mal_s, n_bootstrap=n_boot)
         mal.update(auc=iv.estimate, ci95=[iv.low, iv.high])
+    # per nodule (scan#index among the nodules >= min_d, label, malignancy of the best hit): for paired comparisons
+    mal["nodules"] = [[k, y, float(v)] for k, y, v in zip(mal_key, mal_y, mal_s, strict=True)]
     return {
         "scans": len(records),
         "nodules": sum(len(v) for v in truths.values()),
@@ -423,6 +426,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 "difference": d.estimate,
                 "ci95": [d.low, d.high],
             }
+            o_mal = {"nodules": malignancy_of_nodules(recs, o_preds, args.min_diameter)}
+            mal_diff = malignancy_difference(o_mal, rep["malignancy_auc"], args.bootstrap)
+            if mal_diff is not None:
+                rep["against"]["malignancy_auc"] = mal_diff
         results["sets"][name] = rep
         print(summary(name, rep), flush=True)
     if args.real_ct:
@@ -432,6 +439,33 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1, default=float))
     return results
+
+
+def malignancy_of_nodules(
+    records: list[ScanRecord], preds: dict[str, list[dict[str, Any]]], min_d: float
+) -> list[list[Any]]:
+    """[scan#index, label, malignancy of the best finding on it] for each rated nodule >= min_d a finding reaches."""
+    out: list[list[Any]] = []
+    for r in records:
+        nods = [n for n in r.nodules if n.diameter_mm >= min_d]
+        hits = nodule_hits(_pairs(preds[r.scan_id]), nods, -1.0)
+        for k, (n, b) in enumerate(zip(nods, hits.best_prediction, strict=True)):
+            if b >= 0 and n.malignant is not None:
+                out.append([f"{r.scan_id}#{k}", int(n.malignant), float(preds[r.scan_id][b]["malignancy"])])
+    return out
+
+
+def malignancy_difference(base: dict[str, Any], new: dict[str, Any], n_boot: int) -> dict[str, Any] | None:
+    """Paired malignancy AUC difference over the nodules both cascades reach (None without both classes)."""
+    from training.evaluation.metrics import auc_difference_bootstrap
+
+    b = {k: v for k, _, v in base.get("nodules", [])}
+    common = [(k, y, v) for k, y, v in new.get("nodules", []) if k in b]
+    ys = [y for _, y, _ in common]
+    if not 0 < sum(ys) < len(ys):
+        return None
+    d = auc_difference_bootstrap(ys, [b[k] for k, _, _ in common], [v for _, _, v in common], n_bootstrap=n_boot)
+    return {"nodules": len(common), "difference": d.estimate, "ci95": [d.low, d.high]}
 
 
 def summary(name: str, r: dict[str, Any]) -> str:
@@ -447,6 +481,9 @@ def summary(name: str, r: dict[str, Any]) -> str:
     if "against" in r:
         a = r["against"]
         line += f"; against {a['cpm_other']:.3f}: {a['difference']:+.3f} ({a['ci95'][0]:+.3f} to {a['ci95'][1]:+.3f})"
+        if "malignancy_auc" in a:
+            m = a["malignancy_auc"]
+            line += f"; malignancy AUC {m['difference']:+.3f} ({m['ci95'][0]:+.3f} to {m['ci95'][1]:+.3f})"
     return line
 
 

@@ -760,6 +760,34 @@ def auc_bootstrap(
     return Interval(float(estimate), float(lo), float(hi))
 
 
+def auc_difference_bootstrap(
+    y_true: ArrayLike,
+    score_base: ArrayLike,
+    score_new: ArrayLike,
+    *,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """ROC-AUC of ``score_new`` minus that of ``score_base`` on the same samples, with a paired
+    percentile bootstrap interval (the samples resampled together for both scorings)."""
+    _check_bootstrap(n_bootstrap, confidence)
+    t, a = _binary_inputs(y_true, score_base)
+    _, b = _binary_inputs(y_true, score_new)
+    estimate = roc_auc(t, b) - roc_auc(t, a)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_bootstrap):
+        i = rng.integers(0, t.size, size=t.size)
+        if t[i].all() or not t[i].any():
+            continue
+        values.append(roc_auc(t[i], b[i]) - roc_auc(t[i], a[i]))
+    if not values:
+        raise ValueError("no bootstrap sample holds both classes")
+    lo, hi = np.quantile(values, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
+    return Interval(float(estimate), float(lo), float(hi))
+
+
 class OperatingPoint(NamedTuple):
     """A usable detector setting: keep predictions with ``score >= threshold``."""
 

@@ -94,6 +94,11 @@ class ModelInfo:
     reranker: RerankerInfo | None = None
 
     @property
+    def malignancy_meaning(self) -> str:
+        """What the malignancy score estimates (metadata ``malignancy_label``; empty when the file does not say)."""
+        return self.metadata.get("malignancy_label", "").strip()
+
+    @property
     def label(self) -> str:
         """``name vVERSION``, plus the re-ranker's when one is in use (reports and the findings panel)."""
         text = f"{self.name} v{self.version}"

@@ -780,6 +780,8 @@ def _draw_summary(
         "Box and ring colour: malignancy score, green (0) - yellow (0.5) - red (1). Scores are not probabilities "
         "of disease for this patient.",
     ]
+    if ctx.model.malignancy_meaning:
+        notes.append(f"Malignancy score: the model's estimate; its training label: {ctx.model.malignancy_meaning}.")
     if ctx.comparison is not None:
         notes.append(
             "Change per Lung-RADS v2022: growing = mean diameter up by more than 1.5 mm; VDT = volume doubling "
