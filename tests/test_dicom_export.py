@@ -74,6 +74,7 @@ def test_sr_seg_sc_valid_and_read_back(study, tmp_path):
         assert float(meas[C.LONG_AXIS.value]) == pytest.approx(f.long_axis_mm, rel=1e-4)
         assert float(meas[C.NODULE_SCORE.value]) == pytest.approx(f.score, abs=1e-5)
         assert float(meas[C.MALIGNANCY.value]) == pytest.approx(f.malignancy, abs=1e-5)
+        assert C.MALIGNANCY_LEGACY.value not in meas  # a model's score, not "Probability of cancer"
         evals = {e.name.value: e.value.meaning for e in group.get_qualitative_evaluations()}
         assert evals[C.NODULE_TYPE.value] == f.type
         assert evals[C.REVIEW.value] == ("accepted" if f.id == keyed[0].id else "unreviewed")
@@ -116,6 +117,7 @@ def test_sr_seg_sc_valid_and_read_back(study, tmp_path):
         assert lf.finding.score == pytest.approx(f.score, abs=1e-5) and lf.finding.type == f.type
         assert lf.finding.volume_mm3 == pytest.approx(f.volume_mm3, rel=1e-4)
         assert lf.finding.lung_rads == f.lung_rads
+        assert lf.finding.malignancy == pytest.approx(f.malignancy, abs=1e-5)
     assert report.findings[0].review == "accepted"
     assert report.algorithm.startswith(result.model.name) and report.seg_uid == seg.SOPInstanceUID
     # another frame of reference: nothing is placed on this series
@@ -441,3 +443,18 @@ def test_resolved_findings_carry_a_location(study, tmp_path):
     names = {i.ConceptNameCodeSequence[0].CodeValue for i in _walk(pydicom.dcmread(mapped.sr_path))
              if "ConceptNameCodeSequence" in i}  # fmt: skip
     assert "C2348792" not in names  # no prior time point: the location is on the current study
+
+
+def test_sr_written_before_the_malignancy_code_changed_reads_back(study, tmp_path, monkeypatch):
+    """SRs NodeView wrote before 2026-12-04 hold the malignancy as DCM "Probability of cancer": still read."""
+    ct, volume, result, threshold = study
+    keyed, _ = select_findings(result.findings, {}, threshold)
+    monkeypatch.setattr(C, "MALIGNANCY", C.MALIGNANCY_LEGACY)
+    out = export_dicom(tmp_path, volume, result, {}, threshold, read_source_series([ct], volume))
+    monkeypatch.undo()
+    sr = hd.sr.srread(out.sr_path)
+    group = sr.content.get_planar_roi_measurement_groups()[0]
+    assert C.MALIGNANCY_LEGACY.value in {m.name.value for m in group.get_measurements()}
+    frame = pydicom.dcmread(next(ct.iterdir()), stop_before_pixels=True).FrameOfReferenceUID
+    report = findings_from_sr(out.sr_path, frame)
+    assert [lf.finding.malignancy for lf in report.findings] == pytest.approx([f.malignancy for f in keyed], abs=1e-5)

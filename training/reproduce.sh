@@ -16,6 +16,8 @@
 #                                         the shipped cascade (training/README.md, "ResNet-50 fine-tuned on real")
 #   bash training/reproduce.sh real-malignancy issue 21: the malignancy head alone refitted on the readers' ratings (the
 #                                         network frozen; after real-resnet's packing step), validated, the test once
+#   bash training/reproduce.sh real-resnet2    issue 21: that fine-tune continued with synthetic chests mixed in (after
+#                                         real-resnet), validated against the shipped cascade
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
 # stage-3 run, runs/stage3a.
@@ -393,4 +395,28 @@ if [ "$STEP" = real-malignancy ]; then
       --against-model runs/v3/nodeview-nodule.onnx --against-reranker runs/v3/nodeview-reranker.onnx \
       --cache runs/evalreal-final --out training/results/syn-test-malignancy21.json
   cp runs/malignancy21/nodeview-nodule.onnx runs/malignancy21/nodeview-reranker.onnx resources/models/
+fi
+if [ "$STEP" = real-resnet2 ]; then
+  # issue 21, 2026-12-04: real-resnet's fine-tune (step 722) continued for 700 steps with 80 new synthetic training
+  # chests mixed in (masses up to 40 mm, which the real transplants lack), their rule-based malignancy labels left
+  # out of the loss (--no-malignancy)
+  $PY -m training.data.make_data --out data/syn-mass --split train --synthetic 80 --seed 160 --nodules 2 4 --workers 2
+  $PY -m training.data.pack_patches --data data/syn-mass/annotations.csv --cache runs/cache-syn-mass \
+      --out runs/pack/syn-mass --negatives-top 40 --negatives-random 12 --no-malignancy
+  $PY -m training.engine.train_packed --train runs/pack/train0 --train runs/pack/train1 --train runs/pack/syn-mass \
+      --val runs/pack/val --weights runs/resnet21/model.pt --out runs/resnet21b --steps 700 --max-minutes 48 \
+      --batch-size 64 --lr 5e-5 --warmup 0.02 --frozen-bn --freeze-stem --eval-every 175 --mine-every 350 --seed 1
+  $PY -c "from training.engine.train_packed import join_chunks; join_chunks('runs/resnet21b', 'runs/resnet21b/model.pt')"
+  $PY -m training.export.real_release metadata --run runs/resnet21b --model-version 4 --out runs/resnet21b/metadata.json
+  $PY -m training.export.onnx --checkpoint runs/resnet21b/model.pt --out runs/resnet21b/nodeview-nodule.onnx \
+      --storage fp16 --metadata-json runs/resnet21b/metadata.json | tee runs/resnet21b/export.json
+  cp runs/resnet21b/history.json training/results/resnet21b-train-history.json
+  # the re-ranker with real-resnet's cube weight (1.5) bound to it, the threshold chosen on validation
+  $PY -m training.export.real_release bind --model runs/resnet21b/nodeview-nodule.onnx \
+      --reranker runs/resnet21/cal/nodeview-reranker.onnx --threshold 0.85 --out runs/resnet21b/bound/nodeview-reranker.onnx
+  $PY -m training.engine.evaluate_real --model runs/resnet21b/nodeview-nodule.onnx \
+      --reranker runs/resnet21b/bound/nodeview-reranker.onnx --set val=data/real-val/annotations.csv --choose-on val \
+      --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx \
+      --against-reranker resources/models/nodeview-reranker.onnx --cache runs/evalreal-final \
+      --real-ct ../shared/data/real-ct --out training/results/real-val-resnet21b.json
 fi

@@ -85,6 +85,14 @@ def test_pack_then_fine_tune_then_chunks_load(tiny_data, tmp_path):
     assert sorted(set(arrays["nodule_id"][added].tolist())) == list(range(len(records[0].nodules)))
     assert (arrays["nodule"][added] == 1).all()
     assert arrays["patches"].dtype == np.uint8
+    # --no-malignancy: the same rows with every malignancy label unknown (a rule's label kept out of the loss)
+    assert (arrays["malignant"][arrays["nodule"] == 1] >= 0).any()
+    assert P.main(["--data", str(csv), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "pack-nm"),
+                   "--negatives-top", "6", "--negatives-random", "2", "--positive-copies", "1", "--hits-per-nodule", "1",
+                   "--no-malignancy"]) == 0
+    unlabelled, _ = read_pack([tmp_path / "pack-nm"])
+    assert (unlabelled["malignant"] == -1).all()
+    assert all(np.array_equal(unlabelled[k], arrays[k]) for k in arrays if k != "malignant")
 
     metrics = {}
     for lr in ("1e-4", "0"):

@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from training.data.annotations import read_records_csv
-from training.data.dataset import PatchSet, hit_radius_mm, label_candidates, load_or_mine
+from training.data.dataset import UNKNOWN, PatchSet, hit_radius_mm, label_candidates, load_or_mine
 from training.data.packed import FIELDS, quantise, write_shard
 
 
@@ -97,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--part", type=int, default=0, help="this process's share of the scans (0-based)")
     p.add_argument("--parts", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-malignancy",
+        action="store_true",
+        help="store every malignancy label as unknown (e.g. synthetic scans, whose label is a rule, mixed with "
+        "real nodules whose label is the readers' rating)",
+    )
     args = p.parse_args(argv)
     records = read_records_csv(args.data)
     out = Path(args.out)
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         sub = part.subset(rows)
         pending["patches"].append(quantise(sub.patches))
         pending["nodule"].append(sub.nodule)
-        pending["malignant"].append(sub.malignant)
+        pending["malignant"].append(np.full_like(sub.malignant, UNKNOWN) if args.no_malignancy else sub.malignant)
         pending["diameter_mm"].append(sub.diameter_mm)
         pending["scan"].append(np.full(len(rows), len(ids), dtype=np.int32))
         pending["nodule_id"].append(nod_id)

@@ -16,6 +16,8 @@ The comparison with a prior study (issue 25, :mod:`.followup_sr`)
     resolved (prior-only finding)             99NODEVIEW NV0601 (no standard code for "no longer seen")
     prior diameter / prior volume / VDT       99NODEVIEW NV0010 / NV0011 / NV0012 (UCUM mm, mm3, d)
     diameter change, prior tracking id        99NODEVIEW NV0013 (mm), NV0014 (TEXT "Nodule N" of the prior)
+    malignancy score of a finding             99NODEVIEW NV0016 (before 2026-12-04: DCM 111047 "Probability of
+                                              cancer", still read back)
     Lung-RADS with the comparison             99NODEVIEW NV0015 (values: :data:`LUNG_RADS_VALUES`)
     comparison container                      LN 18834-2 "Radiology Comparison study" holding DCM 111060
                                               "Study Date" (DATE), DCM 110180 "Study Instance UID" and DCM
@@ -52,7 +54,11 @@ LONG_AXIS = codes.SCT.LongAxis
 SHORT_AXIS = codes.SCT.ShortAxis
 DIAMETER = codes.SCT.Diameter
 VOLUME = codes.SCT.Volume
-MALIGNANCY = codes.DCM.ProbabilityOfCancer
+#: the model's malignancy score. What it estimates depends on the model (the bundled one: the LIDC readers'
+#: rating >= 4 rather than <= 2, suspicion on CT, not pathology; its card), so not DCM "Probability of cancer"
+MALIGNANCY = _nv("NV0016", "Malignancy suspicion score (model estimate)")
+#: what NodeView wrote for the malignancy score before 2026-12-04; read back, never written
+MALIGNANCY_LEGACY = codes.DCM.ProbabilityOfCancer
 NODULE_SCORE = _nv("NV0001", "Nodule detection score")
 NODULE_TYPE = _nv("NV0002", "Nodule type")
 LUNG_RADS = _nv("NV0003", "Lung-RADS v2022 category hint")

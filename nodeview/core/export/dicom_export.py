@@ -6,7 +6,7 @@ What is written (all in the source study: same StudyInstanceUID, each object a n
       a *planar* measurement group (TID 1410) with a tracking identifier ("Nodule N") and tracking
       UID, its centre as an SCOORD3D POINT in the CT's FrameOfReferenceUID, long axis, short axis
       and mean diameter (mm; a part-solid finding also the mean diameter of its solid component,
-      99NODEVIEW NV0009), nodule score and probability of cancer (malignancy), and qualitative
+      99NODEVIEW NV0009), nodule score and malignancy score (NV0016), and qualitative
       evaluations nodule type, Lung-RADS v2022 hint, review status and how its size was measured.
       When the finding has a segmentation, a *volumetric* group (TID 1411) with the same tracking
       identifier and UID holds the volume (mm3) and references its segment in the SEG. Algorithm

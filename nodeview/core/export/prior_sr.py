@@ -7,7 +7,7 @@ preamble ("DICM" at byte 128) and returns the same :class:`~nodeview.core.follow
 FindingsFile` either way:
 
 * the findings: the SR's planar groups (centre, axes, mean diameter, type, solid component, score,
-  probability of cancer, how they were measured, the volume from the volumetric group with the
+  malignancy score, how they were measured, the volume from the volumetric group with the
   same tracking UID) in the frame of reference they are written in, with the ids the prior's
   report gave them ("Nodule 7" is finding 7, so the comparison names them as the prior did); a
   group the reader rejected is left out, and the comparison's own groups (a prior-only finding

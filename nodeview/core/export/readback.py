@@ -7,9 +7,9 @@ every planar measurement group whose region is an SCOORD3D POINT (or any 3D grap
 in the open series' frame of reference becomes a finding (except a comparison's *resolved* groups:
 prior-only findings, returned with their location in :attr:`LoadedComparison.resolved`); a
 volumetric group with the same tracking UID adds its volume. Values NodeView writes (long/short
-axis, diameter, nodule score, probability of cancer, type, Lung-RADS hint, review status) are read
-back where present; other reports' findings get what they carry, the rest neutral (score 1,
-malignancy 0, type "unmeasured").
+axis, diameter, nodule score, malignancy score (NV0016, or DCM "Probability of cancer" as written before
+2026-12-04), type, Lung-RADS hint, review status) are read back where present; other reports'
+findings get what they carry, the rest neutral (score 1, malignancy 0, type "unmeasured").
 :func:`labels_from_seg` resamples a SEG that references the open series into a label volume
 (``uint8``, or ``uint16`` beyond 255 segments: segment numbers) on the volume grid, for an overlay.
 """
@@ -243,7 +243,7 @@ def findings_from_sr(path: str | os.PathLike[str], volume_for_uid: str | None, f
         review = _code_meaning(evals, codes.REVIEW, codes.REVIEW_STATES) or "unreviewed"
         lung_rads = _code_meaning(evals, codes.LUNG_RADS, codes.LUNG_RADS_VALUES) or ""
         score = _value(_find(meas, codes.NODULE_SCORE))
-        malignancy = _value(_find(meas, codes.MALIGNANCY))
+        malignancy = _value(_find(meas, codes.MALIGNANCY) or _find(meas, codes.MALIGNANCY_LEGACY))
         solid = _value(_find(meas, codes.SOLID_DIAMETER)) if kind == "part-solid" else None
         solid_fraction = min(1.0, (solid / diameter) ** 3) if solid is not None and diameter > 0 else 0.0
         r = diameter / 2.0
