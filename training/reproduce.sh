@@ -18,6 +18,8 @@
 #                                         network frozen; after real-resnet's packing step), validated, the test once
 #   bash training/reproduce.sh real-resnet2    issue 21: that fine-tune continued with synthetic chests mixed in (after
 #                                         real-resnet), validated against the shipped cascade
+#   bash training/reproduce.sh real-resnet3    issue 21: the full fine-tune schedule from v3, real and synthetic mixed
+#                                         (after real-resnet2's data steps), validated against the shipped cascade
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
 # stage-3 run, runs/stage3a.
@@ -419,4 +421,23 @@ if [ "$STEP" = real-resnet2 ]; then
       --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx \
       --against-reranker resources/models/nodeview-reranker.onnx --cache runs/evalreal-final \
       --real-ct ../shared/data/real-ct --out training/results/real-val-resnet21b.json
+fi
+if [ "$STEP" = real-resnet3 ]; then
+  # issue 21, 2026-12-04: the full schedule from the shipped v3 weights on the real packs and real-resnet2's 80
+  # synthetic chests (their rule labels out of the malignancy loss)
+  $PY -m training.engine.train_packed --train runs/pack/train0 --train runs/pack/train1 --train runs/pack/syn-mass \
+      --val runs/pack/val --weights runs/shipped/model_state_fp16.pt --out runs/resnet21c --steps 1600 \
+      --max-minutes 42 --batch-size 64 --lr 1e-4 --frozen-bn --freeze-stem --eval-every 200 --mine-every 500 --seed 2
+  $PY -c "from training.engine.train_packed import join_chunks; join_chunks('runs/resnet21c', 'runs/resnet21c/model.pt')"
+  $PY -m training.export.real_release metadata --run runs/resnet21c --model-version 4 --out runs/resnet21c/metadata.json
+  $PY -m training.export.onnx --checkpoint runs/resnet21c/model.pt --out runs/resnet21c/nodeview-nodule.onnx \
+      --storage fp16 --metadata-json runs/resnet21c/metadata.json | tee runs/resnet21c/export.json
+  cp runs/resnet21c/history.json training/results/resnet21c-train-history.json
+  $PY -m training.export.real_release bind --model runs/resnet21c/nodeview-nodule.onnx \
+      --reranker runs/resnet21/cal/nodeview-reranker.onnx --threshold 0.85 --out runs/resnet21c/bound/nodeview-reranker.onnx
+  $PY -m training.engine.evaluate_real --model runs/resnet21c/nodeview-nodule.onnx \
+      --reranker runs/resnet21c/bound/nodeview-reranker.onnx --set val=data/real-val/annotations.csv --choose-on val \
+      --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx \
+      --against-reranker resources/models/nodeview-reranker.onnx --cache runs/evalreal-final \
+      --real-ct ../shared/data/real-ct --out training/results/real-val-resnet21c.json
 fi
