@@ -398,6 +398,24 @@ if [ "$STEP" = real-malignancy ]; then
       --cache runs/evalreal-final --out training/results/syn-test-malignancy21.json
   cp runs/malignancy21/nodeview-nodule.onnx runs/malignancy21/nodeview-reranker.onnx resources/models/
 fi
+# a packed fine-tune run (runs/NAME of train_packed) exported to ONNX, real-resnet's re-ranker (cube weight 1.5)
+# bound to it, and the app's pipeline on the real validation patients against the shipped cascade (threshold
+# chosen there at <= 1 FP/scan; LIDC-IDRI-0002 and A0001 at that threshold): the ship rule's figures
+validate_finetune() {
+  local run=runs/$1
+  $PY -c "from training.engine.train_packed import join_chunks; join_chunks('$run', '$run/model.pt')"
+  $PY -m training.export.real_release metadata --run "$run" --model-version 4 --out "$run/metadata.json"
+  $PY -m training.export.onnx --checkpoint "$run/model.pt" --out "$run/nodeview-nodule.onnx" \
+      --storage fp16 --metadata-json "$run/metadata.json" | tee "$run/export.json"
+  cp "$run/history.json" "training/results/$1-train-history.json"
+  $PY -m training.export.real_release bind --model "$run/nodeview-nodule.onnx" \
+      --reranker runs/resnet21/cal/nodeview-reranker.onnx --threshold 0.85 --out "$run/bound/nodeview-reranker.onnx"
+  $PY -m training.engine.evaluate_real --model "$run/nodeview-nodule.onnx" \
+      --reranker "$run/bound/nodeview-reranker.onnx" --set val=data/real-val/annotations.csv --choose-on val \
+      --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx \
+      --against-reranker resources/models/nodeview-reranker.onnx --cache runs/evalreal-final \
+      --real-ct ../shared/data/real-ct --out "training/results/real-val-$1.json"
+}
 if [ "$STEP" = real-resnet2 ]; then
   # issue 21, 2026-12-04: real-resnet's fine-tune (step 722) continued for 700 steps with 80 new synthetic training
   # chests mixed in (masses up to 40 mm, which the real transplants lack), their rule-based malignancy labels left
@@ -408,36 +426,14 @@ if [ "$STEP" = real-resnet2 ]; then
   $PY -m training.engine.train_packed --train runs/pack/train0 --train runs/pack/train1 --train runs/pack/syn-mass \
       --val runs/pack/val --weights runs/resnet21/model.pt --out runs/resnet21b --steps 700 --max-minutes 48 \
       --batch-size 64 --lr 5e-5 --warmup 0.02 --frozen-bn --freeze-stem --eval-every 175 --mine-every 350 --seed 1
-  $PY -c "from training.engine.train_packed import join_chunks; join_chunks('runs/resnet21b', 'runs/resnet21b/model.pt')"
-  $PY -m training.export.real_release metadata --run runs/resnet21b --model-version 4 --out runs/resnet21b/metadata.json
-  $PY -m training.export.onnx --checkpoint runs/resnet21b/model.pt --out runs/resnet21b/nodeview-nodule.onnx \
-      --storage fp16 --metadata-json runs/resnet21b/metadata.json | tee runs/resnet21b/export.json
-  cp runs/resnet21b/history.json training/results/resnet21b-train-history.json
-  # the re-ranker with real-resnet's cube weight (1.5) bound to it, the threshold chosen on validation
-  $PY -m training.export.real_release bind --model runs/resnet21b/nodeview-nodule.onnx \
-      --reranker runs/resnet21/cal/nodeview-reranker.onnx --threshold 0.85 --out runs/resnet21b/bound/nodeview-reranker.onnx
-  $PY -m training.engine.evaluate_real --model runs/resnet21b/nodeview-nodule.onnx \
-      --reranker runs/resnet21b/bound/nodeview-reranker.onnx --set val=data/real-val/annotations.csv --choose-on val \
-      --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx \
-      --against-reranker resources/models/nodeview-reranker.onnx --cache runs/evalreal-final \
-      --real-ct ../shared/data/real-ct --out training/results/real-val-resnet21b.json
+  validate_finetune resnet21b
 fi
 if [ "$STEP" = real-resnet3 ]; then
   # issue 21, 2026-12-04: the full schedule from the shipped v3 weights on the real packs and real-resnet2's 80
-  # synthetic chests (their rule labels out of the malignancy loss)
+  # synthetic chests (their rule labels out of the malignancy loss); runs/shipped is real-resnet's conversion of the
+  # bundled file (v3 then; v3.1 now differs from it in the malignancy head only, which this run trains anyway)
   $PY -m training.engine.train_packed --train runs/pack/train0 --train runs/pack/train1 --train runs/pack/syn-mass \
       --val runs/pack/val --weights runs/shipped/model_state_fp16.pt --out runs/resnet21c --steps 1600 \
       --max-minutes 42 --batch-size 64 --lr 1e-4 --frozen-bn --freeze-stem --eval-every 200 --mine-every 500 --seed 2
-  $PY -c "from training.engine.train_packed import join_chunks; join_chunks('runs/resnet21c', 'runs/resnet21c/model.pt')"
-  $PY -m training.export.real_release metadata --run runs/resnet21c --model-version 4 --out runs/resnet21c/metadata.json
-  $PY -m training.export.onnx --checkpoint runs/resnet21c/model.pt --out runs/resnet21c/nodeview-nodule.onnx \
-      --storage fp16 --metadata-json runs/resnet21c/metadata.json | tee runs/resnet21c/export.json
-  cp runs/resnet21c/history.json training/results/resnet21c-train-history.json
-  $PY -m training.export.real_release bind --model runs/resnet21c/nodeview-nodule.onnx \
-      --reranker runs/resnet21/cal/nodeview-reranker.onnx --threshold 0.85 --out runs/resnet21c/bound/nodeview-reranker.onnx
-  $PY -m training.engine.evaluate_real --model runs/resnet21c/nodeview-nodule.onnx \
-      --reranker runs/resnet21c/bound/nodeview-reranker.onnx --set val=data/real-val/annotations.csv --choose-on val \
-      --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx \
-      --against-reranker resources/models/nodeview-reranker.onnx --cache runs/evalreal-final \
-      --real-ct ../shared/data/real-ct --out training/results/real-val-resnet21c.json
+  validate_finetune resnet21c
 fi

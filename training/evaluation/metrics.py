@@ -739,6 +739,26 @@ def cpm_difference_bootstrap(
     return PairedDifference(float(estimate), float(lo), float(hi), float(np.mean(d <= 1e-12)), len(diffs))
 
 
+def _auc_statistic_bootstrap(
+    t: np.ndarray, statistic: Any, n_bootstrap: int, confidence: float, seed: int
+) -> Interval:
+    """``statistic(index)`` on all samples and its percentile bootstrap interval (samples resampled
+    with replacement; a resample holding one class only has no AUC and is left out)."""
+    _check_bootstrap(n_bootstrap, confidence)
+    estimate = statistic(np.arange(t.size))
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_bootstrap):
+        i = rng.integers(0, t.size, size=t.size)
+        if t[i].all() or not t[i].any():
+            continue
+        values.append(statistic(i))
+    if not values:
+        raise ValueError("no bootstrap sample holds both classes")
+    lo, hi = np.quantile(values, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
+    return Interval(float(estimate), float(lo), float(hi))
+
+
 def auc_bootstrap(
     y_true: ArrayLike, y_score: ArrayLike, *, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> Interval:
@@ -746,18 +766,7 @@ def auc_bootstrap(
     sample holding one class only has no AUC and is left out)."""
     _check_bootstrap(n_bootstrap, confidence)
     t, s = _binary_inputs(y_true, y_score)
-    estimate = roc_auc(t, s)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_bootstrap):
-        i = rng.integers(0, t.size, size=t.size)
-        if t[i].all() or not t[i].any():
-            continue
-        values.append(roc_auc(t[i], s[i]))
-    if not values:
-        raise ValueError("no bootstrap sample holds both classes")
-    lo, hi = np.quantile(values, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
-    return Interval(float(estimate), float(lo), float(hi))
+    return _auc_statistic_bootstrap(t, lambda i: roc_auc(t[i], s[i]), n_bootstrap, confidence, seed)
 
 
 def auc_difference_bootstrap(
@@ -774,18 +783,9 @@ def auc_difference_bootstrap(
     _check_bootstrap(n_bootstrap, confidence)
     t, a = _binary_inputs(y_true, score_base)
     _, b = _binary_inputs(y_true, score_new)
-    estimate = roc_auc(t, b) - roc_auc(t, a)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_bootstrap):
-        i = rng.integers(0, t.size, size=t.size)
-        if t[i].all() or not t[i].any():
-            continue
-        values.append(roc_auc(t[i], b[i]) - roc_auc(t[i], a[i]))
-    if not values:
-        raise ValueError("no bootstrap sample holds both classes")
-    lo, hi = np.quantile(values, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
-    return Interval(float(estimate), float(lo), float(hi))
+    return _auc_statistic_bootstrap(
+        t, lambda i: roc_auc(t[i], b[i]) - roc_auc(t[i], a[i]), n_bootstrap, confidence, seed
+    )
 
 
 class OperatingPoint(NamedTuple):
