@@ -256,15 +256,9 @@ def add_overlays(
     return items
 
 
-def make_reference(
-    kind: str,
-    planes: dict[int, np.ndarray],
-    start: int,
-    rect_mm: tuple[float, float],
-    how: str,
-    n_items: int = N_OVERLAYS,
-    name: str = "",
-) -> Case:
+def plain_image_view(image, rect_mm):  # type: ignore[no-untyped-def]
+    """A plain pyqtgraph GraphicsView + ViewBox + ImageItem showing ``image`` over ``rect_mm`` (w, h) in mm,
+    the same on-screen size as NodeView's mm scene: the reference every case is measured against."""
     import pyqtgraph as pg
     from PySide6.QtCore import QRectF
 
@@ -274,10 +268,25 @@ def make_reference(
     img = pg.ImageItem()
     img.setAutoDownsample(False)
     vb.addItem(img)
-    img.setImage(planes[start], levels=LEVELS, autoLevels=False)
+    img.setImage(image, levels=LEVELS, autoLevels=False)
     w_mm, h_mm = rect_mm
-    img.setRect(QRectF(0.0, 0.0, w_mm, h_mm))  # same on-screen size as NodeView's mm scene
+    img.setRect(QRectF(0.0, 0.0, w_mm, h_mm))
     vb.setRange(QRectF(0.0, 0.0, w_mm, h_mm), padding=0.02)
+    return view, vb, img
+
+
+def make_reference(
+    kind: str,
+    planes: dict[int, np.ndarray],
+    start: int,
+    rect_mm: tuple[float, float],
+    how: str,
+    n_items: int = N_OVERLAYS,
+    name: str = "",
+) -> Case:
+
+    view, vb, img = plain_image_view(planes[start], rect_mm)
+    w_mm, h_mm = rect_mm
     view._bench_overlays = add_overlays(vb, w_mm, h_mm, how, np.random.default_rng(1), n_items)  # keep them
     view.resize(VIEW_PX, VIEW_PX)
     view.setWindowTitle(f"reference {kind}")
@@ -328,7 +337,6 @@ def make_reference_1x3(
     the crosshair line at k's slice (positions looked up in tables made here). One Case per scrolled view,
     all sharing the window."""
     import pyqtgraph as pg
-    from PySide6.QtCore import QRectF
     from PySide6.QtWidgets import QGridLayout, QWidget
 
     window = QWidget()
@@ -340,16 +348,8 @@ def make_reference_1x3(
     items: dict = {}
     lines: dict = {}  # kind -> (vertical line at u, horizontal line at v)
     for col, (kind, plane) in enumerate(view_planes.items()):
-        view = pg.GraphicsView(background="k")
-        vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
-        view.setCentralItem(vb)
-        img = pg.ImageItem()
-        img.setAutoDownsample(False)
-        vb.addItem(img)
-        img.setImage(images[kind][int(cursor[plane.slice_axis])], levels=LEVELS, autoLevels=False)
+        view, vb, img = plain_image_view(images[kind][int(cursor[plane.slice_axis])], plane.size_mm)
         w_mm, h_mm = plane.size_mm
-        img.setRect(QRectF(0.0, 0.0, w_mm, h_mm))
-        vb.setRange(QRectF(0.0, 0.0, w_mm, h_mm), padding=0.02)
         view._bench_overlays = add_overlays(vb, w_mm, h_mm, how, np.random.default_rng(1))
         u, v, _ = plane.index_to_display(cursor)
         pair = (
