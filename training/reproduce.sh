@@ -20,6 +20,7 @@
 #                                         real-resnet), validated against the shipped cascade
 #   bash training/reproduce.sh real-resnet3    issue 21: the full fine-tune schedule from v3, real and synthetic mixed
 #                                         (after real-resnet2's data steps), validated against the shipped cascade
+#   bash training/reproduce.sh real-resnet4    issue 21: real-resnet3 with 60 synthetic chests holding a 32-60 mm mass
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
 # stage-3 run, runs/stage3a.
@@ -436,4 +437,17 @@ if [ "$STEP" = real-resnet3 ]; then
       --val runs/pack/val --weights runs/shipped/model_state_fp16.pt --out runs/resnet21c --steps 1600 \
       --max-minutes 42 --batch-size 64 --lr 1e-4 --frozen-bn --freeze-stem --eval-every 200 --mine-every 500 --seed 2
   validate_finetune resnet21c
+fi
+if [ "$STEP" = real-resnet4 ]; then
+  # issue 21, 2026-12-04: real-resnet3's recipe with 60 more synthetic training chests, each with one solid mass of
+  # 32-60 mm (make_data --masses 1; no earlier source had a solid lesion over 30 mm), 1-3 lesions in all
+  $PY -m training.data.make_data --out data/syn-mass2 --split train --synthetic 60 --seed 240 --nodules 1 3 \
+      --masses 1 --workers 2
+  $PY -m training.data.pack_patches --data data/syn-mass2/annotations.csv --cache runs/cache-syn-mass2 \
+      --out runs/pack/syn-mass2 --negatives-top 40 --negatives-random 12 --no-malignancy
+  $PY -m training.engine.train_packed --train runs/pack/train0 --train runs/pack/train1 --train runs/pack/syn-mass \
+      --train runs/pack/syn-mass2 --val runs/pack/val --weights runs/shipped/model_state_fp16.pt --out runs/resnet21d \
+      --steps 1600 --max-minutes 42 --batch-size 64 --lr 1e-4 --frozen-bn --freeze-stem --eval-every 200 \
+      --mine-every 500 --seed 2
+  validate_finetune resnet21d
 fi

@@ -203,6 +203,26 @@ def test_nodule_diameters(kind: str) -> None:
         assert abs(d - ann.diameter_mm) < 0.25 * ann.diameter_mm, (ann, d)
 
 
+def test_masses_are_solid_and_measure_their_diameter() -> None:
+    """``masses=1``: the first lesion is a solid mass of 32-60 mm (no kind's nodule range goes past 40 mm), placed in
+    the lung and as large as annotated; it counts as one of the scan's lesions, and the others are drawn as before."""
+    scan = generator.generate_scan_full(240, n_nodules=(2, 2), masses=1, locations=("isolated",), noise_sd_hu=0.0)
+    vol = scan.volume
+    mass, *others = scan.annotations
+    assert mass.kind == "solid" and generator.MASS_DIAMETER_MM[0] <= mass.diameter_mm <= generator.MASS_DIAMETER_MM[1]
+    assert mass.location == "isolated"
+    assert len(others) == 1 and others[0].diameter_mm <= 40.0
+    r = 0.5 * mass.diameter_mm
+    assert float(np.median(ball(vol, mass.center_xyz_mm, 0.5 * r))) > -100  # solid all through
+    bg = float(np.median(ball(vol, mass.center_xyz_mm, r + 6.0, r + 3.0)))
+    assert bg < -650  # in aerated lung
+    d = measured_diameter(vol, mass, 0.5 * (bg + 40.0))
+    assert abs(d - mass.diameter_mm) < 0.25 * mass.diameter_mm, (mass, d)
+    # without masses the seed draws what it always drew: no lesion over the nodule ranges
+    plain = generator.generate_scan_full(241, n_nodules=(1, 1), noise_sd_hu=0.0)
+    assert all(a.diameter_mm <= 40.0 for a in plain.annotations)
+
+
 def test_nodule_model_volume_matches_diameter() -> None:
     rng = np.random.default_rng(1)
     for margin in ("smooth", "lobulated", "spiculated"):

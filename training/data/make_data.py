@@ -104,6 +104,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="nodules per synthetic scan (default 0 4)",
     )
     p.add_argument(
+        "--masses",
+        type=int,
+        default=0,
+        metavar="K",
+        help="synthetic scans: the first K lesions are solid masses of 32-60 mm (default 0: none)",
+    )
+    p.add_argument(
         "--insert-nodules",
         type=int,
         nargs=2,
@@ -138,6 +145,7 @@ class _Job:
     label_mode: str = "threshold"
     threads: int = 0
     existing: tuple[NoduleAnnotation, ...] = ()
+    masses: int = 0
 
     @property
     def scan_id(self) -> str:
@@ -189,6 +197,7 @@ def _run_job(job: _Job) -> ScanRecord:
             scan_id=job.scan_id,
             label_mode=job.label_mode,
             workers=job.threads or None,
+            masses=job.masses,
         )
     else:
         from training.data.insert import write_inserted
@@ -293,6 +302,7 @@ def main(args: argparse.Namespace) -> int:
                 small=args.small,
                 label_mode=args.label_mode,
                 threads=threads,
+                masses=max(0, int(args.masses)),
             )
         )
     for j in range(args.inserted):

@@ -41,6 +41,9 @@ from training.data.synth.scanner import (
 )
 from training.data.synth.vessels import _paint_tubes
 
+#: Diameters of the solid masses ``generate_scan_full(masses=...)`` adds (a mass is over 30 mm).
+MASS_DIAMETER_MM = (32.0, 60.0)
+
 
 def _run_chunks(fn: Callable[[int, int], None], n: int, workers: int) -> None:
     """Call ``fn(lo, hi)`` over ``range(n)`` split in contiguous chunks, on ``workers`` threads."""
@@ -109,6 +112,7 @@ def generate_scan_full(
     orientation: Sequence[float] | None = None,
     label_mode: str = "threshold",
     workers: int | None = None,
+    masses: int = 0,
 ) -> SyntheticScan:
     """:func:`generate_scan` with everything that went into the scan.
 
@@ -128,6 +132,10 @@ def generate_scan_full(
         label_mode: "threshold" (default: ``malignant = p >= MALIGNANT_THRESHOLD``) or "sample"
             (``malignant ~ Bernoulli(p)`` with the scan's generator).
         workers: threads (default: up to 4, the CPU count).
+        masses: the first this many lesions of the scan are solid masses of
+            :data:`MASS_DIAMETER_MM` (log-uniform; above every kind's nodule range), placed isolated
+            or against the pleura, as the lung allows. 0 (the default) draws exactly what earlier
+            versions drew for a seed.
     """
     if label_mode not in ("threshold", "sample"):
         raise ValueError(f"label_mode must be 'threshold' or 'sample', got {label_mode!r}")
@@ -169,13 +177,20 @@ def generate_scan_full(
     n_target = int(rng.integers(n_lo, n_hi + 1))
     models: list[NoduleModel] = []
     annotations: list[NoduleAnnotation] = []
-    if n_target > 0:
+    if max(n_target, int(masses)) > 0:
         lung = _lung_distance(p, canon)
         taken: list[tuple[F64, float]] = []
-        for _ in range(n_target):
+        for n in range(max(n_target, int(masses))):
             loc = None if not locations else str(locations[int(rng.integers(len(locations)))])
             mar = None if not margins else str(margins[int(rng.integers(len(margins)))])
-            model = sample_nodule(rng, kinds=kinds, diameter_range_mm=diameter_range_mm, location=loc, margin=mar)
+            if n < int(masses):
+                mass_d = float(np.exp(rng.uniform(*np.log(MASS_DIAMETER_MM))))
+                mass_loc = loc or ("juxta-pleural" if rng.random() < 0.5 else "isolated")
+                model = sample_nodule(rng, kind="solid", diameter_mm=mass_d, location=mass_loc, margin=mar)
+            else:
+                model = sample_nodule(
+                    rng, kinds=kinds, diameter_range_mm=diameter_range_mm, location=loc, margin=mar
+                )
             radius = 0.5 * model.diameter_mm
             location = model.location
             centre = place_nodule(rng, out, canon.spacing_zyx, lung, radius, location, taken)
