@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
-from nodeview.qt.dicom_export_dialog import DicomExportDialog, start_dicom_export
+from nodeview.qt.dicom_export_dialog import DicomExportDialog
 from nodeview.qt.main_window import MainWindow
 
 from .dicom_helpers import write_chest
@@ -43,7 +43,7 @@ def test_export_then_read_back(qtbot, window, tmp_path):
     dialog.close()
     out = study.parent / "nodeview-dicom"
     with qtbot.waitSignal(window.sigDicomExported, timeout=60000) as blocker:
-        assert start_dicom_export(window, str(out), anonymize=False, secondary_capture=False)
+        assert window.start_dicom_export(str(out), anonymize=False, secondary_capture=False)
     export = blocker.args[0]
     assert export.seg_path is not None and len(export.findings) == len(shown) - 1
 
@@ -93,7 +93,7 @@ def test_export_with_a_prior_carries_the_comparison(qtbot, window, tmp_path):
     assert cmp is not None and cmp.changes
     out = study.parent / "nodeview-dicom"  # beside the series: opening the folder again reads it back
     with qtbot.waitSignal(window.sigDicomExported, timeout=60000) as blocker:
-        assert start_dicom_export(window, str(out), anonymize=False, secondary_capture=False)
+        assert window.start_dicom_export(str(out), anonymize=False, secondary_capture=False)
     export = blocker.args[0]
     sr = pydicom.dcmread(export.sr_path)
     assert sr.PertinentOtherEvidenceSequence[0].StudyInstanceUID == "2.25.4242001"

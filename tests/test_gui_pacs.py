@@ -95,15 +95,12 @@ def test_query_retrieve_open(qtbot, tmp_path, pacs):
     # detect, export with "then send to" the PACS: the SR and SEG arrive there; retrieving the study
     # again (the cache is behind the PACS now) opens it with the SR's findings loaded, not detected
     from nodeview.core.pacs import find_series
-    from nodeview.qt.dicom_export_dialog import start_dicom_export
 
     with qtbot.waitSignal(window.sigDetectionDone, timeout=120000):
         window.detect()
     n_shown = len(window.findings_panel.shown())
     with qtbot.waitSignal(window.sigDicomExported, timeout=60000):
-        assert start_dicom_export(
-            window, str(tmp_path / "export"), False, False, send_to=load_nodes(window.settings)[0]
-        )
+        assert window.start_dicom_export(str(tmp_path / "export"), False, False, send_to=load_nodes(window.settings)[0])
     local = LocalAE("NODEVIEW", port)
     assert sorted(s.modality for s in find_series(server.node(), study_uid, local)) == ["CT", "SEG", "SR"]
     with qtbot.waitSignal(dialog.sigStudies, timeout=20000):

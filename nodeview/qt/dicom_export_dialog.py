@@ -1,8 +1,9 @@
 """File › Export DICOM…: the reviewed findings as a TID 1500 SR, a SEG and (optionally) report pages
 as Secondary Capture images, written by :func:`nodeview.core.export.export_dicom` in a worker.
 
-The dialog only collects choices (folder, anonymize, Secondary Capture); :func:`start_dicom_export`
-runs the export on the window's task runner with the findings panel's threshold and review decisions.
+The dialog only collects choices (folder, anonymize, Secondary Capture, a PACS to send to);
+:func:`dicom_export_work` is the export itself, which ``MainWindow.start_dicom_export`` runs on the window's
+task runner with the findings panel's threshold and review decisions.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from ..core.detect.findings import Finding, format_score
 from ..core.report.render import review_of, select_findings
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from collections.abc import Callable
+
+    from ..core.detect.detector import DetectionResult
+    from ..core.volume import Volume
 
 
 class DicomExportDialog(QDialog):
@@ -119,33 +123,30 @@ class DicomExportDialog(QDialog):
         return self.send_combo.currentData()
 
 
-def start_dicom_export(
-    window: MainWindow, folder: str, anonymize: bool, secondary_capture: bool, send_to: Any = None
-) -> bool:
-    """Export the window's current detection (its panel's threshold and reviews) in a worker.
+def dicom_export_work(
+    folder: str,
+    volume: Volume,
+    result: DetectionResult,
+    reviews: dict[int, str],
+    threshold: float,
+    paths: list[str],
+    local: str,
+    anonymize: bool,
+    secondary_capture: bool,
+    send_to: Any = None,
+    comparison: Any = None,
+    prior_path: str | None = None,
+    prior_volume: Volume | None = None,
+) -> Callable[[Any, Any], Any]:
+    """The worker function (``work(progress, stop)``) that exports one detection as SR and SEG.
 
-    The result arrives as the window's ``"dicom"`` task (a :class:`~nodeview.core.export.DicomExport`).
-    With ``send_to`` (a :class:`~nodeview.core.pacs.PacsNode`) the objects are then sent with C-STORE;
-    a refusal fails the task with the PACS's reason (the files stay written).
-    When the prior panel holds a comparison made for these findings, the SR carries it (and the
-    prior's images as other evidence).
-    Returns False when nothing was started (no detection, or another task is running).
+    It reads the source series' headers, writes the objects into ``folder`` and returns the
+    :class:`~nodeview.core.export.DicomExport`. With ``send_to`` (a :class:`~nodeview.core.pacs.PacsNode`)
+    the objects are then sent with C-STORE as the AE title ``local``; a refusal fails the task with the
+    PACS's reason (the files stay written). With a ``comparison`` made for these findings the SR carries
+    it (and the prior's images as other evidence). :meth:`MainWindow.start_dicom_export` runs it as the
+    window's ``"dicom"`` task.
     """
-    result, volume = window.findings_panel.result, window.volume
-    if result is None or volume is None:
-        window.statusBar().showMessage("Detect nodules first (Ctrl+D)", 4000)
-        return False
-    if window.runner.busy:
-        window.statusBar().showMessage("Wait for the current task to finish, or cancel it", 5000)
-        return False
-    reviews, threshold = window.report_reviews(), window.findings_panel.threshold
-    paths = list(window.source_paths)
-    panel = window.prior_dock.panel  # the comparison with a prior, when one was made for these findings
-    comparison = panel.comparison_for(result, threshold)
-    prior_path, prior_volume = panel.prior_path, panel.prior
-    from .pacs_dialog import local_ae
-
-    local = local_ae(window.settings)
 
     def work(progress, stop):  # type: ignore[no-untyped-def]
         from ..core.export import NotExportableError, export_dicom, read_source_series
@@ -171,11 +172,7 @@ def start_dicom_export(
                 raise NodeViewError(f"written to {folder}, but {send_to.label} refused: {sent.failed[0]}")
         return done
 
-    window._pending = "dicom"
-    window._task_study = window.study_generation  # dropped if another study is shown before it ends
-    window._show_busy("Writing DICOM SR and SEG…")
-    window.runner.start(work)
-    return True
+    return work
 
 
-__all__ = ["DicomExportDialog", "start_dicom_export"]
+__all__ = ["DicomExportDialog", "dicom_export_work"]

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
@@ -106,12 +106,12 @@ class MainWindow(QMainWindow):
         self.runner.sigFailed.connect(self._on_failed)
         self.runner.sigCancelled.connect(self._on_cancelled)
         self.runner.sigFinished.connect(self._on_task_finished)
-        self._pending: str | None = None  # "scan", "load", "detect" or "report"
+        self._pending: str | None = None  # "scan", "load", "detect", "report" or "dicom"
         self._detector: Detector | None = None
         self.header: SeriesHeader | None = None
         #: bumped whenever another study is shown; results of work started for an older one are dropped
         self.study_generation = 0
-        self._task_study: int | None = None  # the study generation the running detect/report belongs to
+        self._task_study: int | None = None  # the study generation the running detect/report/dicom task belongs to
         self._opening: list[str] = []  # what the running scan/load is opening (for the cancel message)
 
         self.viewer = ViewerWidget(self)
@@ -644,10 +644,7 @@ class MainWindow(QMainWindow):
                 self._detector = Detector(path)
             return self._detector.detect(volume, progress, stop, min_score=0.0)
 
-        self._pending = "detect"
-        self._task_study = self.study_generation
-        self._show_busy("Detecting nodules…")
-        self.runner.start(work)
+        self._start_study_task("detect", "Detecting nodules…", work)
 
     # ---- report ------------------------------------------------------------------------------
     def report_reviews(self) -> dict[int, str]:
@@ -728,10 +725,7 @@ class MainWindow(QMainWindow):
             )
             return [*paths[:-1], *write_key_images(folder, stem, keys), paths[-1]]
 
-        self._pending = "report"
-        self._task_study = self.study_generation
-        self._show_busy("Writing the report…")
-        self.runner.start(work)
+        self._start_study_task("report", "Writing the report…", work)
 
     def export_dicom(self) -> None:
         """File › Export DICOM…: the SR/SEG of the detection on screen (panel threshold and reviews)."""
@@ -742,7 +736,7 @@ class MainWindow(QMainWindow):
         if self.volume is None or result is None:
             self.statusBar().showMessage("Detect nodules first (Ctrl+D)", 4000)
             return
-        from .dicom_export_dialog import DicomExportDialog, start_dicom_export
+        from .dicom_export_dialog import DicomExportDialog
 
         folder = str(self.settings.value("dicom_dir", "") or self._last_dir())
         from .pacs_dialog import load_nodes
@@ -751,7 +745,36 @@ class MainWindow(QMainWindow):
         dialog = DicomExportDialog(result.findings, reviews, threshold, folder, self, load_nodes(self.settings))
         if dialog.exec():
             self.settings.setValue("dicom_dir", dialog.folder())
-            start_dicom_export(self, dialog.folder(), dialog.anonymize(), dialog.secondary_capture(), dialog.send_to())
+            self.start_dicom_export(dialog.folder(), dialog.anonymize(), dialog.secondary_capture(), dialog.send_to())
+
+    def start_dicom_export(self, folder: str, anonymize: bool, secondary_capture: bool, send_to: Any = None) -> bool:
+        """Export the current detection (the panel's threshold and reviews) as SR and SEG in a worker.
+
+        The result arrives as the ``"dicom"`` task (a :class:`~nodeview.core.export.DicomExport`); with
+        ``send_to`` (a :class:`~nodeview.core.pacs.PacsNode`) the objects are then sent with C-STORE.
+        When the prior panel holds a comparison made for these findings, the SR carries it.
+        Returns False when nothing was started (no detection, or another task is running).
+        """
+        result, volume = self.findings_panel.result, self.volume
+        if result is None or volume is None:
+            self.statusBar().showMessage("Detect nodules first (Ctrl+D)", 4000)
+            return False
+        if self.runner.busy:
+            self.statusBar().showMessage("Wait for the current task to finish, or cancel it", 5000)
+            return False
+        from .dicom_export_dialog import dicom_export_work
+        from .pacs_dialog import local_ae
+
+        threshold = self.findings_panel.threshold
+        panel = self.prior_dock.panel  # the comparison with a prior, when one was made for these findings
+        work = dicom_export_work(
+            folder, volume, result, self.report_reviews(), threshold, list(self.source_paths),
+            local_ae(self.settings), anonymize, secondary_capture, send_to,
+            comparison=panel.comparison_for(result, threshold), prior_path=panel.prior_path,
+            prior_volume=panel.prior,
+        )  # fmt: skip
+        self._start_study_task("dicom", "Writing DICOM SR and SEG…", work)
+        return True
 
     def open_with_prior(self, folder: str, prior_folder: str) -> None:
         """Open ``folder`` and, once it is on screen, ``prior_folder`` as its prior (PACS "Retrieve
@@ -818,6 +841,14 @@ class MainWindow(QMainWindow):
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(done)
         self.loading_overlay.set_progress(done, total)
+
+    def _start_study_task(self, kind: str, text: str, work: Any) -> None:
+        """Run ``work`` as the ``kind`` task of the study on screen: its result is dropped if another
+        study is shown before it ends (``study_generation``)."""
+        self._pending = kind
+        self._task_study = self.study_generation
+        self._show_busy(text)
+        self.runner.start(work)
 
     def _show_busy(self, text: str) -> None:
         self.statusBar().showMessage(text)
