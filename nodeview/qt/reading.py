@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PySide6.QtCore import Qt
@@ -54,7 +54,50 @@ from .slice_view import CROSSHAIR, PAN, SCROLL, WINDOW, ZOOM
 from .study_info import IDENTIFYING_KEYWORDS, read_tags
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QStatusBar
+
+    from .study_info import SeriesHeader
+    from .viewer import ViewerController, ViewerWidget
+
+
+class ReadingHost(Protocol):
+    """What the reading tools need of the window they are installed on (the main window is one).
+
+    The window provides the first group; :func:`install_reading_actions` creates the second on it.
+    """
+
+    viewer: ViewerWidget
+    controller: ViewerController
+    settings: QSettings
+    header: SeriesHeader | None
+    _study_actions: list[QAction]
+
+    @property
+    def loading(self) -> bool: ...
+    def cancel_work(self) -> None: ...
+    def statusBar(self) -> QStatusBar: ...
+    def addToolBar(self, toolbar: QToolBar) -> None: ...
+    def addDockWidget(self, area: Qt.DockWidgetArea, dock: QDockWidget) -> None: ...
+    def _action(
+        self, text: str, slot: Any, shortcut: Any = None, checkable: bool = False, tip: str = ""
+    ) -> QAction: ...
+
+    # created by install_reading_actions
+    mode_actions: dict[str, QAction]
+    crosshair_action: QAction
+    invert_action: QAction
+    corners_action: QAction
+    interpolate_action: QAction
+    patient_overlay_action: QAction
+    cine_action: QAction
+    cine_fps_box: QDoubleSpinBox
+    key_image_action: QAction
+    undo_action: QAction
+    tags_action: QAction
+    measure_panel: MeasurementPanel
+    measure_dock: QDockWidget
+    tag_browser: TagBrowser
 
 MODE_KEYS = [
     (CROSSHAIR, "Crosshair", "Esc", "Left click/drag moves the crosshair"),
@@ -68,7 +111,7 @@ MODE_KEYS = [
 ]
 
 
-def install_reading_actions(window: MainWindow, menu: QMenu) -> None:
+def install_reading_actions(window: ReadingHost, menu: QMenu) -> None:
     """Add the reading tools to ``window`` (its View menu, a toolbar and a measurement dock)."""
     ctl = window.controller
     tools = menu.addMenu("Mouse &mode")
@@ -176,13 +219,13 @@ def install_reading_actions(window: MainWindow, menu: QMenu) -> None:
     ctl.sigKeyImagesChanged.connect(lambda: _show_dock(window))
 
 
-def _show_dock(window: MainWindow) -> None:
+def _show_dock(window: ReadingHost) -> None:
     window.measure_panel.refresh()
     if window.controller.measurements.items or window.controller.key_images:
         window.measure_dock.show()
 
 
-def set_mode(window: MainWindow, mode: str) -> None:
+def set_mode(window: ReadingHost, mode: str) -> None:
     if mode == CROSSHAIR and window.loading:  # Esc while a study opens: cancel the opening
         window.cancel_work()
     window.viewer.set_mode(mode)
@@ -190,7 +233,7 @@ def set_mode(window: MainWindow, mode: str) -> None:
     window.statusBar().showMessage(f"Mouse mode: {mode} (Esc: crosshair)", 3000)
 
 
-def toggle_cine(window: MainWindow, on: bool) -> None:
+def toggle_cine(window: ReadingHost, on: bool) -> None:
     ctl = window.controller
     if on and ctl.volume is not None:
         ctl.start_cine(window.viewer.active_kind(), window.cine_fps_box.value())
@@ -198,7 +241,7 @@ def toggle_cine(window: MainWindow, on: bool) -> None:
         ctl.stop_cine()
 
 
-def toggle_key_image(window: MainWindow) -> None:
+def toggle_key_image(window: ReadingHost) -> None:
     key = window.controller.add_key_image(window.viewer.active_kind())
     n = len(window.controller.key_images)
     window.controller.refresh_all()
@@ -207,7 +250,7 @@ def toggle_key_image(window: MainWindow) -> None:
     )
 
 
-def current_slice_file(window: MainWindow) -> str | None:
+def current_slice_file(window: ReadingHost) -> str | None:
     """The file of the axial slice under the crosshair (None: interpolated, or not DICOM)."""
     header, ctl = window.header, window.controller
     if header is None or not header.slice_files or ctl.volume is None:
@@ -216,7 +259,7 @@ def current_slice_file(window: MainWindow) -> str | None:
     return header.slice_files[k] if 0 <= k < len(header.slice_files) else None
 
 
-def show_tags(window: MainWindow) -> None:
+def show_tags(window: ReadingHost) -> None:
     path = current_slice_file(window)
     if path is None:
         window.statusBar().showMessage("No DICOM header for this slice (interpolated, or not a DICOM series)", 5000)
@@ -268,7 +311,7 @@ class TagBrowser(QDialog):
 class MeasurementPanel(QWidget):
     """Every measurement of the study (any slice) and the key images; go to, delete, undo."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: ReadingHost) -> None:
         super().__init__(window)
         self.window_ = window
         ctl = window.controller
