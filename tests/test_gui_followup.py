@@ -191,6 +191,13 @@ def _rendered_grey(view, u_mm, v_mm, offset_px=3):
     return colour.red()
 
 
+def _grey_std(view) -> float:
+    """Standard deviation of the view's grey levels as drawn on screen."""
+    image = view.grab().toImage()
+    grey = image.convertToFormat(image.Format.Format_Grayscale8)
+    return float(np.asarray(grey.constBits()).astype(float).std())
+
+
 def _zoom_both(qtbot, window, prior_view, kind, u, v, size_mm=30.0):
     """Zoom the current study's view of ``kind`` on (u, v): the prior's view of that kind follows."""
     current = window.viewer.views[kind]
@@ -247,9 +254,9 @@ def test_prior_found_beside_and_shown_in_three_views(qtbot, window, pair_files):
         assert view.image_item.image[int(v // dv), int(u // du)] < -500, kind  # lung: not there a year ago
         _zoom_both(qtbot, window, view, kind, u, v)
         assert _rendered_grey(view, u, v) < 110, kind
-        grey = np.asarray(view.grab().toImage().convertToFormat(view.grab().toImage().Format.Format_Grayscale8)
-                          .constBits()).astype(float)  # fmt: skip
-        assert grey.std() > 20, kind  # anatomy drawn, not an empty view
+        # anatomy drawn, not an empty view (waited for: under a loaded machine the zoomed view can be
+        # grabbed once before its image item has repainted)
+        qtbot.waitUntil(lambda view=view: _grey_std(view) > 20, timeout=10_000)
 
     # scrolling the prior's coronal view moves the current study's coronal slice
     before = window.controller.slice_index(ViewKind.CORONAL)
