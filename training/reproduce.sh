@@ -21,6 +21,8 @@
 #   bash training/reproduce.sh real-resnet3    issue 21: the full fine-tune schedule from v3, real and synthetic mixed
 #                                         (after real-resnet2's data steps), validated against the shipped cascade
 #   bash training/reproduce.sh real-resnet4    issue 21: real-resnet3 with 60 synthetic chests holding a 32-60 mm mass
+#   bash training/reproduce.sh topk21          issue 21: the re-ranker's CNN on the first 3000 proposals instead of 1000
+#                                         (proposal recall curve, cascade on validation against the shipped one, timing)
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
 # stage-3 run, runs/stage3a.
@@ -450,4 +452,24 @@ if [ "$STEP" = real-resnet4 ]; then
       --steps 1600 --max-minutes 42 --batch-size 64 --lr 1e-4 --frozen-bn --freeze-stem --eval-every 200 \
       --mine-every 500 --seed 2
   validate_finetune resnet21d
+fi
+if [ "$STEP" = topk21 ]; then
+  # issue 21, 2026-12-04 (sixth part): proposal recall of the real validation patients against the number of
+  # proposals handed on; the shipped re-ranker (weights, keep 300, weights of the fused score unchanged) bound with
+  # top_k 3000, its threshold chosen on validation at <= 1 FP/scan; the ship rule's figures (training/README.md)
+  for K in 1000 2000 3000 4000; do
+    $PY -m training.evaluation.proposal_recall --data data/real-val/annotations.csv --max-candidates $K \
+        --out training/results/proposal-recall-real-val-top$K.json
+  done
+  mkdir -p runs/topk3000
+  cp resources/models/nodeview-nodule.onnx runs/topk3000/
+  $PY -m training.export.real_release bind --model runs/topk3000/nodeview-nodule.onnx --threshold 0.85 --top-k 3000 \
+      --out runs/topk3000/nodeview-reranker.onnx
+  $PY -m training.engine.evaluate_real --model runs/topk3000/nodeview-nodule.onnx \
+      --reranker runs/topk3000/nodeview-reranker.onnx --set val=data/real-val/annotations.csv --choose-on val \
+      --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx \
+      --against-reranker resources/models/nodeview-reranker.onnx --cache runs/evalreal-final \
+      --real-ct ../shared/data/real-ct --out training/results/real-val-topk3000.json
+  $PY benchmarks/detect.py --model runs/topk3000/nodeview-nodule.onnx --no-gui
+  $PY benchmarks/detect.py --no-gui
 fi

@@ -134,6 +134,23 @@ def test_bind_takes_a_finding_score_threshold(tmp_path) -> None:  # type: ignore
     assert Detector(models / "nodeview-nodule.onnx", reranker=out).info.threshold == pytest.approx(0.7379, abs=1e-9)
 
 
+def test_bind_can_change_how_many_proposals_the_reranker_sees(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``bind --top-k``: the copy's re-ranker looks at that many proposals; keep and weights unchanged."""
+    from pathlib import Path
+
+    from nodeview.core.detect.detector import Detector
+    from training.export.real_release import bind
+
+    models = Path(__file__).resolve().parents[2] / "resources" / "models"
+    source = Detector(models / "nodeview-nodule.onnx").reranker
+    assert source is not None
+    out = tmp_path / "rr.onnx"
+    bind(models / "nodeview-nodule.onnx", models / "nodeview-reranker.onnx", 0.8, 1.0, out, top_k=source.info.top_k + 7)
+    bound = Detector(models / "nodeview-nodule.onnx", reranker=out).reranker
+    assert bound is not None and bound.info.top_k == source.info.top_k + 7
+    assert (bound.info.keep, bound.info.cube_weight) == (source.info.keep, source.info.cube_weight)
+
+
 @pytest.mark.slow
 def test_real_scans_are_scored_one_finding_per_lesion(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """As the app: A0001's tumour (kernel B, 5 mm) is one finding inside its box at the operating

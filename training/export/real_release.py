@@ -63,12 +63,14 @@ def bind(
     out: Path,
     version: str = "",
     calibration: str = "",
+    top_k: int = 0,
 ) -> dict[str, str]:
     """A copy of ``reranker`` bound to ``model`` with ``threshold``; read back by the app's classes.
 
     ``threshold`` is in finding-score units (what ``evaluate_real`` reports and chooses); the file
     stores the fused probability it stands for (:mod:`nodeview.core.detect.scores`). ``version`` and
-    ``calibration`` replace those metadata entries when given."""
+    ``calibration`` replace those metadata entries when given; ``top_k`` (when > 0) the number of
+    proposals the re-ranker's CNN looks at (its ``keep`` best still go to the nodule model)."""
     import onnx
 
     from nodeview.core.detect.detector import Detector
@@ -91,6 +93,8 @@ def bind(
         new["calibration"] = calibration
     if version:
         new["version"] = version
+    if top_k > 0:
+        new["top_k"] = str(int(top_k))
     kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in new]
     del proto.metadata_props[:]
     for k, v in [*kept, *new.items()]:
@@ -101,6 +105,8 @@ def bind(
     tmp.replace(out)
     det = Detector(model, reranker=out)
     if det.reranker is None or abs(det.info.threshold - threshold) > 1e-6:
+        raise RuntimeError(f"{out} does not bind to {model}")
+    if top_k > 0 and det.reranker.info.top_k != top_k:
         raise RuntimeError(f"{out} does not bind to {model}")
     return new
 
@@ -183,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--version", default="", help="the bound file's version (default: the source's)")
     b.add_argument("--calibration", default="", help="the bound file's calibration note (default: generated)")
+    b.add_argument("--top-k", type=int, default=0, help="proposals the re-ranker looks at (default: the source's)")
     t = sub.add_parser("table", help="markdown table of evaluate_real results (model card, README)")
     t.add_argument("results", nargs="+", metavar="LABEL=JSON")
     args = p.parse_args(argv)
@@ -199,7 +206,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(meta, indent=1))
         return meta
-    return bind(args.model, args.reranker, args.threshold, args.fp_per_scan, args.out, args.version, args.calibration)
+    return bind(
+        args.model, args.reranker, args.threshold, args.fp_per_scan, args.out, args.version, args.calibration, args.top_k
+    )
 
 
 if __name__ == "__main__":
