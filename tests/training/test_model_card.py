@@ -154,6 +154,9 @@ def test_refresh_remakes_only_the_app_sections(tmp_path):
     new = MC.refresh(card, Path("resources/models/nodeview-nodule.onnx"), lidc)
     assert "STALE" not in new and new.count("KEEP") == 4
     assert "2 finding(s), 1 within the nodule radius" in new and "False positives at the operating threshold: 1" in new
+    # the other finding sits on a reader's mark of a nodule < 3 mm in the demo's LIDC XML (LUNA16: not a false positive)
+    assert "Of those, 1 lie within 5 mm of the readers' marks" in new and "0 false positive(s) by LUNA16's rule" in new
+    assert "malignancy 0.10. The low malignancy follows the synthetic rule" in new
     order = ["## What it is", "## In the app: with the proposal re-ranker", "## Training data", "### LIDC-IDRI-0002",
              "## Limits"]
     assert [new.index(h) for h in order] == sorted(new.index(h) for h in order)

@@ -522,3 +522,32 @@ def consensus(
 def find_lidc_xml(folder: str | os.PathLike[str]) -> list[Path]:
     """The LIDC read XML files under ``folder`` (recursively), sorted."""
     return sorted(p for p in Path(folder).rglob("*.xml") if p.is_file())
+
+
+#: LUNA16: a finding within this distance of a reader's mark of a nodule < 3 mm or a non-nodule is irrelevant.
+IRRELEVANT_RADIUS_MM = 5.0
+
+
+def lidc_irrelevant_marks(folder: Path) -> list[tuple[float, float, float]]:
+    """Centres of the LIDC readers' marks that LUNA16 counts as irrelevant findings: nodules < 3 mm
+    (one point) and non-nodules, from the series' LIDC XML (none when the folder has no XML)."""
+    from nodeview.core.io.study import open_study
+
+    xmls = find_lidc_xml(folder)
+    if not xmls:
+        return []
+    vol = open_study(str(folder))
+    marks: list[tuple[float, float, float]] = []
+    for xml in xmls:
+        for m in parse_lidc_xml(xml, vol, include_small=True):
+            if m.category in ("small", "non-nodule"):
+                marks.append(tuple(float(v) for v in m.center_xyz_mm))  # type: ignore[arg-type]
+    return marks
+
+
+def near_any(centre: Any, marks: list[tuple[float, float, float]], radius_mm: float) -> bool:
+    """Whether ``centre`` lies within ``radius_mm`` of one of ``marks``."""
+    if not marks:
+        return False
+    d = np.linalg.norm(np.asarray(marks, dtype=np.float64) - np.asarray(centre, dtype=np.float64), axis=1)
+    return bool(np.min(d) <= radius_mm)

@@ -55,7 +55,7 @@ from nodeview.core.detect.detector import Detector, file_sha256
 from nodeview.core.detect.models import proposal_ranker_path
 from nodeview.core.io.study import open_study
 from training.data.annotations import ScanRecord, read_records_csv
-from training.data.lidc_xml import find_lidc_xml, parse_lidc_xml
+from training.data.lidc_xml import IRRELEVANT_RADIUS_MM, lidc_irrelevant_marks, near_any
 from training.evaluation.metrics import (
     auc_bootstrap,
     cpm,
@@ -299,32 +299,6 @@ def a0001_box_mm(root: Path) -> tuple[np.ndarray, np.ndarray]:
             )
             lo, hi = np.minimum(lo, pts.min(0)), np.maximum(hi, pts.max(0))
     return lo, hi
-
-
-IRRELEVANT_RADIUS_MM = 5.0
-
-
-def lidc_irrelevant_marks(folder: Path) -> list[tuple[float, float, float]]:
-    """Centres of the LIDC readers' marks that LUNA16 counts as irrelevant findings: nodules < 3 mm
-    (one point) and non-nodules, from the series' LIDC XML (none when the folder has no XML)."""
-    xmls = find_lidc_xml(folder)
-    if not xmls:
-        return []
-    vol = open_study(str(folder))
-    marks: list[tuple[float, float, float]] = []
-    for xml in xmls:
-        for m in parse_lidc_xml(xml, vol, include_small=True):
-            if m.category in ("small", "non-nodule"):
-                marks.append(tuple(float(v) for v in m.center_xyz_mm))  # type: ignore[arg-type]
-    return marks
-
-
-def near_any(centre: Any, marks: list[tuple[float, float, float]], radius_mm: float) -> bool:
-    """Whether ``centre`` lies within ``radius_mm`` of one of ``marks``."""
-    if not marks:
-        return False
-    d = np.linalg.norm(np.asarray(marks, dtype=np.float64) - np.asarray(centre, dtype=np.float64), axis=1)
-    return bool(np.min(d) <= radius_mm)
 
 
 def real_scan_report(

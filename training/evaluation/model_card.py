@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 
 from nodeview.core.detect.scores import SCORE_TEMPERATURE, score_from_probability
+from training.data.lidc_xml import IRRELEVANT_RADIUS_MM, find_lidc_xml, lidc_irrelevant_marks, near_any
 
+#: The bundled demo (LIDC-IDRI-0002 with its readers' XML): LUNA16's irrelevant findings for the card.
+DEMO_LIDC = Path(__file__).resolve().parents[2] / "resources" / "demo" / "LIDC-IDRI-0002"
 LIDC_CONSENSUS_XYZ = (59.8, 71.6, -104.0)  # 071.xml consensus of 2 readers (training/data/lidc_xml.py)
 
 
@@ -407,8 +410,9 @@ def heldout_lines(results_json: Path | None) -> list[str]:
     return [*lines, ""]
 
 
-def lidc_lines(lidc_json: Path | None) -> list[str]:
-    """The LIDC-IDRI-0002 subsection: the app's findings on it (``nodeview detect --json``)."""
+def lidc_lines(lidc_json: Path | None, lidc_dir: Path | None = DEMO_LIDC) -> list[str]:
+    """The LIDC-IDRI-0002 subsection: the app's findings on it (``nodeview detect --json``); with the
+    series' LIDC XML in ``lidc_dir`` (the bundled demo holds it), the false positives by LUNA16's rule too."""
     if not lidc_json or not lidc_json.exists():
         return []
     lines: list[str] = []
@@ -424,6 +428,15 @@ def lidc_lines(lidc_json: Path | None) -> list[str]:
         f"- At the operating threshold: {len(findings)} finding(s), {len(near)} within the nodule radius.",
         f"- False positives at the operating threshold: {len(findings) - len(near)}.",
     ]
+    if lidc_dir is not None and find_lidc_xml(lidc_dir):
+        marks = lidc_irrelevant_marks(lidc_dir)
+        off = [f for f in findings if f not in near]
+        small = [f for f in off if near_any(f["center_xyz_mm"], marks, IRRELEVANT_RADIUS_MM)]
+        lines.append(
+            f"- Of those, {len(small)} lie within {IRRELEVANT_RADIUS_MM:g} mm of the readers' marks of nodules < 3 mm"
+            f" or non-nodules in the series' LIDC XML: {len(off) - len(small)} false positive(s) by LUNA16's rule"
+            " (such findings are neither hits nor false positives)."
+        )
     all_json = lidc_json.with_name("lidc-all.json")
     if all_json.exists():
         every = _load(all_json)["findings"]  # --min-score 0: every scored candidate after NMS
@@ -445,8 +458,12 @@ def lidc_lines(lidc_json: Path | None) -> list[str]:
     for f in near[:1]:
         lines.append(
             f"- Found at {f['center_xyz_mm']} mm: score {f['score']:.3f}, diameter {f['diameter_mm']:.1f} mm,"
-            f" type {f['type']}, malignancy {f['malignancy']:.2f}. The low malignancy follows the synthetic rule"
-            " for ground glass under 30 mm, not the readers."
+            f" type {f['type']}, malignancy {f['malignancy']:.2f}."
+            + (
+                " The low malignancy follows the synthetic rule for ground glass under 30 mm, not the readers."
+                if f["malignancy"] < 0.5
+                else ""
+            )
         )
     return [*lines, ""]
 

@@ -207,7 +207,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.out.write_text(json.dumps(meta, indent=1))
         return meta
     return bind(
-        args.model, args.reranker, args.threshold, args.fp_per_scan, args.out, args.version, args.calibration, args.top_k
+        args.model,
+        args.reranker,
+        args.threshold,
+        args.fp_per_scan,
+        args.out,
+        args.version,
+        args.calibration,
+        args.top_k,
     )
 
 
