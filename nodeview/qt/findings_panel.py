@@ -10,7 +10,7 @@ import html
 import math
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QRect, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QRect, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QKeySequence, QPainter, QPaintEvent, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -183,6 +183,9 @@ class FindingsPanel(QWidget):
         self.table.currentCellChanged.connect(lambda r, _c, _pr, _pc: self._focus_row(r))
         self.table.cellClicked.connect(lambda r, _c: self._focus_row(r))
         col.addWidget(self.table, 1)
+        # the columns are fitted to the table's own viewport: when the dock first shows or the vertical
+        # scroll bar comes and goes, the panel's resize event comes before the table's layout has settled
+        self.table.viewport().installEventFilter(self)
         buttons = QHBoxLayout()
         self.accept_button = QPushButton("Accept (A)")
         self.reject_button = QPushButton("Reject (X)")
@@ -379,6 +382,11 @@ class FindingsPanel(QWidget):
     def resizeEvent(self, ev) -> None:  # type: ignore[no-untyped-def]
         super().resizeEvent(ev)
         self._fit_columns()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.table.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_columns()
+        return super().eventFilter(watched, event)
 
     def _focus_row(self, row: int) -> None:
         finding = self.finding_at(row) if row >= 0 else None
