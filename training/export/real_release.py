@@ -107,7 +107,7 @@ def bind(
     if det.reranker is None or abs(det.info.threshold - threshold) > 1e-6:
         raise RuntimeError(f"{out} does not bind to {model}")
     if top_k > 0 and det.reranker.info.top_k != top_k:
-        raise RuntimeError(f"{out} does not bind to {model}")
+        raise RuntimeError(f"{out} reads back top_k {det.reranker.info.top_k}, not {top_k}")
     return new
 
 
