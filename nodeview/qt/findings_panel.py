@@ -183,8 +183,9 @@ class FindingsPanel(QWidget):
         self.table.currentCellChanged.connect(lambda r, _c, _pr, _pc: self._focus_row(r))
         self.table.cellClicked.connect(lambda r, _c: self._focus_row(r))
         col.addWidget(self.table, 1)
-        # the columns are fitted to the table's own viewport: when the dock first shows or the vertical
-        # scroll bar comes and goes, the panel's resize event comes before the table's layout has settled
+        # the columns are fitted whenever the table's own viewport resizes (the panel resizing, the dock
+        # first showing, the vertical scroll bar coming and going): the panel's resize event alone comes
+        # before the table's layout has settled
         self.table.viewport().installEventFilter(self)
         buttons = QHBoxLayout()
         self.accept_button = QPushButton("Accept (A)")
@@ -378,10 +379,6 @@ class FindingsPanel(QWidget):
             widths[1] = max(MIN_COLUMN_PX, widths[1] - (sum(widths) - avail))
         for c, w in enumerate(widths):
             header.resizeSection(c, w)
-
-    def resizeEvent(self, ev) -> None:  # type: ignore[no-untyped-def]
-        super().resizeEvent(ev)
-        self._fit_columns()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.table.viewport() and event.type() == QEvent.Type.Resize:
