@@ -157,6 +157,39 @@ def test_group_lesions_by_centre_or_overlap():
     assert group_lesions(centres, [a, b, c, empty, empty]) == [[0, 1, 3], [2], [4]]
 
 
+def test_an_unsegmented_best_finding_joins_the_lesion_holding_its_centre():
+    """The best finding's own segmentation can come back empty (its centre on a sliver of a mass
+    that the opening removes); a later finding whose lesion holds that centre is the same lesion,
+    and overlap with the lesion is then judged against that later mask, not one voxel."""
+    a = np.arange(100, 200, dtype=np.int64)
+    b = np.arange(199, 400, dtype=np.int64)  # shares one voxel with a
+    empty = np.zeros(0, dtype=np.int64)
+    assert group_lesions(np.array([150, 120, 300]), [empty, a, b]) == [[0, 1], [2]]
+    assert group_lesions(np.array([50, 5000]), [empty, a]) == [[0], [1]]
+
+
+def test_lesion_measured_whole_when_the_best_candidate_does_not_segment(monkeypatch):
+    """End to end through the lesion step: the best candidate's segmentation fails; its lesion is
+    still one finding, measured on the other candidates' voxels, with the best candidate's score."""
+    import nodeview.core.detect.detector as detector_module
+
+    volume, model = _phantom_with("solid", 22.0, "smooth")
+    centres = _fragments(model)
+    real = detector_module.segment_lesion
+
+    def failing_first(vol, lung, centre, diameter):
+        if np.allclose(centre, centres[0]):
+            return np.zeros(0, dtype=np.int64)
+        return real(vol, lung, centre, diameter)
+
+    monkeypatch.setattr(detector_module, "segment_lesion", failing_first)
+    findings = _lesion_step(volume, centres)
+    assert len(findings) == 1, [(f.center_xyz_mm, f.diameter_mm, f.measured) for f in findings]
+    (f,) = findings
+    assert f.measured and f.n_candidates == 6 and f.score == pytest.approx(0.95)
+    assert f.diameter_mm == pytest.approx(22.0, rel=0.25)
+
+
 def test_scores_are_a_monotonic_map_of_the_fused_log_odds():
     fused = np.array([-30.0, -5.0, 0.0, 5.59, 12.0, 12.0001, 25.0, 40.0])
     s = score_from_logit(fused)

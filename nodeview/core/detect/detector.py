@@ -416,8 +416,9 @@ class Detector:
         def measure(group: list[int]) -> Finding:
             lead = merged[group[0]]
             k = lead.index
-            voxels = masks[group[0]]
-            for n in group[1:]:
+            segmented = [n for n in group if len(masks[n])]  # the lead may be unsegmented
+            voxels = masks[segmented[0]] if segmented else masks[group[0]]
+            for n in segmented[1:]:
                 if len(masks[n]) and len(np.intersect1d(masks[n], voxels, assume_unique=True)):
                     voxels = np.union1d(voxels, masks[n])
             args = (float(score[k]), float(scores["malignancy_prob"][k]), float(scores["diameter_mm"][k]))

@@ -555,7 +555,8 @@ def group_lesions(centres_flat: NDArray[np.int64], masks: Sequence[NDArray[np.in
             segmented).
 
     Returns:
-        Groups of finding indices, best first, the best finding first in each. A finding joins
+        Groups of finding indices, best first, the best finding first in each (it may be
+        unsegmented when a later member's mask holds its centre). A finding joins
         the best lesion it belongs to: its centre lies in the lesion's voxels (the union of its
         members' masks), its mask holds the lesion's first centre, or its mask shares at least
         :data:`LESION_OVERLAP` of the smaller of the two masks with the lesion (then its mask
@@ -568,9 +569,15 @@ def group_lesions(centres_flat: NDArray[np.int64], masks: Sequence[NDArray[np.in
     for i, (centre, mask) in enumerate(zip(centres_flat, masks, strict=True)):
         joined = False
         for g, union in enumerate(unions):
-            if len(union) == 0:
+            # the lesion's first mask (its best segmented member)
+            lead = next((masks[n] for n in groups[g] if len(masks[n])), masks[groups[g][0]])
+            if len(union) == 0:  # an unsegmented lesion: a mask holding its centre takes it in
+                if _holds(mask, int(centres_flat[groups[g][0]])):
+                    groups[g].append(i)
+                    unions[g] = np.asarray(mask, dtype=np.int64)
+                    joined = True
+                    break
                 continue
-            lead = masks[groups[g][0]]
             overlap = len(mask) > 0 and len(np.intersect1d(mask, union, assume_unique=True)) >= LESION_OVERLAP * min(
                 len(mask), max(len(lead), 1)
             )
