@@ -416,11 +416,18 @@ class Detector:
         def measure(group: list[int]) -> Finding:
             lead = merged[group[0]]
             k = lead.index
-            segmented = [n for n in group if len(masks[n])]  # the lead may be unsegmented
-            voxels = masks[segmented[0]] if segmented else masks[group[0]]
-            for n in segmented[1:]:
-                if len(masks[n]) and len(np.intersect1d(masks[n], voxels, assume_unique=True)):
-                    voxels = np.union1d(voxels, masks[n])
+            # the first segmented member's mask (the lead may be unsegmented), with every member's
+            # mask that shares voxels with it, directly or through another member's
+            rest = [n for n in group if len(masks[n])]
+            voxels = masks[rest.pop(0)] if rest else masks[group[0]]
+            grew = True
+            while grew and rest:
+                grew = False
+                for n in list(rest):
+                    if len(np.intersect1d(masks[n], voxels, assume_unique=True)):
+                        voxels = np.union1d(voxels, masks[n])
+                        rest.remove(n)
+                        grew = True
             args = (float(score[k]), float(scores["malignancy_prob"][k]), float(scores["diameter_mm"][k]))
             if len(voxels):
                 found = measure_lesion(volume, lung, voxels, *args)
