@@ -22,6 +22,8 @@
 #                                         (after real-resnet2's data steps), validated against the shipped cascade
 #   bash training/reproduce.sh real-resnet4    issue 21: real-resnet3 with 60 synthetic chests holding a 32-60 mm mass
 #   bash training/reproduce.sh topk21          issue 21: the re-ranker's CNN on the first 3000 proposals instead of 1000
+#   bash training/reproduce.sh mass21          issue 21: how much of A0001's tumour its finding measures (masses grown
+#                                              beyond the lung mask)
 #                                         (proposal recall curve, cascade on validation against the shipped one, timing)
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
@@ -492,4 +494,10 @@ if [ "$STEP" = topk21 ]; then
       --reranker runs/topk3000/nodeview-reranker.onnx --threshold "$(
         $PY -c "import json; print(json.load(open('training/results/real-val-topk3000.json'))['threshold'])")" \
       --set syn-test=data/syn-test-all.csv --cache runs/evalreal-final --out training/results/syn-test-topk3000.json
+fi
+if [ "$STEP" = mass21 ]; then
+  # issue 21, 2026-12-05: the finding on A0001's tumour against the radiologists' slice boxes, with the shipped cascade;
+  # a0001-mass-extent-before.json is the same command run at commit faa17fe (before masses were grown beyond the
+  # lung mask): git worktree add /tmp/before faa17fe, copy training/evaluation/mass_extent.py there, run it there
+  $PY -m training.evaluation.mass_extent --real-ct ../shared/data/real-ct --out training/results/a0001-mass-extent.json
 fi

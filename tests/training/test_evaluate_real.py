@@ -211,3 +211,36 @@ def test_lidc_0002_counts_false_positives_the_luna16_way(tmp_path) -> None:  # t
     assert rep["nodule_found"] and rep["findings_on_nodule"] == 1
     assert rep["false_positives"] == rep["findings_off_the_nodule"] - rep["findings_on_small_or_non_nodule_marks"]
     assert rep["false_positives"] <= 1
+
+
+def test_mass_extent_reads_the_radiologists_slice_boxes_and_measures_the_tumour() -> None:
+    """The slice boxes of ``training.evaluation.mass_extent`` span the box ``evaluate_real`` counts
+    findings in, and the finding on A0001's tumour (kernel L) covers part of the boxed tissue and lies
+    mostly in the boxes."""
+    from nodeview.core.detect.detector import Detector
+    from nodeview.core.detect.models import default_model_path
+    from nodeview.core.io.study import open_study
+    from tests.conftest import SHARED_DATA
+    from training.engine.evaluate_real import a0001_box_mm
+    from training.evaluation.mass_extent import measure_kernel, slice_boxes
+
+    a1 = SHARED_DATA / "real-ct" / "Lung-PET-CT-Dx-A0001"
+    if not a1.is_dir():
+        pytest.skip("../shared/data is not beside the checkout")
+    series = a1 / "chest-5mm-kernel-L"
+    volume = open_study([series])
+    boxes = slice_boxes(series, volume, a1 / "annotations")
+    assert len(boxes) == 11
+    corners = np.asarray(
+        [
+            volume.geometry.index_to_mm((k, j, i))
+            for k, (x0, y0, x1, y1) in boxes.items()
+            for j in (y0, y1)
+            for i in (x0, x1)
+        ]
+    )
+    lo, hi = a0001_box_mm(a1)  # the union over both kernels' boxes holds this kernel's
+    assert np.all(corners.min(axis=0) >= lo - 1.0) and np.all(corners.max(axis=0) <= hi + 1.0)
+    got = measure_kernel(Detector(default_model_path()), series, a1 / "annotations")
+    assert got["findings_on_tumour"] == 1 and got["category"] == "mass"
+    assert got["boxed_tissue_covered"] >= 0.3 and got["voxels_in_boxes"] >= 0.6
