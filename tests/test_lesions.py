@@ -281,9 +281,9 @@ def test_measure_finding_keeps_its_signature():
 A0001 = SHARED_DATA / "real-ct" / "Lung-PET-CT-Dx-A0001"
 
 
-def _a0001_slice_boxes(series_dir, volume):
-    """The radiologists' boxes of the tumour: {slice index: (xmin, ymin, xmax, ymax) pixels}, each
-    annotated image's VOC box (named by the image's SOPInstanceUID) on the slice it lies on."""
+def _a0001_box(series_dir, volume):
+    """The radiologists' box of the tumour in LPS mm, (min xyz, max xyz): each annotated image's
+    VOC box (pixel xmin/ymin/xmax/ymax, named by the image's SOPInstanceUID) through the slices they lie on."""
     import xml.etree.ElementTree as ET
 
     import pydicom
@@ -296,22 +296,14 @@ def _a0001_slice_boxes(series_dir, volume):
             except Exception:
                 continue
             z_of[str(ds.SOPInstanceUID)] = [float(v) for v in ds.ImagePositionPatient]
-    boxes = {}
+    corners = []
     for xml in sorted((A0001 / "annotations").glob("*.xml")):
         uid = xml.stem
         if uid not in z_of:
             continue
         box = ET.parse(xml).getroot().find("object/bndbox")
-        k = int(round(float(volume.geometry.mm_to_index(z_of[uid])[0])))
-        boxes[k] = tuple(int(box.find(t).text) for t in ("xmin", "ymin", "xmax", "ymax"))
-    return boxes
-
-
-def _a0001_box(series_dir, volume):
-    """The radiologists' box of the tumour in LPS mm, (min xyz, max xyz): the slice boxes through the
-    slices they lie on."""
-    corners = []
-    for k, (x0, y0, x1, y1) in _a0001_slice_boxes(series_dir, volume).items():
+        x0, y0, x1, y1 = (int(box.find(t).text) for t in ("xmin", "ymin", "xmax", "ymax"))
+        k = volume.geometry.mm_to_index(z_of[uid])[0]
         corners += [volume.geometry.index_to_mm((k, j, i)) for j in (y0, y1) for i in (x0, x1)]
     corners = np.asarray(corners)
     assert len(corners) >= 8
@@ -336,17 +328,6 @@ def test_a0001_tumour_is_one_mass_finding(kernel):
     (f,) = inside
     assert f.diameter_mm > 30.0 and f.category == "mass", (f.diameter_mm, f.type)
     assert f.type in ("solid", "part-solid") and f.lung_rads == "4B"
-    # measured on the tumour: its solid bulk lies against the spine, outside the lung mask, and the
-    # segmentation inside the mask took 2-3 % of the tissue the radiologists boxed (now about half),
-    # while most of what is measured lies in their boxes (the rest: spiculae, the hilum, the aorta)
-    boxed = np.zeros(volume.shape_zyx, dtype=bool)
-    for k, (x0, y0, x1, y1) in _a0001_slice_boxes(series, volume).items():
-        boxed[k, y0 : y1 + 1, x0 : x1 + 1] = True
-    got = np.zeros(volume.shape_zyx, dtype=bool)
-    got.reshape(-1)[f.voxels] = True
-    tissue = boxed & (volume.hu_zyx > -300)
-    assert (got & tissue).sum() >= 0.4 * tissue.sum(), (got & tissue).sum() / tissue.sum()
-    assert (got & boxed).sum() >= 0.45 * got.sum(), (got & boxed).sum() / got.sum()
 
 
 @pytest.mark.parametrize("diameter_mm, category, lung_rads", [(40.0, "mass", "4B"), (8.8, "nodule", "4A")])
@@ -394,37 +375,3 @@ def test_attached_vessels_are_cut_from_the_lesion():
     assert f.measured
     assert 14.0 <= f.long_axis_mm <= 19.0 and 14.0 <= f.diameter_mm <= 18.0, (f.long_axis_mm, f.diameter_mm)
     assert np.linalg.norm(np.subtract(f.center_xyz_mm, centre)) < 1.5
-
-
-@pytest.mark.parametrize("slice_mm", [2.5, 5.0])
-def test_mass_beyond_the_lung_mask_is_measured_whole(slice_mm):
-    """A 50 mm solid mass broad-based on the chest wall indents the lung deeper than the lung mask's
-    closing reaches, so its bulk lies outside the mask; a candidate on its ground-glass rim (inside
-    the mask) segmented the rim alone (a "ground-glass" mass, 1.5 % of the solid bulk). The mass is
-    grown into the tissue within the lung's hull: solid, most of its bulk, not the wall beyond."""
-    rng = np.random.default_rng(1)
-    shape = (int(120 / slice_mm), 200, 220)
-    geometry = Geometry(shape, (slice_mm, 0.8, 0.8), (0.0, 0.0, 0.0))
-    z, y, x = np.mgrid[0 : shape[0], 0 : shape[1], 0 : shape[2]].astype(np.float32)
-    zm, ym, xm = z * slice_mm, y * 0.8, x * 0.8
-    hu = np.full(shape, -1000.0, dtype=np.float32)
-    body = ((ym - 80) / 75) ** 2 + ((xm - 88) / 85) ** 2 < 1
-    hu[body] = 40.0
-    lung = ((ym - 80) / 55) ** 2 + ((xm - 80) / 60) ** 2 + ((zm - 60) / 50) ** 2 < 1
-    hu[lung] = -850.0
-    c = np.array([125.0, 80.0, 60.0])  # x, y, z mm: 15 mm inside the lung's lateral edge
-    r = np.sqrt((xm - c[0]) ** 2 + (ym - c[1]) ** 2 + (zm - c[2]) ** 2)
-    mass = (r <= 25.0) & body
-    halo = (r > 25.0) & (r <= 33.0) & lung  # ground glass around it, in the lung
-    hu[mass] = 35.0
-    hu[halo] = -450.0
-    hu += rng.normal(0, 15, shape).astype(np.float32)
-    volume = Volume(np.rint(hu).astype(np.int16), geometry, series_uid="1.2.3.6", description="mass on the wall")
-    lung_mask = segment_lungs(volume.hu_zyx, geometry)
-    assert (lung_mask.full_resolution(shape) & mass).sum() < 0.05 * mass.sum()  # the bulk is outside the mask
-    f = measure_finding(volume, lung_mask, (c[0] - 29.0, c[1], c[2]), 15.0, 0.9, 0.5)
-    assert f.measured and f.category == "mass" and f.type == "solid", (f.type, f.diameter_mm)
-    got = np.zeros(shape, dtype=bool)
-    got.reshape(-1)[f.voxels] = True
-    assert (got & mass).sum() >= 0.6 * mass.sum()
-    assert (got & ~(mass | halo)).sum() <= 0.05 * got.sum()  # not the chest wall

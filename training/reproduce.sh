@@ -496,8 +496,18 @@ if [ "$STEP" = topk21 ]; then
       --set syn-test=data/syn-test-all.csv --cache runs/evalreal-final --out training/results/syn-test-topk3000.json
 fi
 if [ "$STEP" = mass21 ]; then
-  # issue 21, 2026-12-05: the finding on A0001's tumour against the radiologists' slice boxes, with the shipped cascade;
-  # a0001-mass-extent-before.json is the same command run at commit faa17fe (before masses were grown beyond the
-  # lung mask): git worktree add /tmp/before faa17fe, copy training/evaluation/mass_extent.py there, run it there
+  # issue 21, 2026-12-05: the finding on A0001's tumour against the radiologists' slice boxes, with the shipped cascade
+  # (training/results/a0001-mass-extent.json); a0001-mass-extent-grown.json is the same command at commit c6df29b,
+  # which grew masses beyond the lung mask (withdrawn, training/README.md)
   $PY -m training.evaluation.mass_extent --real-ct ../shared/data/real-ct --out training/results/a0001-mass-extent.json
+  # the first 3000 proposals with c6df29b's mass growth, against the first 1000 (the rule's clause 1 failed); run at
+  # commit ec63cdf: runs/topk3000 as made by the topk21 step
+  # $PY -m training.engine.evaluate_real --model runs/topk3000/nodeview-nodule.onnx \
+  #     --reranker runs/topk3000/nodeview-reranker.onnx --set val=data/real-val/annotations.csv --choose-on val \
+  #     --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx \
+  #     --against-reranker resources/models/nodeview-reranker.onnx --cache runs/eval-mass \
+  #     --real-ct ../shared/data/real-ct --out training/results/real-val-topk3000-mass.json
+  # the shipped cascade on the validation patients with the lesion grouping of this commit
+  $PY -m training.engine.evaluate_real --set val=data/real-val/annotations.csv --real-ct ../shared/data/real-ct \
+      --cache runs/eval-group21 --out training/results/real-val-group21.json
 fi

@@ -71,17 +71,6 @@ CUT_DEPTH_FRACTION = 0.5
 CUT_MAX_MM = 4.0
 #: A piece cut off by that opening stays when it is ground glass (median HU below this).
 CUT_KEEP_BELOW_HU = -400.0
-#: A mass (over :data:`MASS_MM` inside the lung mask) is grown, on its own slices, into tissue denser
-#: than this (smoothed in-plane, 1 mm) that lies within the lung's local slice hulls: the part of a
-#: tumour broad-based on the pleura or the mediastinum that the closed lung mask leaves out.
-MASS_TISSUE_HU = -400.0
-#: ... up to this far (mm) beyond the lesion inside the lung, in-plane ...
-MASS_GROW_MM = 30.0
-#: ... cutting what is joined to it through a neck narrower than a ball of this radius (mm): an
-#: opening of the grown tissue (vessels at the hilum, a band of pleura).
-MASS_NECK_MM = 5.0
-#: Bone (smoothed HU above this) never joins a mass.
-MASS_BONE_HU = 300.0
 
 
 @dataclass(frozen=True)
@@ -391,8 +380,9 @@ def segment_lesion(
     while the lesion fills it to the edge, up to :data:`MAX_REGION_MM` (a sphere of 62 mm): a
     mass is segmented whole, or as far as that sphere, whatever size the model guessed. The
     closed lung mask holds the mediastinum on many slices, so a lesion touching it is not always
-    separated from it: masses are measured roughly (check them on the images). A mass is then grown
-    into the tissue the closed lung mask left out (:func:`extend_mass`).
+    separated from it: masses are measured roughly (check them on the images). Nor does the mask hold
+    the bulk of a tumour broad-based on the pleura or the mediastinum, deeper than its closing
+    reaches: such a mass is measured on its part inside the lung.
     """
     guess = float(np.clip(model_diameter_mm, 3.0, MAX_REGION_MM))
     mask, box = segment_nodule(volume, centre_xyz_mm, guess, lung)
@@ -404,65 +394,7 @@ def segment_lesion(
     if not mask.any():
         return np.zeros(0, dtype=np.int64)
     idx = np.argwhere(mask) + np.array([sl.start for sl in box])
-    voxels = np.asarray(np.ravel_multi_index(idx.T, volume.shape_zyx), dtype=np.int64)  # C order: sorted
-    if lung is not None and _mass_sized(volume, idx):
-        voxels = extend_mass(volume, lung, voxels)
-    return voxels
-
-
-def _mass_sized(volume: Volume, idx: NDArray[np.intp]) -> bool:
-    """Whether the lesion (voxel indices (N, 3) zyx) measures over :data:`MASS_MM` on its largest
-    axial section (the mean of its axes, as :func:`measure_lesion` sizes it)."""
-    g = volume.geometry
-    long_axis, short_axis = _largest_section_axes(idx, (float(g.spacing_zyx[1]), float(g.spacing_zyx[2])))
-    return (long_axis + short_axis) / 2.0 > MASS_MM
-
-
-def extend_mass(volume: Volume, lung: LungMask, voxels: NDArray[np.int64]) -> NDArray[np.int64]:
-    """A mass segmented inside the lung mask, grown into the tissue the closed mask left out.
-
-    A tumour that lies broad-based on the pleura or the mediastinum indents the lung deeper than the
-    mask's closing reaches, so its bulk lies outside the mask and the segmentation keeps the part
-    inside (on Lung-PET-CT-Dx-A0001 the spiculated lateral part of a tumour whose solid bulk lies
-    against the spine). On the lesion's own slices, within :data:`MASS_GROW_MM` of it in-plane and
-    inside the lung's local slice hulls (:func:`_slice_hulls`: the chest wall beyond the ribs' curve
-    stays out), tissue denser than :data:`MASS_TISSUE_HU` and below bone, opened by a ball of
-    :data:`MASS_NECK_MM` (what hangs on by a narrower neck goes), joins where it touches the lesion.
-    A mass next to the mediastinum can still take some of it: masses are measured roughly.
-
-    Args:
-        volume: the study.
-        lung: its lung mask.
-        voxels: the lesion as sorted flat voxel indices (at least one).
-
-    Returns:
-        Sorted flat voxel indices: the lesion and what joined it.
-    """
-    g = volume.geometry
-    spacing = np.asarray(g.spacing_zyx, dtype=np.float64)
-    idx = np.stack(np.unravel_index(voxels, volume.shape_zyx), axis=1)
-    grow = np.array([0, *np.ceil(MASS_GROW_MM / spacing[1:]).astype(int)])
-    lo = np.maximum(idx.min(axis=0) - grow, 0)
-    hi = np.minimum(idx.max(axis=0) + grow + 1, volume.shape_zyx)
-    box = (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])), slice(int(lo[2]), int(hi[2])))
-    sub = volume.hu_zyx[box].astype(np.float32)
-    lesion = np.zeros(sub.shape, dtype=bool)
-    lesion[tuple((idx - lo).T)] = True
-    smooth = ndimage.gaussian_filter(sub, sigma=(0.0, 1.0 / spacing[1], 1.0 / spacing[2]))
-    hull = _slice_hulls(_lung_box(lung, box, sub.shape))
-    near = ndimage.distance_transform_edt(~lesion, sampling=(1e6, spacing[1], spacing[2])) <= MASS_GROW_MM
-    tissue = (smooth > MASS_TISSUE_HU) & (smooth < MASS_BONE_HU) & hull & near & ~lesion
-    if not tissue.any():
-        return voxels
-    # an opening by a ball of MASS_NECK_MM (distance transforms in mm), in-plane: slices up to 5 mm thick
-    depth = ndimage.distance_transform_edt(tissue, sampling=(1e6, spacing[1], spacing[2]))
-    reach = ndimage.distance_transform_edt(depth <= MASS_NECK_MM, sampling=(1e6, spacing[1], spacing[2]))
-    opened = tissue & (reach <= MASS_NECK_MM + 0.5 * float(spacing[1:].min()))
-    labels, _ = ndimage.label(opened | lesion)
-    ids = np.unique(labels[lesion])
-    grown = np.isin(labels, ids[ids > 0]) | lesion
-    out = np.argwhere(grown) + lo
-    return np.asarray(np.ravel_multi_index(out.T, volume.shape_zyx), dtype=np.int64)
+    return np.asarray(np.ravel_multi_index(idx.T, volume.shape_zyx), dtype=np.int64)  # C order: sorted
 
 
 def measure_lesion(
