@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from nodeview.core.detect.candidates import MergedFinding
-from nodeview.core.detect.detector import Detector, findings_json
+from nodeview.core.detect.detector import MASS_CAVEAT, Detector, findings_json
 from nodeview.core.detect.findings import group_lesions, lung_rads_hint, measure_finding
 from nodeview.core.detect.lung import segment_lungs
 from nodeview.core.detect.scores import SCORE_TEMPERATURE, logit_from_score, score_from_logit, score_from_probability
@@ -328,6 +328,8 @@ def test_a0001_tumour_is_one_mass_finding(kernel):
     (f,) = inside
     assert f.diameter_mm > 30.0 and f.category == "mass", (f.diameter_mm, f.type)
     assert f.type in ("solid", "part-solid") and f.lung_rads == "4B"
+    # its solid bulk lies outside the lung mask, so it is measured on its part inside: the reader is told
+    assert MASS_CAVEAT in result.caveats
 
 
 @pytest.mark.parametrize("diameter_mm, category, lung_rads", [(40.0, "mass", "4B"), (8.8, "nodule", "4A")])
@@ -349,6 +351,7 @@ def test_bundled_cascade_reports_one_finding(diameter_mm, category, lung_rads):
     assert f.score >= detector.info.threshold and f.measured
     assert f.diameter_mm == pytest.approx(diameter_mm, rel=0.2)
     assert f.category == category and f.type == "solid" and f.lung_rads == lung_rads
+    assert (MASS_CAVEAT in result.caveats) == (category == "mass")
 
 
 def _ball_with_vessels(spacing_zyx: tuple[float, float, float]) -> tuple[Volume, np.ndarray]:

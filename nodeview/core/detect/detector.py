@@ -55,6 +55,13 @@ DEFAULT_THRESHOLD = 0.5
 THIN_SLICE_MAX_MM = 2.5
 #: the two slice groups, as ``training/evaluation/evaluate.py`` names them in ``cpm_by_slice``
 SLICE_GROUPS = (f"<= {THIN_SLICE_MAX_MM:g} mm", f"> {THIN_SLICE_MAX_MM:g} mm")
+#: Said when a mass is among the findings at the operating threshold: the segmentation keeps to the
+#: lung mask, whose closing does not reach the bulk of a tumour lying broad-based on the pleura or the
+#: mediastinum (Lung-PET-CT-Dx-A0001: 2.6 % of the tissue the radiologists boxed; training/README.md).
+MASS_CAVEAT = (
+    "A mass is measured on its part inside the lung: a tumour lying broad-based on the pleura or the "
+    "mediastinum can be much larger than measured. Check its size on the images"
+)
 BATCH_SIZE = 64
 #: Findings measured between two cancel checks (in parallel threads).
 MEASURE_GROUP = 16
@@ -371,9 +378,10 @@ class Detector:
             progress(100, 100)
             findings.sort(key=lambda f: -f.score)
             renumbered = tuple(f.with_id(i + 1) for i, f in enumerate(findings))
-            return DetectionResult(
-                renumbered, len(candidates), self.info, timings, detection_caveats(volume, self.info)
-            )
+            caveats = detection_caveats(volume, self.info)
+            if any(f.category == "mass" and f.score >= self.info.threshold for f in findings):
+                caveats = (*caveats, MASS_CAVEAT)
+            return DetectionResult(renumbered, len(candidates), self.info, timings, caveats)
 
     def segment_from_default(self) -> float:
         """The finding score from which findings are segmented by default: :data:`SEGMENT_MARGIN_LOGIT`
@@ -542,6 +550,7 @@ def findings_json(
 
 
 __all__ = [
+    "MASS_CAVEAT",
     "SLICE_GROUPS",
     "THIN_SLICE_MAX_MM",
     "DetectionResult",
