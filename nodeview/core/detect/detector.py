@@ -30,7 +30,7 @@ from ..privacy import redact, scrub
 from ..progress import ProgressFn, StopFn, check_cancel, never_stop, no_progress
 from ..volume import Volume
 from .candidates import DEFAULT_MAX_CANDIDATES, Candidate, MergedFinding, fuse_logits, merge_findings, propose
-from .findings import Finding, group_lesions, measure_lesion, segment_lesion, unmeasured_finding
+from .findings import Finding, group_lesions, measure_lesion, segment_lesion, territory_if_mass, unmeasured_finding
 from .lung import LungMask, segment_lungs
 from .onnx_session import cpu_session
 from .patches import PatchSpec, extract_patches
@@ -400,8 +400,8 @@ class Detector:
     ) -> list[Finding]:
         """One finding per lesion: segment the findings scoring at least ``measure_at``, group those
         that fall in one lesion (:func:`.findings.group_lesions`; an unsegmented finding joins a
-        lesion its centre lies in) and measure each lesion once, on all its members' voxels. The
-        lesion keeps its best member's score, malignancy and model diameter."""
+        lesion its centre lies in, or a mass's territory) and measure each lesion once, on all its
+        members' voxels. The lesion keeps its best member's score, malignancy and model diameter."""
         to_segment = [n for n, m in enumerate(merged) if score[m.index] >= measure_at]
 
         def segment(n: int) -> NDArray[np.int64]:
@@ -419,7 +419,9 @@ class Detector:
             k, j, i = np.rint(volume.geometry.mm_to_index(m.center_xyz_mm)).astype(int)
             if all(0 <= v < s for v, s in zip((k, j, i), volume.shape_zyx, strict=True)):
                 centres[n] = int(np.ravel_multi_index((k, j, i), volume.shape_zyx))
-        groups = group_lesions(centres, masks)
+        # a mass's territory (the tissue beside it that the lung mask left out) groups, not measures
+        territories = [territory_if_mass(volume, lung, m) for m in masks]
+        groups = group_lesions(centres, masks, territories)
 
         def measure(group: list[int]) -> Finding:
             lead = merged[group[0]]

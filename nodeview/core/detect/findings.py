@@ -71,6 +71,17 @@ CUT_DEPTH_FRACTION = 0.5
 CUT_MAX_MM = 4.0
 #: A piece cut off by that opening stays when it is ground glass (median HU below this).
 CUT_KEEP_BELOW_HU = -400.0
+#: A mass's territory (:func:`mass_territory`, for grouping only) takes, on its own slices, tissue denser
+#: than this (smoothed in-plane, 1 mm) that lies within the lung's local slice hulls: the part of a
+#: tumour broad-based on the pleura or the mediastinum that the closed lung mask leaves out.
+MASS_TISSUE_HU = -400.0
+#: ... up to this far (mm) beyond the lesion inside the lung, in-plane ...
+MASS_GROW_MM = 30.0
+#: ... cutting what is joined to it through a neck narrower than a ball of this radius (mm): an
+#: opening of the grown tissue (vessels at the hilum, a band of pleura).
+MASS_NECK_MM = 5.0
+#: Bone (smoothed HU above this) never joins a mass.
+MASS_BONE_HU = 300.0
 
 
 @dataclass(frozen=True)
@@ -397,6 +408,75 @@ def segment_lesion(
     return np.asarray(np.ravel_multi_index(idx.T, volume.shape_zyx), dtype=np.int64)  # C order: sorted
 
 
+def _mass_sized(volume: Volume, idx: NDArray[np.intp]) -> bool:
+    """Whether the lesion (voxel indices (N, 3) zyx) measures over :data:`MASS_MM` on its largest
+    axial section (the mean of its axes, as :func:`measure_lesion` sizes it)."""
+    g = volume.geometry
+    long_axis, short_axis = _largest_section_axes(idx, (float(g.spacing_zyx[1]), float(g.spacing_zyx[2])))
+    return (long_axis + short_axis) / 2.0 > MASS_MM
+
+
+def territory_if_mass(volume: Volume, lung: LungMask, voxels: NDArray[np.int64]) -> NDArray[np.int64]:
+    """:func:`mass_territory` of a lesion over :data:`MASS_MM` (:func:`_mass_sized`); empty for a
+    smaller one or none."""
+    if len(voxels) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not _mass_sized(volume, np.stack(np.unravel_index(voxels, volume.shape_zyx), axis=1)):
+        return np.zeros(0, dtype=np.int64)
+    return mass_territory(volume, lung, voxels)
+
+
+def mass_territory(volume: Volume, lung: LungMask, voxels: NDArray[np.int64]) -> NDArray[np.int64]:
+    """A mass segmented inside the lung mask and the tissue next to it that the closed mask left out.
+
+    A tumour that lies broad-based on the pleura or the mediastinum indents the lung deeper than the
+    mask's closing reaches, so its bulk lies outside the mask and the segmentation keeps the part
+    inside (on Lung-PET-CT-Dx-A0001 the spiculated lateral part of a tumour whose solid bulk lies
+    against the spine). On the lesion's own slices, within :data:`MASS_GROW_MM` of it in-plane and
+    inside the lung's local slice hulls (:func:`_slice_hulls`: the chest wall beyond the ribs' curve
+    stays out), tissue denser than :data:`MASS_TISSUE_HU` and below bone, opened by a ball of
+    :data:`MASS_NECK_MM` (what hangs on by a narrower neck goes), joins where it touches the lesion.
+
+    The territory only groups findings (:func:`group_lesions`: a finding on the tumour's bulk joins
+    the tumour); the mass is measured on its voxels inside the lung. Growing the measurement into
+    the territory was tried and withdrawn: next to the heart the territory takes the heart's edge,
+    and a 22 mm juxta-cardiac nodule became a large "solid mass" off its centre (training/README.md).
+
+    Args:
+        volume: the study.
+        lung: its lung mask.
+        voxels: the lesion as sorted flat voxel indices (at least one).
+
+    Returns:
+        Sorted flat voxel indices: the lesion and the tissue that joined it.
+    """
+    g = volume.geometry
+    spacing = np.asarray(g.spacing_zyx, dtype=np.float64)
+    idx = np.stack(np.unravel_index(voxels, volume.shape_zyx), axis=1)
+    grow = np.array([0, *np.ceil(MASS_GROW_MM / spacing[1:]).astype(int)])
+    lo = np.maximum(idx.min(axis=0) - grow, 0)
+    hi = np.minimum(idx.max(axis=0) + grow + 1, volume.shape_zyx)
+    box = (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])), slice(int(lo[2]), int(hi[2])))
+    sub = volume.hu_zyx[box].astype(np.float32)
+    lesion = np.zeros(sub.shape, dtype=bool)
+    lesion[tuple((idx - lo).T)] = True
+    smooth = ndimage.gaussian_filter(sub, sigma=(0.0, 1.0 / spacing[1], 1.0 / spacing[2]))
+    hull = _slice_hulls(_lung_box(lung, box, sub.shape))
+    near = ndimage.distance_transform_edt(~lesion, sampling=(1e6, spacing[1], spacing[2])) <= MASS_GROW_MM
+    tissue = (smooth > MASS_TISSUE_HU) & (smooth < MASS_BONE_HU) & hull & near & ~lesion
+    if not tissue.any():
+        return voxels
+    # an opening by a ball of MASS_NECK_MM (distance transforms in mm), in-plane: slices up to 5 mm thick
+    depth = ndimage.distance_transform_edt(tissue, sampling=(1e6, spacing[1], spacing[2]))
+    reach = ndimage.distance_transform_edt(depth <= MASS_NECK_MM, sampling=(1e6, spacing[1], spacing[2]))
+    opened = tissue & (reach <= MASS_NECK_MM + 0.5 * float(spacing[1:].min()))
+    labels, _ = ndimage.label(opened | lesion)
+    ids = np.unique(labels[lesion])
+    grown = np.isin(labels, ids[ids > 0]) | lesion
+    out = np.argwhere(grown) + lo
+    return np.asarray(np.ravel_multi_index(out.T, volume.shape_zyx), dtype=np.int64)
+
+
 def measure_lesion(
     volume: Volume,
     lung: LungMask,
@@ -548,60 +628,75 @@ def unmeasured_finding(
 LESION_OVERLAP = 0.1
 
 
-def group_lesions(centres_flat: NDArray[np.int64], masks: Sequence[NDArray[np.int64]]) -> list[list[int]]:
+def group_lesions(
+    centres_flat: NDArray[np.int64],
+    masks: Sequence[NDArray[np.int64]],
+    territories: Sequence[NDArray[np.int64]] | None = None,
+) -> list[list[int]]:
     """One group per lesion, from findings ordered best first.
 
     Args:
         centres_flat: each finding's centre as a flat voxel index of the volume (-1: outside).
         masks: each finding's :func:`segment_lesion` voxels (sorted flat indices; empty: not
             segmented).
+        territories: each finding's :func:`mass_territory` when its lesion is a mass (sorted flat
+            indices; empty or None: none), for grouping only.
 
     Returns:
         Groups of finding indices, best first, the best finding first in each (it may be
         unsegmented when a later member's mask holds its centre). A finding joins
         the best lesion it belongs to: its centre lies in the lesion's voxels (the union of its
-        members' masks), its mask holds the lesion's first centre, or its mask shares at least
-        :data:`LESION_OVERLAP` of the smaller of the two masks with the lesion (then its mask
-        joins the union). A finding that belongs to several lesions so far joins them into one
-        (a mass whose fragments were reached apart). Fragments of one lesion (a candidate on a
-        part-solid nodule's core and one on its halo, or several on a mass) thus become one
-        finding, while a nodule beside another keeps its own: separate nodules' masks are
-        separate components.
+        members' masks) or its territory, its mask or territory holds the lesion's first centre,
+        or its mask shares at least :data:`LESION_OVERLAP` of the smaller of the two masks with
+        the lesion (then its mask joins the union). A finding that belongs to several lesions so
+        far joins them into one (a mass whose fragments were reached apart). Fragments of one
+        lesion (a candidate on a part-solid nodule's core and one on its halo, several on a mass,
+        one on a tumour's bulk outside the lung mask) thus become one finding, while a nodule
+        beside another keeps its own: separate nodules' masks are separate components.
     """
+    empty = np.zeros(0, dtype=np.int64)
+    own = [np.asarray(t, dtype=np.int64) for t in territories] if territories is not None else [empty] * len(masks)
     groups: list[list[int] | None] = []
     unions: list[NDArray[np.int64]] = []
+    reaches: list[NDArray[np.int64]] = []  # the union of the members' territories
     for i, (centre, mask) in enumerate(zip(centres_flat, masks, strict=True)):
         hits: list[tuple[int, bool]] = []  # the lesions it belongs to, and whether its mask joins
         for g, union in enumerate(unions):
             members = groups[g]
             if members is None:
                 continue
-            # the lesion's first mask (its best segmented member)
-            lead = next((masks[n] for n in members if len(masks[n])), masks[members[0]])
-            if len(union) == 0:  # an unsegmented lesion: a mask holding its centre takes it in
-                if _holds(mask, int(centres_flat[members[0]])):
+            first_centre = int(centres_flat[members[0]])
+            holds_first = _holds(mask, first_centre) or _holds(own[i], first_centre)
+            if len(union) == 0:  # an unsegmented lesion: a mask (or territory) holding its centre takes it in
+                if holds_first or _holds(reaches[g], int(centre)):
                     hits.append((g, True))
                 continue
+            # the lesion's first mask (its best segmented member)
+            lead = next((masks[n] for n in members if len(masks[n])), masks[members[0]])
             overlap = len(mask) > 0 and len(np.intersect1d(mask, union, assume_unique=True)) >= LESION_OVERLAP * min(
                 len(mask), max(len(lead), 1)
             )
-            if overlap or _holds(union, int(centre)) or _holds(mask, int(centres_flat[members[0]])):
-                hits.append((g, overlap or len(union) == 0))
+            if overlap or holds_first or _holds(union, int(centre)) or _holds(reaches[g], int(centre)):
+                hits.append((g, overlap))
         if not hits:
             groups.append([i])
             unions.append(np.asarray(mask, dtype=np.int64))
+            reaches.append(own[i])
             continue
         g0, joins = hits[0]
         first = groups[g0]
         assert first is not None
         first.append(i)
-        if joins:
+        if joins or len(unions[g0]) == 0:
             unions[g0] = np.union1d(unions[g0], mask)
+        if len(own[i]):
+            reaches[g0] = np.union1d(reaches[g0], own[i])
         for g, _ in hits[1:]:  # its lesion bridges two: one lesion (a mass its fragments reached apart)
             other = groups[g]
             assert other is not None
             first.extend(other)
             unions[g0] = np.union1d(unions[g0], unions[g])
+            reaches[g0] = np.union1d(reaches[g0], reaches[g])
             groups[g] = None
         first.sort()
     return [members for members in groups if members is not None]
