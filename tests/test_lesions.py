@@ -178,6 +178,20 @@ def test_a_finding_that_bridges_two_lesions_joins_them():
     assert group_lesions(np.array([150, 1050, 5005, 600]), [a, b, c, bridge]) == [[0, 1, 3], [2]]
 
 
+def test_a_mass_territory_groups_findings_on_the_tumour_bulk():
+    """A finding on a tumour's bulk outside the lung mask (unsegmented, the best) joins the mass whose
+    territory holds its centre; a finding in no territory keeps its own; a territory does not join
+    masks by overlap (it only holds centres)."""
+    mass = np.arange(100, 200, dtype=np.int64)
+    territory = np.arange(100, 400, dtype=np.int64)  # the mass and the tissue beside it
+    empty = np.zeros(0, dtype=np.int64)
+    centres = np.array([350, 150, 5000])
+    assert group_lesions(centres, [empty, mass, empty], [empty, territory, empty]) == [[0, 1], [2]]
+    assert group_lesions(centres, [empty, mass, empty]) == [[0], [1], [2]]  # without: the tumour split
+    other = np.arange(300, 320, dtype=np.int64)  # a mask in the territory, its centre elsewhere: no join
+    assert group_lesions(np.array([150, 5010]), [mass, other], [territory, empty]) == [[0], [1]]
+
+
 def test_lesion_measured_whole_when_the_best_candidate_does_not_segment(monkeypatch):
     """End to end through the lesion step: the best candidate's segmentation fails; its lesion is
     still one finding, measured on the other candidates' voxels, with the best candidate's score."""
@@ -378,3 +392,42 @@ def test_attached_vessels_are_cut_from_the_lesion():
     assert f.measured
     assert 14.0 <= f.long_axis_mm <= 19.0 and 14.0 <= f.diameter_mm <= 18.0, (f.long_axis_mm, f.diameter_mm)
     assert np.linalg.norm(np.subtract(f.center_xyz_mm, centre)) < 1.5
+
+
+@pytest.mark.parametrize("slice_mm", [2.5, 5.0])
+def test_mass_territory_holds_the_bulk_the_lung_mask_leaves_out(slice_mm):
+    """A 50 mm solid mass broad-based on the chest wall indents the lung deeper than the lung mask's
+    closing reaches, so its bulk lies outside the mask; a candidate on its ground-glass rim (inside the
+    mask) segments the rim alone. The rim is a mass, and its territory holds most of the solid bulk
+    but not the chest wall beyond: a finding on the bulk groups with it (the rim is what is measured)."""
+    from nodeview.core.detect.findings import segment_lesion, territory_if_mass
+
+    rng = np.random.default_rng(1)
+    shape = (int(120 / slice_mm), 200, 220)
+    geometry = Geometry(shape, (slice_mm, 0.8, 0.8), (0.0, 0.0, 0.0))
+    z, y, x = np.mgrid[0 : shape[0], 0 : shape[1], 0 : shape[2]].astype(np.float32)
+    zm, ym, xm = z * slice_mm, y * 0.8, x * 0.8
+    hu = np.full(shape, -1000.0, dtype=np.float32)
+    body = ((ym - 80) / 75) ** 2 + ((xm - 88) / 85) ** 2 < 1
+    hu[body] = 40.0
+    lung = ((ym - 80) / 55) ** 2 + ((xm - 80) / 60) ** 2 + ((zm - 60) / 50) ** 2 < 1
+    hu[lung] = -850.0
+    c = np.array([125.0, 80.0, 60.0])  # x, y, z mm: 15 mm inside the lung's lateral edge
+    r = np.sqrt((xm - c[0]) ** 2 + (ym - c[1]) ** 2 + (zm - c[2]) ** 2)
+    mass = (r <= 25.0) & body
+    halo = (r > 25.0) & (r <= 33.0) & lung  # ground glass around it, in the lung
+    hu[mass] = 35.0
+    hu[halo] = -450.0
+    hu += rng.normal(0, 15, shape).astype(np.float32)
+    volume = Volume(np.rint(hu).astype(np.int16), geometry, series_uid="1.2.3.6", description="mass on the wall")
+    lung_mask = segment_lungs(volume.hu_zyx, geometry)
+    assert (lung_mask.full_resolution(shape) & mass).sum() < 0.05 * mass.sum()  # the bulk is outside the mask
+    voxels = segment_lesion(volume, lung_mask, (c[0] - 29.0, c[1], c[2]), 15.0)
+    rim = np.zeros(shape, dtype=bool)
+    rim.reshape(-1)[voxels] = True
+    assert (rim & mass).sum() < 0.05 * mass.sum()  # measured on the rim inside the lung
+    territory = np.zeros(shape, dtype=bool)
+    territory.reshape(-1)[territory_if_mass(volume, lung_mask, voxels)] = True
+    assert (territory & mass).sum() >= 0.6 * mass.sum()
+    assert (territory & ~(mass | halo)).sum() <= 0.05 * territory.sum()  # not the chest wall
+    assert len(territory_if_mass(volume, lung_mask, voxels[: len(voxels) // 50])) == 0  # a fragment: no territory
