@@ -24,6 +24,8 @@
 #   bash training/reproduce.sh topk21          issue 21: the re-ranker's CNN on the first 3000 proposals instead of 1000
 #   bash training/reproduce.sh mass21          issue 21: how much of A0001's tumour its finding measures (masses grown
 #                                              beyond the lung mask)
+#   bash training/reproduce.sh territory21     issue 21: the shipped cascade since 2026-12-05: the first 3000 proposals,
+#                                              a mass's territory grouping findings (after topk21, for runs/topk3000)
 #                                         (proposal recall curve, cascade on validation against the shipped one, timing)
 # The default model (v3) is stage 1 (train: from scratch), stage 2 (finetune: hard-negative mining)
 # and stage 3 (finetune3: nodule-balanced positives rotated about z only); eval and export use the
@@ -510,4 +512,26 @@ if [ "$STEP" = mass21 ]; then
   # the shipped cascade on the validation patients with the lesion grouping of this commit
   $PY -m training.engine.evaluate_real --set val=data/real-val/annotations.csv --real-ct ../shared/data/real-ct \
       --cache runs/eval-group21 --out training/results/real-val-group21.json
+fi
+if [ "$STEP" = territory21 ]; then
+  # issue 21, 2026-12-05: the first 3000 proposals with mass territories grouping findings, against the first 1000 with
+  # the same grouping (the rule in training/README.md); runs/topk3000 as made by the topk21 step
+  git show 9a65b61:resources/models/nodeview-reranker.onnx > runs/reranker-top1000.onnx  # the top_k 1000 file
+  $PY -m training.engine.evaluate_real --model runs/topk3000/nodeview-nodule.onnx \
+      --reranker runs/topk3000/nodeview-reranker.onnx --set val=data/real-val/annotations.csv --choose-on val \
+      --fp-per-scan 1 --against-model resources/models/nodeview-nodule.onnx --against-reranker runs/reranker-top1000.onnx \
+      --cache runs/eval-terr --real-ct ../shared/data/real-ct --out training/results/real-val-topk3000-territory.json
+  T="$($PY -c "import json; print(json.load(open('training/results/real-val-topk3000-territory.json'))['threshold'])")"
+  $PY -m training.export.real_release bind --model resources/models/nodeview-nodule.onnx --reranker runs/reranker-top1000.onnx \
+      --threshold "$T" --top-k 3000 --out resources/models/nodeview-reranker.onnx
+  $PY benchmarks/detect.py --no-gui
+  # the test patients (nothing chosen on them), then the synthetic held-out scans of real-final
+  $PY -m training.engine.evaluate_real --threshold "$T" --set test=data/real-test/annotations.csv \
+      --real-ct ../shared/data/real-ct --against-model resources/models/nodeview-nodule.onnx \
+      --against-reranker runs/reranker-top1000.onnx --cache runs/eval-terr --out training/results/real-test-topk3000-territory.json
+  $PY -m training.evaluation.proposal_recall --data data/real-test/annotations.csv --max-candidates 3000 \
+      --out training/results/proposal-recall-real-test-top3000.json
+  $PY -m training.engine.evaluate_real --threshold "$T" --set syn-test=data/syn-test-all.csv --cache runs/eval-terr \
+      --out training/results/syn-test-topk3000-territory.json
+  $PY -m training.evaluation.mass_extent --real-ct ../shared/data/real-ct --out training/results/a0001-mass-extent.json
 fi
