@@ -57,7 +57,7 @@ THIN_SLICE_MAX_MM = 2.5
 SLICE_GROUPS = (f"<= {THIN_SLICE_MAX_MM:g} mm", f"> {THIN_SLICE_MAX_MM:g} mm")
 #: Said when a mass is among the findings at the operating threshold: the segmentation keeps to the
 #: lung mask, whose closing does not reach the bulk of a tumour lying broad-based on the pleura or the
-#: mediastinum (Lung-PET-CT-Dx-A0001: 2.6 % of the tissue the radiologists boxed; training/README.md).
+#: mediastinum (Lung-PET-CT-Dx-A0001: 2.7 % of the tissue the radiologists boxed in kernel L; training/README.md).
 MASS_CAVEAT = (
     "A mass is measured on its part inside the lung: a tumour lying broad-based on the pleura or the "
     "mediastinum can be much larger than measured. Check its size on the images"
