@@ -421,12 +421,15 @@ def territory_if_mass(volume: Volume, lung: LungMask, voxels: NDArray[np.int64])
     smaller one or none."""
     if len(voxels) == 0:
         return np.zeros(0, dtype=np.int64)
-    if not _mass_sized(volume, np.stack(np.unravel_index(voxels, volume.shape_zyx), axis=1)):
+    idx = np.stack(np.unravel_index(voxels, volume.shape_zyx), axis=1)
+    if not _mass_sized(volume, idx):
         return np.zeros(0, dtype=np.int64)
-    return mass_territory(volume, lung, voxels)
+    return mass_territory(volume, lung, voxels, idx)
 
 
-def mass_territory(volume: Volume, lung: LungMask, voxels: NDArray[np.int64]) -> NDArray[np.int64]:
+def mass_territory(
+    volume: Volume, lung: LungMask, voxels: NDArray[np.int64], idx: NDArray[np.intp] | None = None
+) -> NDArray[np.int64]:
     """A mass segmented inside the lung mask and the tissue next to it that the closed mask left out.
 
     A tumour that lies broad-based on the pleura or the mediastinum indents the lung deeper than the
@@ -446,13 +449,15 @@ def mass_territory(volume: Volume, lung: LungMask, voxels: NDArray[np.int64]) ->
         volume: the study.
         lung: its lung mask.
         voxels: the lesion as sorted flat voxel indices (at least one).
+        idx: the same voxels as (N, 3) zyx indices, when the caller has them.
 
     Returns:
         Sorted flat voxel indices: the lesion and the tissue that joined it.
     """
     g = volume.geometry
     spacing = np.asarray(g.spacing_zyx, dtype=np.float64)
-    idx = np.stack(np.unravel_index(voxels, volume.shape_zyx), axis=1)
+    if idx is None:
+        idx = np.stack(np.unravel_index(voxels, volume.shape_zyx), axis=1)
     grow = np.array([0, *np.ceil(MASS_GROW_MM / spacing[1:]).astype(int)])
     lo = np.maximum(idx.min(axis=0) - grow, 0)
     hi = np.minimum(idx.max(axis=0) + grow + 1, volume.shape_zyx)
@@ -687,7 +692,7 @@ def group_lesions(
         first = groups[g0]
         assert first is not None
         first.append(i)
-        if joins or len(unions[g0]) == 0:
+        if joins:  # by overlap, or it took in an unsegmented lesion
             unions[g0] = np.union1d(unions[g0], mask)
         if len(own[i]):
             reaches[g0] = np.union1d(reaches[g0], own[i])
